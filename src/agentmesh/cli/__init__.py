@@ -1,0 +1,45 @@
+"""The ``agentmesh`` command line.
+
+Each command group lives in its own module exposing ``register(subparsers)``;
+``register`` attaches the handler to its parser (``set_defaults(handler=...)``),
+so dispatch is by the parsed object, never by comparing command names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from agentmesh.cli import models as models_cmd
+
+__all__ = ["build_parser", "main"]
+
+_GROUPS = (models_cmd,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every command group registered."""
+    parser = argparse.ArgumentParser(
+        prog="agentmesh",
+        description="Workflows whose every node is routed to the right model.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for group in _GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code.
+
+    Exit codes: 0 success, 1 the model call failed, 2 bad usage or configuration.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Helpers shared by CLI commands: catalog option, output, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from agentmesh.models import Catalog, CatalogError, load_catalog
+
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "add_models_option",
+    "emit_json",
+    "open_catalog",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def add_models_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--models FILE`` (default: ``$AGENTMESH_MODELS``)."""
+    default = os.environ.get("AGENTMESH_MODELS")
+    parser.add_argument(
+        "--models",
+        metavar="FILE",
+        default=default,
+        required=default is None,
+        help="model catalog YAML (default: $AGENTMESH_MODELS)",
+    )
+
+
+def open_catalog(path: str) -> Catalog | None:
+    """Load the catalog, printing the error and returning ``None`` when it is invalid."""
+    try:
+        return load_catalog(path)
+    except CatalogError as exc:
+        print(f"agentmesh: {exc}", file=sys.stderr)
+        return None
+
+
+def emit_json(value: Any) -> None:
+    """Print ``value`` as indented JSON on stdout."""
+    print(json.dumps(value, indent=2, ensure_ascii=False))

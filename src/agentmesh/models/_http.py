@@ -1,0 +1,268 @@
+"""What the HTTP adapters share: status mapping, Retry-After, SSE, transport errors.
+
+Kept private: the public contract is :class:`~agentmesh.models.client.ModelClient`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, NoReturn
+
+import httpx
+
+from agentmesh.models.client import ModelClient
+from agentmesh.models.errors import (
+    AuthError,
+    BadRequest,
+    ContentFiltered,
+    ContextOverflow,
+    MalformedResponse,
+    ModelError,
+    RateLimited,
+    Timeout,
+    Unavailable,
+    redact,
+)
+from agentmesh.models.spec import ModelSpec
+
+__all__ = [
+    "HttpModelClient",
+    "default_http_client",
+    "error_for_status",
+    "parse_retry_after",
+    "sse_events",
+]
+
+_CONTEXT_MARKERS = re.compile(
+    r"context[_ ]length|context window|maximum context|too many tokens|prompt is too long"
+    r"|exceeds? the (?:model'?s? )?(?:maximum|context)|input is too long|n_ctx",
+    re.IGNORECASE,
+)
+_FILTER_MARKERS = re.compile(
+    r"content[_ ]?filter|content[_ ]policy|content management policy|flagged|safety system",
+    re.IGNORECASE,
+)
+_STATUS_ERRORS: Mapping[int, type[ModelError]] = {
+    400: BadRequest,
+    401: AuthError,
+    403: AuthError,
+    404: BadRequest,
+    408: Timeout,
+    409: Unavailable,
+    413: ContextOverflow,
+    422: BadRequest,
+    429: RateLimited,
+    504: Timeout,
+}
+_MAX_DETAIL = 300
+
+
+def default_http_client() -> httpx.AsyncClient:
+    """The pooled client a gateway builds when none is injected.
+
+    Connections are kept alive and reused across calls and adapters; the
+    connect limit is short so dead hosts fail fast, the read limit generous
+    because generation is slow.
+    """
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(120.0, connect=5.0),
+        limits=httpx.Limits(max_connections=256, max_keepalive_connections=128),
+    )
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date)."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(0.0, float(millis) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _error_detail(body: str) -> str:
+    """The provider's message from an error body, or the body itself, shortened."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.strip()[:_MAX_DETAIL]
+    if isinstance(data, dict):
+        error = data.get("error", data)
+        if isinstance(error, dict):
+            message = error.get("message") or error.get("type") or json.dumps(error)
+            code = error.get("code") or error.get("type")
+            text = str(message) if not code or str(code) in str(message) else f"{code}: {message}"
+            return text[:_MAX_DETAIL]
+        if isinstance(error, str):
+            return error[:_MAX_DETAIL]
+    return body.strip()[:_MAX_DETAIL]
+
+
+def error_for_status(
+    status: int,
+    body: str,
+    headers: Mapping[str, str],
+    *,
+    spec: ModelSpec,
+    secrets: tuple[str | None, ...] = (),
+) -> ModelError:
+    """Classify an HTTP error response into the taxonomy.
+
+    4xx bodies that speak of the context window become :class:`ContextOverflow`,
+    those that speak of content policy :class:`ContentFiltered`; 429 becomes
+    :class:`RateLimited` with its Retry-After; other 5xx :class:`Unavailable`.
+    """
+    # Redact before shortening: a key cut in half by the limit would no longer match.
+    detail = _error_detail(redact(body, secrets)) or httpx.codes.get_reason_phrase(status)
+    if status == 429:
+        return RateLimited(
+            detail,
+            retry_after=parse_retry_after(headers),
+            model_id=spec.id,
+            provider=spec.provider.value,
+            status_code=status,
+        )
+    error_type = _STATUS_ERRORS.get(status, Unavailable if status >= 500 else BadRequest)
+    if 400 <= status < 500 and status != 408:
+        if _CONTEXT_MARKERS.search(detail):
+            error_type = ContextOverflow
+        elif _FILTER_MARKERS.search(detail):
+            error_type = ContentFiltered
+    return error_type(detail, model_id=spec.id, provider=spec.provider.value, status_code=status)
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
+    """Yield ``(event, data)`` pairs of a Server-Sent Events body.
+
+    Follows the SSE format: ``data:`` lines of one event are joined with
+    newlines, an empty line ends the event, comment lines (``:``) are skipped,
+    and an event with no ``event:`` field is called ``message``.
+    """
+    event, data = "", list[str]()
+    async for line in response.aiter_lines():
+        if not line:
+            if data:
+                yield event or "message", "\n".join(data)
+            event, data = "", list[str]()
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event = value
+    if data:
+        yield event or "message", "\n".join(data)
+
+
+class HttpModelClient(ModelClient):
+    """Base of adapters that speak JSON over the shared pooled ``httpx.AsyncClient``.
+
+    Subclasses build the body and parse the answer; this class sends, applies
+    the timeout and maps every transport failure and error status into the
+    taxonomy, with secrets redacted.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        http: httpx.AsyncClient,
+        url: str,
+        headers: Mapping[str, str],
+        secrets: tuple[str | None, ...] = (),
+    ) -> None:
+        super().__init__(spec)
+        self._http = http
+        self._url = url
+        self._headers = dict(headers)
+        self._secrets = secrets
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.spec.id!r}, url={self._url!r})"
+
+    def preview(self, value: object, limit: int = 120) -> str:
+        """A short quoted excerpt of ``value`` for messages: redacted, then cut."""
+        return repr(redact(str(value), self._secrets)[:limit])
+
+    def malformed(self, message: str) -> MalformedResponse:
+        """A :class:`MalformedResponse` for this model, with secrets redacted."""
+        return self.error(MalformedResponse, redact(message, self._secrets))
+
+    @contextmanager
+    def _transport_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            raise self.error(Timeout, f"{type(exc).__name__} talking to {self._url}") from None
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            # Connection refused/reset, protocol errors, a stream cut short.
+            detail = redact(str(exc) or type(exc).__name__, self._secrets)
+            raise self.error(Unavailable, f"{detail} ({self._url})") from None
+
+    def _timeout(self, seconds: float | None) -> httpx.Timeout:
+        """Per-operation limits for one request (the gateway bounds the total)."""
+        limit = seconds if seconds is not None else self.spec.timeout_s
+        return httpx.Timeout(limit, connect=min(5.0, limit))
+
+    def _raise_for(self, response: httpx.Response, body: str) -> NoReturn:
+        raise error_for_status(
+            response.status_code, body, response.headers, spec=self.spec, secrets=self._secrets
+        )
+
+    async def post_json(self, body: Mapping[str, Any], *, read_timeout: float | None) -> Any:
+        """POST ``body`` and return the decoded JSON answer."""
+        with self._transport_errors():
+            response = await self._http.post(
+                self._url, json=body, headers=self._headers, timeout=self._timeout(read_timeout)
+            )
+        if response.status_code >= 400:
+            self._raise_for(response, response.text)
+        try:
+            return response.json()
+        except ValueError:
+            raise self.malformed(f"response is not JSON: {self.preview(response.text)}") from None
+
+    @asynccontextmanager
+    async def post_stream(
+        self, body: Mapping[str, Any], *, read_timeout: float | None
+    ) -> AsyncIterator[AsyncIterator[tuple[str, str]]]:
+        """POST ``body`` and yield an iterator of its SSE ``(event, data)`` pairs."""
+        with self._transport_errors():
+            async with self._http.stream(
+                "POST",
+                self._url,
+                json=body,
+                headers=self._headers,
+                timeout=self._timeout(read_timeout),
+            ) as response:
+                if response.status_code >= 400:
+                    body_text = (await response.aread()).decode("utf-8", "replace")
+                    self._raise_for(response, body_text)
+                yield sse_events(response)
+
+    def parse_json(self, data: str) -> Any:
+        """Decode one JSON payload of a stream, or raise :class:`MalformedResponse`."""
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise self.malformed(f"stream event is not JSON: {self.preview(data)}") from None

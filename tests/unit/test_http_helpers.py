@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import email.utils
+
+import httpx
+import pytest
+
+from agentmesh.models._http import parse_retry_after, sse_events
+from agentmesh.models.errors import ModelError, redact
+from agentmesh.models.tokens import estimate_tokens
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after": "12"}, 12.0),
+        ({"retry-after": "0.5"}, 0.5),
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"retry-after": "-3"}, 0.0),
+        ({"retry-after": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_seconds(headers: dict[str, str], expected: float | None) -> None:
+    assert parse_retry_after(headers) == expected
+
+
+def test_retry_after_http_date() -> None:
+    now = 1_700_000_000.0
+    header = email.utils.formatdate(now + 30, usegmt=True)
+    assert parse_retry_after({"retry-after": header}, now=now) == pytest.approx(30.0)
+
+
+async def test_sse_parser_follows_the_format() -> None:
+    body = (
+        b": comment line\n"
+        b'event: message_start\ndata: {"a": 1}\n\n'
+        b"data: line one\ndata: line two\n\n"
+        b"data:no-space\n\n"
+        b"data: last without blank line"
+    )
+    response = httpx.Response(200, content=body)
+    events = [e async for e in sse_events(response)]
+    assert events == [
+        ("message_start", '{"a": 1}'),
+        ("message", "line one\nline two"),
+        ("message", "no-space"),
+        ("message", "last without blank line"),
+    ]
+
+
+def test_redact_hides_secrets_but_not_short_strings() -> None:
+    assert redact("key sk-abcdef123 leaked", ["sk-abcdef123"]) == "key *** leaked"
+    assert redact("a b c", ["a", None, ""]) == "a b c"
+
+
+def test_model_error_str_names_model_and_status() -> None:
+    error = ModelError("boom", model_id="m", status_code=500)
+    assert str(error) == "m: boom (HTTP 500)"
+    assert repr(error) == "ModelError('m: boom (HTTP 500)')"
+
+
+@pytest.mark.parametrize(
+    ("text", "low", "high"),
+    [
+        ("", 0, 0),
+        ("hello world", 2, 2),
+        ("The quick brown fox jumps over the lazy dog.", 9, 11),
+        ("1234567", 7, 7),
+        ("print('hi')", 5, 7),
+        ("Routing saves money when the cheap model is good enough for the step.", 13, 17),
+    ],
+)
+def test_token_estimate_is_plausible(text: str, low: int, high: int) -> None:
+    assert low <= estimate_tokens(text) <= high
+
+
+def test_token_estimate_counts_at_least_one_token_per_word() -> None:
+    assert estimate_tokens("pneumonoultramicroscopicsilicovolcanoconiosis") >= 1
+    assert estimate_tokens("a " * 100) >= 100

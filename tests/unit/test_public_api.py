@@ -1,0 +1,52 @@
+"""The curated public surface: what each module exports exists and is documented."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+MODULES = [
+    "agentmesh.models",
+    "agentmesh.models.errors",
+    "agentmesh.models.spec",
+    "agentmesh.models.types",
+    "agentmesh.models.client",
+    "agentmesh.models.catalog",
+    "agentmesh.models.gateway",
+    "agentmesh.models.openai",
+    "agentmesh.models.anthropic",
+    "agentmesh.models.langchain",
+    "agentmesh.models.llamacpp",
+    "agentmesh.models.scripted",
+    "agentmesh.models.tokens",
+    "agentmesh.testing",
+    "agentmesh.cli",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_all_is_defined_and_resolves(name: str) -> None:
+    module = importlib.import_module(name)
+    assert module.__doc__, f"{name} needs a module docstring"
+    exported = module.__all__
+    assert sorted(set(exported)) == sorted(exported), "no duplicates"
+    for symbol in exported:
+        assert hasattr(module, symbol), f"{name}.__all__ names missing {symbol}"
+
+
+def test_models_package_reexports_every_public_name_of_its_core_modules() -> None:
+    package = importlib.import_module("agentmesh.models")
+    for name in ["agentmesh.models.errors", "agentmesh.models.catalog", "agentmesh.models.types"]:
+        module = importlib.import_module(name)
+        missing = [s for s in module.__all__ if s not in package.__all__ and not s.startswith("_")]
+        assert missing in ([], ["redact"], ["last_user_text", "message_text"]), missing
+
+
+def test_importing_agentmesh_does_not_import_llama_cpp() -> None:
+    import subprocess
+    import sys
+
+    code = "import agentmesh.models, sys; print('llama_cpp' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
