@@ -34,4 +34,6 @@ check: install
 	$(BIN)/mypy --strict src
 
 bench: install
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/gateway_overhead.py
+	$(PY) benchmarks/routing_overhead.py

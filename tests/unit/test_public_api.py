@@ -21,6 +21,18 @@ MODULES = [
     "agentmesh.models.scripted",
     "agentmesh.models.tokens",
     "agentmesh.testing",
+    "agentmesh.routing",
+    "agentmesh.routing.types",
+    "agentmesh.routing.state",
+    "agentmesh.routing.matrix",
+    "agentmesh.routing.policy",
+    "agentmesh.routing.context",
+    "agentmesh.routing.filters",
+    "agentmesh.routing.classify",
+    "agentmesh.routing.features",
+    "agentmesh.routing.strategies",
+    "agentmesh.routing.router",
+    "agentmesh.testing.conformance",
     "agentmesh.cli",
 ]
 

@@ -1,0 +1,123 @@
+"""``agentmesh route``: ask the router for a decision and print it, explained."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from agentmesh.cli._common import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    add_models_option,
+    emit_json,
+    open_catalog,
+)
+from agentmesh.models import Capability
+from agentmesh.routing import (
+    STRATEGIES,
+    NoRoute,
+    Policy,
+    PolicyError,
+    RouteDecision,
+    Router,
+    RouteRequest,
+    load_policy,
+)
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Attach ``route``."""
+    parser = sub.add_parser("route", help="show which model the router picks, and why")
+    add_models_option(parser)
+    parser.add_argument("--strategy", choices=sorted(STRATEGIES), help="overrides the policy's")
+    parser.add_argument("--policy", metavar="FILE", help="policy YAML (strategy, bounds, params)")
+    parser.add_argument("--prompt", required=True, help="the prompt to route")
+    parser.add_argument("--role", default="executor", help="the asking node's role")
+    parser.add_argument("--task", help="task label (default: classified from the prompt)")
+    parser.add_argument("--node", default="cli", help="the asking node's name")
+    parser.add_argument(
+        "--require",
+        action="append",
+        default=[],
+        choices=[c.value for c in Capability],
+        help="a needed capability (repeatable)",
+    )
+    parser.add_argument("--max-output-tokens", type=int, default=1024)
+    parser.add_argument("--escalation", type=int, default=0, help="escalation level")
+    parser.add_argument("--json", action="store_true", help="print the decision as JSON")
+    parser.set_defaults(handler=_route)
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    base: dict[str, Any] = {}
+    if args.policy:
+        base = load_policy(args.policy).model_dump(exclude_defaults=True)
+    if args.strategy:
+        if base.get("strategy") != args.strategy:
+            base.pop("params", None)  # the policy file's params belong to its own strategy
+        base["strategy"] = args.strategy
+    return Policy.from_mapping(base, source=args.policy or "--strategy")
+
+
+def _show(decision: RouteDecision) -> str:
+    lines = [
+        f"chosen:    {decision.chosen}",
+        f"strategy:  {decision.strategy}",
+        f"reason:    {decision.reason}",
+        f"task:      {decision.task or '-'}",
+    ]
+    if len(decision.selected) > 1:
+        lines.append(f"selected:  {', '.join(decision.selected)}")
+    lines.append(f"fallbacks: {', '.join(decision.fallbacks) or '-'}")
+    lines.append("candidates:")
+    lines += [f"  {c.model:<20} {c.score:>12.4f}  {c.note}" for c in decision.candidates]
+    if decision.excluded:
+        lines.append("excluded:")
+        lines += [f"  {e.model:<20} [{e.by}] {e.why}" for e in decision.excluded]
+    return "\n".join(lines)
+
+
+def _route(args: argparse.Namespace) -> int:
+    catalog = open_catalog(args.models)
+    if catalog is None:
+        return EXIT_CONFIG
+    try:
+        policy = _policy(args)
+        router = Router(catalog, policy=policy)
+    except (PolicyError, ValueError) as exc:
+        print(f"agentmesh: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    request = RouteRequest(
+        node=args.node,
+        role=args.role,
+        task=args.task,
+        prompt=args.prompt,
+        max_output_tokens=args.max_output_tokens,
+        capabilities=frozenset(Capability(c) for c in args.require),
+        escalation=args.escalation,
+    )
+    try:
+        decision = asyncio.run(router.route(request))
+    except NoRoute as exc:
+        if args.json:
+            emit_json(
+                {
+                    "error": {"type": type(exc).__name__, "message": str(exc)},
+                    "excluded": [
+                        {"model": e.model, "why": e.why, "by": e.by} for e in exc.excluded
+                    ],
+                }
+            )
+        else:
+            print(f"agentmesh: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        emit_json(decision.to_dict())
+    else:
+        print(_show(decision))
+    return EXIT_OK

@@ -1,0 +1,73 @@
+"""The routing service: every node picks its model through one shared `Router`.
+
+Policies (filters' bounds + one strategy) say what a node needs; the router
+answers with an explainable :class:`RouteDecision` and learns from each
+recorded :class:`Outcome` through a shared :class:`RoutingState`.
+"""
+
+from agentmesh.routing.classify import (
+    Classification,
+    Classifier,
+    LLMClassifier,
+    RuleClassifier,
+)
+from agentmesh.routing.context import RouteContext
+from agentmesh.routing.filters import DEFAULT_FILTERS, Filter
+from agentmesh.routing.matrix import MatrixError, RoutingMatrix
+from agentmesh.routing.policy import BudgetLimits, Constraints, Policy, PolicyError, load_policy
+from agentmesh.routing.router import Router
+from agentmesh.routing.state import (
+    BreakerState,
+    InMemoryRoutingState,
+    ModelStats,
+    QualityCell,
+    RoutingState,
+    Snapshot,
+)
+from agentmesh.routing.strategies import STRATEGIES, LearnedModel, Ranking, Strategy
+from agentmesh.routing.types import (
+    BudgetExceeded,
+    Candidate,
+    Exclusion,
+    NoRoute,
+    Outcome,
+    RouteDecision,
+    RouteRequest,
+    RoutingError,
+)
+
+__all__ = [
+    "DEFAULT_FILTERS",
+    "STRATEGIES",
+    "BreakerState",
+    "BudgetExceeded",
+    "BudgetLimits",
+    "Candidate",
+    "Classification",
+    "Classifier",
+    "Constraints",
+    "Exclusion",
+    "Filter",
+    "InMemoryRoutingState",
+    "LLMClassifier",
+    "LearnedModel",
+    "MatrixError",
+    "ModelStats",
+    "NoRoute",
+    "Outcome",
+    "Policy",
+    "PolicyError",
+    "QualityCell",
+    "Ranking",
+    "RouteContext",
+    "RouteDecision",
+    "RouteRequest",
+    "Router",
+    "RoutingError",
+    "RoutingMatrix",
+    "RoutingState",
+    "Snapshot",
+    "Strategy",
+    "RuleClassifier",
+    "load_policy",
+]

@@ -1,0 +1,290 @@
+"""`Router`: the one routing service every node of every workflow asks.
+
+``route(request, policy)`` filters the catalog (each exclusion with its why),
+lets the policy's strategy rank what is left, reserves the call's worst-case
+cost against the budgets, and returns an explainable :class:`RouteDecision`.
+``record(decision, outcome)`` feeds latency, errors, quality and the actual
+cost back into the shared :class:`RoutingState`.
+
+The router holds configuration only; everything that changes lives in the
+state, so one router (or many, in many processes, over one shared store) gives
+one routing view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from itertools import count
+from typing import Any
+
+from agentmesh.models.catalog import Catalog
+from agentmesh.models.spec import ModelSpec
+from agentmesh.models.tokens import estimate_tokens
+from agentmesh.routing.classify import Classifier, RuleClassifier
+from agentmesh.routing.context import RouteContext
+from agentmesh.routing.filters import DEFAULT_FILTERS, Filter, TierFilter
+from agentmesh.routing.matrix import RoutingMatrix
+from agentmesh.routing.policy import BudgetLimits, Constraints, Policy
+from agentmesh.routing.state import InMemoryRoutingState, ModelStats, RoutingState
+from agentmesh.routing.strategies import Strategy, build_strategy
+from agentmesh.routing.strategies.base import Ranking
+from agentmesh.routing.types import (
+    BudgetExceeded,
+    Exclusion,
+    NoRoute,
+    Outcome,
+    RouteDecision,
+    RouteRequest,
+)
+
+__all__ = ["Router"]
+
+_PROMPT_OVERHEAD_TOKENS = 8
+
+
+class Router:
+    """Chooses a model for each request, and learns from what happened.
+
+    Args:
+        catalog: The models to choose from.
+        state: Where statistics, breakers, counters, budgets and quality
+            observations live; in memory by default.
+        policy: The policy for requests that bring none.
+        matrix: How quality estimates blend priors and observations.
+        classifier: Labels prompts with task and complexity (rules by default).
+        budgets: Per-run and global USD limits.
+        filters: The eligibility filters, in reporting order.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        state: RoutingState | None = None,
+        policy: Policy | None = None,
+        matrix: RoutingMatrix | None = None,
+        classifier: Classifier | None = None,
+        budgets: BudgetLimits | None = None,
+        filters: Sequence[Filter] = DEFAULT_FILTERS,
+    ) -> None:
+        if not len(catalog):
+            raise ValueError(f"{catalog.source}: a router needs at least one model")
+        self.catalog = catalog
+        self.state: RoutingState = state if state is not None else InMemoryRoutingState()
+        self.policy = policy if policy is not None else Policy()
+        self.matrix = matrix if matrix is not None else RoutingMatrix()
+        self.classifier: Classifier = classifier if classifier is not None else RuleClassifier()
+        self.budgets = budgets if budgets is not None else BudgetLimits()
+        self._specs: tuple[ModelSpec, ...] = catalog.specs
+        self._ids = tuple(s.id for s in self._specs)
+        self._min_tier = min(s.tier for s in self._specs)
+        # (id, USD per input token, USD per output token, output cap, window): the numbers
+        # every decision needs, read once.
+        self._prices = tuple(
+            (
+                s.id,
+                s.pricing.input / 1e6,
+                s.pricing.output / 1e6,
+                s.max_output_tokens,
+                s.context_window,
+            )
+            for s in self._specs
+        )
+        self._filters = tuple(filters)
+        self._filters_own_escalation = tuple(
+            TierFilter(escalate=False) if isinstance(f, TierFilter) else f for f in filters
+        )
+        self._strategies: dict[int, tuple[Policy, Strategy[Any]]] = {}
+        self._open: dict[str, float] = {}
+        self._prefix = os.urandom(4).hex()
+        self._ids_seq = count(1)
+
+    def strategy_for(self, policy: Policy) -> Strategy[Any]:
+        """The strategy instance of ``policy``, built once per policy object."""
+        found = self._strategies.get(id(policy))
+        if found is None or found[0] is not policy:
+            found = (policy, build_strategy(policy.strategy, policy.params))
+            self._strategies[id(policy)] = found
+        return found[1]
+
+    async def route(self, request: RouteRequest, policy: Policy | None = None) -> RouteDecision:
+        """Choose a model for ``request`` under ``policy`` (default: the router's).
+
+        Raises:
+            BudgetExceeded: Only budgets stood between the request and a model.
+            NoRoute: No model is eligible; the error lists every exclusion.
+        """
+        policy = policy or self.policy
+        strategy = self.strategy_for(policy)
+        constraints = Constraints.merge(policy, request)
+        verdict = None
+        if strategy.needs_classification or (
+            request.task is None and (strategy.needs_task or constraints.quality_floor is not None)
+        ):
+            verdict = await self.classifier.classify(request.prompt)
+        task = request.task if request.task is not None else (verdict.task if verdict else None)
+        limits = self.budgets.keys(request.run_id)
+        snapshot = await self.state.snapshot(
+            self._ids,
+            task=task,
+            budget_keys=[key for key, _ in limits],
+            counter=strategy.counter_key(request),
+        )
+        tokens = request.prompt_tokens
+        if tokens is None:
+            tokens = estimate_tokens(request.prompt) + _PROMPT_OVERHEAD_TOKENS
+        wanted = request.max_output_tokens
+        costs: dict[str, float] = {}
+        overflowing: list[str] = []
+        for model, per_in, per_out, cap, window in self._prices:
+            out = wanted if wanted < cap else cap
+            costs[model] = tokens * per_in + out * per_out
+            if tokens + out > window:
+                overflowing.append(model)
+        budgets = dict(limits)
+        ctx = RouteContext(
+            request=request,
+            constraints=constraints,
+            snapshot=snapshot,
+            matrix=self.matrix,
+            task=task,
+            classification=verdict,
+            prompt_tokens=tokens,
+            budgets=budgets,
+            costs=costs,
+            overflowing=frozenset(overflowing),
+            tightest=RouteContext.tightest_budget(
+                budgets, snapshot.spent, request.remaining_budget_usd
+            ),
+            min_catalog_tier=self._min_tier,
+        )
+        filters = self._filters_own_escalation if strategy.handles_escalation else self._filters
+        active = [f for f in filters if f.active(ctx)]
+        eligible: list[ModelSpec] = []
+        excluded: list[Exclusion] = []
+        for spec in self._specs:
+            for check in active:
+                why = check.why_not(spec, ctx)
+                if why is not None:
+                    excluded.append(Exclusion(spec.id, why, check.name))
+                    break
+            else:
+                eligible.append(spec)
+        if not eligible:
+            raise self._no_route(ctx, excluded)
+        ranking = await strategy.rank(eligible, ctx)
+        excluded.extend(ranking.excluded)
+        if not ranking.ranked:
+            raise self._no_route(ctx, excluded)
+        return await self._reserve(ctx, strategy, ranking, excluded, limits)
+
+    def _no_route(self, ctx: RouteContext, excluded: list[Exclusion]) -> NoRoute:
+        budget_only = [e for e in excluded if e.by == "budget"]
+        tightest = ctx.remaining()
+        if budget_only and tightest is not None and len(budget_only) == len(excluded):
+            needed = min(ctx.worst_cost(self.catalog[e.model]) for e in budget_only)
+            return BudgetExceeded(
+                ctx.request,
+                tuple(excluded),
+                scope=tightest[0],
+                needed_usd=needed,
+                remaining_usd=tightest[1],
+            )
+        return NoRoute(ctx.request, tuple(excluded))
+
+    async def _reserve(
+        self,
+        ctx: RouteContext,
+        strategy: Strategy[Any],
+        ranking: Ranking,
+        excluded: list[Exclusion],
+        limits: tuple[tuple[str, float], ...],
+    ) -> RouteDecision:
+        """Reserve the worst case of the first affordable choice and build the decision."""
+        ranked = list(ranking.ranked)
+        selected = ranking.selected or (ranked[0].model,)
+        reserved = 0.0
+        if limits:
+            while True:
+                amount = sum(ctx.worst_cost(self.catalog[m]) for m in selected)
+                refused = await self.state.reserve(limits, amount)
+                if refused is None:
+                    reserved = amount
+                    break
+                why = f"reservation of ${amount:.6f} refused by budget {refused} (spent meanwhile)"
+                excluded.extend(Exclusion(m, why, "budget") for m in selected)
+                ranked = [c for c in ranked if c.model not in selected]
+                if ranking.selected or not ranked:
+                    spent = dict(limits)[refused]
+                    raise BudgetExceeded(
+                        ctx.request,
+                        tuple(excluded),
+                        scope=refused,
+                        needed_usd=amount,
+                        remaining_usd=spent - ctx.snapshot.spent.get(refused, 0.0),
+                    )
+                selected = (ranked[0].model,)
+        decision_id = f"{self._prefix}-{next(self._ids_seq)}"
+        if limits:
+            self._open[decision_id] = reserved
+        chosen = selected[0]
+        return RouteDecision(
+            chosen=chosen,
+            strategy=strategy.name,
+            reason=ranking.reason
+            if chosen == ranking.ranked[0].model
+            else (f"{ranking.reason}; reserved budget only for {chosen}"),
+            candidates=tuple(ranked),
+            excluded=tuple(excluded),
+            fallbacks=tuple(c.model for c in ranked if c.model not in selected),
+            selected=tuple(selected),
+            task=ctx.task,
+            request=ctx.request,
+            reserved_usd=reserved,
+            budget_keys=tuple(key for key, _ in limits),
+            decision_id=decision_id,
+        )
+
+    async def record(
+        self, decision: RouteDecision, outcome: Outcome, *, failure_window_s: float = 60.0
+    ) -> ModelStats:
+        """Feed one call's outcome back: latency/errors, judged quality, actual cost.
+
+        Call it for every call made on a decision (the chosen model, fallbacks,
+        each consensus member); the first call settles the budget reservation.
+        ``failure_window_s`` bounds failure streaks (the circuit breaker's window).
+        Returns the model's statistics after this call.
+        """
+        stats = await self.state.observe(
+            outcome.model,
+            latency_ms=outcome.latency_ms if outcome.ok else None,
+            error=outcome.error,
+            failure_window_s=failure_window_s,
+        )
+        if outcome.quality is not None and decision.task is not None:
+            await self.state.add_quality(decision.task, outcome.model, outcome.quality)
+        if decision.budget_keys:
+            reserved = self._open.pop(decision.decision_id, 0.0)
+            await self.state.settle(decision.budget_keys, reserved, outcome.cost_usd)
+        return stats
+
+    async def score(self, decision: RouteDecision, model: str, quality: float) -> None:
+        """Record a judge's score in [0, 1] for ``model`` on the decision's task.
+
+        Unlike :meth:`record` this counts no call: use it when an answer that was
+        already recorded is judged afterwards.
+        """
+        if decision.task is not None:
+            await self.state.add_quality(decision.task, model, quality)
+
+    async def release(self, decision: RouteDecision) -> None:
+        """Return a decision's reservation unused (when no call was made on it)."""
+        reserved = self._open.pop(decision.decision_id, None)
+        if reserved:
+            await self.state.settle(decision.budget_keys, reserved, 0.0)
+
+    def route_sync(self, request: RouteRequest, policy: Policy | None = None) -> RouteDecision:
+        """Blocking :meth:`route` for scripts; not for use inside a running event loop."""
+        return asyncio.run(self.route(request, policy))

@@ -1,0 +1,297 @@
+"""Strategies that adapt to the prompt or the step.
+
+``task`` (classifier -> per-task quality), ``complexity`` (classifier -> tier),
+``cascade`` (ordered ladder, one rung per escalation), ``consensus`` (k diverse
+models for a vote) and ``learned`` (a scoring model read from a file).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from agentmesh.models.spec import ModelSpec
+from agentmesh.routing.context import RouteContext
+from agentmesh.routing.features import FEATURES, extract
+from agentmesh.routing.strategies.base import (
+    Ranking,
+    Strategy,
+    StrategyParams,
+    by_quality,
+    ordered,
+)
+from agentmesh.routing.types import Candidate, Exclusion
+
+__all__ = [
+    "CascadeStrategy",
+    "ComplexityStrategy",
+    "ConsensusStrategy",
+    "LearnedModel",
+    "LearnedStrategy",
+    "TaskStrategy",
+]
+
+
+class TaskStrategy(Strategy[StrategyParams]):
+    """The model with the best quality estimate for the (classified) task."""
+
+    name = "task"
+    needs_task = True
+
+    async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
+        """Highest quality for the task first; cheaper wins ties."""
+        ranked = by_quality(candidates, ctx)
+        source = ctx.classification.source if ctx.classification else "given"
+        return Ranking(
+            ranked,
+            f"task {ctx.task!r} ({source}): best quality {ranked[0].model} ({ranked[0].note})",
+        )
+
+
+Level = Literal["low", "medium", "high"]
+
+
+def _default_tiers() -> dict[Level, int]:
+    return {"low": 1, "medium": 2, "high": 3}
+
+
+class ComplexityParams(StrategyParams):
+    """Tier to use for each complexity level."""
+
+    tiers: dict[Level, Annotated[int, Field(ge=1)]] = Field(default_factory=_default_tiers)
+
+
+class ComplexityStrategy(Strategy[ComplexityParams]):
+    """Classifier complexity -> target tier -> cheapest model at (or nearest to) that tier.
+
+    Nearest means: the target tier first, then one tier above, one below, two
+    above...; an easy prompt never lands on a frontier model while a cheaper
+    tier is eligible, and a hard one never on a weak model while a stronger is.
+    """
+
+    name = "complexity"
+    Params = ComplexityParams
+    needs_classification = True
+
+    async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
+        """Closest tier to the target first, cheapest within a tier."""
+        verdict = ctx.classification
+        level = verdict.level if verdict else "medium"
+        target = self.params.tiers.get(level, 2)
+        scored = []
+        for spec in candidates:
+            gap = spec.tier - target
+            distance = abs(gap) + (0.5 if gap < 0 else 0.0)
+            scored.append((spec, -distance, f"tier {spec.tier} (target {target})"))
+        ranked = ordered(scored, ctx)
+        complexity = f"{verdict.complexity:.2f} " if verdict else ""
+        return Ranking(
+            ranked, f"complexity {complexity}({level}) -> tier {target}: {ranked[0].model}"
+        )
+
+
+class CascadeParams(StrategyParams):
+    """``ladder``: model ids from cheapest to strongest; empty = eligible models by tier, cost."""
+
+    ladder: tuple[str, ...] = ()
+
+
+class CascadeStrategy(Strategy[CascadeParams]):
+    """An ordered ladder; escalation level ``n`` starts at rung ``n``.
+
+    The caller calls the chosen rung, checks the answer, and either accepts it
+    or routes again with ``escalation + 1``. Rungs below the current one are
+    excluded (with why); the rungs above are the fallbacks.
+    """
+
+    name = "cascade"
+    Params = CascadeParams
+    handles_escalation = True
+
+    async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
+        """The ladder from the current rung up."""
+        by_id = {s.id: s for s in candidates}
+        if self.params.ladder:
+            ladder = [by_id[m] for m in self.params.ladder if m in by_id]
+            off = [s for s in candidates if s.id not in self.params.ladder]
+        else:
+            ladder = sorted(candidates, key=lambda s: (s.tier, ctx.worst_cost(s), s.id))
+            off = []
+        rung = ctx.request.escalation
+        excluded = [Exclusion(s.id, "not on the cascade ladder", self.name) for s in off]
+        excluded += [
+            Exclusion(s.id, f"cascade rung {i + 1} is below escalation level {rung}", self.name)
+            for i, s in enumerate(ladder[:rung])
+        ]
+        rest = ladder[rung:]
+        ranked = tuple(
+            Candidate(s.id, float(len(rest) - i), f"rung {rung + i + 1} of {len(ladder)}")
+            for i, s in enumerate(rest)
+        )
+        reason = (
+            f"cascade rung {rung + 1} of {len(ladder)}: {rest[0].id}"
+            if rest
+            else f"cascade ladder of {len(ladder)} exhausted at escalation {rung}"
+        )
+        return Ranking(ranked, reason, tuple(excluded))
+
+
+class ConsensusParams(StrategyParams):
+    """``k`` models, diverse by ``family`` or ``provider`` first (``none``: by quality only)."""
+
+    k: Annotated[int, Field(ge=2, le=16)] = 3
+    diverse_by: Literal["family", "provider", "none"] = "family"
+
+
+class ConsensusStrategy(Strategy[ConsensusParams]):
+    """Selects ``k`` models for a vote: the best of each distinct family first, then the best."""
+
+    name = "consensus"
+    Params = ConsensusParams
+    needs_task = True
+
+    async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
+        """Rank by quality, then pick ``k`` with diversity."""
+        ranked = by_quality(candidates, ctx)
+        specs = {s.id: s for s in candidates}
+        by = self.params.diverse_by
+
+        def key(model_id: str) -> str:
+            spec = specs[model_id]
+            return {"family": spec.family, "provider": spec.provider.value}.get(by, model_id)
+
+        chosen: list[str] = []
+        seen: set[str] = set()
+        for c in ranked:
+            if len(chosen) < self.params.k and key(c.model) not in seen:
+                chosen.append(c.model)
+                seen.add(key(c.model))
+        for c in ranked:
+            if len(chosen) < self.params.k and c.model not in chosen:
+                chosen.append(c.model)
+        order = {m: i for i, m in enumerate(chosen)}
+        ranked = tuple(sorted(ranked, key=lambda c: order.get(c.model, len(order))))
+        kinds = sorted({key(m) for m in chosen})
+        short = f" (only {len(chosen)} eligible)" if len(chosen) < self.params.k else ""
+        spread = f" across {by} {', '.join(kinds)}" if by != "none" else ""
+        return Ranking(ranked, f"consensus of {len(chosen)}{short}{spread}", selected=tuple(chosen))
+
+
+_LEARNED_FORMAT = "agentmesh-learned-router"
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedModel:
+    """A logistic scorer of "does this prompt need a strong model", as stored on disk.
+
+    File format (JSON)::
+
+        {"format": "agentmesh-learned-router", "version": 1, "kind": "logistic",
+         "features": ["log_chars", "math", ...], "weights": [...], "bias": -0.3,
+         "threshold": 0.5, "meta": {"trained_on": "...", ...}}
+
+    ``features`` name entries of :data:`agentmesh.routing.features.FEATURES`.
+    """
+
+    features: tuple[str, ...]
+    weights: tuple[float, ...]
+    bias: float
+    threshold: float = 0.5
+    meta: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.features if f not in FEATURES]
+        if unknown:
+            raise ValueError(f"unknown features {unknown}; known: {sorted(FEATURES)}")
+        if len(self.features) != len(self.weights):
+            raise ValueError(f"{len(self.features)} features but {len(self.weights)} weights")
+        if not 0 <= self.threshold <= 1:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+
+    def score(self, text: str) -> float:
+        """Probability in (0, 1) that ``text`` needs the strong model."""
+        values = extract(text, self.features)
+        z = self.bias + sum(w * values[f] for f, w in zip(self.features, self.weights, strict=True))
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+    def save(self, path: str | Path) -> None:
+        """Write the model file."""
+        document = {
+            "format": _LEARNED_FORMAT,
+            "version": 1,
+            "kind": "logistic",
+            "features": list(self.features),
+            "weights": list(self.weights),
+            "bias": self.bias,
+            "threshold": self.threshold,
+            "meta": dict(self.meta),
+        }
+        Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> LearnedModel:
+        """Read a model file.
+
+        Raises:
+            ValueError: The file is not a learned-router model, naming the file and problem.
+        """
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: cannot read learned router: {exc}") from None
+        if not isinstance(doc, dict) or doc.get("format") != _LEARNED_FORMAT:
+            raise ValueError(f"{path}: not a learned router (format must be {_LEARNED_FORMAT!r})")
+        try:
+            return cls(
+                features=tuple(doc["features"]),
+                weights=tuple(float(w) for w in doc["weights"]),
+                bias=float(doc["bias"]),
+                threshold=float(doc.get("threshold", 0.5)),
+                meta=tuple((str(k), str(v)) for k, v in (doc.get("meta") or {}).items()),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+
+class LearnedParams(StrategyParams):
+    """``model_file``: a :class:`LearnedModel` JSON file; ``threshold`` overrides the file's."""
+
+    model_file: str
+    threshold: Annotated[float | None, Field(ge=0, le=1)] = None
+
+
+class LearnedStrategy(Strategy[LearnedParams]):
+    """Strong or cheap by a learned score of the prompt.
+
+    Above the threshold, the strongest eligible model; below, the cheapest
+    (RouteLLM's strong/weak routing, generalised to tiers).
+    """
+
+    name = "learned"
+    Params = LearnedParams
+
+    def __init__(self, params: LearnedParams) -> None:
+        super().__init__(params)
+        self.model = LearnedModel.load(params.model_file)
+        self.threshold = params.threshold if params.threshold is not None else self.model.threshold
+
+    async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
+        """Strongest first when the score is high, cheapest first otherwise."""
+        p = self.model.score(ctx.request.prompt)
+        strong = p >= self.threshold
+        if strong:
+            quality = ctx.qualities(candidates)
+            scored = [(s, s.tier + quality[s.id] / 10, f"tier {s.tier}") for s in candidates]
+        else:
+            scored = [(s, -ctx.worst_cost(s), f"${ctx.worst_cost(s):.6f}") for s in candidates]
+        ranked = ordered(scored, ctx)
+        side = (
+            f">= {self.threshold:.2f}: strongest" if strong else f"< {self.threshold:.2f}: cheapest"
+        )
+        return Ranking(ranked, f"learned p(strong)={p:.2f} {side} {ranked[0].model}")

@@ -1,0 +1,101 @@
+"""The `Strategy` contract: rank the eligible models of one decision.
+
+A strategy is a small class with a ``name`` (its YAML name), a ``Params``
+pydantic model for its options, and one method, :meth:`Strategy.rank`. It sees
+only models that passed every filter and returns them ranked (best first) with
+a one-line reason; it may also exclude more models, saying why. Ties are broken
+the same way everywhere (:func:`ordered`): cheaper worst case, lower tier, id.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from agentmesh.models.spec import ModelSpec
+from agentmesh.routing.context import RouteContext
+from agentmesh.routing.types import Candidate, Exclusion, RouteRequest
+
+__all__ = ["NoParams", "Ranking", "Strategy", "StrategyParams", "by_quality", "ordered"]
+
+
+class StrategyParams(BaseModel):
+    """Base of strategy parameter models: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NoParams(StrategyParams):
+    """For strategies without options."""
+
+
+P = TypeVar("P", bound=StrategyParams)
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """A strategy's answer.
+
+    Attributes:
+        ranked: Eligible models, best first (never empty).
+        reason: One line on why the first one won.
+        excluded: Models the strategy itself ruled out, with why.
+        selected: Models to call together (``consensus``); empty means the first.
+    """
+
+    ranked: tuple[Candidate, ...]
+    reason: str
+    excluded: tuple[Exclusion, ...] = ()
+    selected: tuple[str, ...] = ()
+
+
+class Strategy(ABC, Generic[P]):
+    """Ranks candidates for one decision.
+
+    Class attributes:
+        name: The name policies use.
+        Params: The parameter model (validated from a policy's ``params``).
+        needs_task: The router must know the task (classifying when not given).
+        needs_classification: The router must classify the prompt even when
+            the task is given (the ``complexity`` strategy reads the level).
+        handles_escalation: The strategy reads ``request.escalation`` itself;
+            otherwise the tier filter raises the minimum tier by it.
+    """
+
+    name: ClassVar[str]
+    Params: ClassVar[type[StrategyParams]] = NoParams
+    needs_task: ClassVar[bool] = False
+    needs_classification: ClassVar[bool] = False
+    handles_escalation: ClassVar[bool] = False
+
+    def __init__(self, params: P) -> None:
+        self.params = params
+
+    def counter_key(self, request: RouteRequest) -> str | None:
+        """A state counter to increment and read with the snapshot, if the strategy needs one."""
+        return None
+
+    @abstractmethod
+    async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
+        """Rank ``candidates`` (non-empty, all eligible) for ``ctx``."""
+
+
+def ordered(
+    scored: Iterable[tuple[ModelSpec, float, str]], ctx: RouteContext
+) -> tuple[Candidate, ...]:
+    """Candidates sorted by score (high first), then cheaper worst case, lower tier, id."""
+    costs = ctx.costs
+    # Plain tuples compare in C: no key function, no per-item Python call.
+    rows = sorted([(-score, costs[s.id], s.tier, s.id, note) for s, score, note in scored])
+    new = tuple.__new__
+    return tuple([new(Candidate, (row[3], -row[0], row[4])) for row in rows])
+
+
+def by_quality(candidates: Sequence[ModelSpec], ctx: RouteContext) -> tuple[Candidate, ...]:
+    """Candidates by estimated quality for the task (best first), noted with it."""
+    quality = ctx.qualities(candidates)
+    return ordered(((s, quality[s.id], f"quality {quality[s.id]:.2f}") for s in candidates), ctx)

@@ -1,0 +1,217 @@
+"""Strategies that rank on catalog facts and observed statistics.
+
+``round_robin`` (weighted), ``least_latency`` (EWMA or p95), ``cheapest``,
+``quality_per_cost`` (routing matrix) and ``budget`` (downgrade as budgets run out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from agentmesh.models.spec import ModelSpec
+from agentmesh.routing.context import RouteContext
+from agentmesh.routing.strategies.base import (
+    Ranking,
+    Strategy,
+    StrategyParams,
+    by_quality,
+    ordered,
+)
+from agentmesh.routing.types import Candidate, Exclusion, RouteRequest
+
+__all__ = [
+    "BudgetStrategy",
+    "CheapestStrategy",
+    "LeastLatencyStrategy",
+    "QualityPerCostStrategy",
+    "RoundRobinStrategy",
+]
+
+
+class RoundRobinParams(StrategyParams):
+    """Weights by model id (default 1 each); ``key`` separates rotations (default: per node)."""
+
+    weights: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    key: str | None = None
+
+
+class RoundRobinStrategy(Strategy[RoundRobinParams]):
+    """Weighted round robin over the eligible models, with a counter kept in the state.
+
+    Turn ``n`` picks the model whose share of the cumulative weights covers
+    ``n mod total``; the others follow in rotation order as fallbacks.
+    """
+
+    name = "round_robin"
+    Params = RoundRobinParams
+
+    def counter_key(self, request: RouteRequest) -> str | None:
+        """One rotation per policy key, else per node."""
+        return f"rr:{self.params.key or request.node}"
+
+    async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
+        """Pick the model whose turn it is."""
+        specs = sorted(candidates, key=lambda s: s.id)
+        weights = [self.params.weights.get(s.id, 1.0) for s in specs]
+        total = sum(weights)
+        turn = ctx.snapshot.counter or 0
+        point = float(turn) % total
+        start = 0
+        for index, weight in enumerate(weights):
+            if point < weight:
+                start = index
+                break
+            point -= weight
+        rotation = specs[start:] + specs[:start]
+        ranked = tuple(
+            Candidate(
+                s.id, float(len(rotation) - i), f"weight {self.params.weights.get(s.id, 1.0):g}"
+            )
+            for i, s in enumerate(rotation)
+        )
+        return Ranking(ranked, f"weighted round robin turn {turn}: {rotation[0].id}")
+
+
+class LeastLatencyParams(StrategyParams):
+    """``metric``: ``ewma`` or ``p95``; ``explore``: try never-observed models first."""
+
+    metric: Literal["ewma", "p95"] = "ewma"
+    explore: bool = True
+
+
+class LeastLatencyStrategy(Strategy[LeastLatencyParams]):
+    """Lowest observed latency (EWMA or sliding-window p95) from recorded outcomes."""
+
+    name = "least_latency"
+    Params = LeastLatencyParams
+
+    async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
+        """Fastest first; unobserved models first too when exploring (else last)."""
+        metric = self.params.metric
+        scored: list[tuple[ModelSpec, float, str]] = []
+        for spec in candidates:
+            stats = ctx.snapshot.stats.get(spec.id)
+            value = None
+            if stats is not None:
+                value = stats.ewma_latency_ms if metric == "ewma" else stats.p95_latency_ms
+            if value is None:
+                score = 1.0 if self.params.explore else -1e12
+                scored.append((spec, score, "no latency observed yet"))
+            else:
+                scored.append((spec, -value, f"{metric} {value:.1f} ms"))
+        ranked = ordered(scored, ctx)
+        first = ranked[0]
+        if first.note.startswith("no latency"):
+            reason = f"{first.model} has no latency observed yet: explored first"
+        else:
+            reason = f"lowest {metric} latency: {first.model} at {-first.score:.1f} ms"
+        return Ranking(ranked, reason)
+
+
+class CheapestStrategy(Strategy[StrategyParams]):
+    """Cheapest worst-case cost among the eligible models (the quality floor is a filter)."""
+
+    name = "cheapest"
+
+    async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
+        """Lowest worst-case cost first."""
+        costs = ctx.costs
+        ranked = ordered(
+            ((s, -costs[s.id], f"${costs[s.id]:.6f} worst case") for s in candidates), ctx
+        )
+        floor = ctx.constraints.quality_floor
+        above = f" above quality floor {floor:.2f}" if floor is not None else ""
+        best = ranked[0]
+        return Ranking(
+            ranked, f"cheapest capable{above}: {best.model} (${-best.score:.6f} worst case)"
+        )
+
+
+class QualityPerCostParams(StrategyParams):
+    """``epsilon_usd`` keeps free models comparable (quality / (cost + epsilon))."""
+
+    epsilon_usd: Annotated[float, Field(gt=0)] = 1e-6
+
+
+class QualityPerCostStrategy(Strategy[QualityPerCostParams]):
+    """Most estimated quality per dollar, from the routing matrix."""
+
+    name = "quality_per_cost"
+    Params = QualityPerCostParams
+    needs_task = True
+
+    async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
+        """Highest quality / worst-case cost first."""
+        eps = self.params.epsilon_usd
+        quality, costs = ctx.qualities(candidates), ctx.costs
+        scored = [
+            (
+                s,
+                quality[s.id] / (costs[s.id] + eps),
+                f"quality {quality[s.id]:.2f} at ${costs[s.id]:.6f}",
+            )
+            for s in candidates
+        ]
+        ranked = ordered(scored, ctx)
+        task = ctx.task or "any task"
+        return Ranking(
+            ranked, f"best quality per dollar for {task}: {ranked[0].model} ({ranked[0].note})"
+        )
+
+
+class BudgetStep(StrategyParams):
+    """Past ``used`` (a fraction of a budget), only tiers up to ``max_tier``."""
+
+    used: Annotated[float, Field(ge=0, le=1)]
+    max_tier: Annotated[int, Field(ge=1)]
+
+
+class BudgetParams(StrategyParams):
+    """Downgrade steps, checked from the highest ``used`` down."""
+
+    steps: tuple[BudgetStep, ...] = (
+        BudgetStep(used=0.5, max_tier=2),
+        BudgetStep(used=0.8, max_tier=1),
+    )
+
+
+class BudgetStrategy(Strategy[BudgetParams]):
+    """Best quality the budget allows, downgrading tiers as a budget is consumed.
+
+    With no budget configured it behaves like "best quality". When a step caps
+    the tier below every candidate, the cheapest tier present is kept, so the
+    strategy downgrades but never refuses on its own (the budget filter does).
+    """
+
+    name = "budget"
+    Params = BudgetParams
+    needs_task = True
+
+    async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
+        """Cap the tier by consumption, then rank by quality."""
+        used = ctx.budget_used()
+        cap: int | None = None
+        if used is not None:
+            for step in sorted(self.params.steps, key=lambda s: -s.used):
+                if used[1] >= step.used:
+                    cap = max(step.max_tier, min(s.tier for s in candidates))
+                    break
+        allowed = [s for s in candidates if cap is None or s.tier <= cap]
+        excluded = tuple(
+            Exclusion(
+                s.id, f"budget {used[0]} {used[1]:.0%} used: tier {s.tier} above {cap}", self.name
+            )
+            for s in candidates
+            if used is not None and cap is not None and s.tier > cap
+        )
+        ranked = by_quality(allowed, ctx)
+        if used is None:
+            reason = f"no budget set: best quality {ranked[0].model}"
+        elif cap is None:
+            reason = f"budget {used[0]} {used[1]:.0%} used: best quality {ranked[0].model}"
+        else:
+            reason = f"budget {used[0]} {used[1]:.0%} used: tiers <= {cap}, best {ranked[0].model}"
+        return Ranking(ranked, reason, excluded)

@@ -1,0 +1,212 @@
+"""Value objects of routing: what a node asks for, what the router answers, what happened.
+
+All are frozen, slotted dataclasses: they are built on every decision, on the
+hot path, and are never parsed from user files (policies are; see ``policy.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from agentmesh.models.spec import Capability
+
+__all__ = [
+    "BudgetExceeded",
+    "Candidate",
+    "Exclusion",
+    "NoRoute",
+    "Outcome",
+    "RouteDecision",
+    "RouteRequest",
+    "RoutingError",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """What a node needs from a model.
+
+    Attributes:
+        node: Name of the asking node (for traces and per-node state).
+        role: The node's role (``planner``, ``executor``, ``judge``...).
+        task: Task label (``math``, ``code``...); ``None`` lets a classifier decide.
+        prompt: The prompt text, for classifiers and token estimates.
+        prompt_tokens: Estimated prompt tokens; ``None`` estimates from ``prompt``.
+        max_output_tokens: Output the call may produce; bounds the worst-case
+            cost and must fit the context window with the prompt.
+        capabilities: Capabilities the call needs (``json``, ``tools``...).
+        min_tier: Lowest acceptable tier.
+        max_tier: Highest acceptable tier.
+        quality_floor: Lowest acceptable quality estimate for the task, in [0, 1].
+        latency_slo_ms: Highest acceptable observed latency (p95) in milliseconds.
+        max_cost_usd: Highest acceptable worst-case cost of this one call.
+        remaining_budget_usd: Money the caller still has for this call and after.
+        run_id: The workflow run, for per-run budgets.
+        attempt: 1 for the first try of this step, 2 for the next...
+        escalation: How many tiers above the cheapest acceptable one to start from.
+        exclude: Model ids not to use (e.g. those that already failed this step).
+    """
+
+    node: str = "default"
+    role: str = "executor"
+    task: str | None = None
+    prompt: str = ""
+    prompt_tokens: int | None = None
+    max_output_tokens: int = 1024
+    capabilities: frozenset[Capability] = frozenset()
+    min_tier: int | None = None
+    max_tier: int | None = None
+    quality_floor: float | None = None
+    latency_slo_ms: float | None = None
+    max_cost_usd: float | None = None
+    remaining_budget_usd: float | None = None
+    run_id: str | None = None
+    attempt: int = 1
+    escalation: int = 0
+    exclude: frozenset[str] = frozenset()
+
+
+class Candidate(NamedTuple):
+    """A model the strategy ranked, with its score (higher is better) and why.
+
+    A named tuple rather than a dataclass: a decision builds one per eligible
+    model, and a named tuple is built in about half the time of a frozen one.
+    """
+
+    model: str
+    score: float
+    note: str = ""
+
+
+class Exclusion(NamedTuple):
+    """A model that could not be chosen, and why (``by`` names the filter or strategy)."""
+
+    model: str
+    why: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    """The router's answer, explainable on its own.
+
+    Attributes:
+        chosen: Catalog id of the model to call.
+        strategy: Name of the strategy that ranked the candidates.
+        reason: One line on why ``chosen`` won.
+        candidates: Every eligible model, best first, with scores.
+        excluded: Every model that was not eligible, each with why.
+        fallbacks: Model ids to try, in order, if ``chosen`` fails.
+        selected: The models to call together (``consensus``); else ``(chosen,)``.
+        task: The task label used (given or classified).
+        request: The request this decision answers.
+        reserved_usd: Worst-case cost reserved against budgets; settled by ``record``.
+        budget_keys: The budget scopes the reservation was made in.
+        decision_id: Unique id, for traces and for settling the reservation.
+    """
+
+    chosen: str
+    strategy: str
+    reason: str
+    candidates: tuple[Candidate, ...]
+    excluded: tuple[Exclusion, ...]
+    fallbacks: tuple[str, ...]
+    selected: tuple[str, ...]
+    task: str | None
+    request: RouteRequest
+    reserved_usd: float = 0.0
+    budget_keys: tuple[str, ...] = ()
+    decision_id: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready view (what the CLI's ``--json`` prints)."""
+        return {
+            "decision_id": self.decision_id,
+            "chosen": self.chosen,
+            "strategy": self.strategy,
+            "reason": self.reason,
+            "task": self.task,
+            "selected": list(self.selected),
+            "candidates": [
+                {"model": c.model, "score": round(c.score, 6), "note": c.note}
+                for c in self.candidates
+            ],
+            "excluded": [{"model": e.model, "why": e.why, "by": e.by} for e in self.excluded],
+            "fallbacks": list(self.fallbacks),
+            "reserved_usd": self.reserved_usd,
+            "escalation": self.request.escalation,
+            "attempt": self.request.attempt,
+            "node": self.request.node,
+            "role": self.request.role,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened when a chosen model was called.
+
+    Attributes:
+        model: The model that was actually called (may be a fallback).
+        latency_ms: Call latency; ``None`` if it never answered.
+        error: ``kind`` of the :class:`~agentmesh.models.ModelError`, or ``None`` on success.
+        input_tokens: Prompt tokens used.
+        output_tokens: Completion tokens used.
+        cost_usd: Actual cost, settled against the reservation.
+        quality: A judge's score in [0, 1], if the answer was judged.
+    """
+
+    model: str
+    latency_ms: float | None = None
+    error: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    quality: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the call succeeded."""
+        return self.error is None
+
+
+class RoutingError(Exception):
+    """Base of routing failures."""
+
+
+class NoRoute(RoutingError):
+    """No model can serve the request; the message lists every exclusion."""
+
+    def __init__(self, request: RouteRequest, excluded: tuple[Exclusion, ...]) -> None:
+        self.request = request
+        self.excluded = excluded
+        lines = "; ".join(f"{e.model}: {e.why}" for e in excluded) or "the catalog is empty"
+        super().__init__(f"no model can serve node {request.node!r} ({request.role}): {lines}")
+
+
+class BudgetExceeded(NoRoute):
+    """No eligible call's worst-case cost fits what is left of a budget.
+
+    Attributes:
+        scope: The budget (``run:<id>``, ``global`` or ``caller``).
+        needed_usd: Worst-case cost of the cheapest call that was otherwise eligible.
+        remaining_usd: What was left in that budget.
+    """
+
+    def __init__(
+        self,
+        request: RouteRequest,
+        excluded: tuple[Exclusion, ...],
+        *,
+        scope: str,
+        needed_usd: float,
+        remaining_usd: float,
+    ) -> None:
+        super().__init__(request, excluded)
+        self.scope = scope
+        self.needed_usd = needed_usd
+        self.remaining_usd = remaining_usd
+        self.args = (
+            f"budget {scope} exceeded for node {request.node!r}: the cheapest call needs up to "
+            f"${needed_usd:.6f}, ${max(remaining_usd, 0.0):.6f} is left",
+        )
