@@ -33,6 +33,7 @@ MODULES = [
     "agentmesh.routing.strategies",
     "agentmesh.routing.router",
     "agentmesh.testing.conformance",
+    "agentmesh.prompts",
     "agentmesh.cli",
 ]
 
