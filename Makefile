@@ -37,3 +37,4 @@ bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/gateway_overhead.py
 	$(PY) benchmarks/routing_overhead.py
+	$(PY) benchmarks/faults.py

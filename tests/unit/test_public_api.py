@@ -33,6 +33,13 @@ MODULES = [
     "agentmesh.routing.strategies",
     "agentmesh.routing.router",
     "agentmesh.testing.conformance",
+    "agentmesh.resilience",
+    "agentmesh.resilience.policy",
+    "agentmesh.resilience.retry",
+    "agentmesh.resilience.breaker",
+    "agentmesh.resilience.caller",
+    "agentmesh.resilience.escalation",
+    "agentmesh.testing.fault_server",
     "agentmesh.prompts",
     "agentmesh.cli",
 ]

@@ -1,0 +1,53 @@
+"""Resilience: runs survive provider failures and bad answers.
+
+Retries with full-jitter backoff and a retry budget, per-call and per-node
+deadlines, a circuit breaker per model kept in the shared routing state,
+failure-recovery escalation along the decision's fallbacks, step-specific
+escalation driven by a check, and graceful degradation; every attempt recorded.
+"""
+
+from agentmesh.resilience.breaker import Admission, BreakerEvent, CircuitBreaker
+from agentmesh.resilience.caller import Attempt, CallFailed, CallResult, ResilientCaller
+from agentmesh.resilience.escalation import (
+    Check,
+    EscalationResult,
+    Round,
+    Verdict,
+    call_until,
+    with_feedback,
+)
+from agentmesh.resilience.policy import (
+    DEFAULT_ACTIONS,
+    Action,
+    BreakerPolicy,
+    DegradePolicy,
+    ResiliencePolicy,
+    RetryBudgetPolicy,
+    RetryPolicy,
+)
+from agentmesh.resilience.retry import RetryBudget, backoff_delay
+
+__all__ = [
+    "DEFAULT_ACTIONS",
+    "Action",
+    "Admission",
+    "Attempt",
+    "BreakerEvent",
+    "BreakerPolicy",
+    "CallFailed",
+    "CallResult",
+    "Check",
+    "CircuitBreaker",
+    "DegradePolicy",
+    "EscalationResult",
+    "ResiliencePolicy",
+    "ResilientCaller",
+    "RetryBudget",
+    "RetryBudgetPolicy",
+    "RetryPolicy",
+    "Round",
+    "Verdict",
+    "backoff_delay",
+    "call_until",
+    "with_feedback",
+]

@@ -1,0 +1,130 @@
+"""Step-specific escalation: call, check the answer, and climb a tier until it passes.
+
+``call_until(caller, request, model_request, check)`` is what a judge node uses
+(and what Python code can use directly for one call): each round routes one
+escalation level higher (the next cascade rung, or the next tier), adds the
+previous answer and the check's feedback to the conversation, and records the
+check's score in the routing matrix. It stops at the first accepted answer, or
+gives up after ``max_rounds`` with every round on the result.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from langchain_core.messages import AIMessage, HumanMessage
+
+from agentmesh.models.types import ModelRequest, ModelResponse
+from agentmesh.resilience.caller import CallFailed, CallResult, ResilientCaller
+from agentmesh.routing.policy import Policy
+from agentmesh.routing.types import RouteRequest
+
+__all__ = ["Check", "EscalationResult", "Round", "Verdict", "call_until", "with_feedback"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A check's judgement of one answer.
+
+    Attributes:
+        passed: The answer is accepted.
+        score: Quality in [0, 1], recorded in the routing matrix (default 1 or 0).
+        feedback: What was wrong, shown to the next, stronger model.
+    """
+
+    passed: bool
+    score: float | None = None
+    feedback: str = ""
+
+
+Check = Callable[[ModelResponse], "Verdict | bool | Awaitable[Verdict | bool]"]
+"""Judges an answer: returns a :class:`Verdict` or a bool, possibly awaitable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    """One escalation round: the call (or its failure) and the verdict."""
+
+    level: int
+    result: CallResult | None
+    verdict: Verdict | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationResult:
+    """How the escalation ended.
+
+    Attributes:
+        status: ``accepted`` or ``gave_up``.
+        rounds: Every round, in order.
+    """
+
+    status: Literal["accepted", "gave_up"]
+    rounds: tuple[Round, ...]
+
+    @property
+    def final(self) -> CallResult | None:
+        """The accepted call, or the last answered one when giving up."""
+        answered = [r.result for r in self.rounds if r.result is not None]
+        return answered[-1] if answered else None
+
+
+def with_feedback(request: ModelRequest, previous: str, feedback: str) -> ModelRequest:
+    """``request`` plus the rejected answer and the reviewer's feedback as new turns.
+
+    A completion-style ``prompt`` is dropped so base models see the turns too.
+    """
+    note = f"A reviewer rejected that answer. Feedback: {feedback or 'not good enough'}.\n"
+    note += "Write an improved answer."
+    messages = [*request.messages, AIMessage(previous), HumanMessage(note)]
+    return replace(request, messages=messages, prompt=None)
+
+
+async def _judge(check: Check, response: ModelResponse) -> Verdict:
+    verdict = check(response)
+    if inspect.isawaitable(verdict):
+        verdict = await verdict
+    if isinstance(verdict, Verdict):
+        return verdict
+    return Verdict(passed=bool(verdict))
+
+
+async def call_until(
+    caller: ResilientCaller,
+    request: RouteRequest,
+    model_request: ModelRequest,
+    check: Check,
+    *,
+    routing: Policy | None = None,
+    max_rounds: int = 3,
+) -> EscalationResult:
+    """Call, check, and escalate one level per rejected (or failed) round.
+
+    Raises:
+        ValueError: ``max_rounds`` below 1.
+    """
+    if max_rounds < 1:
+        raise ValueError(f"max_rounds must be at least 1, got {max_rounds}")
+    rounds: list[Round] = []
+    current = model_request
+    for level in range(max_rounds):
+        escalated = replace(request, escalation=request.escalation + level)
+        try:
+            result = await caller.call(escalated, current, routing)
+        except CallFailed as failure:
+            rounds.append(Round(escalated.escalation, None, None, failure.kind))
+            if failure.kind == "no_route":
+                break  # nothing stronger is left to escalate to
+            continue
+        verdict = await _judge(check, result.response)
+        score = verdict.score if verdict.score is not None else float(verdict.passed)
+        await caller.router.score(result.decision, result.model, score)
+        rounds.append(Round(escalated.escalation, result, verdict))
+        if verdict.passed:
+            return EscalationResult("accepted", tuple(rounds))
+        current = with_feedback(model_request, result.response.text, verdict.feedback)
+    return EscalationResult("gave_up", tuple(rounds))
