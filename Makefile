@@ -6,7 +6,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-EXTRAS ?= local,dev
+EXTRAS ?= local,dev,otlp
 # llama-cpp-python compiles llama.cpp: a portable, text-only build (~5 min on 2 cores,
 # cached by pip afterwards).
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
@@ -22,8 +22,9 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml
 install: $(VENV)/.installed-$(EXTRAS)
 
 demo: install
-	$(BIN)/agentmesh models call --models models/local.yaml --model gemma \
-		--prompt "What is the capital of France?" --json
+	$(BIN)/agentmesh ask --models models/local.yaml --prompt "What is the capital of France?" \
+		--json --trace .agentmesh/demo-trace.jsonl
+	$(BIN)/agentmesh trace show .agentmesh/demo-trace.jsonl
 
 test: install
 	$(PY) -m pytest tests/unit tests/integration
@@ -38,3 +39,4 @@ bench: install
 	$(PY) benchmarks/gateway_overhead.py
 	$(PY) benchmarks/routing_overhead.py
 	$(PY) benchmarks/faults.py
+	$(PY) benchmarks/tracing_overhead.py

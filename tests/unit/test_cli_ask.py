@@ -89,3 +89,35 @@ def test_ask_bad_resilience_block_is_a_usage_error(capsys, models, tmp_path) -> 
     code, _, err = run(capsys, "ask", "--models", models, "--policy", policy, "--prompt", "x")
     assert code == 2
     assert "policy.yaml resilience: retry.max_attempts" in err
+
+
+def test_ask_trace_records_every_attempt_and_the_fallback(capsys, models, tmp_path) -> None:
+    from agentmesh.tracing.reader import load_spans
+
+    policy = policy_file(tmp_path, "strategy: cheapest\nresilience: {retry: {max_attempts: 1}}\n")
+    trace = tmp_path / "run" / "trace.jsonl"
+    code, _, err = run(
+        capsys,
+        "ask",
+        "--models",
+        models,
+        "--policy",
+        policy,
+        "--prompt",
+        "x",
+        "--trace",
+        str(trace),
+    )
+    assert code == 0
+    assert f"trace appended to {trace}" in err
+    spans = load_spans(trace)
+    chats = [s for s in spans if s.name.startswith("chat ")]
+    assert [s.attributes["agentmesh.model_id"] for s in chats] == ["flaky", "solid"]
+    assert chats[0].attributes["error.type"] == "unavailable"
+    assert chats[1].attributes["agentmesh.fallback"] is True
+    assert chats[1].attributes["agentmesh.attempt"] == 2
+    routes = [s for s in spans if s.name.startswith("route ")]
+    assert routes[0].attributes["agentmesh.route.chosen"] == "flaky"
+    root = next(s for s in spans if s.parent_id is None)
+    assert root.name == "agentmesh ask"
+    assert all(s.trace_id == root.trace_id for s in spans)

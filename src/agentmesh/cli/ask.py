@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from agentmesh import tracing
 from agentmesh.cli._common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -121,4 +122,10 @@ def _ask(args: argparse.Namespace) -> int:
     except (PolicyError, ValueError) as exc:
         print(f"agentmesh: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    return asyncio.run(_run(args, catalog, routing, res))
+    if not args.trace:
+        return asyncio.run(_run(args, catalog, routing, res))
+    Path(args.trace).parent.mkdir(parents=True, exist_ok=True)
+    with tracing.configure(jsonl=args.trace), tracing.span("agentmesh ask"):
+        code = asyncio.run(_run(args, catalog, routing, res))
+    print(f"# trace appended to {args.trace} (agentmesh trace show {args.trace})", file=sys.stderr)
+    return code

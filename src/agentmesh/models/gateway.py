@@ -4,6 +4,11 @@ The gateway resolves a model id to its adapter through one registry
 (:data:`PROVIDERS`: provider -> factory), builds each client once, shares one
 ``httpx.AsyncClient`` between all HTTP adapters, and enforces each call's total
 time limit. It is the one place that knows which class serves which provider.
+
+Every call is traced: a ``chat {model}`` span (OpenTelemetry GenAI conventions,
+see :mod:`agentmesh.tracing`) with the request, the served model, usage, cost
+and finish reason, or ``error.type`` on failure; callers add their own
+attributes (attempt, fallback, node, prompt template) with ``attributes=``.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from agentmesh.models.langchain import LangChainClient
 from agentmesh.models.llamacpp import LlamaCppClient
 from agentmesh.models.openai import OpenAIClient
 from agentmesh.models.scripted import ScriptedClient
-from agentmesh.models.spec import Provider
+from agentmesh.models.spec import ModelSpec, Provider
 from agentmesh.models.types import ModelRequest, ModelResponse, StreamEvent
+from agentmesh.tracing import Attributes, ChatCall
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -96,30 +102,119 @@ class Gateway:
     def _deadline(self, model_id: str, request: ModelRequest) -> float:
         return request.timeout if request.timeout is not None else self.catalog[model_id].timeout_s
 
-    async def invoke(self, model_id: str, request: ModelRequest) -> ModelResponse:
+    def _secrets(self, spec: ModelSpec) -> tuple[str | None, ...]:
+        """Values never to record for ``spec``: its API key and extra header values."""
+        key = self._context.environ.get(spec.api_key_env) if spec.api_key_env else None
+        return (key, *spec.headers.values())
+
+    def _chat_call(
+        self, spec: ModelSpec, request: ModelRequest, attributes: Attributes | None, stream: bool
+    ) -> ChatCall:
+        call = ChatCall.start(spec.id, spec.provider.value, spec.model, attributes)
+        if call.recording:
+            call.describe_request(
+                stream=stream,
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+                seed=request.seed,
+                json_output=request.response_format is not None,
+                server_url=spec.base_url,
+                messages=request.messages,
+                prompt=request.prompt if spec.prompt_style == "completion" else None,
+                secrets=self._secrets(spec),
+            )
+        return call
+
+    @staticmethod
+    def _succeeded(call: ChatCall, response: ModelResponse, stream: bool) -> None:
+        usage = response.usage
+        if not call.recording:
+            call.ok(
+                response.served_model, usage.input_tokens, usage.output_tokens, response.cost_usd
+            )
+            return
+        call.ok(
+            response.served_model,
+            usage.input_tokens,
+            usage.output_tokens,
+            response.cost_usd,
+            finish_reason=response.finish_reason,
+            simulated=response.simulated,
+            usage_estimated=usage.estimated,
+            ttft_ms=response.ttft_ms if stream else None,
+            text=response.text,
+            tool_calls=[(c.id, c.name, c.arguments) for c in response.tool_calls],
+        )
+
+    async def invoke(
+        self,
+        model_id: str,
+        request: ModelRequest,
+        *,
+        attributes: Attributes | None = None,
+    ) -> ModelResponse:
         """Call ``model_id`` once, within the request's (or the spec's) total time limit.
+
+        Args:
+            model_id: Catalog id of the model to call.
+            request: The call.
+            attributes: Set on the call's ``chat`` span: e.g.
+                ``agentmesh.tracing.attempt_attributes(...)`` (attempt, fallback,
+                escalation level, node) and ``RenderedPrompt.trace_attributes()``.
 
         Raises:
             ModelError: The classified failure.
         """
         client = self.client(model_id)
         limit = self._deadline(model_id, request)
+        call = self._chat_call(client.spec, request, attributes, False)
         try:
-            async with asyncio.timeout(limit):
-                return await client.invoke(request)
+            with call:
+                async with asyncio.timeout(limit):
+                    response = await client.invoke(request)
         except TimeoutError:
-            raise client.error(Timeout, f"no answer within {limit:g} s") from None
+            error = client.error(Timeout, f"no answer within {limit:g} s")
+            call.failed(error)
+            raise error from None
+        except BaseException as exc:
+            call.failed(exc)
+            raise
+        self._succeeded(call, response, False)
+        return response
 
-    async def stream(self, model_id: str, request: ModelRequest) -> AsyncIterator[StreamEvent]:
-        """Stream ``model_id``'s answer; the total time limit covers the whole stream."""
+    async def stream(
+        self,
+        model_id: str,
+        request: ModelRequest,
+        *,
+        attributes: Attributes | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """Stream ``model_id``'s answer; the total time limit covers the whole stream.
+
+        ``attributes`` are set on the call's ``chat`` span, as for :meth:`invoke`.
+        """
         client = self.client(model_id)
         limit = self._deadline(model_id, request)
+        call = self._chat_call(client.spec, request, attributes, True)
+        events = call.iterate(client.stream(request))
         try:
             async with asyncio.timeout(limit):
-                async for event in client.stream(request):
+                async for event in events:
+                    if event.response is not None:
+                        self._succeeded(call, event.response, True)
                     yield event
         except TimeoutError:
-            raise client.error(Timeout, f"stream not finished within {limit:g} s") from None
+            error = client.error(Timeout, f"stream not finished within {limit:g} s")
+            call.failed(error)
+            raise error from None
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            call.failed(exc)
+            raise
+        finally:
+            call.end()  # a consumer that stopped reading: the span ends without an outcome
+            await events.aclose()
 
     def invoke_sync(self, model_id: str, request: ModelRequest) -> ModelResponse:
         """Blocking :meth:`invoke` for scripts, then :meth:`aclose`.

@@ -31,6 +31,7 @@ from agentmesh.resilience.retry import RetryBudget, backoff_delay
 from agentmesh.routing.policy import Policy
 from agentmesh.routing.router import Router
 from agentmesh.routing.types import NoRoute, Outcome, RouteDecision, RouteRequest, RoutingError
+from agentmesh.tracing import attempt_attributes, record_breaker_transition, record_fallback
 
 __all__ = ["Attempt", "CallFailed", "CallResult", "RequestBuilder", "ResilientCaller"]
 
@@ -163,6 +164,10 @@ class CallFailed(Exception):
         return "budget_exceeded" if type(self.error).__name__ == "BudgetExceeded" else "no_route"
 
 
+def _trace_transition(event: BreakerEvent) -> None:
+    record_breaker_transition(event.model, event.old, event.new)
+
+
 @dataclass(slots=True)
 class _Run:
     """Mutable bookkeeping of one call (private to the caller)."""
@@ -171,6 +176,7 @@ class _Run:
     deadline: float | None
     attempts: list[Attempt]
     tried: set[str]
+    attributes: Mapping[str, Any]
     last_error: ModelError | None = None
 
 
@@ -201,7 +207,8 @@ class ResilientCaller:
         self.router = router
         self.gateway = gateway
         self.policy = policy or ResiliencePolicy()
-        self.breaker = CircuitBreaker(router.state, self.policy.breaker, clock, breaker_listeners)
+        listeners = (_trace_transition, *breaker_listeners)
+        self.breaker = CircuitBreaker(router.state, self.policy.breaker, clock, listeners)
         self.retry_budget = RetryBudget(self.policy.retry_budget)
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -227,10 +234,10 @@ class ResilientCaller:
         pol = policy or self.policy
         loop = asyncio.get_running_loop()
         deadline = loop.time() + pol.deadline_s if pol.deadline_s is not None else None
-        run = _Run(pol, deadline, [], set())
+        run = _Run(pol, deadline, [], set(), attributes or {})
         try:
             async with asyncio.timeout_at(deadline):
-                return await self._serve(run, request, model_request, routing, attributes or {})
+                return await self._serve(run, request, model_request, routing)
         except TimeoutError:
             error = Timeout(f"deadline of {pol.deadline_s:g} s reached", model_id=None)
             raise CallFailed(error, run.attempts) from None
@@ -241,7 +248,6 @@ class ResilientCaller:
         request: RouteRequest,
         model_request: ModelRequest | RequestBuilder,
         routing: Policy | None,
-        attributes: Mapping[str, Any],
     ) -> CallResult:
         route_request, degraded_reason = request, ""
         while True:
@@ -253,7 +259,7 @@ class ResilientCaller:
                 degraded_reason = self._degradation(exc)
                 route_request, routing = self._degraded(run, request, routing)
                 continue
-            result = await self._walk(run, decision, model_request, attributes, degraded_reason)
+            result = await self._walk(run, decision, model_request, degraded_reason)
             if isinstance(result, CallResult):
                 return result
             if result == "larger_context":
@@ -311,11 +317,11 @@ class ResilientCaller:
         run: _Run,
         decision: RouteDecision,
         model_request: ModelRequest | RequestBuilder,
-        attributes: Mapping[str, Any],
         degraded_reason: str,
     ) -> CallResult | str:
         """Try the decision's models in order; a result, or why the walk stopped."""
         previous: str | None = None
+        previous_model: str | None = None
         for model in (decision.chosen, *decision.fallbacks):
             if model in run.tried:
                 continue
@@ -331,6 +337,10 @@ class ResilientCaller:
                 )
                 continue
             why = "primary" if previous is None else f"fallback after {previous}"
+            if previous_model is not None and run.last_error is not None:
+                record_fallback(
+                    previous_model, model, run.last_error.kind, node=decision.request.node
+                )
             if degraded_reason:
                 why = f"degraded: {degraded_reason}; {why}"
             if admission.probe:
@@ -355,7 +365,7 @@ class ResilientCaller:
                 raise CallFailed(served, run.attempts)
             if action == "larger_context":
                 return "larger_context"
-            previous = f"{served.kind} on {model}"
+            previous, previous_model = f"{served.kind} on {model}", model
         return "exhausted"
 
     async def _try_model(
@@ -372,8 +382,19 @@ class ResilientCaller:
         waited = 0.0
         reason = why
         for number in range(retry.max_attempts):
+            traced = {
+                **run.attributes,
+                **attempt_attributes(
+                    attempt=len(run.attempts) + 1,
+                    fallback=model != decision.chosen,
+                    escalation=decision.request.escalation,
+                    node=decision.request.node,
+                    decision_id=decision.decision_id,
+                    run_id=decision.request.run_id,
+                ),
+            }
             try:
-                response = await self.gateway.invoke(model, model_request)
+                response = await self.gateway.invoke(model, model_request, attributes=traced)
             except ModelError as error:
                 run.last_error = error
                 stats = await self.router.record(

@@ -21,6 +21,7 @@ from agentmesh.models.types import ModelRequest, ModelResponse
 from agentmesh.resilience.caller import CallFailed, CallResult, ResilientCaller
 from agentmesh.routing.policy import Policy
 from agentmesh.routing.types import RouteRequest
+from agentmesh.tracing import record_escalation
 
 __all__ = ["Check", "EscalationResult", "Round", "Verdict", "call_until", "with_feedback"]
 
@@ -113,6 +114,8 @@ async def call_until(
     current = model_request
     for level in range(max_rounds):
         escalated = replace(request, escalation=request.escalation + level)
+        if level:
+            record_escalation(request.node, escalated.escalation, reason="check")
         try:
             result = await caller.call(escalated, current, routing)
         except CallFailed as failure:

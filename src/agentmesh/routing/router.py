@@ -38,6 +38,7 @@ from agentmesh.routing.types import (
     RouteDecision,
     RouteRequest,
 )
+from agentmesh.tracing import RouteCall
 
 __all__ = ["Router"]
 
@@ -112,11 +113,43 @@ class Router:
     async def route(self, request: RouteRequest, policy: Policy | None = None) -> RouteDecision:
         """Choose a model for ``request`` under ``policy`` (default: the router's).
 
+        Each decision is traced as a ``route {node}`` span (strategy, chosen
+        model, reason, ranked candidates, exclusions with why, fallbacks) and
+        counted in ``agentmesh.route.decisions``; see :mod:`agentmesh.tracing`.
+
         Raises:
             BudgetExceeded: Only budgets stood between the request and a model.
             NoRoute: No model is eligible; the error lists every exclusion.
         """
         policy = policy or self.policy
+        with RouteCall.start(
+            node=request.node,
+            role=request.role,
+            strategy=policy.strategy,
+            attempt=request.attempt,
+            escalation=request.escalation,
+            run_id=request.run_id,
+        ) as call:
+            try:
+                decision = await self._decide(request, policy)
+            except NoRoute as exc:
+                call.excluded(exc.excluded)
+                raise
+            call.decided(
+                chosen=decision.chosen,
+                strategy=decision.strategy,
+                reason=decision.reason,
+                candidates=decision.candidates,
+                excluded=decision.excluded,
+                fallbacks=decision.fallbacks,
+                selected=decision.selected,
+                task=decision.task,
+                reserved_usd=decision.reserved_usd,
+                decision_id=decision.decision_id,
+            )
+            return decision
+
+    async def _decide(self, request: RouteRequest, policy: Policy) -> RouteDecision:
         strategy = self.strategy_for(policy)
         constraints = Constraints.merge(policy, request)
         verdict = None

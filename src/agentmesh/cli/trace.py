@@ -1,0 +1,130 @@
+"""``agentmesh trace show|summary|export``: read a JSONL trace file (``--trace FILE``).
+
+- ``show FILE [--run ID]``: each run as a tree, workflow -> node -> routing
+  decision -> attempts (model, outcome, tokens, cost, latency).
+- ``summary FILE [--run ID] [--json]``: routing distribution per node and
+  model, fallback and escalation rates, cost and tokens per node and model,
+  p50/p95 latency per model.
+- ``export FILE --otlp-endpoint URL``: load the spans into any OTLP backend.
+
+Exit codes: 0 success, 1 the export failed, 2 unreadable file, bad line or unknown run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from agentmesh.cli._common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, emit_json
+from agentmesh.tracing import (
+    ExportFailed,
+    SpanRecord,
+    TraceFileError,
+    load_spans,
+    otlp_span_exporter,
+    render_summary,
+    render_traces,
+    replay_to_otlp,
+    select_run,
+    summarize,
+    traces,
+)
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Attach ``trace`` and its commands."""
+    parser = sub.add_parser("trace", help="show and summarize JSONL trace files")
+    commands = parser.add_subparsers(dest="trace_command", metavar="COMMAND", required=True)
+
+    show = commands.add_parser("show", help="each run as a tree of decisions and attempts")
+    show.add_argument("file", metavar="FILE", help="JSONL trace file (--trace FILE)")
+    show.add_argument("--run", metavar="ID", help="only this run id (or trace id prefix)")
+    show.set_defaults(handler=_show)
+
+    summary = commands.add_parser("summary", help="routing, failures, cost and latency figures")
+    summary.add_argument("file", metavar="FILE", help="JSONL trace file (--trace FILE)")
+    summary.add_argument("--run", metavar="ID", help="only this run id (or trace id prefix)")
+    summary.add_argument("--json", action="store_true", help="print the figures as JSON")
+    summary.set_defaults(handler=_summary)
+
+    export = commands.add_parser("export", help="send the spans to an OTLP/HTTP collector")
+    export.add_argument("file", metavar="FILE", help="JSONL trace file (--trace FILE)")
+    export.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        required=True,
+        help="collector base URL (http://localhost:4318) or its /v1/traces URL",
+    )
+    export.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="HTTP header for the collector (repeatable)",
+    )
+    export.set_defaults(handler=_export)
+
+
+def _load(args: argparse.Namespace) -> list[SpanRecord] | None:
+    try:
+        records = load_spans(args.file)
+    except TraceFileError as exc:
+        print(f"agentmesh: {exc}", file=sys.stderr)
+        return None
+    run = getattr(args, "run", None)
+    if run:
+        records = select_run(records, run)
+        if not records:
+            print(f"agentmesh: {args.file}: no run or trace {run!r}", file=sys.stderr)
+            return None
+    return records
+
+
+def _show(args: argparse.Namespace) -> int:
+    records = _load(args)
+    if records is None:
+        return EXIT_CONFIG
+    if records:
+        print(render_traces(traces(records)))
+    return EXIT_OK
+
+
+def _summary(args: argparse.Namespace) -> int:
+    records = _load(args)
+    if records is None:
+        return EXIT_CONFIG
+    figures = summarize(records)
+    if args.json:
+        emit_json(figures)
+    else:
+        print(render_summary(figures))
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    headers = {}
+    for item in args.header:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            print(f"agentmesh: --header {item!r}: expected NAME=VALUE", file=sys.stderr)
+            return EXIT_CONFIG
+        headers[name.strip()] = value.strip()
+    records = _load(args)
+    if records is None:
+        return EXIT_CONFIG
+    try:
+        exporter = otlp_span_exporter(args.otlp_endpoint, headers=headers)
+    except ImportError as exc:
+        print(f"agentmesh: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        sent = replay_to_otlp(records, exporter)
+    except ExportFailed as exc:
+        print(f"agentmesh: {exc} ({args.otlp_endpoint})", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        exporter.shutdown()
+    print(f"exported {sent} spans from {args.file} to {args.otlp_endpoint}", file=sys.stderr)
+    return EXIT_OK

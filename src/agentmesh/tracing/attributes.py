@@ -1,0 +1,212 @@
+"""Every span, event and metric attribute name agentmesh emits, in one place.
+
+OpenTelemetry GenAI semantic-convention names (status: Development) come from the
+installed ``opentelemetry-semantic-conventions`` package, so a rename upstream is
+one version bump away. Names the conventions do not define live in the
+``agentmesh.*`` namespace and are defined here, and only here.
+
+Span names (see :mod:`agentmesh.tracing.spans`):
+
+- ``invoke_workflow {workflow}``: one run (``gen_ai.operation.name=invoke_workflow``).
+- ``node {name}``: one node of a workflow (``agentmesh.node.name``/``kind``).
+- ``route {node}``: one routing decision (``agentmesh.route.*``).
+- ``chat {gen_ai.request.model}``: one model call attempt (GenAI inference span).
+- ``execute_tool {gen_ai.tool.name}``: one tool call.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as _gen_ai
+from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as _gen_ai_metrics
+from opentelemetry.semconv.attributes import error_attributes as _error
+from opentelemetry.semconv.attributes import exception_attributes as _exception
+from opentelemetry.semconv.attributes import server_attributes as _server
+
+__all__ = [
+    "ATTEMPT",
+    "BREAKER_FROM",
+    "BREAKER_TO",
+    "CONTENT_ENV_VAR",
+    "COST_USD",
+    "ERROR_TYPE",
+    "ESCALATION_LEVEL",
+    "ESCALATION_REASON",
+    "EXCEPTION_MESSAGE",
+    "EXCEPTION_STACKTRACE",
+    "EXCEPTION_TYPE",
+    "FALLBACK",
+    "FALLBACK_FROM",
+    "FALLBACK_REASON",
+    "FALLBACK_TO",
+    "GEN_AI_INPUT_MESSAGES",
+    "GEN_AI_OPERATION_NAME",
+    "GEN_AI_OUTPUT_MESSAGES",
+    "GEN_AI_OUTPUT_TYPE",
+    "GEN_AI_PROVIDER_NAME",
+    "GEN_AI_REQUEST_MAX_TOKENS",
+    "GEN_AI_REQUEST_MODEL",
+    "GEN_AI_REQUEST_SEED",
+    "GEN_AI_REQUEST_STREAM",
+    "GEN_AI_REQUEST_TEMPERATURE",
+    "GEN_AI_RESPONSE_FINISH_REASONS",
+    "GEN_AI_RESPONSE_MODEL",
+    "GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK",
+    "GEN_AI_TOKEN_TYPE",
+    "GEN_AI_TOOL_CALL_ARGUMENTS",
+    "GEN_AI_TOOL_CALL_ID",
+    "GEN_AI_TOOL_CALL_RESULT",
+    "GEN_AI_TOOL_NAME",
+    "GEN_AI_TOOL_TYPE",
+    "GEN_AI_USAGE_INPUT_TOKENS",
+    "GEN_AI_USAGE_OUTPUT_TOKENS",
+    "GEN_AI_WORKFLOW_NAME",
+    "METRIC_BREAKER_TRANSITIONS",
+    "METRIC_COST",
+    "METRIC_ESCALATIONS",
+    "METRIC_FALLBACKS",
+    "METRIC_OPERATION_DURATION",
+    "METRIC_ROUTE_DECISIONS",
+    "METRIC_TOKEN_USAGE",
+    "MODEL_ID",
+    "NODE_KIND",
+    "NODE_NAME",
+    "NODE_ROLE",
+    "OP_CHAT",
+    "OP_EXECUTE_TOOL",
+    "OP_INVOKE_WORKFLOW",
+    "PROMPT_HASH",
+    "PROMPT_TEMPLATE",
+    "PROMPT_VARIANT",
+    "ROUTE_CANDIDATES",
+    "ROUTE_CANDIDATE_COUNT",
+    "ROUTE_CANDIDATE_SCORES",
+    "ROUTE_CHOSEN",
+    "ROUTE_DECISION_ID",
+    "ROUTE_EXCLUDED",
+    "ROUTE_EXCLUDED_COUNT",
+    "ROUTE_FALLBACKS",
+    "ROUTE_REASON",
+    "ROUTE_RESERVED_USD",
+    "ROUTE_SELECTED",
+    "ROUTE_STRATEGY",
+    "ROUTE_TASK",
+    "RUN_ID",
+    "SERVER_ADDRESS",
+    "SERVER_PORT",
+    "SIMULATED",
+    "TOKEN_INPUT",
+    "TOKEN_OUTPUT",
+    "USAGE_ESTIMATED",
+]
+
+# --- OpenTelemetry GenAI semantic conventions (from opentelemetry-semantic-conventions) ---
+
+GEN_AI_OPERATION_NAME: Final = _gen_ai.GEN_AI_OPERATION_NAME
+GEN_AI_PROVIDER_NAME: Final = _gen_ai.GEN_AI_PROVIDER_NAME
+GEN_AI_REQUEST_MODEL: Final = _gen_ai.GEN_AI_REQUEST_MODEL
+GEN_AI_REQUEST_MAX_TOKENS: Final = _gen_ai.GEN_AI_REQUEST_MAX_TOKENS
+GEN_AI_REQUEST_TEMPERATURE: Final = _gen_ai.GEN_AI_REQUEST_TEMPERATURE
+GEN_AI_REQUEST_SEED: Final = _gen_ai.GEN_AI_REQUEST_SEED
+GEN_AI_REQUEST_STREAM: Final = _gen_ai.GEN_AI_REQUEST_STREAM
+GEN_AI_OUTPUT_TYPE: Final = _gen_ai.GEN_AI_OUTPUT_TYPE
+GEN_AI_RESPONSE_MODEL: Final = _gen_ai.GEN_AI_RESPONSE_MODEL
+GEN_AI_RESPONSE_FINISH_REASONS: Final = _gen_ai.GEN_AI_RESPONSE_FINISH_REASONS
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = _gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK
+GEN_AI_USAGE_INPUT_TOKENS: Final = _gen_ai.GEN_AI_USAGE_INPUT_TOKENS
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = _gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS
+GEN_AI_TOKEN_TYPE: Final = _gen_ai.GEN_AI_TOKEN_TYPE
+GEN_AI_INPUT_MESSAGES: Final = _gen_ai.GEN_AI_INPUT_MESSAGES
+"""Opt-in content: the prompt as a JSON string following the GenAI input-messages schema."""
+GEN_AI_OUTPUT_MESSAGES: Final = _gen_ai.GEN_AI_OUTPUT_MESSAGES
+"""Opt-in content: the completion as a JSON string following the GenAI output-messages schema."""
+GEN_AI_WORKFLOW_NAME: Final = _gen_ai.GEN_AI_WORKFLOW_NAME
+GEN_AI_TOOL_NAME: Final = _gen_ai.GEN_AI_TOOL_NAME
+GEN_AI_TOOL_TYPE: Final = _gen_ai.GEN_AI_TOOL_TYPE
+GEN_AI_TOOL_CALL_ID: Final = _gen_ai.GEN_AI_TOOL_CALL_ID
+GEN_AI_TOOL_CALL_ARGUMENTS: Final = _gen_ai.GEN_AI_TOOL_CALL_ARGUMENTS
+GEN_AI_TOOL_CALL_RESULT: Final = _gen_ai.GEN_AI_TOOL_CALL_RESULT
+ERROR_TYPE: Final = _error.ERROR_TYPE
+"""On failure: the taxonomy's ``ModelError.kind`` (``rate_limited``...), else the class name."""
+EXCEPTION_TYPE: Final = _exception.EXCEPTION_TYPE
+EXCEPTION_MESSAGE: Final = _exception.EXCEPTION_MESSAGE
+EXCEPTION_STACKTRACE: Final = _exception.EXCEPTION_STACKTRACE
+SERVER_ADDRESS: Final = _server.SERVER_ADDRESS
+SERVER_PORT: Final = _server.SERVER_PORT
+
+OP_CHAT: Final = "chat"
+"""``gen_ai.operation.name`` of a model call (every agentmesh model call is a chat)."""
+OP_EXECUTE_TOOL: Final = "execute_tool"
+OP_INVOKE_WORKFLOW: Final = "invoke_workflow"
+TOKEN_INPUT: Final = "input"
+"""``gen_ai.token.type`` values."""
+TOKEN_OUTPUT: Final = "output"
+
+METRIC_TOKEN_USAGE: Final = _gen_ai_metrics.GEN_AI_CLIENT_TOKEN_USAGE
+METRIC_OPERATION_DURATION: Final = _gen_ai_metrics.GEN_AI_CLIENT_OPERATION_DURATION
+
+# --- agentmesh.* (no convention exists) ---
+
+RUN_ID: Final = "agentmesh.run.id"
+"""The workflow run (on workflow spans, and on any span that knows it)."""
+NODE_NAME: Final = "agentmesh.node.name"
+NODE_KIND: Final = "agentmesh.node.kind"
+"""``planner``, ``executor``, ``tool``, ``judge`` or ``merge``."""
+NODE_ROLE: Final = "agentmesh.node.role"
+
+ROUTE_STRATEGY: Final = "agentmesh.route.strategy"
+ROUTE_CHOSEN: Final = "agentmesh.route.chosen"
+ROUTE_REASON: Final = "agentmesh.route.reason"
+ROUTE_CANDIDATES: Final = "agentmesh.route.candidates"
+"""Ranked candidate model ids, best first (string array, at most ``ROUTE_LIST_LIMIT``)."""
+ROUTE_CANDIDATE_SCORES: Final = "agentmesh.route.candidates.scores"
+"""The strategy's score of each listed candidate (double array, same order)."""
+ROUTE_CANDIDATE_COUNT: Final = "agentmesh.route.candidates.count"
+"""How many candidates there were; set only when the list was cut."""
+ROUTE_EXCLUDED: Final = "agentmesh.route.excluded"
+"""Excluded models as ``"<model> [<filter>] <why>"`` strings (at most ``ROUTE_LIST_LIMIT``)."""
+ROUTE_EXCLUDED_COUNT: Final = "agentmesh.route.excluded.count"
+"""How many models were excluded; set only when the list was cut."""
+ROUTE_FALLBACKS: Final = "agentmesh.route.fallbacks"
+ROUTE_SELECTED: Final = "agentmesh.route.selected"
+"""Models called together (consensus); absent when only the chosen one is."""
+ROUTE_TASK: Final = "agentmesh.route.task"
+ROUTE_RESERVED_USD: Final = "agentmesh.route.reserved_usd"
+ROUTE_DECISION_ID: Final = "agentmesh.route.decision_id"
+"""On route spans, and on chat spans made on that decision (links attempts to it)."""
+
+MODEL_ID: Final = "agentmesh.model_id"
+"""Catalog id of the called model (``gen_ai.request.model`` is the provider's wire name)."""
+COST_USD: Final = "agentmesh.cost_usd"
+SIMULATED: Final = "agentmesh.simulated"
+USAGE_ESTIMATED: Final = "agentmesh.usage.estimated"
+ATTEMPT: Final = "agentmesh.attempt"
+"""1 for the first call of a step, 2 for the next (retries and fallbacks count).
+
+On route spans only when it is not 1 (the request's attempt)."""
+FALLBACK: Final = "agentmesh.fallback"
+"""True when the called model is a fallback, not the decision's chosen model (absent: False)."""
+FALLBACK_FROM: Final = "agentmesh.fallback.from"
+FALLBACK_TO: Final = "agentmesh.fallback.to"
+FALLBACK_REASON: Final = "agentmesh.fallback.reason"
+ESCALATION_LEVEL: Final = "agentmesh.escalation.level"
+"""How many tiers above the cheapest acceptable one (route and chat spans; absent: 0)."""
+ESCALATION_REASON: Final = "agentmesh.escalation.reason"
+BREAKER_FROM: Final = "agentmesh.breaker.from_state"
+BREAKER_TO: Final = "agentmesh.breaker.state"
+
+PROMPT_TEMPLATE: Final = "agentmesh.prompt.template"
+"""Set by ``RenderedPrompt.trace_attributes()`` (with the variant file and the hash)."""
+PROMPT_VARIANT: Final = "agentmesh.prompt.variant"
+PROMPT_HASH: Final = "agentmesh.prompt.hash"
+
+METRIC_COST: Final = "agentmesh.cost"
+METRIC_FALLBACKS: Final = "agentmesh.fallbacks"
+METRIC_ESCALATIONS: Final = "agentmesh.escalations"
+METRIC_BREAKER_TRANSITIONS: Final = "agentmesh.breaker.transitions"
+METRIC_ROUTE_DECISIONS: Final = "agentmesh.route.decisions"
+
+CONTENT_ENV_VAR: Final = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+"""The OpenTelemetry GenAI instrumentations' opt-in variable, honoured when
+:func:`agentmesh.tracing.configure` was not told (``true`` turns capture on)."""

@@ -1,0 +1,155 @@
+"""The JSONL trace file: one finished span per line, appended (what ``--trace FILE`` writes).
+
+Each line is a JSON object::
+
+    {"name": "chat gpt-4o-mini", "trace_id": "<32 hex>", "span_id": "<16 hex>",
+     "parent_id": "<16 hex>" | null, "kind": "CLIENT",
+     "start": "2025-06-01T12:00:00.123456Z", "end": "...",
+     "start_time_unix_nano": 1748779200123456789, "end_time_unix_nano": ...,
+     "duration_ms": 12.5, "status": {"code": "OK" | "ERROR" | "UNSET", "description": null},
+     "attributes": {...}, "events": [{"name", "time_unix_nano", "attributes"}],
+     "links": [{"trace_id", "span_id", "attributes"}],
+     "resource": {"service.name": "agentmesh", ...}, "scope": {"name", "version"}}
+
+Nanosecond times are kept next to the readable ones, so :mod:`agentmesh.tracing.reader`
+rebuilds spans exactly (and can replay them to any OTLP backend).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+__all__ = ["JsonlSpanExporter", "iso_time", "span_to_dict"]
+
+
+def iso_time(unix_nano: int) -> str:
+    """ISO 8601 UTC time of a nanosecond timestamp, to the microsecond (``...Z``)."""
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(unix_nano // 1_000_000_000))
+    return f"{seconds}.{(unix_nano // 1000) % 1_000_000:06d}Z"
+
+
+def _hex_span(span_id: int) -> str:
+    return f"{span_id:016x}"
+
+
+def _plain(values: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A dict copy of attributes (a ``mappingproxy`` copies ~7x faster than ``dict()``)."""
+    if not values:
+        return {}
+    copy = getattr(values, "copy", None)
+    return copy() if copy is not None else dict(values)
+
+
+def _fields(span: ReadableSpan) -> dict[str, Any]:
+    """Everything of a span's line but its resource and scope (shared by many spans)."""
+    ctx = span.get_span_context()
+    start = span.start_time or 0
+    end = span.end_time or start
+    return {
+        "name": span.name,
+        "trace_id": f"{ctx.trace_id:032x}" if ctx else None,
+        "span_id": _hex_span(ctx.span_id) if ctx else None,
+        "parent_id": _hex_span(span.parent.span_id) if span.parent else None,
+        "kind": span.kind.name,
+        "start": iso_time(start),
+        "end": iso_time(end),
+        "start_time_unix_nano": start,
+        "end_time_unix_nano": end,
+        "duration_ms": round((end - start) / 1e6, 6),
+        "status": {"code": span.status.status_code.name, "description": span.status.description},
+        "attributes": _plain(span.attributes),
+        "events": [
+            {"name": e.name, "time_unix_nano": e.timestamp, "attributes": _plain(e.attributes)}
+            for e in span.events
+        ],
+        "links": [
+            {
+                "trace_id": f"{link.context.trace_id:032x}",
+                "span_id": _hex_span(link.context.span_id),
+                "attributes": _plain(link.attributes),
+            }
+            for link in span.links
+        ],
+    }
+
+
+def _scope(span: ReadableSpan) -> dict[str, Any] | None:
+    scope = span.instrumentation_scope
+    return {"name": scope.name, "version": scope.version} if scope else None
+
+
+def span_to_dict(span: ReadableSpan) -> dict[str, Any]:
+    """One finished span as the JSON-ready mapping written on its line."""
+    data = _fields(span)
+    data["resource"] = _plain(span.resource.attributes)
+    data["scope"] = _scope(span)
+    return data
+
+
+class JsonlSpanExporter(SpanExporter):
+    """Appends each finished span to a file as one JSON line; thread-safe.
+
+    Every batch is written and flushed under a lock, so concurrent batches never
+    interleave within a line and a crash loses at most the batch being written.
+
+    Args:
+        path: The file; created if missing, appended to otherwise.
+
+    Raises:
+        OSError: The file cannot be opened for appending (at construction).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._file: Any = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self._lock = threading.Lock()
+        self._encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+        # Encoded once per resource and scope object (a provider shares them by all spans).
+        self._shared: dict[int, tuple[object, str]] = {}
+
+    def _encoded(self, key: object, value: object) -> str:
+        found = self._shared.get(id(key))
+        if found is None or found[0] is not key:
+            if len(self._shared) > 64:
+                self._shared.clear()
+            found = (key, self._encoder.encode(value))
+            self._shared[id(key)] = found
+        return found[1]
+
+    def _line(self, span: ReadableSpan) -> str:
+        body = self._encoder.encode(_fields(span))
+        resource = self._encoded(span.resource, _plain(span.resource.attributes))
+        scope = self._encoded(span.instrumentation_scope, _scope(span))
+        return f'{body[:-1]},"resource":{resource},"scope":{scope}}}\n'
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Write ``spans``, one line each, and flush."""
+        text = "".join(self._line(s) for s in spans)
+        with self._lock:
+            if self._file is None:
+                return SpanExportResult.FAILURE
+            self._file.write(text)
+            self._file.flush()
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Lines are flushed per batch already; flush again for good measure."""
+        with self._lock:
+            if self._file is not None:
+                self._file.flush()
+        return True
+
+    def shutdown(self) -> None:
+        """Close the file; later exports fail."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None

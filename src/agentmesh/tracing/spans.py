@@ -1,0 +1,395 @@
+"""The spans every layer opens, and the rules they share (errors, secrets, content).
+
+Library code takes its tracer from the **global OpenTelemetry API**, as OTel's
+library-instrumentation guidelines ask: until an application installs an SDK
+(for instance with :func:`agentmesh.tracing.configure`) no span is made at all
+(see :mod:`agentmesh.tracing._state`). The global tracer provider is the one piece
+of process-global state, by OpenTelemetry's design: instrumented libraries never
+get a tracer handed to them, so the application decides, once, where spans go.
+
+- :func:`span`: any span, made current while its ``with`` block runs.
+- :func:`workflow_span` (``invoke_workflow {name}``), :func:`node_span`
+  (``node {name}``), :func:`tool_span` (``execute_tool {name}``): what the
+  workflow layer opens.
+- :func:`attempt_attributes`: what the resilience layer passes to
+  ``Gateway.invoke(..., attributes=...)`` so each ``chat`` span says which
+  attempt, fallback and escalation level it was.
+- Content (prompts, completions, tool arguments and results) is recorded only
+  when opted in: :func:`content_capture` / ``configure(capture_content=True)``,
+  or ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import traceback
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from importlib.metadata import PackageNotFoundError, version
+from types import TracebackType
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from agentmesh.tracing._state import spans_on
+from agentmesh.tracing.attributes import (
+    ATTEMPT,
+    CONTENT_ENV_VAR,
+    ERROR_TYPE,
+    ESCALATION_LEVEL,
+    EXCEPTION_MESSAGE,
+    EXCEPTION_STACKTRACE,
+    EXCEPTION_TYPE,
+    FALLBACK,
+    FALLBACK_FROM,
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_TOOL_CALL_ARGUMENTS,
+    GEN_AI_TOOL_CALL_ID,
+    GEN_AI_TOOL_NAME,
+    GEN_AI_TOOL_TYPE,
+    GEN_AI_WORKFLOW_NAME,
+    NODE_KIND,
+    NODE_NAME,
+    NODE_ROLE,
+    OP_EXECUTE_TOOL,
+    OP_INVOKE_WORKFLOW,
+    ROUTE_DECISION_ID,
+    RUN_ID,
+)
+
+__all__ = [
+    "INSTRUMENTATION_NAME",
+    "INSTRUMENTATION_VERSION",
+    "Attributes",
+    "SpanScope",
+    "attempt_attributes",
+    "capturing_content",
+    "content_capture",
+    "error_type",
+    "node_span",
+    "record_error",
+    "scrub",
+    "span",
+    "to_json",
+    "tool_span",
+    "tracer",
+    "workflow_span",
+]
+
+Attributes = Mapping[str, AttributeValue]
+"""Span attributes as plain values (str, bool, int, float, or sequences of one of them)."""
+
+INSTRUMENTATION_NAME = "agentmesh"
+"""The instrumentation scope of every agentmesh span and metric."""
+
+
+def _version() -> str:
+    try:
+        return version("agentmesh")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+INSTRUMENTATION_VERSION = _version()
+
+# A ProxyTracer: a no-op until a provider is installed, then it binds to it once.
+_TRACER = trace.get_tracer(INSTRUMENTATION_NAME, INSTRUMENTATION_VERSION)
+
+_CAPTURE: ContextVar[bool | None] = ContextVar("agentmesh_capture_content", default=None)
+_TRUE = frozenset({"true", "1", "yes", "span_only", "span_and_event"})
+# Read once, as the SDK reads its OTEL_* settings: a lookup per call costs ~1 us.
+_ENV_CAPTURE = os.environ.get(CONTENT_ENV_VAR, "").strip().lower() in _TRUE
+
+
+def tracer() -> trace.Tracer:
+    """The tracer of every agentmesh span (from the global OpenTelemetry API)."""
+    return _TRACER
+
+
+def capturing_content() -> bool:
+    """Whether prompts, completions and tool payloads may be put on spans.
+
+    The innermost :func:`content_capture` (or ``configure(capture_content=...)``)
+    decides; when none was set, ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``
+    as it was when :mod:`agentmesh.tracing` was imported does (``true`` turns
+    capture on). Off by default.
+    """
+    value = _CAPTURE.get()
+    return _ENV_CAPTURE if value is None else value
+
+
+@contextmanager
+def content_capture(enabled: bool) -> Iterator[None]:
+    """Turn content capture on or off for the code run inside the block.
+
+    It is a context variable, so it follows asyncio tasks started inside the
+    block (and LangGraph's fan-out), like the current span does.
+    """
+    token = _CAPTURE.set(enabled)
+    try:
+        yield
+    finally:
+        _CAPTURE.reset(token)
+
+
+def _set_capture(enabled: bool | None) -> Any:
+    """Set the capture flag in the current context; returns the token to reset it."""
+    return _CAPTURE.set(enabled)
+
+
+def _reset_capture(token: Any) -> None:
+    try:
+        _CAPTURE.reset(token)
+    except ValueError:  # reset from another context: fall back to "not set"
+        _CAPTURE.set(None)
+
+
+def scrub(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every secret of 6 characters or more replaced by ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 6 and secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON of a content value (anything not JSON-native becomes its ``str``)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def error_type(exc: BaseException) -> str:
+    """``error.type`` of a failure: the taxonomy's ``kind`` when it has one, else the class."""
+    kind = getattr(exc, "kind", None)
+    return kind if isinstance(kind, str) and kind else type(exc).__qualname__
+
+
+def record_error(
+    span: Span,
+    exc: BaseException,
+    *,
+    secrets: Iterable[str | None] = (),
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> None:
+    """Mark ``span`` failed by ``exc``: ``error.type``, status ERROR and an ``exception`` event.
+
+    The message (and, for unclassified exceptions, the stack trace) is scrubbed
+    of ``secrets`` first. Classified errors (with a ``kind``) carry no stack
+    trace: they are outcomes, not bugs. ``attributes`` are set in the same batch.
+    """
+    if not span.is_recording():
+        return
+    secrets = tuple(secrets)
+    message = scrub(str(exc), secrets)
+    event: dict[str, AttributeValue] = {
+        EXCEPTION_TYPE: f"{type(exc).__module__}.{type(exc).__qualname__}",
+        EXCEPTION_MESSAGE: message,
+    }
+    if getattr(exc, "kind", None) is None:
+        event[EXCEPTION_STACKTRACE] = scrub("".join(traceback.format_exception(exc)), secrets)
+    span.add_event("exception", event)
+    span.set_attributes(
+        {**attributes, ERROR_TYPE: error_type(exc)} if attributes else {ERROR_TYPE: error_type(exc)}
+    )
+    span.set_status(Status(StatusCode.ERROR, message))
+
+
+class SpanScope:
+    """A started span that is the current span while its ``with`` block runs.
+
+    Leaving the block ends the span; an exception leaving it is recorded
+    (:func:`record_error`) and re-raised. Use it within one task: the block may
+    ``await``, but must not be entered in one task and left in another.
+
+    Attributes:
+        span: The OpenTelemetry span (a non-recording one when tracing is off).
+    """
+
+    __slots__ = ("_token", "span")
+
+    def __init__(
+        self,
+        name: str,
+        attributes: Attributes | None = None,
+        *,
+        kind: SpanKind = SpanKind.INTERNAL,
+    ) -> None:
+        self._token: object | None = None
+        if not spans_on():
+            self.span: Span = INVALID_SPAN
+            return
+        self.span = _TRACER.start_span(
+            name,
+            kind=kind,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+
+    @property
+    def recording(self) -> bool:
+        """True when the span is recorded (tracing is configured and sampled it)."""
+        return self.span.is_recording()
+
+    def set(self, key: str, value: AttributeValue) -> None:
+        """Set one attribute (ignored when not recording)."""
+        self.span.set_attribute(key, value)
+
+    def set_attributes(self, attributes: Attributes) -> None:
+        """Set several attributes (ignored when not recording)."""
+        self.span.set_attributes(attributes)
+
+    def set_content(self, key: str, value: Any, *, secrets: Iterable[str | None] = ()) -> None:
+        """Set a content attribute (JSON unless a string) only if content capture is on."""
+        if self.span.is_recording() and capturing_content():
+            text = value if isinstance(value, str) else to_json(value)
+            self.span.set_attribute(key, scrub(text, secrets))
+
+    def __enter__(self) -> SpanScope:
+        if self.span.get_span_context().is_valid:
+            self._token = otel_context.attach(trace.set_span_in_context(self.span))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
+        if exc is not None:
+            record_error(self.span, exc)
+        self.span.end()
+
+
+def span(
+    name: str, attributes: Attributes | None = None, *, kind: SpanKind = SpanKind.INTERNAL
+) -> SpanScope:
+    """Open any agentmesh span, e.g. the top-level span of a CLI command (use ``with``)."""
+    return SpanScope(name, attributes, kind=kind)
+
+
+def workflow_span(
+    name: str, *, run_id: str | None = None, attributes: Attributes | None = None
+) -> SpanScope:
+    """``invoke_workflow {name}``: the span of one workflow run (the root of its trace).
+
+    Args:
+        name: The workflow's (low-cardinality) name, ``gen_ai.workflow.name``.
+        run_id: The run's id, ``agentmesh.run.id`` (what ``trace show --run`` finds).
+        attributes: More attributes.
+    """
+    attrs: dict[str, AttributeValue] = {
+        GEN_AI_OPERATION_NAME: OP_INVOKE_WORKFLOW,
+        GEN_AI_WORKFLOW_NAME: name,
+    }
+    if run_id is not None:
+        attrs[RUN_ID] = run_id
+    if attributes:
+        attrs.update(attributes)
+    return SpanScope(f"{OP_INVOKE_WORKFLOW} {name}", attrs)
+
+
+def node_span(
+    name: str,
+    kind: str,
+    *,
+    role: str | None = None,
+    run_id: str | None = None,
+    attributes: Attributes | None = None,
+) -> SpanScope:
+    """``node {name}``: one node of a workflow (its routing and calls nest inside).
+
+    Args:
+        name: The node's name in the graph, ``agentmesh.node.name``.
+        kind: ``planner``, ``executor``, ``tool``, ``judge`` or ``merge``.
+        role: The role it routes as, when it differs from the kind.
+        run_id: The run, when known.
+        attributes: More attributes (e.g. ``agentmesh.escalation.level``).
+    """
+    attrs: dict[str, AttributeValue] = {NODE_NAME: name, NODE_KIND: kind}
+    if role is not None:
+        attrs[NODE_ROLE] = role
+    if run_id is not None:
+        attrs[RUN_ID] = run_id
+    if attributes:
+        attrs.update(attributes)
+    return SpanScope(f"node {name}", attrs)
+
+
+def tool_span(
+    name: str,
+    *,
+    call_id: str | None = None,
+    tool_type: str = "function",
+    arguments: Any = None,
+    attributes: Attributes | None = None,
+) -> SpanScope:
+    """``execute_tool {name}``: one tool call. Record its result with ``set_content``.
+
+    Args:
+        name: ``gen_ai.tool.name``.
+        call_id: ``gen_ai.tool.call.id``, the model's id for the call, if any.
+        tool_type: ``function``, ``extension`` or ``datastore``.
+        arguments: The arguments; recorded (as JSON) only with content capture on.
+        attributes: More attributes (e.g. ``agentmesh.node.name``).
+    """
+    attrs: dict[str, AttributeValue] = {
+        GEN_AI_OPERATION_NAME: OP_EXECUTE_TOOL,
+        GEN_AI_TOOL_NAME: name,
+        GEN_AI_TOOL_TYPE: tool_type,
+    }
+    if call_id is not None:
+        attrs[GEN_AI_TOOL_CALL_ID] = call_id
+    if attributes:
+        attrs.update(attributes)
+    scope = SpanScope(f"{OP_EXECUTE_TOOL} {name}", attrs)
+    if arguments is not None:
+        scope.set_content(GEN_AI_TOOL_CALL_ARGUMENTS, arguments)
+    return scope
+
+
+def attempt_attributes(
+    *,
+    attempt: int,
+    fallback: bool = False,
+    fallback_from: str | None = None,
+    escalation: int = 0,
+    node: str | None = None,
+    decision_id: str | None = None,
+    run_id: str | None = None,
+) -> dict[str, AttributeValue]:
+    """Attributes of one call attempt, for ``Gateway.invoke(..., attributes=...)``.
+
+    Defaults are left out (no fallback, escalation 0): each attribute costs the
+    SDK about a microsecond, and readers treat a missing one as its default.
+
+    Args:
+        attempt: 1 for the step's first call, then 2, 3... across retries and fallbacks.
+        fallback: The called model is a fallback, not the decision's chosen model.
+        fallback_from: The model whose failure led here.
+        escalation: The escalation level the step runs at.
+        node: The calling node.
+        decision_id: The routing decision the call is made on (links it to its ``route`` span).
+        run_id: The workflow run.
+    """
+    attrs: dict[str, AttributeValue] = {ATTEMPT: attempt}
+    if fallback:
+        attrs[FALLBACK] = True
+    if escalation:
+        attrs[ESCALATION_LEVEL] = escalation
+    if fallback_from is not None:
+        attrs[FALLBACK_FROM] = fallback_from
+    if node is not None:
+        attrs[NODE_NAME] = node
+    if decision_id:
+        attrs[ROUTE_DECISION_ID] = decision_id
+    if run_id is not None:
+        attrs[RUN_ID] = run_id
+    return attrs

@@ -1,0 +1,204 @@
+"""``agentmesh trace summary``: the figures an operator watches, from a trace file.
+
+Per node: decisions, the routing distribution over models, calls, errors,
+fallback rate (calls made on a fallback model / calls), escalation rate
+(decisions above escalation level 0 / decisions), tokens and cost. Per model:
+decisions, calls, errors by type, fallback calls, tokens, cost, and p50/p95
+latency of successful calls (nearest rank). Rates are ``None`` when there is
+nothing to divide by.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentmesh.tracing.attributes import (
+    COST_USD,
+    ERROR_TYPE,
+    ESCALATION_LEVEL,
+    FALLBACK,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+    ROUTE_CHOSEN,
+)
+from agentmesh.tracing.reader import SpanRecord
+from agentmesh.tracing.tree import CHAT, ROUTE, model_of, span_type, traces
+
+__all__ = ["percentile", "render_summary", "summarize"]
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile ``q`` (0-100) of ``values``; ``None`` when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+@dataclass
+class _Calls:
+    decisions: int = 0
+    calls: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    fallbacks: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    def add(self, record: SpanRecord) -> None:
+        attrs = record.attributes
+        self.calls += 1
+        if attrs.get(FALLBACK):
+            self.fallbacks += 1
+        if record.failed:
+            self.errors[str(attrs.get(ERROR_TYPE, "error"))] += 1
+            return
+        self.input_tokens += int(attrs.get(GEN_AI_USAGE_INPUT_TOKENS, 0))
+        self.output_tokens += int(attrs.get(GEN_AI_USAGE_OUTPUT_TOKENS, 0))
+        self.cost_usd += float(attrs.get(COST_USD, 0.0))
+        self.latencies.append(record.duration_ms)
+
+    def report(self) -> dict[str, Any]:
+        errors = sum(self.errors.values())
+        return {
+            "decisions": self.decisions,
+            "calls": self.calls,
+            "errors": errors,
+            "error_types": dict(sorted(self.errors.items())),
+            "fallbacks": self.fallbacks,
+            "fallback_rate": _rate(self.fallbacks, self.calls),
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": round(self.cost_usd, 9),
+        }
+
+
+@dataclass
+class _Node(_Calls):
+    no_route: int = 0
+    escalations: int = 0
+    routing: Counter[str] = field(default_factory=Counter)
+    models: dict[str, _Calls] = field(default_factory=lambda: defaultdict(_Calls))
+
+    def report(self) -> dict[str, Any]:
+        out = super().report()
+        routed = sum(self.routing.values())
+        out["no_route"] = self.no_route
+        out["escalations"] = self.escalations
+        out["escalation_rate"] = _rate(self.escalations, self.decisions)
+        out["routing"] = {
+            model: {"decisions": n, "share": _rate(n, routed)}
+            for model, n in self.routing.most_common()
+        }
+        out["models"] = {
+            model: {k: v for k, v in stats.report().items() if k != "decisions"}
+            for model, stats in sorted(self.models.items())
+        }
+        return out
+
+
+def summarize(records: Sequence[SpanRecord]) -> dict[str, Any]:
+    """The summary of every trace in ``records``, as a JSON-ready mapping."""
+    nodes: dict[str, _Node] = defaultdict(_Node)
+    models: dict[str, _Calls] = defaultdict(_Calls)
+    total = _Node()
+    grouped = traces(records)
+    for trace in grouped:
+        for record in trace.spans:
+            kind = span_type(record)
+            if kind == ROUTE:
+                node = nodes[trace.node_of(record) or "-"]
+                escalated = bool(record.attributes.get(ESCALATION_LEVEL))
+                for counted in (node, total):
+                    counted.decisions += 1
+                    counted.escalations += escalated
+                    counted.no_route += record.failed
+                chosen = record.attributes.get(ROUTE_CHOSEN)
+                if not record.failed and chosen is not None:
+                    node.routing[str(chosen)] += 1
+                    models[str(chosen)].decisions += 1
+            elif kind == CHAT:
+                name, model = trace.node_of(record) or "-", model_of(record)
+                targets: tuple[_Calls, ...] = (
+                    nodes[name],
+                    nodes[name].models[model],
+                    models[model],
+                    total,
+                )
+                for target in targets:
+                    target.add(record)
+    model_reports = {}
+    for model, stats in sorted(models.items()):
+        report = stats.report()
+        report["latency_ms"] = {
+            "p50": percentile(stats.latencies, 50),
+            "p95": percentile(stats.latencies, 95),
+        }
+        model_reports[model] = report
+    totals = total.report()
+    for key in ("routing", "models"):
+        totals.pop(key)
+    return {
+        "traces": len(grouped),
+        "runs": len({t.run_id() for t in grouped if t.run_id() is not None}),
+        "spans": len(records),
+        "totals": totals,
+        "nodes": {name: stats.report() for name, stats in sorted(nodes.items())},
+        "models": model_reports,
+    }
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.1f}%"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    """The summary as text tables (what ``trace summary`` prints without ``--json``)."""
+    t = summary["totals"]
+    lines = [
+        f"{summary['traces']} traces ({summary['runs']} runs), {summary['spans']} spans: "
+        f"{t['decisions']} decisions ({t['no_route']} without a model), {t['calls']} calls, "
+        f"{t['errors']} errors, fallback rate {_pct(t['fallback_rate'])}, "
+        f"escalation rate {_pct(t['escalation_rate'])}, tokens "
+        f"{t['input_tokens']}/{t['output_tokens']}, cost ${t['cost_usd']:.6f}",
+        "",
+        f"{'NODE':<20} {'DECISIONS':>9} {'CALLS':>6} {'ERRORS':>6} {'FALLBACK':>8} "
+        f"{'ESCALATE':>8} {'TOKENS IN/OUT':>15} {'COST USD':>11}  ROUTED TO",
+    ]
+    for name, n in summary["nodes"].items():
+        routed = ", ".join(
+            f"{m} {r['decisions']} ({_pct(r['share'])})" for m, r in n["routing"].items()
+        )
+        lines.append(
+            f"{name:<20} {n['decisions']:>9} {n['calls']:>6} {n['errors']:>6} "
+            f"{_pct(n['fallback_rate']):>8} {_pct(n['escalation_rate']):>8} "
+            f"{str(n['input_tokens']) + '/' + str(n['output_tokens']):>15} "
+            f"{n['cost_usd']:>11.6f}  {routed or '-'}"
+        )
+    lines += [
+        "",
+        f"{'MODEL':<20} {'DECISIONS':>9} {'CALLS':>6} {'ERRORS':>6} {'FALLBACK':>8} "
+        f"{'TOKENS IN/OUT':>15} {'COST USD':>11} {'P50 MS':>8} {'P95 MS':>8}  ERROR TYPES",
+    ]
+    for name, m in summary["models"].items():
+        kinds = ", ".join(f"{k} {v}" for k, v in m["error_types"].items())
+        lines.append(
+            f"{name:<20} {m['decisions']:>9} {m['calls']:>6} {m['errors']:>6} "
+            f"{m['fallbacks']:>8} {str(m['input_tokens']) + '/' + str(m['output_tokens']):>15} "
+            f"{m['cost_usd']:>11.6f} {_ms(m['latency_ms']['p50']):>8} "
+            f"{_ms(m['latency_ms']['p95']):>8}  {kinds or '-'}"
+        )
+    return "\n".join(lines)
