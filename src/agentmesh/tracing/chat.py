@@ -52,6 +52,7 @@ from agentmesh.tracing.content import input_messages, output_messages
 from agentmesh.tracing.spans import (
     _TRACER,
     Attributes,
+    CurrentSpan,
     capturing_content,
     error_type,
     record_error,
@@ -64,7 +65,7 @@ __all__ = ["ChatCall"]
 T = TypeVar("T")
 
 
-class ChatCall:
+class ChatCall(CurrentSpan):
     """The ``chat {model}`` span (kind CLIENT) and the metrics of one model call attempt.
 
     Lifecycle: :meth:`start` it before the call; if :attr:`recording`, describe the
@@ -90,8 +91,18 @@ class ChatCall:
         recording: Whether the span is recorded; describe the request only then.
     """
 
-    __slots__ = ("_content", "_done", "_model_id", "_node", "_provider", "_request",
-                 "_request_model", "_secrets", "_start", "_token", "recording", "span")  # fmt: skip
+    __slots__ = (
+        "_content",
+        "_done",
+        "_model_id",
+        "_node",
+        "_provider",
+        "_request",
+        "_request_model",
+        "_secrets",
+        "_start",
+        "recording",
+    )
 
     def __init__(
         self,
@@ -105,7 +116,7 @@ class ChatCall:
         self._provider = provider
         self._request_model = request_model
         self._done = False
-        self._token: object | None = None
+        self._token = None
         node = attributes.get(NODE_NAME) if attributes else None
         self._node = node if isinstance(node, str) else None
         self._request: dict[str, AttributeValue] = {}
@@ -188,10 +199,7 @@ class ChatCall:
         self._secrets = secrets
 
     def __enter__(self) -> ChatCall:
-        if self.recording or (
-            self.span is not INVALID_SPAN and self.span.get_span_context().is_valid
-        ):
-            self._token = otel_context.attach(trace.set_span_in_context(self.span))
+        self._attach_if_live(self.recording)
         return self
 
     def __exit__(
@@ -200,9 +208,7 @@ class ChatCall:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._token is not None:
-            otel_context.detach(self._token)  # type: ignore[arg-type]
-            self._token = None
+        self._detach()
 
     async def iterate(self, events: AsyncIterator[T]) -> AsyncGenerator[T, None]:
         """Yield ``events`` with the span current while each one is produced.

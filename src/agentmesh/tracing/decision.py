@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import TracebackType
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN
 from opentelemetry.util.types import AttributeValue
@@ -39,6 +38,7 @@ from agentmesh.tracing.attributes import (
 )
 from agentmesh.tracing.spans import (
     _TRACER,
+    CurrentSpan,
     error_type,
     record_error,
 )
@@ -50,7 +50,7 @@ ROUTE_LIST_LIMIT = 20
 ``.count`` attribute then gives the full number."""
 
 
-class RouteCall:
+class RouteCall(CurrentSpan):
     """The ``route {node}`` span of one routing decision, current while routing runs.
 
     Use as ``with RouteCall.start(...) as call:``; call :meth:`decided` with the
@@ -69,8 +69,16 @@ class RouteCall:
         run_id: The workflow run, when known.
     """
 
-    __slots__ = ("_attempt", "_escalation", "_excluded", "_node", "_role", "_run_id",
-                 "_strategy", "_token", "recording", "span")  # fmt: skip
+    __slots__ = (
+        "_attempt",
+        "_escalation",
+        "_excluded",
+        "_node",
+        "_role",
+        "_run_id",
+        "_strategy",
+        "recording",
+    )
 
     def __init__(
         self,
@@ -89,7 +97,7 @@ class RouteCall:
         self._escalation = escalation
         self._run_id = run_id
         self._excluded: Sequence[tuple[str, str, str]] = ()
-        self._token: object | None = None
+        self._token = None
         if not spans_on():
             self.span: trace.Span = INVALID_SPAN
             self.recording = False
@@ -123,10 +131,7 @@ class RouteCall:
         return _IDLE_ROUTE
 
     def __enter__(self) -> RouteCall:
-        if self.recording or (
-            self.span is not INVALID_SPAN and self.span.get_span_context().is_valid
-        ):
-            self._token = otel_context.attach(trace.set_span_in_context(self.span))
+        self._attach_if_live(self.recording)
         return self
 
     def __exit__(
@@ -135,9 +140,7 @@ class RouteCall:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._token is not None:
-            otel_context.detach(self._token)  # type: ignore[arg-type]
-            self._token = None
+        self._detach()
         if exc is not None and self is not _IDLE_ROUTE:
             if self.recording:
                 attrs = self._base()

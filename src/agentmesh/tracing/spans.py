@@ -26,13 +26,14 @@ import os
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
@@ -63,6 +64,7 @@ from agentmesh.tracing.attributes import (
 )
 
 __all__ = [
+    "CurrentSpan",
     "INSTRUMENTATION_NAME",
     "INSTRUMENTATION_VERSION",
     "Attributes",
@@ -198,7 +200,33 @@ def record_error(
     span.set_status(Status(StatusCode.ERROR, message))
 
 
-class SpanScope:
+class CurrentSpan:
+    """Mixin: makes ``self.span`` the current span while a ``with`` block runs.
+
+    Subclasses declare ``span`` and ``_token`` (in their ``__slots__``), attach
+    in ``__enter__`` and detach in ``__exit__``; the token is OTel's, from
+    ``context.attach``, and must be detached in the task that attached it.
+    """
+
+    __slots__ = ("_token", "span")
+    span: Span
+    _token: Token[Context] | None
+
+    def _attach(self) -> None:
+        self._token = otel_context.attach(trace.set_span_in_context(self.span))
+
+    def _attach_if_live(self, recording: bool) -> None:
+        """Attach when the span records, or is a real (sampled-out) span worth propagating."""
+        if recording or (self.span is not INVALID_SPAN and self.span.get_span_context().is_valid):
+            self._attach()
+
+    def _detach(self) -> None:
+        if self._token is not None:
+            otel_context.detach(self._token)
+            self._token = None
+
+
+class SpanScope(CurrentSpan):
     """A started span that is the current span while its ``with`` block runs.
 
     Leaving the block ends the span; an exception leaving it is recorded
@@ -209,7 +237,7 @@ class SpanScope:
         span: The OpenTelemetry span (a non-recording one when tracing is off).
     """
 
-    __slots__ = ("_token", "span")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -218,9 +246,9 @@ class SpanScope:
         *,
         kind: SpanKind = SpanKind.INTERNAL,
     ) -> None:
-        self._token: object | None = None
+        self._token = None
         if not spans_on():
-            self.span: Span = INVALID_SPAN
+            self.span = INVALID_SPAN
             return
         self.span = _TRACER.start_span(
             name,
@@ -251,7 +279,7 @@ class SpanScope:
 
     def __enter__(self) -> SpanScope:
         if self.span.get_span_context().is_valid:
-            self._token = otel_context.attach(trace.set_span_in_context(self.span))
+            self._attach()
         return self
 
     def __exit__(
@@ -260,9 +288,7 @@ class SpanScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._token is not None:
-            otel_context.detach(self._token)  # type: ignore[arg-type]
-            self._token = None
+        self._detach()
         if exc is not None:
             record_error(self.span, exc)
         self.span.end()
