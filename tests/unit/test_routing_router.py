@@ -84,7 +84,7 @@ async def test_llm_classifier_falls_back_to_rules_and_says_why() -> None:
 
 
 async def test_llm_classifier_rejects_unparseable_answers() -> None:
-    chatty = scripted_model("chatty", reply="I think it is maths")
+    chatty = scripted_model("chatty", reply='{"guess": "I think it is maths"}')
     models = Catalog([chatty])
     async with Gateway(models) as gateway:
         verdict = await LLMClassifier(Router(models), gateway).classify("Solve 3x = 9")
@@ -236,3 +236,16 @@ def test_cli_route_bad_policy_is_a_usage_error(capsys, tmp_path: Path) -> None:
     assert code == 2
     assert "unknown strategy 'fastest'" in err
     assert "p.yaml" in err
+
+
+async def test_a_request_s_run_budget_replaces_the_router_s_per_run_limit() -> None:
+    from agentmesh.routing import BudgetExceeded, BudgetLimits
+
+    router = Router(catalog(spec("a", price=(1.0, 2.0))), budgets=BudgetLimits(run_usd=100.0))
+    # worst case: 1000 prompt + 1000 output tokens = $0.003
+    first = await route(router, run_id="r", run_budget_usd=0.004)
+    assert first.budget_keys == ("run:r",)
+    with pytest.raises(BudgetExceeded, match=r"run:r"):
+        await route(router, run_id="r", run_budget_usd=0.004)
+    other = await route(router, run_id="other")  # the router's own limit applies
+    assert other.chosen == "a"

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import json
+
 import pytest
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from agentmesh.models import (
     AuthError,
@@ -16,6 +19,7 @@ from agentmesh.models import (
     ResponseFormat,
     ScriptedClient,
     Timeout,
+    ToolSpec,
     Unavailable,
     estimate_tokens,
 )
@@ -170,3 +174,67 @@ async def test_gateway_serves_scripted_models() -> None:
     async with Gateway(scripted_catalog(scripted_model("a", reply="A"))) as gateway:
         response = await gateway.invoke("a", ModelRequest.of("x"))
     assert response.text == "A"
+
+
+async def test_json_requests_with_a_schema_get_a_value_of_that_shape() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "steps": {"type": "array", "items": {"type": "string"}, "minItems": 3},
+            "score": {"type": "number", "minimum": 0, "maximum": 1},
+            "passed": {"type": "boolean"},
+            "priority": {"enum": ["low", "high"]},
+            "note": {"type": ["null", "string"]},
+        },
+        "required": ["steps", "score", "passed", "priority", "note"],
+    }
+    response = await client(reply="plain words").invoke(
+        ModelRequest.of("x", response_format=ResponseFormat(schema=schema))
+    )
+    assert json.loads(response.text) == {
+        "steps": ["plain words (1)", "plain words (2)", "plain words (3)"],
+        "score": 1.0,
+        "passed": True,
+        "priority": "low",
+        "note": "plain words",
+    }
+
+
+async def test_a_rule_calls_an_offered_tool_then_answers_with_its_result() -> None:
+    rule = {
+        "match": "weather",
+        "tool": "forecast",
+        "arguments": {"city": "Oslo"},
+        "reply": "{tool_result}!",
+    }
+    model = client(replies=[rule])
+    offered = ModelRequest.of("weather please", tools=[ToolSpec("forecast")])
+    first = await model.invoke(offered)
+    assert first.finish_reason == "tool_calls"
+    assert [(c.name, dict(c.arguments)) for c in first.tool_calls] == [
+        ("forecast", {"city": "Oslo"})
+    ]
+    call = first.tool_calls[0]
+    follow = ModelRequest(
+        messages=[
+            *offered.messages,
+            AIMessage(
+                "", tool_calls=[{"name": call.name, "args": dict(call.arguments), "id": call.id}]
+            ),
+            ToolMessage("rain", tool_call_id=call.id),
+        ],
+        tools=offered.tools,
+    )
+    second = await model.invoke(follow)
+    assert second.text == "rain!"
+    assert not second.tool_calls
+    not_offered = await model.invoke(ModelRequest.of("weather please"))
+    assert not not_offered.tool_calls, "no tool call when the request offers no tool"
+
+
+async def test_rules_match_any_user_message_of_the_conversation() -> None:
+    model = client(replies=[{"match": "^Task: review", "reply": "reviewed"}], reply="default")
+    request = ModelRequest(
+        messages=[HumanMessage("Task: review this"), AIMessage("meh"), HumanMessage("try again")]
+    )
+    assert (await model.invoke(request)).text == "reviewed"

@@ -445,7 +445,7 @@ async def test_best_of_n_judge_picks_with_reasons_as_json(mesh_of) -> None:  # t
 
 @pytest.mark.parametrize(
     "answer",
-    ['{"best": 3, "reasons": "the third"}', '{"best": "2"}', '["best", 1]', "Candidate two"],
+    ['{"best": 3, "reasons": "the third"}', '{"best": "2"}', '["best", 1]', '{"pick": "two"}'],
 )
 async def test_best_of_n_invalid_judgement_falls_back_to_the_strongest_model(
     mesh_of, answer

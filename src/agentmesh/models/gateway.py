@@ -112,6 +112,8 @@ class Gateway:
     ) -> ChatCall:
         call = ChatCall.start(spec.id, spec.provider.value, spec.model, attributes)
         if call.recording:
+            if request.labels:
+                call.span.set_attributes(request.labels)
             call.describe_request(
                 stream=stream,
                 max_tokens=request.max_tokens,

@@ -14,7 +14,10 @@ import asyncio
 import json
 import random
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
 from agentmesh.models.client import ClientContext, ModelClient, Stopwatch
 from agentmesh.models.errors import (
@@ -28,17 +31,60 @@ from agentmesh.models.errors import (
     Timeout,
     Unavailable,
 )
-from agentmesh.models.spec import FailureKind, ModelSpec, ScriptedBehavior
+from agentmesh.models.spec import FailureKind, ModelSpec, ReplyRule, ScriptedBehavior
 from agentmesh.models.tokens import estimate_message_tokens, estimate_tokens
 from agentmesh.models.types import (
     ModelRequest,
     ModelResponse,
     StreamEvent,
+    ToolCall,
     Usage,
     last_user_text,
+    message_text,
 )
 
-__all__ = ["ScriptedClient"]
+__all__ = ["ScriptedClient", "shaped_like"]
+
+
+def _user_text(messages: Sequence[BaseMessage]) -> str:
+    """Every user message of the conversation: what reply rules match against."""
+    return "\n".join(message_text(m) for m in messages if isinstance(m, HumanMessage))
+
+
+def shaped_like(schema: Mapping[str, Any], text: str) -> Any:
+    """A value following ``schema`` whose strings carry ``text`` (simulated structured output).
+
+    Objects get their required properties (all when none is required),
+    arrays ``minItems`` (at least 2, at most ``maxItems``) numbered items,
+    numbers their ``maximum`` (else ``minimum``, else 1), booleans ``true``,
+    enums their first value.
+    """
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type", "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props: Mapping[str, Any] = schema.get("properties") or {}
+        keys = schema.get("required") or list(props)
+        return {k: shaped_like(props.get(k) or {}, text) for k in keys}
+    if kind == "array":
+        count = max(int(schema.get("minItems", 2)), 2)
+        count = min(count, int(schema.get("maxItems", count)))
+        item = schema.get("items") or {}
+        return [
+            f"{text} ({n})" if item.get("type", "string") == "string" else shaped_like(item, text)
+            for n in range(1, count + 1)
+        ]
+    if kind in ("number", "integer"):
+        bound = schema.get("maximum", schema.get("minimum", 1))
+        return int(bound) if kind == "integer" else float(bound)
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return text
+
 
 _FAILURES: Mapping[FailureKind, tuple[type[ModelError], int | None]] = {
     "rate_limit": (RateLimited, 429),
@@ -62,10 +108,11 @@ class ScriptedClient(ModelClient):
     def __init__(self, spec: ModelSpec, ctx: ClientContext | None = None) -> None:
         super().__init__(spec)
         self.behavior = spec.behavior or ScriptedBehavior()
-        self._rules = [(re.compile(r.match), r.reply) for r in self.behavior.replies]
+        self._rules = [(re.compile(r.match), r) for r in self.behavior.replies]
         self._random = random.Random(self.behavior.seed)
         self._lock = asyncio.Lock()
         self.calls = 0
+        self._tool_calls = 0
 
     async def _admit(self) -> None:
         """Count the call and raise the failure the behaviour prescribes for it."""
@@ -84,18 +131,40 @@ class ScriptedClient(ModelClient):
                 error.retry_after = b.retry_after
             raise error
 
+    def _rule(self, prompt: str) -> ReplyRule | None:
+        return next((rule for pattern, rule in self._rules if pattern.search(prompt)), None)
+
+    def tool_call_for(self, request: ModelRequest) -> ToolCall | None:
+        """The call a matching rule makes when the request offers its tool (none after a result)."""
+        if not request.tools or isinstance(request.messages[-1], ToolMessage):
+            return None
+        rule = self._rule(_user_text(request.messages))
+        if rule is None or rule.tool is None or rule.tool not in {t.name for t in request.tools}:
+            return None
+        self._tool_calls += 1
+        return ToolCall(f"call_{self._tool_calls}", rule.tool, dict(rule.arguments))
+
     def reply_for(self, request: ModelRequest) -> str:
-        """The text this model answers ``request`` with (no failure, no delay)."""
+        """The text this model answers ``request`` with (no failure, no delay).
+
+        A JSON request gets JSON: the reply itself if it parses, else a value
+        shaped by the requested schema (strings carry the reply), else
+        ``{"answer": reply}``.
+        """
         prompt = last_user_text(request.messages)
-        template = next(
-            (reply for pattern, reply in self._rules if pattern.search(prompt)), self.behavior.reply
-        )
+        rule = self._rule(_user_text(request.messages))
+        template = rule.reply if rule is not None else self.behavior.reply
         text = template.replace("{model}", self.spec.id).replace("{prompt}", prompt)
+        last = request.messages[-1] if request.messages else None
+        if isinstance(last, ToolMessage):
+            text = text.replace("{tool_result}", message_text(last))
         if request.response_format is not None:
             try:
                 json.loads(text)
             except ValueError:
-                text = json.dumps({"answer": text})
+                schema = request.response_format.schema
+                shaped = shaped_like(schema, text) if schema else {"answer": text}
+                text = json.dumps(shaped)
         return text
 
     def _check_fits(self, request: ModelRequest, input_tokens: int) -> None:
@@ -135,6 +204,22 @@ class ScriptedClient(ModelClient):
         """Answer ``request`` after the configured latency, or fail as configured."""
         watch = Stopwatch()
         await self._admit()
+        call = self.tool_call_for(request)
+        if call is not None:
+            input_tokens = estimate_message_tokens(request.messages)
+            self._check_fits(request, input_tokens)
+            if self.behavior.latency_ms:
+                await asyncio.sleep(self.behavior.latency_ms / 1000.0)
+            return self.respond(
+                text="",
+                usage=Usage(
+                    input_tokens, 1 + estimate_tokens(json.dumps(call.arguments)), estimated=True
+                ),
+                finish_reason="tool_calls",
+                served_model=f"scripted:{self.spec.model}",
+                watch=watch,
+                tool_calls=(call,),
+            )
         text, input_tokens, output_tokens, truncated = self._pieces(request)
         delay = self.behavior.latency_ms + self.behavior.ms_per_output_token * output_tokens
         if delay:

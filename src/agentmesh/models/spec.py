@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -73,10 +73,17 @@ class Pricing(_Frozen):
 
 
 class ReplyRule(_Frozen):
-    """A scripted reply used when ``match`` (a regex) is found in the last user message."""
+    """A scripted reply used when ``match`` (a regex) is found in the conversation's user messages.
+
+    With ``tool`` set, a request offering that tool is answered by a call to it
+    with ``arguments``; once the tool's result is in the conversation, ``reply``
+    answers, with ``{tool_result}`` replaced by that result.
+    """
 
     match: str
     reply: str
+    tool: str | None = None
+    arguments: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("match")
     @classmethod

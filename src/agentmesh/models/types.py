@@ -82,6 +82,8 @@ class ModelRequest:
             models). Adapters of ``prompt_style: completion`` models send it
             verbatim instead of writing ``messages`` as a transcript; chat
             models ignore it and use ``messages``.
+        labels: Attributes identifying the request in traces (the rendered
+            prompt's template, variant and hash); set on its ``chat`` span.
     """
 
     messages: Sequence[BaseMessage]
@@ -94,6 +96,7 @@ class ModelRequest:
     timeout: float | None = None
     seed: int | None = None
     prompt: str | None = None
+    labels: Mapping[str, str] | None = None
 
     @classmethod
     def of(cls, prompt: str, *, system: str | None = None, **kwargs: Any) -> ModelRequest:

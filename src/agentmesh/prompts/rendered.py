@@ -133,4 +133,5 @@ class RenderedPrompt:
             )
         if self.completion is not None:
             options.setdefault("prompt", self.completion)
+        options.setdefault("labels", self.trace_attributes())
         return ModelRequest(messages=self.messages, **options)

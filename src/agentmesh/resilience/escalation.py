@@ -11,14 +11,16 @@ gives up after ``max_rounds`` with every round on the result.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, HumanMessage
 
+from agentmesh.models.spec import ModelSpec
 from agentmesh.models.types import ModelRequest, ModelResponse
-from agentmesh.resilience.caller import CallFailed, CallResult, ResilientCaller
+from agentmesh.resilience.caller import CallFailed, CallResult, RequestBuilder, ResilientCaller
+from agentmesh.resilience.policy import ResiliencePolicy
 from agentmesh.routing.policy import Policy
 from agentmesh.routing.types import RouteRequest
 from agentmesh.tracing import record_escalation
@@ -94,16 +96,37 @@ async def _judge(check: Check, response: ModelResponse) -> Verdict:
     return Verdict(passed=bool(verdict))
 
 
+def _with_feedback(
+    model_request: ModelRequest | RequestBuilder, previous: str, feedback: str
+) -> ModelRequest | RequestBuilder:
+    if isinstance(model_request, ModelRequest):
+        return with_feedback(model_request, previous, feedback)
+    build = model_request
+
+    def rebuilt(spec: ModelSpec) -> ModelRequest:
+        return with_feedback(build(spec), previous, feedback)
+
+    return rebuilt
+
+
 async def call_until(
     caller: ResilientCaller,
     request: RouteRequest,
-    model_request: ModelRequest,
+    model_request: ModelRequest | RequestBuilder,
     check: Check,
     *,
     routing: Policy | None = None,
     max_rounds: int = 3,
+    policy: ResiliencePolicy | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    record_scores: bool = True,
 ) -> EscalationResult:
     """Call, check, and escalate one level per rejected (or failed) round.
+
+    ``model_request`` may be a request builder (a function of the model's
+    spec, e.g. rendering its prompt variant); the feedback is added to what it builds.
+    ``record_scores=False`` keeps the check's scores out of the routing matrix
+    (for format checks, which say nothing about answer quality).
 
     Raises:
         ValueError: ``max_rounds`` below 1.
@@ -117,7 +140,9 @@ async def call_until(
         if level:
             record_escalation(request.node, escalated.escalation, reason="check")
         try:
-            result = await caller.call(escalated, current, routing)
+            result = await caller.call(
+                escalated, current, routing, policy=policy, attributes=attributes
+            )
         except CallFailed as failure:
             rounds.append(Round(escalated.escalation, None, None, failure.kind))
             if failure.kind == "no_route":
@@ -125,9 +150,10 @@ async def call_until(
             continue
         verdict = await _judge(check, result.response)
         score = verdict.score if verdict.score is not None else float(verdict.passed)
-        await caller.router.score(result.decision, result.model, score)
+        if record_scores:
+            await caller.router.score(result.decision, result.model, score)
         rounds.append(Round(escalated.escalation, result, verdict))
         if verdict.passed:
             return EscalationResult("accepted", tuple(rounds))
-        current = with_feedback(model_request, result.response.text, verdict.feedback)
+        current = _with_feedback(model_request, result.response.text, verdict.feedback)
     return EscalationResult("gave_up", tuple(rounds))

@@ -122,11 +122,18 @@ class BudgetLimits:
     run_usd: float | None = None
     global_usd: float | None = None
 
-    def keys(self, run_id: str | None) -> tuple[tuple[str, float], ...]:
-        """``(state key, limit)`` for every limit that applies to ``run_id``."""
+    def keys(
+        self, run_id: str | None, run_usd: float | None = None
+    ) -> tuple[tuple[str, float], ...]:
+        """``(state key, limit)`` for every limit that applies to ``run_id``.
+
+        ``run_usd`` (a run's own budget, e.g. ``agentmesh run --budget``) replaces
+        the router's per-run limit for that run.
+        """
         out: list[tuple[str, float]] = []
-        if self.run_usd is not None and run_id is not None:
-            out.append((f"run:{run_id}", self.run_usd))
+        limit = run_usd if run_usd is not None else self.run_usd
+        if limit is not None and run_id is not None:
+            out.append((f"run:{run_id}", limit))
         if self.global_usd is not None:
             out.append(("global", self.global_usd))
         return tuple(out)

@@ -158,7 +158,7 @@ class Router:
         ):
             verdict = await self.classifier.classify(request.prompt)
         task = request.task if request.task is not None else (verdict.task if verdict else None)
-        limits = self.budgets.keys(request.run_id)
+        limits = self.budgets.keys(request.run_id, request.run_budget_usd)
         snapshot = await self.state.snapshot(
             self._ids,
             task=task,

@@ -43,6 +43,8 @@ class RouteRequest:
         max_cost_usd: Highest acceptable worst-case cost of this one call.
         remaining_budget_usd: Money the caller still has for this call and after.
         run_id: The workflow run, for per-run budgets.
+        run_budget_usd: The run's own budget, replacing the router's per-run
+            limit (reserved atomically in the routing state under ``run_id``).
         attempt: 1 for the first try of this step, 2 for the next...
         escalation: How many tiers above the cheapest acceptable one to start from.
         exclude: Model ids not to use (e.g. those that already failed this step).
@@ -62,6 +64,7 @@ class RouteRequest:
     max_cost_usd: float | None = None
     remaining_budget_usd: float | None = None
     run_id: str | None = None
+    run_budget_usd: float | None = None
     attempt: int = 1
     escalation: int = 0
     exclude: frozenset[str] = frozenset()

@@ -317,6 +317,7 @@ class SynthesisContext:
         token_margin: Share of the free window left unused when packing, to
             absorb counting error (0 with an exact tokenizer).
         remaining_budget_usd: Money the node still has; passed to each route.
+        run_budget_usd: The run's budget (``RouteRequest.run_budget_usd``).
     """
 
     caller: ResilientCaller
@@ -332,8 +333,8 @@ class SynthesisContext:
     resilience: ResiliencePolicy | None = None
     count_tokens: Callable[[str], int] = estimate_tokens
     token_margin: float = 0.1
-
     remaining_budget_usd: float | None = None
+    run_budget_usd: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_output_tokens < 1:

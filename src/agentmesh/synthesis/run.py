@@ -153,6 +153,7 @@ class SynthesisRun:
             capabilities=frozenset({Capability.JSON}) if json else frozenset(),
             remaining_budget_usd=self._remaining(),
             run_id=ctx.run_id,
+            run_budget_usd=ctx.run_budget_usd,
         )
 
     async def call(

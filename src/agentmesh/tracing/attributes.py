@@ -72,6 +72,8 @@ __all__ = [
     "MODEL_ID",
     "NODE_KIND",
     "NODE_NAME",
+    "NODE_BRANCH",
+    "NODE_MODELS",
     "NODE_ROLE",
     "OP_CHAT",
     "OP_EXECUTE_TOOL",
@@ -93,6 +95,7 @@ __all__ = [
     "ROUTE_STRATEGY",
     "ROUTE_TASK",
     "RUN_ID",
+    "RUN_STATUS",
     "SERVER_ADDRESS",
     "SERVER_PORT",
     "SIMULATED",
@@ -154,6 +157,12 @@ NODE_NAME: Final = "agentmesh.node.name"
 NODE_KIND: Final = "agentmesh.node.kind"
 """``planner``, ``executor``, ``tool``, ``judge`` or ``merge``."""
 NODE_ROLE: Final = "agentmesh.node.role"
+NODE_BRANCH: Final = "agentmesh.node.branch"
+"""The branch a node execution served (a fan-out step ``01``...; empty otherwise)."""
+NODE_MODELS: Final = "agentmesh.node.models"
+"""Models that answered in a node execution, comma-separated."""
+RUN_STATUS: Final = "agentmesh.run.status"
+"""``ok`` or ``failed``, on the workflow span."""
 
 ROUTE_STRATEGY: Final = "agentmesh.route.strategy"
 ROUTE_CHOSEN: Final = "agentmesh.route.chosen"
