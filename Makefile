@@ -22,8 +22,9 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml
 install: $(VENV)/.installed-$(EXTRAS)
 
 demo: install
-	$(BIN)/agentmesh ask --models models/local.yaml --prompt "What is the capital of France?" \
-		--json --trace .agentmesh/demo-trace.jsonl
+	$(BIN)/agentmesh run graphs/support_triage.yaml --models models/local.yaml \
+		--input "Hi, I was charged twice for order A-1042 (Pro plan, annual). Please refund the duplicate charge." \
+		--trace .agentmesh/demo-trace.jsonl
 	$(BIN)/agentmesh trace show .agentmesh/demo-trace.jsonl
 
 test: install
@@ -40,3 +41,4 @@ bench: install
 	$(PY) benchmarks/routing_overhead.py
 	$(PY) benchmarks/faults.py
 	$(PY) benchmarks/tracing_overhead.py
+	$(PY) benchmarks/node_overhead.py

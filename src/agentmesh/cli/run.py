@@ -1,0 +1,241 @@
+"""``agentmesh run | validate | graph | schema``: workflows from the command line.
+
+- ``run GRAPH --models FILE --input TEXT [--json] [--trace FILE] [--budget USD]
+  [--checkpoint URL] [--resume RUN_ID]``: progress on stderr, the answer on
+  stdout (``--json``: the whole :class:`~agentmesh.graph.RunResult`).
+- ``validate GRAPH [--models FILE]``: every compile-time check, no call made.
+- ``graph GRAPH``: the graph as Mermaid (LangGraph's own drawing).
+- ``schema``: the JSON Schema of the graph format, for editors.
+
+Exit codes: 0 ok, 1 the run failed, 2 invalid graph, catalog or arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from agentmesh import tracing
+from agentmesh.cli._common import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    add_models_option,
+    emit_json,
+    open_catalog,
+)
+from agentmesh.graph import (
+    CheckpointError,
+    GraphError,
+    LoadedGraph,
+    RunError,
+    RunResult,
+    Runtime,
+    check_graph,
+    compile_graph,
+    graph_schema,
+    load_graph,
+    open_checkpointer,
+    run_graph,
+)
+from agentmesh.models import Catalog
+from agentmesh.prompts import PromptError, PromptLibrary
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Attach ``run``, ``validate``, ``graph`` and ``schema``."""
+    run = sub.add_parser("run", help="run a workflow graph (YAML)")
+    run.add_argument("graph", metavar="GRAPH", help="graph file (graphs/*.yaml)")
+    add_models_option(run)
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", metavar="TEXT", help="the run's input")
+    source.add_argument("--resume", metavar="RUN_ID", help="continue a checkpointed run")
+    run.add_argument("--json", action="store_true", help="print the run as JSON (steps included)")
+    run.add_argument("--trace", metavar="FILE", help="append the run's spans to FILE (JSONL)")
+    run.add_argument(
+        "--budget", metavar="USD", type=float, help="run budget (default: the graph's)"
+    )
+    run.add_argument(
+        "--checkpoint",
+        metavar="URL",
+        default="memory",
+        help="memory (default), sqlite:PATH, or postgres://... (extra postgres)",
+    )
+    run.add_argument("--run-id", metavar="ID", help="id of a new run (default: random)")
+    run.add_argument("--prompts", metavar="DIR", default="prompts", help="prompt templates folder")
+    run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    run.set_defaults(handler=_run)
+
+    validate = sub.add_parser("validate", help="check a graph without calling any model")
+    validate.add_argument("graph", metavar="GRAPH", help="graph file")
+    validate.add_argument("--models", metavar="FILE", help="also check the catalog can serve it")
+    validate.add_argument("--prompts", metavar="DIR", default="prompts", help="templates folder")
+    validate.set_defaults(handler=_validate)
+
+    graph = sub.add_parser("graph", help="print a graph as Mermaid")
+    graph.add_argument("graph", metavar="GRAPH", help="graph file")
+    graph.add_argument("--prompts", metavar="DIR", default="prompts", help="templates folder")
+    graph.set_defaults(handler=_mermaid)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of the graph format")
+    schema.set_defaults(handler=_schema)
+
+
+def _fail(message: object) -> int:
+    print(f"agentmesh: {message}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+class _Progress:
+    """One line per finished step on stderr."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def __call__(self, step: dict[str, Any]) -> None:
+        mark = {"ok": "[green]✓", "passed": "[green]✓", "rejected": "[yellow]↻"}.get(
+            step["status"], "[red]✗"
+        )
+        branch = f"[{step['branch']}]" if step.get("branch") else ""
+        level = f" level {step['escalation_level']}" if step.get("escalation_level") else ""
+        route = step.get("route") or {}
+        model = step.get("model") or "no model"
+        why = f" — {route['reason']}" if route.get("reason") else ""
+        self.console.print(
+            f"{mark} {step['node']}{branch}[/] {step['kind']} {step['status']}: "
+            f"{model}{level} ${step['cost_usd']:.6f}{why}",
+            highlight=False,
+            markup=True,
+            soft_wrap=True,
+        )
+
+
+def _runtime_for(loaded: LoadedGraph, runtime: Runtime) -> Runtime:
+    tools = loaded.tools()
+    return dataclasses.replace(runtime, tools={**runtime.tools, **tools}) if tools else runtime
+
+
+@asynccontextmanager
+async def _opened(
+    loaded: LoadedGraph, catalog: Catalog, prompts: PromptLibrary
+) -> AsyncIterator[Runtime]:
+    async with Runtime.open(catalog, prompts=prompts) as runtime:
+        yield _runtime_for(loaded, runtime)
+
+
+async def _execute(
+    args: argparse.Namespace, loaded: LoadedGraph, catalog: Catalog, prompts: PromptLibrary
+) -> RunResult:
+    progress = None if args.quiet else _Progress(Console(stderr=True))
+    async with (
+        open_checkpointer(args.checkpoint) as saver,
+        _opened(loaded, catalog, prompts) as runtime,
+    ):
+        return await run_graph(
+            loaded.spec,
+            runtime,
+            args.input,
+            run_id=args.resume or args.run_id,
+            budget_usd=args.budget,
+            checkpointer=saver,
+            resume=args.resume is not None,
+            on_step=progress,
+            locate=loaded.locate,
+        )
+
+
+def _report(args: argparse.Namespace, result: RunResult) -> int:
+    if args.json:
+        emit_json(result.to_dict())
+    elif result.status == "ok":
+        print(result.output or "")
+    notes = [f"run {result.run_id}: {result.status}, ${result.cost_usd:.6f}"]
+    if result.error is not None:
+        error = result.error
+        notes.append(f"failed at node {error['node']}: {error['type']}: {error['message']}")
+    if result.simulated:
+        notes.append("simulated answers (scripted models)")
+    if args.checkpoint != "memory":
+        notes.append(f"resume with: --checkpoint {args.checkpoint} --resume {result.run_id}")
+    if not args.quiet:
+        print("\n".join(f"# {n}" for n in notes), file=sys.stderr)
+    return EXIT_OK if result.status == "ok" else EXIT_FAILED
+
+
+def _run(args: argparse.Namespace) -> int:
+    catalog = open_catalog(args.models)
+    if catalog is None:
+        return EXIT_CONFIG
+    try:
+        loaded = load_graph(args.graph)
+        prompts = PromptLibrary(args.prompts)
+        if args.trace:
+            Path(args.trace).parent.mkdir(parents=True, exist_ok=True)
+            with tracing.configure(jsonl=args.trace):
+                result = asyncio.run(_execute(args, loaded, catalog, prompts))
+            if not args.quiet:
+                print(
+                    f"# trace appended to {args.trace} (agentmesh trace show {args.trace})",
+                    file=sys.stderr,
+                )
+        else:
+            result = asyncio.run(_execute(args, loaded, catalog, prompts))
+    except (GraphError, PromptError, CheckpointError, RunError) as exc:
+        return _fail(exc)
+    return _report(args, result)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_graph(args.graph)
+        if args.models is not None:
+            catalog = open_catalog(args.models)
+            if catalog is None:
+                return EXIT_CONFIG
+            check_graph(
+                loaded.spec,
+                catalog,
+                PromptLibrary(args.prompts),
+                loaded.tools(),
+                locate=loaded.locate,
+            )
+    except (GraphError, PromptError) as exc:
+        return _fail(exc)
+    spec = loaded.spec
+    checked = f"checked against {args.models}" if args.models else "structure only (no --models)"
+    print(f"{args.graph}: ok — {spec.name}: {len(spec.nodes)} nodes, {checked}")
+    return EXIT_OK
+
+
+async def _drawing(loaded: LoadedGraph, prompts: PromptLibrary) -> str:
+    # Compiling needs a runtime, but drawing calls nothing: no model is ever invoked.
+    from agentmesh.testing import scripted_catalog
+
+    async with Runtime.open(scripted_catalog(), prompts=prompts) as runtime:
+        graph = compile_graph(loaded.spec, _runtime_for(loaded, runtime), check=False)
+        return graph.get_graph().draw_mermaid()
+
+
+def _mermaid(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_graph(args.graph)
+        print(asyncio.run(_drawing(loaded, PromptLibrary(args.prompts))))
+    except (GraphError, PromptError) as exc:
+        return _fail(exc)
+    return EXIT_OK
+
+
+def _schema(args: argparse.Namespace) -> int:
+    print(json.dumps(graph_schema(), indent=2))
+    return EXIT_OK

@@ -1,0 +1,60 @@
+"""Workflows: planner, executor, tool, judge and merge nodes compiled to LangGraph.
+
+Write a graph in YAML (:func:`load_graph`) or Python (:class:`Workflow`); both
+give a :class:`GraphSpec`, checked before anything runs (:func:`check_graph`)
+and compiled to a real LangGraph graph (:func:`compile_graph`) whose nodes
+route every model call through the shared :class:`Runtime`. :func:`run_graph`
+runs one, traced and checkpointed, and returns a :class:`RunResult`.
+"""
+
+from agentmesh.graph.builder import Workflow
+from agentmesh.graph.checkpoints import CHECKPOINTERS, CheckpointError, open_checkpointer
+from agentmesh.graph.checks import GraphError, check_graph
+from agentmesh.graph.compile import compile_graph
+from agentmesh.graph.loader import LoadedGraph, graph_schema, load_graph
+from agentmesh.graph.nodes import NODE_RUNNERS, NodeFailed
+from agentmesh.graph.run import GraphRunner, RunError, RunResult, run_graph
+from agentmesh.graph.runtime import Runtime, Tool, ToolArgumentsError, as_tool
+from agentmesh.graph.spec import (
+    END_NODE,
+    ExecutorNode,
+    GraphSpec,
+    JudgeNode,
+    MergeNode,
+    PlannerNode,
+    ToolNode,
+)
+from agentmesh.graph.validators import VALIDATORS, RuleValidator, build_validator
+
+__all__ = [
+    "CHECKPOINTERS",
+    "END_NODE",
+    "NODE_RUNNERS",
+    "VALIDATORS",
+    "CheckpointError",
+    "ExecutorNode",
+    "GraphError",
+    "GraphRunner",
+    "GraphSpec",
+    "JudgeNode",
+    "LoadedGraph",
+    "MergeNode",
+    "NodeFailed",
+    "PlannerNode",
+    "RuleValidator",
+    "RunError",
+    "RunResult",
+    "Runtime",
+    "Tool",
+    "ToolArgumentsError",
+    "ToolNode",
+    "Workflow",
+    "as_tool",
+    "build_validator",
+    "check_graph",
+    "compile_graph",
+    "graph_schema",
+    "load_graph",
+    "open_checkpointer",
+    "run_graph",
+]

@@ -1,0 +1,357 @@
+"""Compile-time checks: a graph that cannot run fails before any model is called.
+
+Every problem is collected (not just the first), each naming its node and,
+for YAML graphs, the file and line. Checked: edges and entry/output name real
+nodes; fan-out and judge targets are executors; judged nodes lead only to
+their judge; no cycles outside judge loops; every node is reachable;
+references (``$node``, ``$step``) point at something that exists before the
+node runs; prompts exist and get their required inputs; tools and validators
+exist; and for every model-calling node the catalog holds at least one model
+that fits its policy and needs (tier bounds, JSON, tools, tags, window).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from agentmesh.graph.runtime import Tool
+from agentmesh.graph.spec import (
+    END_NODE,
+    ExecutorNode,
+    GraphSpec,
+    JudgeNode,
+    MergeNode,
+    ModelNode,
+    PlannerNode,
+    ToolNode,
+    parse_ref,
+)
+from agentmesh.graph.validators import Check, build_validator
+from agentmesh.models.catalog import Catalog
+from agentmesh.models.spec import Capability, ModelSpec
+from agentmesh.prompts import PromptError, PromptLibrary
+from agentmesh.routing.policy import Policy
+
+__all__ = ["GraphError", "Locate", "check_graph", "no_location"]
+
+Locate = Callable[[str], str]
+"""Node name -> location prefix (``graphs/g.yaml:12: ``), or ``""``."""
+
+
+class GraphError(ValueError):
+    """A graph is invalid; ``problems`` lists each, naming the node (and file:line)."""
+
+    def __init__(self, graph: str, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        listed = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"graph {graph!r} is invalid ({len(self.problems)} problems):\n{listed}")
+
+
+def no_location(_: str) -> str:
+    """No location: for graphs built in Python."""
+    return ""
+
+
+class _Checker:
+    def __init__(
+        self,
+        graph: GraphSpec,
+        catalog: Catalog,
+        prompts: PromptLibrary,
+        tools: Mapping[str, Tool],
+        validators: Mapping[str, Check],
+        locate: Locate,
+    ) -> None:
+        self.graph = graph
+        self.catalog = catalog
+        self.prompts = prompts
+        self.tools = tools
+        self.validators = validators
+        self.locate = locate
+        self.problems: list[str] = []
+        self._parents: dict[str, list[str]] | None = None
+
+    def add(self, node: str | None, message: str) -> None:
+        if node is None:
+            self.problems.append(f"{self.locate('')}{message}")
+        else:
+            self.problems.append(f"{self.locate(node)}node {node!r}: {message}")
+
+    def known(self, name: str) -> bool:
+        return name in self.graph.nodes
+
+    # -- structure -----------------------------------------------------------------------
+    def structure(self) -> None:
+        g = self.graph
+        names = ", ".join(g.nodes)
+        for source, target in g.edges:
+            if not self.known(source):
+                self.add(None, f"edge {source} -> {target}: no node {source!r} (nodes: {names})")
+            if target != END_NODE and not self.known(target):
+                self.add(source, f"edge to unknown node {target!r} (nodes: {names}, END)")
+        for entry in g.entries:
+            if not self.known(entry):
+                self.add(None, f"entry: no node {entry!r} (nodes: {names})")
+        if g.output is not None and not self.known(g.output):
+            self.add(None, f"output: no node {g.output!r} (nodes: {names})")
+        for name, node in g.nodes.items():
+            if isinstance(node, PlannerNode) and node.fan_out is not None:
+                self._fan_out(name, node.fan_out)
+            if isinstance(node, JudgeNode):
+                self._judge(name, node)
+            if isinstance(node, MergeNode):
+                self._merge(name, node)
+
+    def _fan_out(self, name: str, target: str) -> None:
+        found = self.graph.nodes.get(target)
+        if not isinstance(found, ExecutorNode):
+            self.add(name, f"fan_out: {target!r} must be an executor node")
+        others = [t for s, t in self.graph.edges if s == name and t != target]
+        if others:
+            self.add(name, f"a fan-out planner has no other outgoing edges (found {others})")
+
+    def _judge(self, name: str, node: JudgeNode) -> None:
+        target = self.graph.nodes.get(node.target)
+        if not isinstance(target, ExecutorNode):
+            self.add(name, f"target: {node.target!r} must be an executor node")
+            return
+        after = self.graph.successors(node.target)
+        if after != (name,):
+            self.add(
+                name,
+                f"the judged node {node.target!r} must lead only to its judge "
+                f"(edges: {node.target} -> {', '.join(after) or 'nothing'})",
+            )
+
+    def _merge(self, name: str, node: MergeNode) -> None:
+        for source in node.sources:
+            if not self.known(source):
+                self.add(name, f"from: no node {source!r}")
+        before = self.graph.predecessors(name)
+        if len(before) > 1:
+            for source in before:
+                if isinstance(self.graph.nodes.get(source), JudgeNode | PlannerNode):
+                    self.add(
+                        name,
+                        f"a merge with several incoming edges waits for all of them; "
+                        f"{source!r} routes conditionally: merge after one judge instead",
+                    )
+
+    def cycles_and_reach(self) -> None:
+        g = self.graph
+        children: dict[str, list[str]] = {n: [] for n in g.nodes}
+        for source, target in g.flow:
+            if source in children and target in g.nodes:
+                children[source].append(target)
+        seen: set[str] = set()
+        todo = [e for e in g.entries if e in g.nodes]
+        while todo:
+            current = todo.pop()
+            if current not in seen:
+                seen.add(current)
+                todo.extend(children[current])
+        for name in g.nodes:
+            if name not in seen:
+                self.add(name, f"unreachable from the entry ({', '.join(g.entries)})")
+        state: dict[str, int] = {}
+
+        def visit(n: str, path: list[str]) -> None:
+            state[n] = 1
+            for child in children[n]:
+                if state.get(child) == 1:
+                    loop = " -> ".join([*path[path.index(child) :], child])
+                    self.add(n, f"cycle {loop}: loops are judges' job (target + max_rounds)")
+                elif child not in state:
+                    visit(child, [*path, child])
+            state[n] = 2
+
+        for name in g.nodes:
+            if name not in state:
+                visit(name, [name])
+
+    def ancestors(self, node: str) -> set[str]:
+        if self._parents is None:
+            self._parents = {n: [] for n in self.graph.nodes}
+            for source, target in self.graph.flow:
+                if target in self._parents:
+                    self._parents[target].append(source)
+        parents: set[str] = set()
+        todo = list(self._parents.get(node, ()))
+        while todo:
+            current = todo.pop()
+            if current in self.graph.nodes and current not in parents:
+                parents.add(current)
+                todo.extend(self._parents.get(current, ()))
+        return parents
+
+    # -- references, prompts, tools ------------------------------------------------------
+    def references(self, name: str, field: str, values: Mapping[str, Any]) -> None:
+        fanned = {n.fan_out for n in self.graph.nodes.values() if isinstance(n, PlannerNode)}
+        before: set[str] | None = None
+        for key, value in values.items():
+            ref = parse_ref(value)
+            if ref is None or ref.name == "input":
+                continue
+            if ref.name == "step":
+                if name not in fanned:
+                    self.add(name, f"{field}.{key}: $step exists only in a planner's fan_out node")
+                continue
+            if before is None:
+                before = self.ancestors(name)
+            if not self.known(ref.name):
+                self.add(name, f"{field}.{key}: {value} names no node")
+            elif ref.name not in before:
+                self.add(name, f"{field}.{key}: {value} has not run when {name!r} runs")
+
+    def prompt(self, name: str, template: str, given: Iterable[str], field: str = "prompt") -> bool:
+        try:
+            declared = self.prompts.template(template).inputs
+        except PromptError as exc:
+            self.add(name, f"{field}: {exc}")
+            return False
+        given = set(given)
+        for key in sorted(given - set(declared)):
+            self.add(name, f"inputs.{key}: template {template!r} has no such input")
+        for key, spec in declared.items():
+            if spec.required and spec.default is None and key not in given:
+                self.add(name, f"inputs: template {template!r} needs {key!r}")
+        return True
+
+    def nodes(self) -> None:
+        for name, node in self.graph.nodes.items():
+            if isinstance(node, PlannerNode):
+                self.references(name, "inputs", node.inputs)
+                given = set(node.inputs) | ({"max_steps"} & self._declared(node.prompt))
+                if self.prompt(name, node.prompt, given):
+                    schema = self.prompts.template(node.prompt).output_schema or {}
+                    if "steps" not in (schema.get("properties") or {}):
+                        self.add(name, f"prompt {node.prompt!r}: its output_schema has no 'steps'")
+            elif isinstance(node, ExecutorNode):
+                self.references(name, "inputs", node.inputs)
+                self.prompt(name, node.prompt, node.inputs)
+                for tool in node.tools:
+                    if tool not in self.tools:
+                        self.add(
+                            name, f"tools: no tool {tool!r} (registered: {self._tool_names()})"
+                        )
+            elif isinstance(node, ToolNode):
+                self.references(name, "arguments", node.arguments)
+                self._tool_node(name, node)
+            elif isinstance(node, JudgeNode):
+                for entry in node.validators:
+                    try:
+                        build_validator(entry, self.validators)
+                    except ValueError as exc:
+                        self.add(name, f"validators: {exc}")
+                if node.prompt is not None:
+                    self._judge_prompt(name, node.prompt)
+            elif isinstance(node, MergeNode):
+                self.references(name, "question", {"question": node.question})
+
+    def _judge_prompt(self, name: str, template: str) -> None:
+        declared = self._declared(template)
+        if template not in self.prompts:
+            self.add(name, f"prompt: no template {template!r} in {self.prompts.folder}")
+        elif not {"rubric", "candidate"} <= declared:
+            self.add(name, f"prompt {template!r}: a judge template takes rubric and candidate")
+
+    def _declared(self, template: str) -> set[str]:
+        try:
+            return set(self.prompts.template(template).inputs)
+        except PromptError:
+            return set()
+
+    def _tool_names(self) -> str:
+        return ", ".join(self.tools) or "none"
+
+    def _tool_node(self, name: str, node: ToolNode) -> None:
+        tool = self.tools.get(node.tool)
+        if tool is None:
+            self.add(name, f"tool: no tool {node.tool!r} (registered: {self._tool_names()})")
+            return
+        params = tool.spec().parameters
+        properties = params.get("properties") or {}
+        for key in node.arguments:
+            if key not in properties:
+                self.add(name, f"arguments.{key}: tool {node.tool!r} takes {', '.join(properties)}")
+        for key in params.get("required") or ():
+            if key not in node.arguments:
+                self.add(name, f"arguments: tool {node.tool!r} needs {key!r}")
+
+    # -- models --------------------------------------------------------------------------
+    def needs(self, node: ModelNode) -> set[Capability]:
+        needs: set[Capability] = set()
+        template = getattr(node, "prompt", None)
+        if isinstance(node, PlannerNode | JudgeNode) and template is not None:
+            needs.add(Capability.JSON)
+        if (
+            template is not None
+            and template in self.prompts
+            and self.prompts.template(template).output_schema is not None
+        ):
+            needs.add(Capability.JSON)
+        if isinstance(node, ExecutorNode) and node.tools:
+            needs.add(Capability.TOOLS)
+        return needs
+
+    def models(self) -> None:
+        for name, node in self.graph.nodes.items():
+            if not isinstance(node, ModelNode):
+                continue
+            if isinstance(node, JudgeNode) and node.prompt is None:
+                continue
+            policies: dict[str, Policy] = {"": self.graph.node_policy(node)}
+            if isinstance(node, MergeNode):
+                policies.update({f"stage {k}": v for k, v in node.synthesis.stages.items()})
+            for label, policy in policies.items():
+                why = {
+                    s.id: self.why_not(s, policy, self.needs(node), node)
+                    for s in self.catalog.specs
+                }
+                if all(why.values()):
+                    listed = "; ".join(f"{m}: {w}" for m, w in why.items())
+                    where = f" ({label})" if label else ""
+                    self.add(
+                        name, f"no model in {self.catalog.source} can serve it{where}: {listed}"
+                    )
+
+    @staticmethod
+    def why_not(spec: ModelSpec, policy: Policy, needs: set[Capability], node: ModelNode) -> str:
+        if policy.min_tier is not None and spec.tier < policy.min_tier:
+            return f"tier {spec.tier} < min_tier {policy.min_tier}"
+        if policy.max_tier is not None and spec.tier > policy.max_tier:
+            return f"tier {spec.tier} > max_tier {policy.max_tier}"
+        missing = (needs | set(policy.require)) - set(spec.capabilities)
+        if missing:
+            return "lacks " + ", ".join(sorted(c.value for c in missing))
+        if policy.allow_tags and not policy.allow_tags & set(spec.tags):
+            return f"none of the tags {sorted(policy.allow_tags)}"
+        if policy.deny_tags & set(spec.tags):
+            return f"denied tag {sorted(policy.deny_tags & set(spec.tags))[0]}"
+        if spec.context_window <= node.max_output_tokens:
+            return f"window {spec.context_window} <= max_output_tokens {node.max_output_tokens}"
+        return ""
+
+
+def check_graph(
+    graph: GraphSpec,
+    catalog: Catalog,
+    prompts: PromptLibrary,
+    tools: Mapping[str, Tool] | None = None,
+    validators: Mapping[str, Check] | None = None,
+    *,
+    locate: Locate = no_location,
+) -> None:
+    """Check ``graph`` against a catalog, prompts, tools and validators.
+
+    Raises:
+        GraphError: Listing every problem found, each naming its node.
+    """
+    checker = _Checker(graph, catalog, prompts, tools or {}, validators or {}, locate)
+    checker.structure()
+    checker.cycles_and_reach()
+    checker.nodes()
+    checker.models()
+    if checker.problems:
+        raise GraphError(graph.name, checker.problems)

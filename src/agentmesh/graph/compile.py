@@ -1,0 +1,137 @@
+"""Compile a checked :class:`GraphSpec` into a LangGraph ``StateGraph``.
+
+Edges map one to one: ``START -> entry``; plain edges are LangGraph edges; a
+merge with several sources waits for all of them (a LangGraph waiting edge);
+a planner's ``fan_out`` is a conditional edge returning one ``Send`` per
+planned step; a judge's outgoing edge is conditional: every rejected branch
+goes back to the judged node as a ``Send`` carrying escalation + 1 and the
+feedback, and when nothing is left to redo the run moves on. The result is a
+real compiled LangGraph graph: checkpointers, streaming, ``get_graph()``
+(Mermaid) and LangGraph's own tooling work on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Send
+
+from agentmesh.graph.checks import check_graph
+from agentmesh.graph.nodes import NODE_RUNNERS, JudgeRunner
+from agentmesh.graph.runtime import Runtime
+from agentmesh.graph.spec import END_NODE, GraphSpec, JudgeNode, MergeNode, PlannerNode
+from agentmesh.graph.state import Branch, RunState
+
+__all__ = ["compile_graph"]
+
+_SHARED = ("input", "run_id", "budget_usd", "results")
+
+
+def _payload(state: RunState, branch: Branch) -> dict[str, Any]:
+    """The state a ``Send`` gives one branch: what references need, plus the branch."""
+    values: dict[str, Any] = dict(state)
+    payload = {k: values[k] for k in _SHARED if k in values}
+    payload["branch"] = branch
+    return payload
+
+
+def _targets(graph: GraphSpec, node: str) -> list[str]:
+    nexts = [END if t == END_NODE else t for t in graph.successors(node)]
+    return nexts or [END]
+
+
+def _fan_out(name: str, target: str) -> Any:
+
+    def route(state: RunState) -> list[Send]:
+        plan = state.get("results", {}).get(name, {}).get("", {})
+        steps = (plan.get("data") or {}).get("steps") or []
+        return [
+            Send(
+                target,
+                _payload(
+                    state,
+                    Branch(
+                        key=f"{i:02d}", step=step, level=0, round=1, feedback=None, previous=None
+                    ),
+                ),
+            )
+            for i, step in enumerate(steps, start=1)
+        ]
+
+    return route
+
+
+def _after_judge(graph: GraphSpec, runner: JudgeRunner) -> Any:
+    judge: JudgeNode = runner.node
+    onward = _targets(graph, runner.name)
+
+    def route(state: RunState) -> Sequence[Hashable | Send]:
+        results = state.get("results", {}).get(judge.target, {})
+        verdicts = state.get("verdicts", {}).get(runner.name, {})
+        redo: list[Send] = []
+        for key in sorted(results):
+            result, verdict = results[key], verdicts.get(key)
+            if verdict is None or verdict["passed"] or verdict["gave_up"]:
+                continue
+            branch = Branch(
+                key=key,
+                step=result.get("step"),
+                level=result["level"] + 1,
+                round=result["round"] + 1,
+                feedback=verdict["feedback"],
+                previous=result["text"],
+            )
+            redo.append(Send(judge.target, _payload(state, branch)))
+        return redo or onward
+
+    return route
+
+
+def compile_graph(
+    graph: GraphSpec,
+    runtime: Runtime,
+    *,
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+    check: bool = True,
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Check ``graph`` against the runtime, then build and compile it.
+
+    Raises:
+        GraphError: The graph fails a compile-time check (every problem is listed).
+    """
+    if check:
+        check_graph(graph, runtime.catalog, runtime.prompts, runtime.tools, runtime.validators)
+    builder = StateGraph(RunState)
+    runners = {
+        name: NODE_RUNNERS[node.kind](name, node, graph, runtime)
+        for name, node in graph.nodes.items()
+    }
+    for name, runner in runners.items():
+        builder.add_node(name, runner)
+    for entry in graph.entries:
+        builder.add_edge(START, entry)
+    waiting = {
+        name
+        for name, node in graph.nodes.items()
+        if isinstance(node, MergeNode) and len(graph.predecessors(name)) > 1
+    }
+    for name, node in graph.nodes.items():
+        if isinstance(node, PlannerNode) and node.fan_out is not None:
+            builder.add_conditional_edges(name, _fan_out(name, node.fan_out), [node.fan_out])
+            continue
+        if isinstance(node, JudgeNode):
+            runner = runners[name]
+            assert isinstance(runner, JudgeRunner)
+            paths = [node.target, *_targets(graph, name)]
+            builder.add_conditional_edges(name, _after_judge(graph, runner), paths)
+            continue
+        for target in _targets(graph, name):
+            if target not in waiting:
+                builder.add_edge(name, target)
+    for name in waiting:
+        builder.add_edge(list(graph.predecessors(name)), name)
+    return builder.compile(checkpointer=checkpointer, name=graph.name)

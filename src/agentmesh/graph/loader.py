@@ -1,0 +1,217 @@
+"""Load ``graphs/*.yaml`` into :class:`GraphSpec`, with errors naming file, line and field."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from agentmesh.graph.checks import GraphError
+from agentmesh.graph.runtime import Tool, as_tool
+from agentmesh.graph.spec import NODE_KINDS, GraphSpec
+
+__all__ = ["LoadedGraph", "graph_schema", "load_graph"]
+
+
+class LoadedGraph:
+    """A graph read from a file, with the line of every field (for later checks' errors).
+
+    Attributes:
+        spec: The validated graph.
+        path: The file it came from.
+    """
+
+    def __init__(self, spec: GraphSpec, path: Path, root: yaml.Node | None) -> None:
+        self.spec = spec
+        self.path = path
+        self._root = root
+
+    def line(self, loc: Sequence[str | int]) -> int | None:
+        """1-based line of the YAML value at ``loc`` (the deepest part that exists)."""
+        return _line(self._root, loc)
+
+    def tools(self) -> dict[str, Tool]:
+        """Import the graph's ``tools:`` (``file.py:attr`` relative to the graph file).
+
+        Raises:
+            GraphError: A module, file or attribute cannot be loaded; names the tool.
+        """
+        problems: list[str] = []
+        tools: dict[str, Tool] = {}
+        for name, target in self.spec.tools.items():
+            try:
+                tools[name] = as_tool(_import(target, self.path.parent), name)
+            except Exception as exc:  # a user's module: any failure to load is reported
+                line = self.line(("tools", name))
+                problems.append(
+                    f"{self.path}:{line}: tools.{name}: cannot load {target!r}: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+        if problems:
+            raise GraphError(self.spec.name, problems)
+        return tools
+
+    def locate(self, node: str) -> str:
+        """``path:line: `` of a node's definition (the file alone for graph-level problems)."""
+        line = self.line(("nodes", node)) if node else None
+        return f"{self.path}:{line}: " if line else f"{self.path}: "
+
+
+def _import(target: str, base: Path) -> Any:
+    """The object ``module:attr`` or ``file.py:attr`` (a file relative to ``base``) names."""
+    where, _, attribute = target.rpartition(":")
+    if where.endswith(".py"):
+        file = (base / where).resolve()
+        spec = importlib.util.spec_from_file_location(f"agentmesh_tools_{file.stem}", file)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"{file} is not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(where)
+    return getattr(module, attribute)
+
+
+def _line(root: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
+    current = root
+    line = current.start_mark.line + 1 if current is not None else None
+    for part in loc:
+        child: yaml.Node | None = None
+        if isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                if key.value == str(part):
+                    child = value
+                    line = key.start_mark.line + 1
+                    break
+        elif (
+            isinstance(current, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(current.value)
+        ):
+            child = current.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            continue  # a discriminator or model name in pydantic's loc: skip it
+        current = child
+    return line
+
+
+def _without_tag(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Drop the union tag pydantic adds after a node name (``nodes.t.tool.x`` -> ``nodes.t.x``)."""
+    if len(loc) >= 3 and loc[0] == "nodes" and loc[2] in NODE_KINDS:
+        return (*loc[:2], *loc[3:])
+    return loc
+
+
+def _duplicates(root: yaml.Node | None, path: Path) -> list[str]:
+    """Keys given twice at the top level or under ``nodes`` (YAML keeps the last silently)."""
+    problems: list[str] = []
+
+    def scan(mapping: yaml.Node, where: str) -> None:
+        if not isinstance(mapping, yaml.MappingNode):
+            return
+        seen: dict[str, int] = {}
+        for key, value in mapping.value:
+            line = key.start_mark.line + 1
+            if key.value in seen:
+                problems.append(
+                    f"{path}:{line}: {where}{key.value}: defined twice (first at line "
+                    f"{seen[key.value]})"
+                )
+            seen.setdefault(key.value, line)
+            if where == "" and key.value == "nodes":
+                scan(value, "nodes.")
+
+    if root is not None:
+        scan(root, "")
+    return problems
+
+
+def _describe(error: Any, where: Callable[[Sequence[str | int]], str]) -> str:
+    loc = _without_tag(tuple(error["loc"]))
+    field = ".".join(str(p) for p in loc)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] in ("missing", "extra_forbidden"):
+        message = message.lower()
+    value = error.get("input")
+    shown = (
+        "" if isinstance(value, dict | list) or error["type"] == "missing" else f" (got {value!r})"
+    )
+    return f"{where(loc)}{field}: {message}{shown}" if field else f"{where(loc)}{message}"
+
+
+def load_graph(path: str | Path) -> LoadedGraph:
+    """Read and validate a YAML graph file.
+
+    Raises:
+        GraphError: Unreadable file, invalid YAML, or fields that do not
+            validate; each problem names ``file:line`` and the field.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GraphError(str(path), [f"{path}: cannot read graph: {exc.strerror or exc}"]) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise GraphError(str(path), [f"{path}{where}: not valid YAML: {problem}"]) from None
+    if not isinstance(data, dict):
+        raise GraphError(str(path), [f"{path}: a graph is a mapping (name:, nodes:, edges:)"])
+    twice = _duplicates(root, path)
+    if twice:
+        raise GraphError(str(data.get("name") or path.stem), twice)
+    data.setdefault("name", path.stem)
+    try:
+        spec = GraphSpec.model_validate(data)
+    except ValidationError as exc:
+
+        def at(loc: Sequence[str | int]) -> str:
+            line = _line(root, loc)
+            return f"{path}:{line}: " if line else f"{path}: "
+
+        raise GraphError(str(data.get("name")), [_describe(e, at) for e in exc.errors()]) from None
+    return LoadedGraph(spec, path, root)
+
+
+def _or_string(prop: dict[str, Any], string: dict[str, Any]) -> dict[str, Any]:
+    """``prop`` or its YAML shorthand, a string."""
+    extra: dict[str, Any] = {
+        k: prop.pop(k) for k in ("default", "description", "title") if k in prop
+    }
+    return {"anyOf": [string, prop], **extra}
+
+
+def graph_schema() -> dict[str, Any]:
+    """The JSON Schema of the graph format (``agentmesh schema``), for editors.
+
+    It is the spec's own schema, plus the shorthands YAML accepts: an edge as
+    ``"a -> b"``, ``entry: a``, a merge's ``from: a`` and ``synthesis: refine``;
+    ``name`` may be left out (the file name is used).
+    """
+    schema: dict[str, Any] = json.loads(json.dumps(GraphSpec.model_json_schema(by_alias=True)))
+    props = schema["properties"]
+    props["edges"]["items"] = {
+        "anyOf": [
+            {"type": "string", "pattern": r"^\s*\S+\s*->\s*\S+\s*$"},
+            {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2},
+        ]
+    }
+    props["entry"] = _or_string(props["entry"], {"type": "string"})
+    schema["required"] = [r for r in schema.get("required", []) if r != "name"]
+    merge = schema["$defs"]["MergeNode"]["properties"]
+    merge["from"] = _or_string(merge["from"], {"type": "string"})
+    merge["synthesis"] = _or_string(merge["synthesis"], {"type": "string"})
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "agentmesh graph"
+    return schema

@@ -1,0 +1,688 @@
+"""What each node kind does when LangGraph runs it.
+
+Every node is a small object with ``async __call__(state) -> update``; model
+calls go through the runtime's shared :class:`ResilientCaller` with a
+``RouteRequest`` carrying the node's name, role, task, escalation level and
+the run's budget, and a request builder that renders the node's prompt for
+whichever model is tried. Each execution appends one step record (model,
+route, attempts, tokens, cost) to the state; a node that cannot finish raises
+:class:`NodeFailed` carrying the records of what it did try.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any, ClassVar
+
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+
+from agentmesh.graph.runtime import Runtime, Tool, ToolArgumentsError
+from agentmesh.graph.spec import (
+    ExecutorNode,
+    GraphSpec,
+    JudgeNode,
+    MergeNode,
+    ModelNode,
+    PlannerNode,
+    ToolNode,
+    parse_ref,
+)
+from agentmesh.graph.state import Branch, RunState, first_branch
+from agentmesh.graph.validators import RuleValidator, build_validator
+from agentmesh.models.spec import Capability, ModelSpec
+from agentmesh.models.types import ModelRequest, ModelResponse
+from agentmesh.prompts import RenderedPrompt
+from agentmesh.resilience import CallFailed, CallResult, Verdict, call_until
+from agentmesh.resilience.caller import Attempt, RequestBuilder
+from agentmesh.resilience.escalation import with_feedback
+from agentmesh.routing.types import RouteRequest
+from agentmesh.synthesis import Item, SynthesisContext, SynthesisError, SynthesisResult
+from agentmesh.tracing import SpanScope, node_span, tool_span
+from agentmesh.tracing.attributes import COST_USD, ESCALATION_LEVEL, NODE_BRANCH, NODE_MODELS
+
+__all__ = ["NODE_RUNNERS", "NodeFailed", "NodeRunner", "resolve"]
+
+
+class NodeFailed(Exception):
+    """A node could not finish; the run stops here (and may be resumed).
+
+    Attributes:
+        node: The node's name.
+        kind: Error type (``CallFailed.kind``, ``judge_gave_up``, ``tool_error``...).
+        steps: Step records of what the node did try (failed attempts included).
+    """
+
+    def __init__(
+        self, node: str, kind: str, message: str, steps: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        super().__init__(f"node {node!r}: {message}")
+        self.node = node
+        self.kind = kind
+        self.message = message
+        self.steps = list(steps)
+
+
+def resolve(value: Any, state: RunState, branch: Branch | None = None) -> Any:
+    """The value of a node input: a literal, or what a reference points to."""
+    ref = parse_ref(value)
+    if ref is None:
+        return value[1:] if isinstance(value, str) and value.startswith("$$") else value
+    if ref.name == "input":
+        return state.get("input", "")
+    if ref.name == "step":
+        return (branch["step"] if branch is not None else None) or ""
+    found = state.get("results", {}).get(ref.name, {})
+    ordered = [found[k] for k in sorted(found)]
+    if ref.field is None:
+        return "\n\n".join(r["text"] for r in ordered)
+    value = ordered[0].get("data") if ordered else None
+    for key in ref.field.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _attempts(attempts: Sequence[Attempt]) -> list[dict[str, Any]]:
+    return [a.to_dict() for a in attempts]
+
+
+def step_record(
+    node: str,
+    kind: str,
+    branch: Branch,
+    calls: Sequence[CallResult],
+    failed: Sequence[Attempt] = (),
+    *,
+    status: str = "ok",
+    **extra: Any,
+) -> dict[str, Any]:
+    """One step of ``agentmesh run --json``: the node's calls folded into one record."""
+    attempts = [a for c in calls for a in c.attempts] + list(failed)
+    last = calls[-1] if calls else None
+    route = None
+    if last is not None:
+        route = {
+            "strategy": last.decision.strategy,
+            "reason": last.decision.reason,
+            "decision_id": last.decision.decision_id,
+        }
+    return {
+        "node": node,
+        "kind": kind,
+        "branch": branch["key"],
+        "round": branch["round"],
+        "model": last.model if last is not None else None,
+        "status": status,
+        "escalation_level": last.escalation_level if last is not None else branch["level"],
+        "input_tokens": sum(a.input_tokens for a in attempts),
+        "output_tokens": sum(a.output_tokens for a in attempts),
+        "cost_usd": sum(a.cost_usd for a in attempts),
+        "route": route,
+        "attempts": _attempts(attempts),
+        "simulated": any(c.response.simulated for c in calls),
+        **extra,
+    }
+
+
+def usage_update(steps: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The state update of some step records: the records and their totals."""
+    return {
+        "steps": list(steps),
+        "cost_usd": sum(s["cost_usd"] for s in steps),
+        "input_tokens": sum(s["input_tokens"] for s in steps),
+        "output_tokens": sum(s["output_tokens"] for s in steps),
+    }
+
+
+class NodeRunner:
+    """Base of node implementations: the node's spec, the graph and the runtime."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, node: Any, graph: GraphSpec, runtime: Runtime) -> None:
+        self.name = name
+        self.node = node
+        self.graph = graph
+        self.runtime = runtime
+
+    async def __call__(self, state: RunState) -> dict[str, Any]:
+        """Run the node once (one branch) inside its ``node {name}`` span."""
+        branch = state.get("branch") or first_branch()
+        attributes: dict[str, str | int] = {
+            ESCALATION_LEVEL: branch["level"],
+            NODE_BRANCH: branch["key"],
+        }
+        with node_span(
+            self.name, self.kind, run_id=state.get("run_id"), attributes=attributes
+        ) as scope:
+            update = await self.run(state, branch, scope)
+            if scope.recording:
+                scope.set(COST_USD, update.get("cost_usd", 0.0))
+                models = [s["model"] for s in update.get("steps", ()) if s.get("model")]
+                if models:
+                    scope.set(NODE_MODELS, ",".join(dict.fromkeys(models)))
+            return update
+
+    async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
+        """The node's work inside its span (``scope``); returns the state update."""
+        raise NotImplementedError
+
+
+class ModelNodeRunner(NodeRunner):
+    """Shared by nodes that call models: routing requests and prompt builders."""
+
+    node: ModelNode
+
+    def route_request(
+        self, state: RunState, branch: Branch, prompt: str, capabilities: frozenset[Capability]
+    ) -> RouteRequest:
+        """What this node asks the router for."""
+        return RouteRequest(
+            node=self.name,
+            role=self.kind,
+            task=self.node.task,
+            prompt=prompt,
+            max_output_tokens=self.node.max_output_tokens,
+            capabilities=capabilities,
+            run_id=state.get("run_id"),
+            run_budget_usd=state.get("budget_usd"),
+            escalation=branch["level"],
+            attempt=branch["round"],
+        )
+
+    def builder(
+        self, template: str, inputs: Mapping[str, Any], **options: Any
+    ) -> tuple[RenderedPrompt, RequestBuilder]:
+        """A reference rendering (for the router's estimate) and a per-model request builder.
+
+        Renderings are cached per variant file, so the reference is reused
+        when the chosen model takes the same variant.
+        """
+        prompts = self.runtime.prompts
+        cache: dict[str, RenderedPrompt] = {}
+        max_tokens = self.node.max_output_tokens
+
+        def render(spec: ModelSpec) -> RenderedPrompt:
+            variant = prompts.resolve(template, spec).variant.file
+            found = cache.get(variant)
+            if found is None:
+                found = cache[variant] = prompts.render(template, spec, inputs)
+            return found
+
+        def build(spec: ModelSpec) -> ModelRequest:
+            return render(spec).to_request(max_tokens=max_tokens, **options)
+
+        reference = render(self.runtime.catalog.by_tier()[0])
+        return reference, build
+
+    def capabilities(self, template: str, tools: bool = False) -> frozenset[Capability]:
+        """Capabilities the node's calls need."""
+        caps: set[Capability] = set()
+        if self.runtime.prompts.template(template).output_schema is not None:
+            caps.add(Capability.JSON)
+        if tools:
+            caps.add(Capability.TOOLS)
+        return frozenset(caps)
+
+    def inputs(self, values: Mapping[str, Any], state: RunState, branch: Branch) -> dict[str, Any]:
+        """The template inputs, references resolved (``None`` values left out)."""
+        resolved = {k: resolve(v, state, branch) for k, v in values.items()}
+        return {k: v for k, v in resolved.items() if v is not None}
+
+    def policy(self) -> Any:
+        """The node's routing policy."""
+        return self.graph.node_policy(self.node)
+
+    def resilience(self) -> Any:
+        """The node's resilience policy (``None``: the caller's)."""
+        return self.node.resilience or self.graph.resilience
+
+    def failed(
+        self, branch: Branch, failure: CallFailed, calls: Sequence[CallResult] = ()
+    ) -> NodeFailed:
+        """A :class:`NodeFailed` for a call that no model served, with its attempts."""
+        step = step_record(self.name, self.kind, branch, calls, failure.attempts, status="failed")
+        step["error"] = {"type": failure.kind, "message": str(failure)}
+        return NodeFailed(self.name, failure.kind, str(failure), [step])
+
+
+def _result(text: str, call: CallResult | None, branch: Branch, **extra: Any) -> dict[str, Any]:
+    return {
+        "text": text,
+        "data": extra.pop("data", None),
+        "model": call.model if call is not None else None,
+        "task": call.decision.task if call is not None else None,
+        "level": branch["level"],
+        "round": branch["round"],
+        "step": branch["step"],
+        **extra,
+    }
+
+
+def parse_json(text: str) -> Any:
+    """The JSON value in ``text`` (the first ``{...}`` object if there is prose around it)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        start, end = text.find("{"), text.rfind("}")
+        if 0 <= start < end:
+            return json.loads(text[start : end + 1])
+        raise
+
+
+class PlannerRunner(ModelNodeRunner):
+    """Plans steps (``{"steps": [...]}``); an unusable plan is asked again one tier up."""
+
+    kind = "planner"
+    node: PlannerNode
+
+    @staticmethod
+    def _steps(response: ModelResponse) -> list[str] | None:
+        try:
+            data = parse_json(response.text)
+        except ValueError:
+            return None
+        steps = data.get("steps") if isinstance(data, dict) else None
+        if not isinstance(steps, list):
+            return None
+        kept = [str(s).strip() for s in steps if str(s).strip()]
+        return kept or None
+
+    async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
+        """Ask for a plan until one parses (escalating), keep ``max_steps`` steps."""
+        node = self.node
+        values = dict(node.inputs)
+        if "max_steps" in self.runtime.prompts.template(node.prompt).inputs:
+            values.setdefault("max_steps", node.max_steps)
+        inputs = self.inputs(values, state, branch)
+        reference, build = self.builder(node.prompt, inputs)
+        request = self.route_request(
+            state, branch, reference.text, self.capabilities(node.prompt) | {Capability.JSON}
+        )
+
+        def check(response: ModelResponse) -> Verdict:
+            if self._steps(response) is None:
+                return Verdict(False, 0.0, 'Answer with JSON: {"steps": ["...", "..."]}.')
+            return Verdict(True)
+
+        outcome = await call_until(
+            self.runtime.caller,
+            request,
+            build,
+            check,
+            routing=self.policy(),
+            max_rounds=2,
+            policy=self.resilience(),
+            record_scores=False,
+        )
+        calls = [r.result for r in outcome.rounds if r.result is not None]
+        if outcome.status != "accepted":
+            step = step_record(self.name, self.kind, branch, calls, status="failed")
+            last = outcome.rounds[-1]
+            kind = last.error or "invalid_plan"
+            step["error"] = {"type": kind, "message": "no usable plan"}
+            raise NodeFailed(self.name, kind, "no model produced a usable plan", [step])
+        final = calls[-1]
+        steps = self._steps(final.response) or []
+        dropped = len(steps) - node.max_steps
+        steps = steps[: node.max_steps]
+        notes = [f"dropped {dropped} steps over max_steps"] if dropped > 0 else []
+        record = step_record(self.name, self.kind, branch, calls, plan=steps, notes=notes)
+        result = _result(json.dumps({"steps": steps}), final, branch, data={"steps": steps})
+        return {"results": {self.name: {branch["key"]: result}}, **usage_update([record])}
+
+
+class ExecutorRunner(ModelNodeRunner):
+    """One routed call with the node's prompt; tool calls run and feed back, up to a limit."""
+
+    kind = "executor"
+    node: ExecutorNode
+
+    async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
+        """Render, route, call (tools in a loop), record."""
+        node = self.node
+        tools = [self.runtime.tools[t] for t in node.tools]
+        options: dict[str, Any] = {"tools": [t.spec() for t in tools]} if tools else {}
+        reference, build = self.builder(
+            node.prompt, self.inputs(node.inputs, state, branch), **options
+        )
+        request = self.route_request(
+            state, branch, reference.text, self.capabilities(node.prompt, bool(tools))
+        )
+        if branch["feedback"] is not None:
+            build = _with_feedback(build, branch["previous"] or "", branch["feedback"])
+        calls: list[CallResult] = []
+        extra: list[BaseMessage] = []
+        tool_runs: list[dict[str, Any]] = []
+        for _ in range(node.max_tool_rounds + 1):
+            try:
+                call = await self.runtime.caller.call(
+                    request, _extended(build, extra), self.policy(), policy=self.resilience()
+                )
+            except CallFailed as failure:
+                if failure.kind == "no_route" and not calls and branch["previous"] is not None:
+                    return self._exhausted(branch, failure)
+                raise self.failed(branch, failure, calls) from None
+            calls.append(call)
+            wanted = call.response.tool_calls
+            if not wanted or len(calls) > node.max_tool_rounds:
+                break
+            extra.append(
+                AIMessage(
+                    call.response.text,
+                    tool_calls=[
+                        {"name": c.name, "args": dict(c.arguments), "id": c.id} for c in wanted
+                    ],
+                )
+            )
+            for tool_call in wanted:
+                text = await self._run_tool(tool_call.name, tool_call.arguments, tool_call.id)
+                tool_runs.append({"tool": tool_call.name, "arguments": dict(tool_call.arguments)})
+                extra.append(ToolMessage(text, tool_call_id=tool_call.id))
+        final = calls[-1]
+        text = final.response.text
+        data = _maybe_json(text) if Capability.JSON in request.capabilities else None
+        record = step_record(self.name, self.kind, branch, calls, tools=tool_runs)
+        result = _result(text, final, branch, data=data)
+        return {"results": {self.name: {branch["key"]: result}}, **usage_update([record])}
+
+    def _exhausted(self, branch: Branch, failure: CallFailed) -> dict[str, Any]:
+        """An escalated re-run with no stronger model left: keep the previous answer, say so."""
+        step = step_record(
+            self.name, self.kind, branch, [], failure.attempts, status="no_stronger_model"
+        )
+        step["error"] = {"type": failure.kind, "message": str(failure)}
+        result = _result(branch["previous"] or "", None, branch, exhausted=True)
+        return {"results": {self.name: {branch["key"]: result}}, **usage_update([step])}
+
+    async def _run_tool(self, name: str, arguments: Mapping[str, Any], call_id: str) -> str:
+        tool = self.runtime.tools.get(name)
+        with tool_span(name, call_id=call_id, arguments=dict(arguments)) as scope:
+            if tool is None or name not in self.node.tools:
+                return f"error: no tool named {name!r}; available: {', '.join(self.node.tools)}"
+            try:
+                value = await tool.run(arguments)
+            except ToolArgumentsError as exc:
+                return f"error: {exc}"
+            text = Tool.render(value)
+            scope.set_content("gen_ai.tool.call.result", text)
+            return text
+
+
+def _maybe_json(text: str) -> Any:
+    try:
+        return parse_json(text)
+    except ValueError:
+        return None
+
+
+def _with_feedback(build: RequestBuilder, previous: str, feedback: str) -> RequestBuilder:
+    def rebuilt(spec: ModelSpec) -> ModelRequest:
+        return with_feedback(build(spec), previous, feedback)
+
+    return rebuilt
+
+
+def _extended(build: RequestBuilder, extra: Sequence[BaseMessage]) -> RequestBuilder:
+    if not extra:
+        return build
+    turns = list(extra)
+
+    def rebuilt(spec: ModelSpec) -> ModelRequest:
+        base = build(spec)
+        return replace(base, messages=[*base.messages, *turns], prompt=None)
+
+    return rebuilt
+
+
+class ToolRunner(NodeRunner):
+    """Calls a registered tool with validated arguments; no model."""
+
+    kind = "tool"
+    node: ToolNode
+
+    async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
+        """Resolve the arguments, run the tool in an ``execute_tool`` span, record."""
+        tool = self.runtime.tools[self.node.tool]
+        arguments = {k: resolve(v, state, branch) for k, v in self.node.arguments.items()}
+        with tool_span(
+            tool.name, arguments=arguments, attributes={"agentmesh.node.name": self.name}
+        ):
+            try:
+                value = await tool.run(arguments)
+            except ToolArgumentsError as exc:
+                raise NodeFailed(self.name, "tool_arguments", str(exc)) from None
+            except Exception as exc:
+                message = f"tool {tool.name!r} raised {type(exc).__name__}: {exc}"
+                raise NodeFailed(self.name, "tool_error", message) from exc
+        record = step_record(self.name, self.kind, branch, [], tool=tool.name)
+        data = value if isinstance(value, dict | list) else None
+        result = _result(Tool.render(value), None, branch, data=data)
+        return {"results": {self.name: {branch["key"]: result}}, **usage_update([record])}
+
+
+class JudgeRunner(ModelNodeRunner):
+    """Judges every not-yet-judged answer of its target: rules first, then the LLM rubric."""
+
+    kind = "judge"
+    node: JudgeNode
+
+    def __init__(self, name: str, node: Any, graph: GraphSpec, runtime: Runtime) -> None:
+        super().__init__(name, node, graph, runtime)
+        self.rules: tuple[RuleValidator, ...] = tuple(
+            build_validator(v, runtime.validators) for v in node.validators
+        )
+
+    def pending(self, state: RunState) -> list[tuple[str, dict[str, Any]]]:
+        """``(branch key, result)`` of the target's answers this judge has not judged yet."""
+        results = state.get("results", {}).get(self.node.target, {})
+        judged = state.get("verdicts", {}).get(self.name, {})
+        return [
+            (key, result)
+            for key, result in sorted(results.items())
+            if judged.get(key, {}).get("round") != result["round"]
+        ]
+
+    async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
+        """Judge the pending answers concurrently; fail the run if one gives up under ``fail``."""
+        pending = self.pending(state)
+        judged = await asyncio.gather(*(self._judge(state, key, r) for key, r in pending))
+        verdicts = {key: verdict for (key, _), (verdict, _) in zip(pending, judged, strict=True)}
+        steps = [record for _, record in judged]
+        update = {"verdicts": {self.name: verdicts}, **usage_update(steps)}
+        given_up = [k for k, v in verdicts.items() if v["gave_up"]]
+        if given_up and self.node.on_give_up == "fail":
+            last = verdicts[given_up[0]]
+            message = (
+                f"gave up on {self.node.target} {', '.join(given_up) or ''} after "
+                f"{self.node.max_rounds} rounds: {last['feedback']}"
+            )
+            raise NodeFailed(self.name, "judge_gave_up", message, steps)
+        return update
+
+    async def _judge(
+        self, state: RunState, key: str, result: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        branch = Branch(
+            key=key,
+            step=result.get("step"),
+            level=result["level"],
+            round=result["round"],
+            feedback=None,
+            previous=None,
+        )
+        text = result["text"]
+        calls: list[CallResult] = []
+        if result.get("exhausted"):
+            why = f"no stronger model to escalate to after round {result['round'] - 1}"
+            verdict = Verdict(False, None, why)
+        else:
+            verdict = _rules(self.rules, text)
+            if verdict.passed and self.node.prompt is not None:
+                verdict, calls = await self._llm(state, branch, result)
+        if verdict.score is not None and result.get("model") and result.get("task"):
+            await self.runtime.router.state.add_quality(
+                result["task"], result["model"], verdict.score
+            )
+        gave_up = not verdict.passed and (
+            result["round"] >= self.node.max_rounds or bool(result.get("exhausted"))
+        )
+        data = {
+            "passed": verdict.passed,
+            "score": verdict.score,
+            "feedback": verdict.feedback,
+            "round": result["round"],
+            "judged_model": result.get("model"),
+            "gave_up": gave_up,
+        }
+        status = "passed" if verdict.passed else ("gave_up" if gave_up else "rejected")
+        record = step_record(self.name, self.kind, branch, calls, status=status, verdict=data)
+        return data, record
+
+    async def _llm(
+        self, state: RunState, branch: Branch, result: dict[str, Any]
+    ) -> tuple[Verdict, list[CallResult]]:
+        node = self.node
+        assert node.prompt is not None
+        inputs = {
+            "rubric": node.rubric,
+            "candidate": result["text"],
+            "task": resolve("$input", state)
+            + (f"\n\nStep: {branch['step']}" if branch["step"] else ""),
+            "threshold": node.threshold,
+        }
+        declared = self.runtime.prompts.template(node.prompt).inputs
+        inputs = {k: v for k, v in inputs.items() if k in declared}
+        reference, build = self.builder(node.prompt, inputs)
+        request = self.route_request(
+            state, first_branch(branch["key"]), reference.text, self.capabilities(node.prompt)
+        )
+        outcome = await call_until(
+            self.runtime.caller,
+            request,
+            build,
+            lambda response: Verdict(_verdict(response.text, node.threshold) is not None),
+            routing=self.policy(),
+            max_rounds=2,
+            policy=self.resilience(),
+            record_scores=False,
+        )
+        calls = [r.result for r in outcome.rounds if r.result is not None]
+        final = outcome.final
+        verdict = _verdict(final.response.text, node.threshold) if final is not None else None
+        if verdict is None:
+            steps = [step_record(self.name, self.kind, branch, calls, status="failed")]
+            kind = outcome.rounds[-1].error or "invalid_verdict"
+            raise NodeFailed(self.name, kind, "the judge produced no usable verdict", steps)
+        return verdict, calls
+
+
+def _rules(rules: Sequence[RuleValidator], text: str) -> Verdict:
+    failures = [v for v in (rule(text) for rule in rules) if not v.passed]
+    if not failures:
+        return Verdict(True, 1.0 if rules else None)
+    score = min(v.score if v.score is not None else 0.0 for v in failures)
+    return Verdict(False, score, "; ".join(v.feedback for v in failures))
+
+
+def _verdict(text: str, threshold: float) -> Verdict | None:
+    try:
+        data = parse_json(text)
+        score = float(data["score"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not 0 <= score <= 1:
+        return None
+    passed = bool(data.get("passed", True)) and score >= threshold
+    return Verdict(passed, score, str(data.get("feedback") or ""))
+
+
+class MergeRunner(ModelNodeRunner):
+    """Synthesizes the answers of every branch of its sources (see ``agentmesh.synthesis``)."""
+
+    kind = "merge"
+    node: MergeNode
+
+    def items(self, state: RunState) -> list[Item]:
+        """The sources' answers as synthesis items (``source`` = node or ``node[branch]``)."""
+        results = state.get("results", {})
+        items: list[Item] = []
+        for source in self.node.sources:
+            found = results.get(source, {})
+            for key in sorted(found):
+                label = f"{source}[{key}]" if key else source
+                items.append(Item(found[key]["text"], label, found[key].get("model")))
+        return items
+
+    async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
+        """Synthesize; one step record with every synthesis call's attempts."""
+        node = self.node
+        ctx = SynthesisContext(
+            caller=self.runtime.caller,
+            prompts=self.runtime.prompts,
+            question=str(resolve(node.question, state, branch) or ""),
+            node=self.name,
+            run_id=state.get("run_id"),
+            task=node.task,
+            policy=self.policy(),
+            max_output_tokens=node.max_output_tokens,
+            resilience=self.resilience(),
+            run_budget_usd=state.get("budget_usd"),
+        )
+        try:
+            result = await node.synthesis.synthesize(self.items(state), ctx)
+        except SynthesisError as exc:
+            record = self._record(branch, exc.calls, status="failed")
+            record["error"] = {"type": "synthesis_failed", "message": str(exc)}
+            raise NodeFailed(self.name, "synthesis_failed", str(exc), [record]) from None
+        scope.set_attributes(result.trace_attributes())
+        record = self._record(branch, result.calls, result=result)
+        answer = {**_result(result.text, None, branch), "model": record["model"]}
+        return {"results": {self.name: {branch["key"]: answer}}, **usage_update([record])}
+
+    def _record(
+        self,
+        branch: Branch,
+        calls: Sequence[Any],
+        *,
+        status: str = "ok",
+        result: SynthesisResult | None = None,
+    ) -> dict[str, Any]:
+        attempts = [a for c in calls for a in c.attempts]
+        answered = [c for c in calls if c.model is not None]
+        last = answered[-1] if answered else None
+        stage_policy = (
+            self.node.synthesis.stages.get(last.stage) if last is not None else None
+        ) or self.policy()
+        return {
+            "node": self.name,
+            "kind": self.kind,
+            "branch": branch["key"],
+            "round": branch["round"],
+            "model": last.model if last is not None else None,
+            "status": status,
+            "escalation_level": branch["level"],
+            "input_tokens": sum(a.input_tokens for a in attempts),
+            "output_tokens": sum(a.output_tokens for a in attempts),
+            "cost_usd": sum(a.cost_usd for a in attempts),
+            "route": (
+                {
+                    "strategy": stage_policy.strategy,
+                    "reason": last.reason,
+                    "decision_id": last.decision_id,
+                }
+                if last is not None
+                else None
+            ),
+            "attempts": _attempts(attempts),
+            "synthesis": result.provenance.to_dict() if result is not None else None,
+            "calls": [c.to_dict() for c in calls],
+        }
+
+
+NODE_RUNNERS: Mapping[str, type[NodeRunner]] = {
+    r.kind: r for r in (PlannerRunner, ExecutorRunner, ToolRunner, JudgeRunner, MergeRunner)
+}
+"""The implementation of each node kind."""

@@ -1,0 +1,248 @@
+"""Run a workflow: one ``invoke_workflow`` span, a checkpointed LangGraph run, a `RunResult`.
+
+The result is what ``agentmesh run --json`` prints: status, output, error
+(type, message, node), cost, tokens and one step record per node execution
+(model, route, attempts, escalation). A failed run keeps every step that
+finished (from the checkpoint) plus the attempts of the step that failed;
+with a durable checkpointer it can be resumed by its run id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.errors import GraphRecursionError
+
+from agentmesh.graph.checks import Locate, check_graph, no_location
+from agentmesh.graph.compile import compile_graph
+from agentmesh.graph.nodes import NodeFailed
+from agentmesh.graph.runtime import Runtime
+from agentmesh.graph.spec import GraphSpec, JudgeNode
+from agentmesh.tracing import record_error, workflow_span
+from agentmesh.tracing.attributes import COST_USD, RUN_STATUS
+
+__all__ = ["GraphRunner", "RunError", "RunResult", "run_graph"]
+
+StepListener = Callable[[dict[str, Any]], None]
+
+
+class RunError(ValueError):
+    """A run cannot start (e.g. ``--resume`` of a run the checkpointer does not hold)."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of one run.
+
+    Attributes:
+        run_id: The run's id (the checkpointer's thread id; ``--resume`` takes it).
+        workflow: The graph's name.
+        status: ``ok`` or ``failed``.
+        output: The output node's answer (``None`` when failed before it).
+        error: ``{type, message, node}`` when failed.
+        cost_usd: Money spent by every step.
+        tokens: ``{input, output}`` billed.
+        steps: One record per node execution, in completion order.
+        simulated: Some answer came from a scripted (simulated) model.
+        resumed: The run continued from a checkpoint.
+    """
+
+    run_id: str
+    workflow: str
+    status: Literal["ok", "failed"]
+    output: str | None
+    error: Mapping[str, Any] | None
+    cost_usd: float
+    tokens: Mapping[str, int]
+    steps: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+    simulated: bool = False
+    resumed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "status": self.status,
+            "output": self.output,
+            "error": dict(self.error) if self.error is not None else None,
+            "cost_usd": self.cost_usd,
+            "tokens": dict(self.tokens),
+            "simulated": self.simulated,
+            "resumed": self.resumed,
+            "steps": [dict(s) for s in self.steps],
+        }
+
+
+def _ignore(_: dict[str, Any]) -> None:
+    return None
+
+
+def _recursion_limit(graph: GraphSpec) -> int:
+    rounds = max(
+        (n.max_rounds for n in graph.nodes.values() if isinstance(n, JudgeNode)), default=1
+    )
+    return 25 + 3 * len(graph.nodes) * rounds
+
+
+def _output(graph: GraphSpec, values: Mapping[str, Any]) -> str | None:
+    found = values.get("results", {}).get(graph.output_node)
+    if not found:
+        return None
+    return "\n\n".join(found[k]["text"] for k in sorted(found))
+
+
+async def _seed_budget(runtime: Runtime, run_id: str, spent: float) -> None:
+    """Make a resumed run's spending count against its budget in this process's state too."""
+    key = f"run:{run_id}"
+    snapshot = await runtime.router.state.snapshot((), budget_keys=[key])
+    known = snapshot.spent.get(key, 0.0)
+    if spent > known:
+        await runtime.router.state.settle([key], 0.0, spent - known)
+
+
+class GraphRunner:
+    """A graph checked and compiled once, to run many times (a service's long-lived handle).
+
+    Args:
+        graph: The workflow.
+        runtime: Shared caller, prompts, tools.
+        checkpointer: Where steps are checkpointed. Default: in memory, and a
+            run that ends ``ok`` is then dropped from it (nothing to resume).
+        locate: Names the file and line of a node in check errors.
+
+    Raises:
+        GraphError: The graph fails its compile-time checks (nothing was called).
+    """
+
+    def __init__(
+        self,
+        graph: GraphSpec,
+        runtime: Runtime,
+        *,
+        checkpointer: BaseCheckpointSaver[Any] | None = None,
+        locate: Locate = no_location,
+    ) -> None:
+        check_graph(
+            graph,
+            runtime.catalog,
+            runtime.prompts,
+            runtime.tools,
+            runtime.validators,
+            locate=locate,
+        )
+        self.graph = graph
+        self.runtime = runtime
+        self._forget_finished = checkpointer is None
+        self.checkpointer = checkpointer if checkpointer is not None else InMemorySaver()
+        self.compiled = compile_graph(graph, runtime, checkpointer=self.checkpointer, check=False)
+        self._limit = _recursion_limit(graph)
+
+    async def run(
+        self,
+        input: str | None,
+        *,
+        run_id: str | None = None,
+        budget_usd: float | None = None,
+        resume: bool = False,
+        on_step: StepListener | None = None,
+    ) -> RunResult:
+        """Run on ``input`` (or resume run ``run_id``).
+
+        Args:
+            input: The run's input text (ignored when resuming).
+            run_id: The run's id (new when ``None``); required to resume.
+            budget_usd: Run budget; default the graph's ``budget_usd``.
+            resume: Continue run ``run_id`` from its last checkpoint.
+            on_step: Called with each step record as it completes (progress).
+
+        Raises:
+            RunError: Nothing to resume.
+        """
+        if resume and run_id is None:
+            raise RunError("resuming needs the run id")
+        graph, compiled = self.graph, self.compiled
+        run_id = run_id or uuid.uuid4().hex[:12]
+        config: Any = {"configurable": {"thread_id": run_id}, "recursion_limit": self._limit}
+        budget = budget_usd if budget_usd is not None else graph.budget_usd
+        start: dict[str, Any] | None
+        if resume:
+            values = (await compiled.aget_state(config)).values
+            if not values:
+                raise RunError(f"no run {run_id!r} in the checkpointer: nothing to resume")
+            await _seed_budget(self.runtime, run_id, float(values.get("cost_usd", 0.0)))
+            start = None
+        else:
+            start = {"input": input or "", "run_id": run_id, "budget_usd": budget}
+        error: dict[str, Any] | None = None
+        failed_steps: list[dict[str, Any]] = []
+        notify: StepListener = on_step or _ignore
+        with workflow_span(graph.name, run_id=run_id) as scope:
+            try:
+                # durability="sync": a step's checkpoint is stored before the next step
+                # starts, so a process killed at any moment loses at most the running step.
+                updates = compiled.astream(start, config, stream_mode="updates", durability="sync")
+                async for chunk in updates:
+                    for update in chunk.values():
+                        for step in (update or {}).get("steps", ()):
+                            notify(step)
+            except NodeFailed as exc:
+                failed_steps = exc.steps
+                error = {"type": exc.kind, "message": exc.message, "node": exc.node}
+                for step in failed_steps:
+                    notify(step)
+                record_error(scope.span, exc)
+            except GraphRecursionError as exc:
+                error = {"type": "recursion_limit", "message": str(exc), "node": None}
+                record_error(scope.span, exc)
+            values = (await compiled.aget_state(config)).values
+            steps = [*values.get("steps", []), *failed_steps]
+            cost = sum(float(s["cost_usd"]) for s in steps)
+            scope.set(RUN_STATUS, "failed" if error else "ok")
+            scope.set(COST_USD, cost)
+        if error is None and self._forget_finished:
+            await self.checkpointer.adelete_thread(run_id)
+        return RunResult(
+            run_id=run_id,
+            workflow=graph.name,
+            status="failed" if error else "ok",
+            output=None if error else _output(graph, values),
+            error=error,
+            cost_usd=cost,
+            tokens={
+                "input": sum(int(s["input_tokens"]) for s in steps),
+                "output": sum(int(s["output_tokens"]) for s in steps),
+            },
+            steps=tuple(steps),
+            simulated=any(s.get("simulated") for s in steps),
+            resumed=resume,
+        )
+
+
+async def run_graph(
+    graph: GraphSpec,
+    runtime: Runtime,
+    input: str | None,
+    *,
+    run_id: str | None = None,
+    budget_usd: float | None = None,
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+    resume: bool = False,
+    on_step: StepListener | None = None,
+    locate: Locate = no_location,
+) -> RunResult:
+    """Check, compile and run ``graph`` once (see :class:`GraphRunner` to run many times).
+
+    Raises:
+        GraphError: The graph fails its compile-time checks (nothing was called).
+        RunError: Nothing to resume.
+    """
+    runner = GraphRunner(graph, runtime, checkpointer=checkpointer, locate=locate)
+    return await runner.run(
+        input, run_id=run_id, budget_usd=budget_usd, resume=resume, on_step=on_step
+    )

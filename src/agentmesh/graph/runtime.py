@@ -1,0 +1,151 @@
+"""`Runtime`: what compiled workflows share in a process — one caller, prompts, tools.
+
+A graph names no model and holds no client; the runtime supplies the shared
+:class:`~agentmesh.resilience.ResilientCaller` (and through it the one router
+and gateway), the prompt library, and the registries of tools and custom
+rule validators that nodes refer to by name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langchain_core.tools import BaseTool, StructuredTool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ValidationError
+
+from agentmesh.graph.validators import Check
+from agentmesh.models.catalog import Catalog
+from agentmesh.models.gateway import Gateway
+from agentmesh.models.types import ToolSpec
+from agentmesh.prompts import PromptLibrary
+from agentmesh.resilience import ResiliencePolicy, ResilientCaller
+from agentmesh.routing import Router
+from agentmesh.routing.policy import BudgetLimits
+from agentmesh.routing.state import RoutingState
+
+__all__ = ["Runtime", "Tool", "ToolArgumentsError", "as_tool"]
+
+
+class ToolArgumentsError(ValueError):
+    """A tool was called with arguments its schema rejects; names the tool and fields."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A tool as nodes use it: a LangChain tool with its schema for models.
+
+    Attributes:
+        tool: The LangChain tool (Python callables are wrapped in ``StructuredTool``).
+    """
+
+    tool: BaseTool
+
+    @property
+    def name(self) -> str:
+        """The tool's name."""
+        return self.tool.name
+
+    def spec(self) -> ToolSpec:
+        """What a model is told about the tool."""
+        function = convert_to_openai_tool(self.tool)["function"]
+        parameters = dict(function.get("parameters") or {"type": "object"})
+        return ToolSpec(self.tool.name, function.get("description") or "", parameters)
+
+    async def run(self, arguments: Mapping[str, Any]) -> Any:
+        """Validate ``arguments`` and run the tool.
+
+        Raises:
+            ToolArgumentsError: The arguments do not fit the tool's schema.
+        """
+        try:
+            return await self.tool.ainvoke(dict(arguments))
+        except ValidationError as exc:
+            problems = "; ".join(
+                ".".join(str(p) for p in e["loc"]) + ": " + str(e["msg"]) for e in exc.errors()
+            )
+            raise ToolArgumentsError(f"tool {self.name!r}: bad arguments: {problems}") from None
+
+    @staticmethod
+    def render(value: Any) -> str:
+        """A tool result as text for a model (JSON unless a string)."""
+        return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def as_tool(value: BaseTool | Callable[..., Any], name: str | None = None) -> Tool:
+    """Wrap a LangChain tool, or a (sync or async) typed Python function, as a :class:`Tool`."""
+    if isinstance(value, Tool):
+        return value
+    if isinstance(value, BaseTool):
+        return Tool(value)
+    if not callable(value):
+        raise TypeError(f"tool {name!r}: expected a LangChain tool or a function, got {value!r}")
+    if _is_async(value):
+        return Tool(StructuredTool.from_function(coroutine=value, name=name))
+    return Tool(StructuredTool.from_function(func=value, name=name))
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(fn)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The shared services compiled workflows use.
+
+    Attributes:
+        caller: Routes and calls models (holds the router and gateway).
+        prompts: The prompt library nodes render from.
+        tools: Tools by name (what ``tool:`` nodes and executors' ``tools:`` name).
+        validators: Custom rule checks by name (judges' ``validators:``).
+    """
+
+    caller: ResilientCaller
+    prompts: PromptLibrary
+    tools: Mapping[str, Tool] = field(default_factory=dict)
+    validators: Mapping[str, Check] = field(default_factory=dict)
+
+    @property
+    def router(self) -> Router:
+        """The shared router."""
+        return self.caller.router
+
+    @property
+    def catalog(self) -> Catalog:
+        """The models routing chooses from."""
+        return self.caller.router.catalog
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        catalog: Catalog,
+        *,
+        prompts: PromptLibrary | str | Path = "prompts",
+        tools: Mapping[str, BaseTool | Callable[..., Any]] | None = None,
+        validators: Mapping[str, Check] | None = None,
+        state: RoutingState | None = None,
+        budgets: BudgetLimits | None = None,
+        resilience: ResiliencePolicy | None = None,
+    ) -> AsyncIterator[Runtime]:
+        """A runtime over a new router and gateway, closed on exit.
+
+        Raises:
+            PromptError: The prompts folder is missing or invalid.
+        """
+        library = prompts if isinstance(prompts, PromptLibrary) else PromptLibrary(prompts)
+        router = Router(catalog, state=state, budgets=budgets)
+        async with Gateway(catalog) as gateway:
+            yield cls(
+                ResilientCaller(router, gateway, resilience),
+                library,
+                {name: as_tool(t, name) for name, t in (tools or {}).items()},
+                dict(validators or {}),
+            )

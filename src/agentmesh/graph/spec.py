@@ -1,0 +1,373 @@
+"""The graph format: what a workflow is, as data (YAML files and the Python builder).
+
+One set of frozen pydantic models describes a workflow; ``graphs/*.yaml``
+files validate into it (:func:`agentmesh.graph.load_graph`) and the Python
+:class:`~agentmesh.graph.Workflow` builder produces it, so both compile
+through the same code. The JSON Schema editors use is this model's schema
+(``agentmesh schema``).
+
+.. code-block:: yaml
+
+    name: research_report
+    budget_usd: 0.05                 # run budget (``agentmesh run --budget`` overrides)
+    policy: {strategy: cheapest}     # default routing policy of model-calling nodes
+    nodes:
+      plan:
+        kind: planner
+        prompt: plan
+        inputs: {question: $input, max_steps: 3}
+        fan_out: research            # one executor run per planned step (LangGraph Send)
+      research:
+        kind: executor
+        prompt: execute_step
+        inputs: {question: $input, step: $step}
+      check:
+        kind: judge
+        target: research             # judges every branch of research
+        rubric: Concrete, with numbers.
+        validators: [{min_words: 20}]
+        max_rounds: 3                # failing answers re-run one tier up, with the feedback
+      report:
+        kind: merge
+        from: [research]
+        synthesis: {strategy: refine}
+    edges: [research -> check, check -> report]
+
+Values of ``inputs`` and ``arguments`` are literals or references: ``$input``
+(the run's input), ``$step`` (the planned step, in a fan-out target),
+``$<node>`` (a node's output text) and ``$<node>.<field>`` (a field of a
+node's JSON output; ``$triage.fields.order_id`` goes deeper); ``$$`` starts a
+literal ``$``.
+
+``tools:`` maps tool names to Python callables or LangChain tools, written
+``module:attribute`` or ``path/to/file.py:attribute`` (relative to the graph file).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from agentmesh.resilience.policy import ResiliencePolicy
+from agentmesh.routing.policy import Policy
+from agentmesh.synthesis.spec import MergeSpec
+
+__all__ = [
+    "END_NODE",
+    "NODE_KINDS",
+    "ExecutorNode",
+    "GraphSpec",
+    "JudgeNode",
+    "MergeNode",
+    "ModelNode",
+    "NodeSpec",
+    "PlannerNode",
+    "Ref",
+    "ToolNode",
+    "parse_ref",
+]
+
+END_NODE = "END"
+"""The name an edge uses to end the run (``check -> END``)."""
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
+_NAME_RE = re.compile(rf"^{_NAME}$")
+_REF_RE = re.compile(rf"^\$({_NAME})((?:\.{_NAME})*)$")
+_EDGE_RE = re.compile(rf"^\s*({_NAME})\s*->\s*({_NAME})\s*$")
+
+
+class Ref(BaseModel):
+    """A reference to a value of the run: ``$input``, ``$step``, ``$node`` or ``$node.field``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    field: str | None = None
+
+    def __str__(self) -> str:
+        return f"${self.name}" + (f".{self.field}" if self.field else "")
+
+
+def parse_ref(value: Any) -> Ref | None:
+    """The reference ``value`` is, or ``None`` for a literal (``$$x`` is the literal ``$x``)."""
+    if not isinstance(value, str) or not value.startswith("$") or value.startswith("$$"):
+        return None
+    match = _REF_RE.match(value)
+    if match is None:
+        raise ValueError(
+            f"{value!r} is not a reference: use $input, $step, $<node> or "
+            "$<node>.<field>[.<key>...] ($$ for a literal $)"
+        )
+    return Ref(name=match.group(1), field=match.group(2)[1:] or None)
+
+
+def _checked_ref(value: Any) -> Any:
+    parse_ref(value)
+    return value
+
+
+Value = Annotated[Any, AfterValidator(_checked_ref)]
+"""A node input: a literal or a reference (checked where it is written, for line numbers)."""
+
+
+class _Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    description: str = ""
+
+
+class ModelNode(_Node):
+    """Fields of every node that calls models.
+
+    Attributes:
+        policy: Routing policy (the graph's ``policy`` when absent). Graphs
+            never name a model; tier bounds, tags and strategy say what fits.
+        resilience: Resilience policy (the graph's when absent).
+        task: Task label for routing (``math``, ``code``...); ``None`` lets
+            the router's classifier decide.
+        max_output_tokens: Output tokens one call may produce.
+    """
+
+    policy: Policy | None = None
+    resilience: ResiliencePolicy | None = None
+    task: str | None = None
+    max_output_tokens: Annotated[int, Field(ge=1)] = 512
+
+
+class PlannerNode(ModelNode):
+    """Produces a structured plan (``{"steps": [...]}``) and may fan out one branch per step.
+
+    Attributes:
+        prompt: Template rendering the planning request; its output schema
+            must have a ``steps`` list.
+        inputs: Template inputs (literals or references).
+        fan_out: Executor node that runs once per step, concurrently (``Send``).
+        max_steps: Steps kept from the plan (the rest are dropped, and said so).
+    """
+
+    kind: Literal["planner"] = "planner"
+    prompt: str = "plan"
+    inputs: dict[str, Value] = Field(default_factory=dict)
+    fan_out: str | None = None
+    max_steps: Annotated[int, Field(ge=1, le=50)] = 5
+
+
+class ExecutorNode(ModelNode):
+    """Does one piece of work with a routed model and a prompt template; may call tools.
+
+    Attributes:
+        prompt: Template name.
+        inputs: Template inputs (literals or references).
+        tools: Names of tools (from the runtime's tool registry) the model may call.
+        max_tool_rounds: Most model turns that may request tools before answering.
+    """
+
+    kind: Literal["executor"] = "executor"
+    prompt: str
+    inputs: dict[str, Value] = Field(default_factory=dict)
+    tools: tuple[str, ...] = ()
+    max_tool_rounds: Annotated[int, Field(ge=1, le=20)] = 4
+
+
+class ToolNode(_Node):
+    """Runs a registered Python callable or LangChain tool; no model.
+
+    Attributes:
+        tool: Name in the runtime's tool registry.
+        arguments: Arguments (literals or references), validated against the
+            tool's parameter schema before the call.
+    """
+
+    kind: Literal["tool"] = "tool"
+    tool: str
+    arguments: dict[str, Value] = Field(default_factory=dict)
+
+
+class JudgeNode(ModelNode):
+    """Checks another node's answers; a failed verdict re-runs it one tier up.
+
+    Rule validators run first (they cost nothing); the LLM judge (``prompt``)
+    runs only when they pass. A failed verdict sends the judged branch back to
+    ``target`` with ``escalation + 1`` and the feedback, until ``max_rounds``
+    answers have been judged, or no stronger model is left to escalate to; then
+    the run fails (``on_give_up: fail``) or continues with the last answer,
+    marked ``gave_up`` (``continue``).
+
+    Attributes:
+        target: The node whose answers are judged.
+        prompt: Judge template (output: score, passed, feedback); ``null`` for rules only.
+        rubric: What a good answer must do.
+        threshold: Lowest LLM score that passes.
+        validators: Rule validators, each ``{name: params}`` (see ``VALIDATORS``)
+            or the name of a custom check registered with the runtime.
+        max_rounds: Answers judged per branch, the first included.
+        on_give_up: ``fail`` the run, or ``continue`` with the last answer.
+    """
+
+    kind: Literal["judge"] = "judge"
+    target: str
+    prompt: str | None = "judge"
+    rubric: str = ""
+    threshold: Annotated[float, Field(ge=0, le=1)] = 0.7
+    validators: tuple[dict[str, Any] | str, ...] = ()
+    max_rounds: Annotated[int, Field(ge=1, le=10)] = 3
+    on_give_up: Literal["fail", "continue"] = "fail"
+
+    @model_validator(mode="after")
+    def _judges_something(self) -> JudgeNode:
+        if self.prompt is None and not self.validators:
+            raise ValueError("a judge needs a prompt, validators, or both")
+        if self.prompt is not None and not self.rubric:
+            raise ValueError("rubric: an LLM judge (prompt) needs a rubric")
+        return self
+
+
+class MergeNode(ModelNode):
+    """Fan-in: synthesizes the answers of its source nodes into one.
+
+    Attributes:
+        sources: Nodes whose answers (every branch) are merged; YAML ``from``.
+        synthesis: The strategy (see ``SYNTHESIZERS``), its params and stage policies.
+        question: What the answers respond to (default: the run's input).
+    """
+
+    kind: Literal["merge"] = "merge"
+    sources: tuple[str, ...] = Field(alias="from", min_length=1)
+    synthesis: MergeSpec
+    question: Value = "$input"
+
+    @field_validator("synthesis", mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        return {"strategy": value} if isinstance(value, str) else value
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _one_source(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+
+NodeSpec = Annotated[
+    PlannerNode | ExecutorNode | ToolNode | JudgeNode | MergeNode, Field(discriminator="kind")
+]
+NODE_KINDS = ("planner", "executor", "tool", "judge", "merge")
+
+
+def _edge(value: Any) -> tuple[str, str]:
+    if isinstance(value, str):
+        match = _EDGE_RE.match(value)
+        if match is None:
+            raise ValueError(f"edge {value!r}: write it as 'source -> target'")
+        return match.group(1), match.group(2)
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, str) for v in value)
+    ):
+        return value[0], value[1]
+    raise ValueError(f"edge {value!r}: write it as 'source -> target' or [source, target]")
+
+
+class GraphSpec(BaseModel):
+    """A whole workflow.
+
+    Attributes:
+        name: Workflow name (``gen_ai.workflow.name`` in traces).
+        description: What it does.
+        entry: First node(s); several start in parallel. Default: the first node.
+        output: Node whose answer is the run's output. Default: the last node
+            with no outgoing edge, in declaration order (a judge's target when
+            that node is a judge).
+        budget_usd: Run budget in USD across all nodes (``None``: unlimited).
+        policy: Default routing policy of model-calling nodes.
+        resilience: Default resilience policy.
+        nodes: Nodes by name, in declaration order.
+        edges: ``source -> target`` pairs; ``target`` may be ``END``.
+        tools: Tools to import, by name: ``module:attr`` or ``file.py:attr``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[str, Field(min_length=1)]
+    description: str = ""
+    entry: tuple[str, ...] = ()
+    output: str | None = None
+    budget_usd: Annotated[float | None, Field(gt=0)] = None
+    policy: Policy = Field(default_factory=Policy)
+    resilience: ResiliencePolicy | None = None
+    nodes: dict[str, NodeSpec] = Field(min_length=1)
+    edges: tuple[Annotated[tuple[str, str], BeforeValidator(_edge)], ...] = ()
+    tools: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("tools")
+    @classmethod
+    def _tool_paths(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, target in value.items():
+            module, _, attribute = target.rpartition(":")
+            if not module or not attribute:
+                raise ValueError(f"{name}: write 'module:function' or 'file.py:function'")
+        return value
+
+    @field_validator("entry", mode="before")
+    @classmethod
+    def _entry_list(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("nodes")
+    @classmethod
+    def _names(cls, value: dict[str, NodeSpec]) -> dict[str, NodeSpec]:
+        for name in value:
+            if not _NAME_RE.match(name) or name in ("input", "step", END_NODE):
+                raise ValueError(
+                    f"node name {name!r}: use letters, digits, _ and -; "
+                    "input, step and END are reserved"
+                )
+        return value
+
+    @property
+    def entries(self) -> tuple[str, ...]:
+        """The entry nodes (the first node when none is declared)."""
+        return self.entry or (next(iter(self.nodes)),)
+
+    @cached_property
+    def flow(self) -> tuple[tuple[str, str], ...]:
+        """Every edge: the declared ones plus each planner's fan-out (``plan -> research``)."""
+        fan = tuple(
+            (name, node.fan_out)
+            for name, node in self.nodes.items()
+            if isinstance(node, PlannerNode) and node.fan_out is not None
+        )
+        return (*fan, *(e for e in self.edges if e not in fan))
+
+    def successors(self, node: str) -> tuple[str, ...]:
+        """Targets of ``node``'s edges (fan-out included), in order (``END`` included)."""
+        return tuple(t for s, t in self.flow if s == node)
+
+    def predecessors(self, node: str) -> tuple[str, ...]:
+        """Sources of the edges into ``node`` (fan-out included)."""
+        return tuple(s for s, t in self.flow if t == node)
+
+    @property
+    def output_node(self) -> str:
+        """The node whose answer is the run's output."""
+        if self.output is not None:
+            return self.output
+        sinks = [n for n in self.nodes if all(t == END_NODE for t in self.successors(n))]
+        last = sinks[-1] if sinks else list(self.nodes)[-1]
+        node = self.nodes[last]
+        return node.target if isinstance(node, JudgeNode) else last  # a judge passes its target on
+
+    def node_policy(self, node: ModelNode) -> Policy:
+        """The routing policy of ``node`` (its own, else the graph's)."""
+        return node.policy if node.policy is not None else self.policy

@@ -1,0 +1,72 @@
+"""The LangGraph state of a run: plain JSON values, merged by reducers.
+
+Everything in the state is JSON (no custom classes), so any LangGraph
+checkpointer stores it and a resumed run sees the decisions and attempts of
+the steps that already ran. Branches of a fan-out write under their own key,
+so concurrent writes never collide.
+
+``results``  node -> branch key -> result  (text, data, model, level, round, step)
+``verdicts`` judge -> branch key -> verdict (passed, score, feedback, round, gave_up)
+``steps``    one record per node execution (what ``agentmesh run --json`` prints)
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+__all__ = ["Branch", "RunState", "merge_nested"]
+
+
+def merge_nested(
+    left: dict[str, dict[str, Any]] | None, right: dict[str, dict[str, Any]] | None
+) -> dict[str, dict[str, Any]]:
+    """Reducer: merge ``{node: {key: value}}`` maps one level deep (right wins per key)."""
+    merged = dict(left or {})
+    for node, values in (right or {}).items():
+        merged[node] = {**merged.get(node, {}), **values}
+    return merged
+
+
+class Branch(TypedDict):
+    """One execution of a node: which branch, at what escalation, with what feedback."""
+
+    key: str
+    step: str | None
+    level: int
+    round: int
+    feedback: str | None
+    previous: str | None
+
+
+class RunState(TypedDict, total=False):
+    """The graph state.
+
+    Attributes:
+        input: The run's input text.
+        run_id: The run's id (also the checkpointer's thread id).
+        budget_usd: The run's budget, if any.
+        results: Answers by node and branch.
+        verdicts: Judge verdicts by judge and branch.
+        steps: Step records, in completion order.
+        cost_usd: Money spent by the run.
+        input_tokens: Prompt tokens billed.
+        output_tokens: Completion tokens billed.
+        branch: The branch a node execution serves (only in ``Send`` payloads).
+    """
+
+    input: str
+    run_id: str
+    budget_usd: float | None
+    results: Annotated[dict[str, dict[str, Any]], merge_nested]
+    verdicts: Annotated[dict[str, dict[str, Any]], merge_nested]
+    steps: Annotated[list[dict[str, Any]], operator.add]
+    cost_usd: Annotated[float, operator.add]
+    input_tokens: Annotated[int, operator.add]
+    output_tokens: Annotated[int, operator.add]
+    branch: Branch
+
+
+def first_branch(key: str = "") -> Branch:
+    """The branch of a node's first execution."""
+    return Branch(key=key, step=None, level=0, round=1, feedback=None, previous=None)
