@@ -6,7 +6,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-EXTRAS ?= local,dev,otlp
+EXTRAS ?= local,dev,otlp,ecosystem
 # llama-cpp-python compiles llama.cpp: a portable, text-only build (~5 min on 2 cores,
 # cached by pip afterwards).
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
@@ -31,8 +31,8 @@ test: install
 	$(PY) -m pytest tests/unit tests/integration
 
 check: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy --strict src
 
 bench: install

@@ -11,8 +11,9 @@ from agentmesh.graph.builder import Workflow
 from agentmesh.graph.checkpoints import CHECKPOINTERS, CheckpointError, open_checkpointer
 from agentmesh.graph.checks import GraphError, check_graph
 from agentmesh.graph.compile import compile_graph
+from agentmesh.graph.kinds import NODE_RUNNERS
 from agentmesh.graph.loader import LoadedGraph, graph_schema, load_graph
-from agentmesh.graph.nodes import NODE_RUNNERS, NodeFailed
+from agentmesh.graph.nodes import NodeFailed
 from agentmesh.graph.run import GraphRunner, RunError, RunResult, run_graph
 from agentmesh.graph.runtime import Runtime, Tool, ToolArgumentsError, as_tool
 from agentmesh.graph.spec import (

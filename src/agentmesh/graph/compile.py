@@ -21,7 +21,8 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Send
 
 from agentmesh.graph.checks import check_graph
-from agentmesh.graph.nodes import NODE_RUNNERS, JudgeRunner
+from agentmesh.graph.judge import JudgeRunner
+from agentmesh.graph.kinds import NODE_RUNNERS
 from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import END_NODE, GraphSpec, JudgeNode, MergeNode, PlannerNode
 from agentmesh.graph.state import Branch, RunState

@@ -1,4 +1,4 @@
-"""What each node kind does when LangGraph runs it.
+"""What the planner, executor and tool nodes do when LangGraph runs them (and their base).
 
 Every node is a small object with ``async __call__(state) -> update``; model
 calls go through the runtime's shared :class:`ResilientCaller` with a
@@ -11,7 +11,6 @@ route, attempts, tokens, cost) to the state; a node that cannot finish raises
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -23,27 +22,36 @@ from agentmesh.graph.runtime import Runtime, Tool, ToolArgumentsError
 from agentmesh.graph.spec import (
     ExecutorNode,
     GraphSpec,
-    JudgeNode,
-    MergeNode,
     ModelNode,
     PlannerNode,
     ToolNode,
     parse_ref,
 )
 from agentmesh.graph.state import Branch, RunState, first_branch
-from agentmesh.graph.validators import RuleValidator, build_validator
 from agentmesh.models.spec import Capability, ModelSpec
 from agentmesh.models.types import ModelRequest, ModelResponse
 from agentmesh.prompts import RenderedPrompt
 from agentmesh.resilience import CallFailed, CallResult, Verdict, call_until
 from agentmesh.resilience.caller import Attempt, RequestBuilder
 from agentmesh.resilience.escalation import with_feedback
+from agentmesh.resilience.policy import ResiliencePolicy
+from agentmesh.routing.policy import Policy
 from agentmesh.routing.types import RouteRequest
-from agentmesh.synthesis import Item, SynthesisContext, SynthesisError, SynthesisResult
 from agentmesh.tracing import SpanScope, node_span, tool_span
 from agentmesh.tracing.attributes import COST_USD, ESCALATION_LEVEL, NODE_BRANCH, NODE_MODELS
 
-__all__ = ["NODE_RUNNERS", "NodeFailed", "NodeRunner", "resolve"]
+__all__ = [
+    "ExecutorRunner",
+    "ModelNodeRunner",
+    "NodeFailed",
+    "NodeRunner",
+    "PlannerRunner",
+    "ToolRunner",
+    "answer",
+    "resolve",
+    "step_record",
+    "usage_update",
+]
 
 
 class NodeFailed(Exception):
@@ -84,7 +92,7 @@ def resolve(value: Any, state: RunState, branch: Branch | None = None) -> Any:
     return value
 
 
-def _attempts(attempts: Sequence[Attempt]) -> list[dict[str, Any]]:
+def attempt_dicts(attempts: Sequence[Attempt]) -> list[dict[str, Any]]:
     return [a.to_dict() for a in attempts]
 
 
@@ -120,7 +128,7 @@ def step_record(
         "output_tokens": sum(a.output_tokens for a in attempts),
         "cost_usd": sum(a.cost_usd for a in attempts),
         "route": route,
-        "attempts": _attempts(attempts),
+        "attempts": attempt_dicts(attempts),
         "simulated": any(c.response.simulated for c in calls),
         **extra,
     }
@@ -231,11 +239,11 @@ class ModelNodeRunner(NodeRunner):
         resolved = {k: resolve(v, state, branch) for k, v in values.items()}
         return {k: v for k, v in resolved.items() if v is not None}
 
-    def policy(self) -> Any:
+    def policy(self) -> Policy:
         """The node's routing policy."""
         return self.graph.node_policy(self.node)
 
-    def resilience(self) -> Any:
+    def resilience(self) -> ResiliencePolicy | None:
         """The node's resilience policy (``None``: the caller's)."""
         return self.node.resilience or self.graph.resilience
 
@@ -248,7 +256,8 @@ class ModelNodeRunner(NodeRunner):
         return NodeFailed(self.name, failure.kind, str(failure), [step])
 
 
-def _result(text: str, call: CallResult | None, branch: Branch, **extra: Any) -> dict[str, Any]:
+def answer(text: str, call: CallResult | None, branch: Branch, **extra: Any) -> dict[str, Any]:
+    """A node's answer as stored in ``results``: text, JSON data, who answered, which round."""
     return {
         "text": text,
         "data": extra.pop("data", None),
@@ -330,7 +339,7 @@ class PlannerRunner(ModelNodeRunner):
         steps = steps[: node.max_steps]
         notes = [f"dropped {dropped} steps over max_steps"] if dropped > 0 else []
         record = step_record(self.name, self.kind, branch, calls, plan=steps, notes=notes)
-        result = _result(json.dumps({"steps": steps}), final, branch, data={"steps": steps})
+        result = answer(json.dumps({"steps": steps}), final, branch, data={"steps": steps})
         return {"results": {self.name: {branch["key"]: result}}, **usage_update([record])}
 
 
@@ -385,7 +394,7 @@ class ExecutorRunner(ModelNodeRunner):
         text = final.response.text
         data = _maybe_json(text) if Capability.JSON in request.capabilities else None
         record = step_record(self.name, self.kind, branch, calls, tools=tool_runs)
-        result = _result(text, final, branch, data=data)
+        result = answer(text, final, branch, data=data)
         return {"results": {self.name: {branch["key"]: result}}, **usage_update([record])}
 
     def _exhausted(self, branch: Branch, failure: CallFailed) -> dict[str, Any]:
@@ -394,7 +403,7 @@ class ExecutorRunner(ModelNodeRunner):
             self.name, self.kind, branch, [], failure.attempts, status="no_stronger_model"
         )
         step["error"] = {"type": failure.kind, "message": str(failure)}
-        result = _result(branch["previous"] or "", None, branch, exhausted=True)
+        result = answer(branch["previous"] or "", None, branch, exhausted=True)
         return {"results": {self.name: {branch["key"]: result}}, **usage_update([step])}
 
     async def _run_tool(self, name: str, arguments: Mapping[str, Any], call_id: str) -> str:
@@ -459,230 +468,5 @@ class ToolRunner(NodeRunner):
                 raise NodeFailed(self.name, "tool_error", message) from exc
         record = step_record(self.name, self.kind, branch, [], tool=tool.name)
         data = value if isinstance(value, dict | list) else None
-        result = _result(Tool.render(value), None, branch, data=data)
+        result = answer(Tool.render(value), None, branch, data=data)
         return {"results": {self.name: {branch["key"]: result}}, **usage_update([record])}
-
-
-class JudgeRunner(ModelNodeRunner):
-    """Judges every not-yet-judged answer of its target: rules first, then the LLM rubric."""
-
-    kind = "judge"
-    node: JudgeNode
-
-    def __init__(self, name: str, node: Any, graph: GraphSpec, runtime: Runtime) -> None:
-        super().__init__(name, node, graph, runtime)
-        self.rules: tuple[RuleValidator, ...] = tuple(
-            build_validator(v, runtime.validators) for v in node.validators
-        )
-
-    def pending(self, state: RunState) -> list[tuple[str, dict[str, Any]]]:
-        """``(branch key, result)`` of the target's answers this judge has not judged yet."""
-        results = state.get("results", {}).get(self.node.target, {})
-        judged = state.get("verdicts", {}).get(self.name, {})
-        return [
-            (key, result)
-            for key, result in sorted(results.items())
-            if judged.get(key, {}).get("round") != result["round"]
-        ]
-
-    async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
-        """Judge the pending answers concurrently; fail the run if one gives up under ``fail``."""
-        pending = self.pending(state)
-        judged = await asyncio.gather(*(self._judge(state, key, r) for key, r in pending))
-        verdicts = {key: verdict for (key, _), (verdict, _) in zip(pending, judged, strict=True)}
-        steps = [record for _, record in judged]
-        update = {"verdicts": {self.name: verdicts}, **usage_update(steps)}
-        given_up = [k for k, v in verdicts.items() if v["gave_up"]]
-        if given_up and self.node.on_give_up == "fail":
-            last = verdicts[given_up[0]]
-            message = (
-                f"gave up on {self.node.target} {', '.join(given_up) or ''} after "
-                f"{self.node.max_rounds} rounds: {last['feedback']}"
-            )
-            raise NodeFailed(self.name, "judge_gave_up", message, steps)
-        return update
-
-    async def _judge(
-        self, state: RunState, key: str, result: dict[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        branch = Branch(
-            key=key,
-            step=result.get("step"),
-            level=result["level"],
-            round=result["round"],
-            feedback=None,
-            previous=None,
-        )
-        text = result["text"]
-        calls: list[CallResult] = []
-        if result.get("exhausted"):
-            why = f"no stronger model to escalate to after round {result['round'] - 1}"
-            verdict = Verdict(False, None, why)
-        else:
-            verdict = _rules(self.rules, text)
-            if verdict.passed and self.node.prompt is not None:
-                verdict, calls = await self._llm(state, branch, result)
-        if verdict.score is not None and result.get("model") and result.get("task"):
-            await self.runtime.router.state.add_quality(
-                result["task"], result["model"], verdict.score
-            )
-        gave_up = not verdict.passed and (
-            result["round"] >= self.node.max_rounds or bool(result.get("exhausted"))
-        )
-        data = {
-            "passed": verdict.passed,
-            "score": verdict.score,
-            "feedback": verdict.feedback,
-            "round": result["round"],
-            "judged_model": result.get("model"),
-            "gave_up": gave_up,
-        }
-        status = "passed" if verdict.passed else ("gave_up" if gave_up else "rejected")
-        record = step_record(self.name, self.kind, branch, calls, status=status, verdict=data)
-        return data, record
-
-    async def _llm(
-        self, state: RunState, branch: Branch, result: dict[str, Any]
-    ) -> tuple[Verdict, list[CallResult]]:
-        node = self.node
-        assert node.prompt is not None
-        inputs = {
-            "rubric": node.rubric,
-            "candidate": result["text"],
-            "task": resolve("$input", state)
-            + (f"\n\nStep: {branch['step']}" if branch["step"] else ""),
-            "threshold": node.threshold,
-        }
-        declared = self.runtime.prompts.template(node.prompt).inputs
-        inputs = {k: v for k, v in inputs.items() if k in declared}
-        reference, build = self.builder(node.prompt, inputs)
-        request = self.route_request(
-            state, first_branch(branch["key"]), reference.text, self.capabilities(node.prompt)
-        )
-        outcome = await call_until(
-            self.runtime.caller,
-            request,
-            build,
-            lambda response: Verdict(_verdict(response.text, node.threshold) is not None),
-            routing=self.policy(),
-            max_rounds=2,
-            policy=self.resilience(),
-            record_scores=False,
-        )
-        calls = [r.result for r in outcome.rounds if r.result is not None]
-        final = outcome.final
-        verdict = _verdict(final.response.text, node.threshold) if final is not None else None
-        if verdict is None:
-            steps = [step_record(self.name, self.kind, branch, calls, status="failed")]
-            kind = outcome.rounds[-1].error or "invalid_verdict"
-            raise NodeFailed(self.name, kind, "the judge produced no usable verdict", steps)
-        return verdict, calls
-
-
-def _rules(rules: Sequence[RuleValidator], text: str) -> Verdict:
-    failures = [v for v in (rule(text) for rule in rules) if not v.passed]
-    if not failures:
-        return Verdict(True, 1.0 if rules else None)
-    score = min(v.score if v.score is not None else 0.0 for v in failures)
-    return Verdict(False, score, "; ".join(v.feedback for v in failures))
-
-
-def _verdict(text: str, threshold: float) -> Verdict | None:
-    try:
-        data = parse_json(text)
-        score = float(data["score"])
-    except (ValueError, KeyError, TypeError):
-        return None
-    if not 0 <= score <= 1:
-        return None
-    passed = bool(data.get("passed", True)) and score >= threshold
-    return Verdict(passed, score, str(data.get("feedback") or ""))
-
-
-class MergeRunner(ModelNodeRunner):
-    """Synthesizes the answers of every branch of its sources (see ``agentmesh.synthesis``)."""
-
-    kind = "merge"
-    node: MergeNode
-
-    def items(self, state: RunState) -> list[Item]:
-        """The sources' answers as synthesis items (``source`` = node or ``node[branch]``)."""
-        results = state.get("results", {})
-        items: list[Item] = []
-        for source in self.node.sources:
-            found = results.get(source, {})
-            for key in sorted(found):
-                label = f"{source}[{key}]" if key else source
-                items.append(Item(found[key]["text"], label, found[key].get("model")))
-        return items
-
-    async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
-        """Synthesize; one step record with every synthesis call's attempts."""
-        node = self.node
-        ctx = SynthesisContext(
-            caller=self.runtime.caller,
-            prompts=self.runtime.prompts,
-            question=str(resolve(node.question, state, branch) or ""),
-            node=self.name,
-            run_id=state.get("run_id"),
-            task=node.task,
-            policy=self.policy(),
-            max_output_tokens=node.max_output_tokens,
-            resilience=self.resilience(),
-            run_budget_usd=state.get("budget_usd"),
-        )
-        try:
-            result = await node.synthesis.synthesize(self.items(state), ctx)
-        except SynthesisError as exc:
-            record = self._record(branch, exc.calls, status="failed")
-            record["error"] = {"type": "synthesis_failed", "message": str(exc)}
-            raise NodeFailed(self.name, "synthesis_failed", str(exc), [record]) from None
-        scope.set_attributes(result.trace_attributes())
-        record = self._record(branch, result.calls, result=result)
-        answer = {**_result(result.text, None, branch), "model": record["model"]}
-        return {"results": {self.name: {branch["key"]: answer}}, **usage_update([record])}
-
-    def _record(
-        self,
-        branch: Branch,
-        calls: Sequence[Any],
-        *,
-        status: str = "ok",
-        result: SynthesisResult | None = None,
-    ) -> dict[str, Any]:
-        attempts = [a for c in calls for a in c.attempts]
-        answered = [c for c in calls if c.model is not None]
-        last = answered[-1] if answered else None
-        stage_policy = (
-            self.node.synthesis.stages.get(last.stage) if last is not None else None
-        ) or self.policy()
-        return {
-            "node": self.name,
-            "kind": self.kind,
-            "branch": branch["key"],
-            "round": branch["round"],
-            "model": last.model if last is not None else None,
-            "status": status,
-            "escalation_level": branch["level"],
-            "input_tokens": sum(a.input_tokens for a in attempts),
-            "output_tokens": sum(a.output_tokens for a in attempts),
-            "cost_usd": sum(a.cost_usd for a in attempts),
-            "route": (
-                {
-                    "strategy": stage_policy.strategy,
-                    "reason": last.reason,
-                    "decision_id": last.decision_id,
-                }
-                if last is not None
-                else None
-            ),
-            "attempts": _attempts(attempts),
-            "synthesis": result.provenance.to_dict() if result is not None else None,
-            "calls": [c.to_dict() for c in calls],
-        }
-
-
-NODE_RUNNERS: Mapping[str, type[NodeRunner]] = {
-    r.kind: r for r in (PlannerRunner, ExecutorRunner, ToolRunner, JudgeRunner, MergeRunner)
-}
-"""The implementation of each node kind."""

@@ -8,6 +8,7 @@ rule validators that nodes refer to by name.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -85,15 +86,9 @@ def as_tool(value: BaseTool | Callable[..., Any], name: str | None = None) -> To
         return Tool(value)
     if not callable(value):
         raise TypeError(f"tool {name!r}: expected a LangChain tool or a function, got {value!r}")
-    if _is_async(value):
+    if inspect.iscoroutinefunction(value):
         return Tool(StructuredTool.from_function(coroutine=value, name=name))
     return Tool(StructuredTool.from_function(func=value, name=name))
-
-
-def _is_async(fn: Callable[..., Any]) -> bool:
-    import inspect
-
-    return inspect.iscoroutinefunction(fn)
 
 
 @dataclass(frozen=True)
@@ -123,6 +118,39 @@ class Runtime:
         return self.caller.router.catalog
 
     @classmethod
+    def build(
+        cls,
+        catalog: Catalog,
+        *,
+        prompts: PromptLibrary | str | Path = "prompts",
+        tools: Mapping[str, BaseTool | Callable[..., Any]] | None = None,
+        validators: Mapping[str, Check] | None = None,
+        state: RoutingState | None = None,
+        budgets: BudgetLimits | None = None,
+        resilience: ResiliencePolicy | None = None,
+    ) -> Runtime:
+        """A runtime over a new router and gateway; :meth:`aclose` it when done.
+
+        Prefer :meth:`open` (``async with``); ``build`` is for objects that live as
+        long as the process, such as the graphs a LangGraph server imports.
+
+        Raises:
+            PromptError: The prompts folder is missing or invalid.
+        """
+        library = prompts if isinstance(prompts, PromptLibrary) else PromptLibrary(prompts)
+        router = Router(catalog, state=state, budgets=budgets)
+        return cls(
+            ResilientCaller(router, Gateway(catalog), resilience),
+            library,
+            {name: as_tool(t, name) for name, t in (tools or {}).items()},
+            dict(validators or {}),
+        )
+
+    async def aclose(self) -> None:
+        """Close the gateway (pooled connections, loaded weights)."""
+        await self.caller.gateway.aclose()
+
+    @classmethod
     @asynccontextmanager
     async def open(
         cls,
@@ -135,17 +163,21 @@ class Runtime:
         budgets: BudgetLimits | None = None,
         resilience: ResiliencePolicy | None = None,
     ) -> AsyncIterator[Runtime]:
-        """A runtime over a new router and gateway, closed on exit.
+        """A runtime over a new router and gateway, closed on exit (see :meth:`build`).
 
         Raises:
             PromptError: The prompts folder is missing or invalid.
         """
-        library = prompts if isinstance(prompts, PromptLibrary) else PromptLibrary(prompts)
-        router = Router(catalog, state=state, budgets=budgets)
-        async with Gateway(catalog) as gateway:
-            yield cls(
-                ResilientCaller(router, gateway, resilience),
-                library,
-                {name: as_tool(t, name) for name, t in (tools or {}).items()},
-                dict(validators or {}),
-            )
+        runtime = cls.build(
+            catalog,
+            prompts=prompts,
+            tools=tools,
+            validators=validators,
+            state=state,
+            budgets=budgets,
+            resilience=resilience,
+        )
+        try:
+            yield runtime
+        finally:
+            await runtime.aclose()

@@ -1,0 +1,167 @@
+"""The judge node: rule validators, then an LLM rubric; verdicts drive escalation.
+
+A judge judges every answer of its target it has not judged yet (all branches
+of a fan-out, concurrently). Rules run first and cost nothing; the LLM judge
+runs only when they pass. The verdict's score goes into the routing matrix for
+the judged model and task; a failed verdict sends the branch back (see
+``compile.py``) until ``max_rounds`` or no stronger model is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from agentmesh.graph.nodes import (
+    ModelNodeRunner,
+    NodeFailed,
+    parse_json,
+    resolve,
+    step_record,
+    usage_update,
+)
+from agentmesh.graph.runtime import Runtime
+from agentmesh.graph.spec import GraphSpec, JudgeNode
+from agentmesh.graph.state import Branch, RunState, first_branch
+from agentmesh.graph.validators import RuleValidator, build_validator
+from agentmesh.resilience import CallResult, Verdict, call_until
+from agentmesh.tracing import SpanScope
+
+__all__ = ["JudgeRunner"]
+
+
+class JudgeRunner(ModelNodeRunner):
+    """Judges every not-yet-judged answer of its target: rules first, then the LLM rubric."""
+
+    kind = "judge"
+    node: JudgeNode
+
+    def __init__(self, name: str, node: Any, graph: GraphSpec, runtime: Runtime) -> None:
+        super().__init__(name, node, graph, runtime)
+        self.rules: tuple[RuleValidator, ...] = tuple(
+            build_validator(v, runtime.validators) for v in node.validators
+        )
+
+    def pending(self, state: RunState) -> list[tuple[str, dict[str, Any]]]:
+        """``(branch key, result)`` of the target's answers this judge has not judged yet."""
+        results = state.get("results", {}).get(self.node.target, {})
+        judged = state.get("verdicts", {}).get(self.name, {})
+        return [
+            (key, result)
+            for key, result in sorted(results.items())
+            if judged.get(key, {}).get("round") != result["round"]
+        ]
+
+    async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
+        """Judge the pending answers concurrently; fail the run if one gives up under ``fail``."""
+        pending = self.pending(state)
+        judged = await asyncio.gather(*(self._judge(state, key, r) for key, r in pending))
+        verdicts = {key: verdict for (key, _), (verdict, _) in zip(pending, judged, strict=True)}
+        steps = [record for _, record in judged]
+        update = {"verdicts": {self.name: verdicts}, **usage_update(steps)}
+        given_up = [k for k, v in verdicts.items() if v["gave_up"]]
+        if given_up and self.node.on_give_up == "fail":
+            last = verdicts[given_up[0]]
+            message = (
+                f"gave up on {self.node.target} {', '.join(given_up) or ''} after "
+                f"{self.node.max_rounds} rounds: {last['feedback']}"
+            )
+            raise NodeFailed(self.name, "judge_gave_up", message, steps)
+        return update
+
+    async def _judge(
+        self, state: RunState, key: str, result: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        branch = Branch(
+            key=key,
+            step=result.get("step"),
+            level=result["level"],
+            round=result["round"],
+            feedback=None,
+            previous=None,
+        )
+        text = result["text"]
+        calls: list[CallResult] = []
+        if result.get("exhausted"):
+            why = f"no stronger model to escalate to after round {result['round'] - 1}"
+            verdict = Verdict(False, None, why)
+        else:
+            verdict = _rules(self.rules, text)
+            if verdict.passed and self.node.prompt is not None:
+                verdict, calls = await self._llm(state, branch, result)
+        if verdict.score is not None and result.get("model") and result.get("task"):
+            await self.runtime.router.state.add_quality(
+                result["task"], result["model"], verdict.score
+            )
+        gave_up = not verdict.passed and (
+            result["round"] >= self.node.max_rounds or bool(result.get("exhausted"))
+        )
+        data = {
+            "passed": verdict.passed,
+            "score": verdict.score,
+            "feedback": verdict.feedback,
+            "round": result["round"],
+            "judged_model": result.get("model"),
+            "gave_up": gave_up,
+        }
+        status = "passed" if verdict.passed else ("gave_up" if gave_up else "rejected")
+        record = step_record(self.name, self.kind, branch, calls, status=status, verdict=data)
+        return data, record
+
+    async def _llm(
+        self, state: RunState, branch: Branch, result: dict[str, Any]
+    ) -> tuple[Verdict, list[CallResult]]:
+        node = self.node
+        assert node.prompt is not None
+        inputs = {
+            "rubric": node.rubric,
+            "candidate": result["text"],
+            "task": resolve("$input", state)
+            + (f"\n\nStep: {branch['step']}" if branch["step"] else ""),
+            "threshold": node.threshold,
+        }
+        declared = self.runtime.prompts.template(node.prompt).inputs
+        inputs = {k: v for k, v in inputs.items() if k in declared}
+        reference, build = self.builder(node.prompt, inputs)
+        request = self.route_request(
+            state, first_branch(branch["key"]), reference.text, self.capabilities(node.prompt)
+        )
+        outcome = await call_until(
+            self.runtime.caller,
+            request,
+            build,
+            lambda response: Verdict(_verdict(response.text, node.threshold) is not None),
+            routing=self.policy(),
+            max_rounds=2,
+            policy=self.resilience(),
+            record_scores=False,
+        )
+        calls = [r.result for r in outcome.rounds if r.result is not None]
+        final = outcome.final
+        verdict = _verdict(final.response.text, node.threshold) if final is not None else None
+        if verdict is None:
+            steps = [step_record(self.name, self.kind, branch, calls, status="failed")]
+            kind = outcome.rounds[-1].error or "invalid_verdict"
+            raise NodeFailed(self.name, kind, "the judge produced no usable verdict", steps)
+        return verdict, calls
+
+
+def _rules(rules: Sequence[RuleValidator], text: str) -> Verdict:
+    failures = [v for v in (rule(text) for rule in rules) if not v.passed]
+    if not failures:
+        return Verdict(True, 1.0 if rules else None)
+    score = min(v.score if v.score is not None else 0.0 for v in failures)
+    return Verdict(False, score, "; ".join(v.feedback for v in failures))
+
+
+def _verdict(text: str, threshold: float) -> Verdict | None:
+    try:
+        data = parse_json(text)
+        score = float(data["score"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not 0 <= score <= 1:
+        return None
+    passed = bool(data.get("passed", True)) and score >= threshold
+    return Verdict(passed, score, str(data.get("feedback") or ""))

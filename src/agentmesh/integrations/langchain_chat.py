@@ -1,0 +1,542 @@
+"""`RoutedChatModel`: a LangChain chat model whose every call is routed by agentmesh.
+
+Stock LangChain and LangGraph code (``create_react_agent``, chains,
+``with_structured_output``) takes any ``BaseChatModel``; this one names no
+model. Each call becomes a :class:`~agentmesh.routing.RouteRequest` (node,
+role, task, the capabilities the call needs) and a
+:class:`~agentmesh.models.ModelRequest` (the messages as they are, tools,
+tool choice, JSON format, stop, limits), and goes through the shared
+:class:`~agentmesh.resilience.ResilientCaller`: the router picks the model, the
+caller retries, falls back and keeps the circuit breakers. The answer is an
+``AIMessage`` whose ``response_metadata`` says which model served, why it was
+chosen and every attempt made::
+
+    caller = runtime.caller                      # one per process
+    model = RoutedChatModel(caller=caller, node="researcher", policy=Policy(min_tier=2))
+    agent = create_react_agent(model, [search])  # any LangGraph/LangChain agent
+
+Per call, ``model.invoke(..., model="<catalog id>")`` pins the call to one
+catalog model (still within the policy's filters; only a resilience policy that
+allows degradation may serve it elsewhere, marked ``degraded``). ``task``,
+``escalation``, ``node`` and ``role`` may be bound or passed like any other
+option (``model.bind(escalation=1)``); ``agentmesh_run_id`` names the workflow
+run whose budget the call counts against (``run_id`` is taken: LangChain uses
+it for its callback run).
+
+Sync methods (``invoke``, ``stream``, ``batch``) run the async ones on a
+private event loop in a daemon thread, one per model instance (started on
+first use, stopped by :meth:`RoutedChatModel.close`). HTTP providers keep a
+connection pool per event loop, so a gateway used from sync calls keeps its
+pool on that loop: use one style (sync or async) per gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterator,
+    Sequence,
+)
+from contextlib import aclosing
+from operator import itemgetter
+from typing import Any, cast
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.base import LangSmithParams
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+)
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from agentmesh.integrations._convert import (
+    FORCED,
+    as_agentmesh_message,
+    as_response_format,
+    as_tool_choice,
+    as_tool_spec,
+    has_images,
+    last_chunk,
+    metadata_of,
+    result_chunk,
+    usage_of,
+)
+from agentmesh.integrations.sync_loop import SyncLoop
+from agentmesh.models.errors import MalformedResponse, ModelError
+from agentmesh.models.spec import Capability
+from agentmesh.models.tokens import estimate_message_tokens
+from agentmesh.models.types import (
+    ModelRequest,
+    ModelResponse,
+    StreamEvent,
+    last_user_text,
+)
+from agentmesh.resilience.caller import Attempt, CallFailed, CallResult, ResilientCaller
+from agentmesh.resilience.policy import ResiliencePolicy
+from agentmesh.routing.policy import Policy
+from agentmesh.routing.types import NoRoute, Outcome, RouteRequest
+from agentmesh.tracing import attempt_attributes
+
+__all__ = ["RoutedChatModel"]
+
+_ROUTING_OPTIONS = ("node", "role", "task", "escalation")
+_RUN_ID = "agentmesh_run_id"  # LangChain's `run_id` is its callback run's id
+_IGNORED_OPTIONS = frozenset({"stream"})  # LangChain passes it through to `_stream`
+_SUPPORTED_OPTIONS = (
+    "tools",
+    "tool_choice",
+    "response_format",
+    "model",
+    "max_tokens",
+    "temperature",
+    "timeout",
+    "seed",
+    *_ROUTING_OPTIONS,
+    _RUN_ID,
+)
+
+
+class RoutedChatModel(BaseChatModel):
+    """A LangChain chat model that routes every call through an agentmesh `ResilientCaller`.
+
+    The messages are sent as they are (system, human, ai with tool calls, tool
+    results); bound tools and a JSON response format add the ``tools`` and
+    ``json`` capabilities to the route request, images the ``vision`` one.
+    Failures that survive the caller's retries and fallbacks raise its
+    :class:`~agentmesh.resilience.CallFailed`, which names every attempt.
+
+    Streaming: a plain (or JSON) request is routed, then the chosen model's
+    answer is streamed through ``Gateway.stream``; if that model fails before
+    its first token, the resilient call (retries, fallbacks) serves the request
+    and its answer arrives as one chunk. Once text has been sent a failure
+    raises ``CallFailed`` (text cannot be taken back). A request with tools is
+    served by the resilient call and arrives as one chunk: the gateway delivers
+    tool calls only complete, at the end of a stream, so streaming them would
+    gain nothing and lose the fallbacks. Usage and routing metadata are on the
+    last chunk only.
+
+    Attributes:
+        caller: The shared resilient caller (router + gateway); never serialized.
+        policy: Routing policy; ``None`` uses the router's default.
+        resilience: Resilience policy of these calls; ``None`` uses the caller's.
+        node: Node name in route requests, traces and per-node routing state.
+        role: Role in route requests (``executor``, ``planner``...).
+        task: Task label for task-aware strategies; ``None`` lets a classifier decide.
+        max_tokens: Output cap of each call (also bounds the routed worst-case cost).
+        temperature: Sampling temperature; ``None`` uses the provider default.
+        stop: Default stop sequences.
+        timeout: Total seconds per model call; ``None`` uses the catalog's limit.
+        escalation: Escalation level: tiers above the cheapest acceptable one.
+        streaming: Make ``invoke`` stream internally (token callbacks fire).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    caller: ResilientCaller = Field(exclude=True, repr=False)
+    policy: Policy | None = None
+    resilience: ResiliencePolicy | None = None
+    node: str = "chat"
+    role: str = "executor"
+    task: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0)
+    stop: list[str] | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    escalation: int = Field(default=0, ge=0)
+    streaming: bool = False
+
+    _loop: SyncLoop = PrivateAttr(default_factory=SyncLoop)
+
+    def _sync_loop(self) -> SyncLoop:
+        return self._loop
+
+    def close(self) -> None:
+        """Stop the private event loop of the sync methods (``ainvoke`` & co. need none)."""
+        self._loop.close()
+
+    @property
+    def _llm_type(self) -> str:
+        return "agentmesh-routed"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "role": self.role,
+            "task": self.task,
+            "policy": None if self.policy is None else self.policy.model_dump(mode="json"),
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "escalation": self.escalation,
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        pinned = kwargs.get("model")
+        node = kwargs.get("node", self.node)
+        params = LangSmithParams(
+            ls_provider="agentmesh",
+            ls_model_name=pinned if isinstance(pinned, str) else f"agentmesh:{node}",
+            ls_model_type="chat",
+        )
+        temperature = kwargs.get("temperature", self.temperature)
+        if isinstance(temperature, int | float):
+            params["ls_temperature"] = temperature
+        max_tokens = kwargs.get("max_tokens", self.max_tokens)
+        if isinstance(max_tokens, int):
+            params["ls_max_tokens"] = max_tokens
+        if stop or self.stop:
+            params["ls_stop"] = list(stop or self.stop or ())
+        return params
+
+    # --- binding ---------------------------------------------------------------------
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | bool | dict[str, Any] | None = None,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools (LangChain tools, functions, pydantic classes, schemas) as OpenAI tools.
+
+        Args:
+            tools: What the model may call; converted with ``convert_to_openai_tool``.
+            tool_choice: ``auto``, ``none``, ``any``/``required``/``True`` (call some
+                tool), or a tool name (call that one).
+            strict: Passed to ``convert_to_openai_tool`` (schema strictness).
+            **kwargs: Other call options to bind.
+
+        Raises:
+            ValueError: ``tool_choice`` names no bound tool, or a tool is not a function tool.
+        """
+        formatted = [convert_to_openai_tool(tool, strict=strict) for tool in tools]
+        names = {as_tool_spec(tool).name for tool in formatted}
+        choice = as_tool_choice(tool_choice)
+        if choice not in (None, "auto", "none", FORCED) and choice not in names:
+            raise ValueError(f"tool_choice {choice!r} names no bound tool ({sorted(names)})")
+        if choice is not None:
+            kwargs["tool_choice"] = choice
+        return self.bind(tools=formatted, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type,
+        *,
+        include_raw: bool = False,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
+        """Answers shaped by ``schema`` (a pydantic class, ``TypedDict`` or JSON schema).
+
+        ``method="function_calling"`` (the default) is LangChain's own
+        implementation: the schema bound as the one tool the model must call.
+        ``method="json_schema"`` asks the model for JSON following the schema
+        (``json`` capability, the provider's native structured output);
+        ``method="json_mode"`` for any JSON object (the prompt must describe it).
+        ``strict`` is accepted for compatibility; adapters decide strictness.
+        """
+        method = kwargs.get("method") or "function_calling"
+        if method == "function_calling":
+            return super().with_structured_output(schema, include_raw=include_raw, **kwargs)
+        if method not in ("json_schema", "json_mode"):
+            raise ValueError(
+                f"unknown method {method!r}; use function_calling, json_schema or json_mode"
+            )
+        kwargs.pop("method")
+        strict = kwargs.pop("strict", None)
+        if kwargs:
+            raise ValueError(f"Received unsupported arguments {kwargs}")
+        json_schema = convert_to_json_schema(schema)
+        fmt: dict[str, Any] = (
+            {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": str(json_schema.get("title") or "response"),
+                    "schema": json_schema,
+                },
+            }
+            if method == "json_schema"
+            else {"type": "json_object"}
+        )
+        llm = self.bind(
+            response_format=fmt,
+            ls_structured_output_format={
+                "kwargs": {"method": method, "strict": strict},
+                "schema": schema,
+            },
+        )
+        parser: Runnable[Any, Any] = (
+            PydanticOutputParser(pydantic_object=cast("Any", schema))
+            if isinstance(schema, type) and is_basemodel_subclass(schema)
+            else JsonOutputParser()
+        )
+        if not include_raw:
+            return llm | parser
+        parsed = RunnablePassthrough.assign(
+            parsed=itemgetter("raw") | parser, parsing_error=lambda _: None
+        )
+        unparsed = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=llm) | parsed.with_fallbacks(
+            [unparsed], exception_key="parsing_error"
+        )
+
+    # --- requests --------------------------------------------------------------------
+
+    def _requests(
+        self, messages: Sequence[BaseMessage], stop: list[str] | None, options: dict[str, Any]
+    ) -> tuple[RouteRequest, ModelRequest]:
+        """The route request and the model request of one call."""
+        options = dict(options)
+        tools = tuple(as_tool_spec(tool) for tool in options.pop("tools", None) or ())
+        choice = options.pop("tool_choice", None)
+        tool_choice = as_tool_choice(choice) if tools else None
+        response_format = as_response_format(options.pop("response_format", None))
+        pinned = options.pop("model", None)
+        max_tokens = options.pop("max_tokens", self.max_tokens)
+        temperature = options.pop("temperature", self.temperature)
+        timeout = options.pop("timeout", self.timeout)
+        seed = options.pop("seed", None)
+        routing = {name: options.pop(name) for name in _ROUTING_OPTIONS if name in options}
+        run_id = options.pop(_RUN_ID, None)
+        for name in _IGNORED_OPTIONS:
+            options.pop(name, None)
+        if options:
+            raise TypeError(
+                f"RoutedChatModel got unsupported call options {sorted(options)}; "
+                f"supported: {', '.join(_SUPPORTED_OPTIONS)}"
+            )
+        sent = [as_agentmesh_message(message) for message in messages]
+        needs: set[Capability] = set()
+        if tools:
+            needs.add(Capability.TOOLS)
+        if response_format is not None:
+            needs.add(Capability.JSON)
+        if has_images(sent):
+            needs.add(Capability.VISION)
+        exclude: frozenset[str] = frozenset()
+        if pinned is not None:
+            catalog = self.caller.router.catalog
+            catalog[pinned]  # UnknownModel, listing the known ids
+            exclude = frozenset(model for model in catalog if model != pinned)
+        route = RouteRequest(
+            node=routing.get("node", self.node),
+            role=routing.get("role", self.role),
+            task=routing.get("task", self.task),
+            prompt=last_user_text(sent),
+            prompt_tokens=estimate_message_tokens(sent),
+            capabilities=frozenset(needs),
+            run_id=run_id,
+            escalation=routing.get("escalation", self.escalation),
+            exclude=exclude,
+            **({"max_output_tokens": max_tokens} if max_tokens else {}),
+        )
+        request = ModelRequest(
+            messages=sent,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stop=tuple(stop if stop is not None else self.stop or ()),
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=response_format,
+            timeout=timeout,
+            seed=seed,
+        )
+        return route, request
+
+    async def _call(self, route: RouteRequest, request: ModelRequest) -> CallResult:
+        return await self.caller.call(route, request, self.policy, policy=self.resilience)
+
+    # --- generation ------------------------------------------------------------------
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        """One routed, resilient call.
+
+        Raises:
+            CallFailed: No model served it (names every attempt).
+        """
+        route, request = self._requests(messages, stop, kwargs)
+        result = await self._call(route, request)
+        response = result.response
+        message = AIMessage(
+            content=response.text,
+            tool_calls=[
+                {
+                    "id": call.id,
+                    "name": call.name,
+                    "args": dict(call.arguments),
+                    "type": "tool_call",
+                }
+                for call in response.tool_calls
+            ],
+            usage_metadata=usage_of(response),
+            response_metadata=metadata_of(
+                response,
+                result.decision,
+                result.attempts,
+                cost_usd=result.cost_usd,
+                degraded=result.degraded,
+            ),
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        """:meth:`_agenerate` on the private event loop (LangChain already ran the callbacks)."""
+        return self._sync_loop().run(self._agenerate(messages, stop, None, **kwargs))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        """Stream the routed model's answer (see the class docstring for what streams).
+
+        Raises:
+            CallFailed: No model served it, or the streaming model failed mid-answer.
+        """
+        route, request = self._requests(messages, stop, kwargs)
+        if request.tools:
+            yield result_chunk(await self._call(route, request))
+            return
+        async with aclosing(self._stream_routed(route, request)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        """:meth:`_astream` driven on the private event loop."""
+        stream = cast(
+            "AsyncGenerator[ChatGenerationChunk, None]",
+            self._astream(messages, stop, None, **kwargs),
+        )
+        yield from self._sync_loop().iterate(stream)
+
+    async def _stream_routed(
+        self, route: RouteRequest, request: ModelRequest
+    ) -> AsyncGenerator[ChatGenerationChunk, None]:
+        """Route, then stream the chosen model; before its first token, fall back to the call."""
+        caller = self.caller
+        resilience = self.resilience or caller.policy
+        try:
+            decision = await caller.router.route(route, self.policy)
+        except NoRoute:  # the resilient call degrades if allowed, else names every exclusion
+            yield result_chunk(await self._call(route, request))
+            return
+        model = decision.chosen
+        admission = await caller.breaker.admit(model)
+        if not admission.allowed:  # a probe in flight: the call skips it and falls back
+            await caller.router.release(decision)
+            yield result_chunk(await self._call(route, request))
+            return
+        reason = "primary (streamed)" + (" (half-open probe)" if admission.probe else "")
+        attributes = attempt_attributes(
+            attempt=1,
+            escalation=route.escalation,
+            node=route.node,
+            decision_id=decision.decision_id,
+            run_id=route.run_id,
+        )
+        started = False
+        final: ModelResponse | None = None
+        failure: ModelError | None = None
+        try:
+            stream = cast(  # the gateway's stream is an async generator: close it on exit
+                "AsyncGenerator[StreamEvent, None]",
+                caller.gateway.stream(model, request, attributes=attributes),
+            )
+            async with aclosing(stream) as events:
+                async for event in events:
+                    if event.response is not None:
+                        final = event.response
+                    elif event.delta:
+                        started = True
+                        yield ChatGenerationChunk(message=AIMessageChunk(content=event.delta))
+        except ModelError as error:
+            failure = error
+        except BaseException:  # cancelled, or the consumer stopped reading: no outcome
+            if admission.probe:
+                await asyncio.shield(caller.breaker.reopen(model, "probe abandoned"))
+            await caller.router.release(decision)
+            raise
+        window = resilience.breaker.window_s
+        if failure is None and final is not None:
+            usage = final.usage
+            await caller.router.record(
+                decision,
+                Outcome(
+                    model,
+                    latency_ms=final.latency_ms,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cost_usd=final.cost_usd,
+                ),
+                failure_window_s=window,
+            )
+            caller.retry_budget.on_success(model)
+            await caller.breaker.on_success(model, probe=admission.probe)
+            attempt = Attempt(
+                model,
+                "ok",
+                reason,
+                decision.decision_id,
+                latency_ms=final.latency_ms,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost_usd=final.cost_usd,
+            )
+            yield last_chunk(final, decision, (attempt,), text="", cost_usd=final.cost_usd)
+            return
+        problem = failure or MalformedResponse(
+            "the stream ended without its final response", model_id=model
+        )
+        stats = await caller.router.record(
+            decision, Outcome(model, error=problem.kind), failure_window_s=window
+        )
+        caller.retry_budget.on_failure(model)
+        await caller.breaker.on_failure(
+            model,
+            stats,
+            problem.kind,
+            probe=admission.probe,
+            retry_after=getattr(problem, "retry_after", None),
+        )
+        failed = Attempt(
+            model,
+            "error",
+            reason,
+            decision.decision_id,
+            error_type=problem.kind,
+            message=str(problem),
+        )
+        if started or resilience.action(problem.kind) == "fail":
+            raise CallFailed(problem, [failed])
+        yield result_chunk(await self._call(route, request), (failed,))

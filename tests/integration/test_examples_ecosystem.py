@@ -1,0 +1,112 @@
+"""Examples on the real embedded model, and agentmesh graphs inside LangGraph's dev server."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import free_port, require
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_support_triage_runs_end_to_end_on_the_embedded_model() -> None:
+    require(
+        importlib.util.find_spec("llama_cpp") is not None,
+        "the embedded model needs the 'local' extra (llama-cpp-python)",
+    )
+    out = subprocess.run(
+        [sys.executable, "examples/support_triage.py", "--models", "models/local.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "category: " in out.stdout
+    assert "SIMULATED" not in out.stdout, "a real model answered"
+    assert "gemma" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def langgraph_server() -> Iterator[str]:
+    require(
+        importlib.util.find_spec("langgraph_api") is not None,
+        "LangGraph's dev server needs the 'ecosystem' extra (langgraph-cli[inmem])",
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "LANGSMITH_TRACING": "false",
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "AGENTMESH_MODELS": str(ROOT / "models/sim.yaml"),
+    }
+    command = [
+        str(Path(sys.executable).with_name("langgraph")),
+        "dev",
+        "--config",
+        "langgraph.json",
+        "--no-browser",
+        "--no-reload",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    server = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            assert server.poll() is None, f"langgraph dev exited: {server.stderr.read()[-2000:]}"  # type: ignore[union-attr]
+            try:
+                if httpx.get(f"{url}/ok", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "langgraph dev did not start within 90 s"
+            time.sleep(0.25)  # polling a starting server, not fixing a race
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def test_an_agentmesh_graph_runs_inside_langgraph_s_dev_server(langgraph_server: str) -> None:
+    from langgraph_sdk import get_client
+
+    diff = (ROOT / "prompts/review_code.j2").read_text().split("diff: |")[1]
+
+    async def run() -> dict[str, object]:
+        client = get_client(url=langgraph_server)
+        graphs = {a["graph_id"] for a in await client.assistants.search(limit=20)}
+        assert graphs >= set(json.loads((ROOT / "langgraph.json").read_text())["graphs"])
+        thread = await client.threads.create()
+        state = await client.runs.wait(thread["thread_id"], "code_review", input={"input": diff})
+        assert isinstance(state, dict)
+        return state
+
+    state = asyncio.run(run())
+    steps = state["steps"]
+    assert isinstance(steps, list)
+    reviews = [(s["model"], s["escalation_level"]) for s in steps if s["node"] == "review"]
+    assert reviews == [("sim-nano", 0), ("sim-mini", 1), ("sim-4o", 2)]
+    results = state["results"]
+    assert isinstance(results, dict)
+    assert "injection" in results["review"][""]["text"]
