@@ -32,6 +32,8 @@ MODULES = [
     "agentmesh.routing.features",
     "agentmesh.routing.strategies",
     "agentmesh.routing.router",
+    "agentmesh.routing.redis_state",
+    "agentmesh.routing.stores",
     "agentmesh.testing.conformance",
     "agentmesh.resilience",
     "agentmesh.resilience.policy",

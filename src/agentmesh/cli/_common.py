@@ -15,6 +15,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_OK",
     "add_models_option",
+    "add_state_option",
     "emit_json",
     "open_catalog",
 ]
@@ -33,6 +34,18 @@ def add_models_option(parser: argparse.ArgumentParser) -> None:
         default=default,
         required=default is None,
         help="model catalog YAML (default: $AGENTMESH_MODELS)",
+    )
+
+
+def add_state_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--state URL`` (default: ``$AGENTMESH_STATE``, else ``memory``)."""
+    parser.add_argument(
+        "--state",
+        metavar="URL",
+        default=os.environ.get("AGENTMESH_STATE") or "memory",
+        help="routing state (breakers, latencies, budgets, counters, quality): memory "
+        "(default; this process only) or redis://HOST:PORT/DB shared by every process "
+        "(extra redis; ?prefix=NAME: for a separate view); default: $AGENTMESH_STATE",
     )
 
 

@@ -16,12 +16,21 @@ from agentmesh.cli._common import (
     EXIT_FAILED,
     EXIT_OK,
     add_models_option,
+    add_state_option,
     emit_json,
     open_catalog,
 )
 from agentmesh.models import Catalog, Gateway, ModelRequest
 from agentmesh.resilience import CallFailed, ResiliencePolicy, ResilientCaller
-from agentmesh.routing import STRATEGIES, Policy, PolicyError, Router, RouteRequest
+from agentmesh.routing import (
+    STRATEGIES,
+    Policy,
+    PolicyError,
+    Router,
+    RouteRequest,
+    StateError,
+    open_state,
+)
 
 __all__ = ["load_call_policy", "register"]
 
@@ -43,6 +52,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--max-tokens", type=int, default=512, help="cap on output tokens")
     parser.add_argument("--json", action="store_true", help="print a JSON object with attempts")
     parser.add_argument("--trace", metavar="FILE", help="append the call's spans to FILE (JSONL)")
+    add_state_option(parser)
     parser.set_defaults(handler=_ask)
 
 
@@ -73,7 +83,23 @@ def load_call_policy(path: str | None, strategy: str | None) -> tuple[Policy, Re
 async def _run(
     args: argparse.Namespace, catalog: Catalog, routing: Policy, res: ResiliencePolicy
 ) -> int:
-    router = Router(catalog, policy=routing)
+    try:
+        async with open_state(args.state) as state:
+            return await _call(
+                args, catalog, routing, res, Router(catalog, policy=routing, state=state)
+            )
+    except StateError as exc:
+        print(f"agentmesh: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+async def _call(
+    args: argparse.Namespace,
+    catalog: Catalog,
+    routing: Policy,
+    res: ResiliencePolicy,
+    router: Router,
+) -> int:
     request = RouteRequest(
         node="ask",
         role="executor",

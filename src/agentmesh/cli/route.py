@@ -12,10 +12,11 @@ from agentmesh.cli._common import (
     EXIT_FAILED,
     EXIT_OK,
     add_models_option,
+    add_state_option,
     emit_json,
     open_catalog,
 )
-from agentmesh.models import Capability
+from agentmesh.models import Capability, Catalog
 from agentmesh.routing import (
     STRATEGIES,
     NoRoute,
@@ -24,7 +25,9 @@ from agentmesh.routing import (
     RouteDecision,
     Router,
     RouteRequest,
+    StateError,
     load_policy,
+    open_state,
 )
 
 __all__ = ["register"]
@@ -50,6 +53,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--max-output-tokens", type=int, default=1024)
     parser.add_argument("--escalation", type=int, default=0, help="escalation level")
     parser.add_argument("--json", action="store_true", help="print the decision as JSON")
+    add_state_option(parser)
     parser.set_defaults(handler=_route)
 
 
@@ -82,13 +86,20 @@ def _show(decision: RouteDecision) -> str:
     return "\n".join(lines)
 
 
+async def _decide(
+    catalog: Catalog, policy: Policy, request: RouteRequest, url: str
+) -> RouteDecision:
+    async with open_state(url) as state:
+        return await Router(catalog, policy=policy, state=state).route(request)
+
+
 def _route(args: argparse.Namespace) -> int:
     catalog = open_catalog(args.models)
     if catalog is None:
         return EXIT_CONFIG
     try:
         policy = _policy(args)
-        router = Router(catalog, policy=policy)
+        Router(catalog, policy=policy)  # the policy fits the catalog
     except (PolicyError, ValueError) as exc:
         print(f"agentmesh: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -102,7 +113,10 @@ def _route(args: argparse.Namespace) -> int:
         escalation=args.escalation,
     )
     try:
-        decision = asyncio.run(router.route(request))
+        decision = asyncio.run(_decide(catalog, policy, request, args.state))
+    except StateError as exc:
+        print(f"agentmesh: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except NoRoute as exc:
         if args.json:
             emit_json(

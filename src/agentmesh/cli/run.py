@@ -1,8 +1,9 @@
 """``agentmesh run | validate | graph | schema``: workflows from the command line.
 
 - ``run GRAPH --models FILE --input TEXT [--json] [--trace FILE] [--budget USD]
-  [--checkpoint URL] [--resume RUN_ID]``: progress on stderr, the answer on
-  stdout (``--json``: the whole :class:`~agentmesh.graph.RunResult`).
+  [--checkpoint URL] [--resume RUN_ID] [--state URL] [--global-budget USD]``:
+  progress on stderr, the answer on stdout (``--json``: the whole
+  :class:`~agentmesh.graph.RunResult`).
 - ``validate GRAPH [--models FILE]``: every compile-time check, no call made.
 - ``graph GRAPH``: the graph as Mermaid (LangGraph's own drawing).
 - ``schema``: the JSON Schema of the graph format, for editors.
@@ -30,6 +31,7 @@ from agentmesh.cli._common import (
     EXIT_FAILED,
     EXIT_OK,
     add_models_option,
+    add_state_option,
     emit_json,
     open_catalog,
 )
@@ -49,6 +51,7 @@ from agentmesh.graph import (
 )
 from agentmesh.models import Catalog
 from agentmesh.prompts import PromptError, PromptLibrary
+from agentmesh.routing import BudgetLimits, RoutingState, StateError, open_state
 
 __all__ = ["register"]
 
@@ -71,6 +74,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="URL",
         default="memory",
         help="memory (default), sqlite:PATH, or postgres://... (extra postgres)",
+    )
+    add_state_option(run)
+    run.add_argument(
+        "--global-budget",
+        metavar="USD",
+        type=float,
+        help="limit on everything spent through the routing state (all runs sharing it)",
     )
     run.add_argument("--run-id", metavar="ID", help="id of a new run (default: random)")
     run.add_argument("--prompts", metavar="DIR", default="prompts", help="prompt templates folder")
@@ -128,9 +138,13 @@ def _runtime_for(loaded: LoadedGraph, runtime: Runtime) -> Runtime:
 
 @asynccontextmanager
 async def _opened(
-    loaded: LoadedGraph, catalog: Catalog, prompts: PromptLibrary
+    loaded: LoadedGraph,
+    catalog: Catalog,
+    prompts: PromptLibrary,
+    state: RoutingState | None = None,
+    budgets: BudgetLimits | None = None,
 ) -> AsyncIterator[Runtime]:
-    async with Runtime.open(catalog, prompts=prompts) as runtime:
+    async with Runtime.open(catalog, prompts=prompts, state=state, budgets=budgets) as runtime:
         yield _runtime_for(loaded, runtime)
 
 
@@ -140,7 +154,10 @@ async def _execute(
     progress = None if args.quiet else _Progress(Console(stderr=True))
     async with (
         open_checkpointer(args.checkpoint) as saver,
-        _opened(loaded, catalog, prompts) as runtime,
+        open_state(args.state) as state,
+        _opened(
+            loaded, catalog, prompts, state, BudgetLimits(global_usd=args.global_budget)
+        ) as runtime,
     ):
         return await run_graph(
             loaded.spec,
@@ -191,7 +208,7 @@ def _run(args: argparse.Namespace) -> int:
                 )
         else:
             result = asyncio.run(_execute(args, loaded, catalog, prompts))
-    except (GraphError, PromptError, CheckpointError, RunError) as exc:
+    except (GraphError, PromptError, CheckpointError, RunError, StateError) as exc:
         return _fail(exc)
     return _report(args, result)
 

@@ -7,7 +7,9 @@ nodes, and finished branches of a fan-out, are not called (or paid) again.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -40,6 +42,9 @@ async def _sqlite(target: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
         yield saver
 
 
+_SETUP_LOCK = 0x6167656E746D6573  # "agentmes": the advisory lock held while setting up tables
+
+
 @asynccontextmanager
 async def _postgres(url: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
     try:
@@ -49,8 +54,35 @@ async def _postgres(url: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
             "postgres checkpoints need the extra: pip install 'agentmesh[postgres]'"
         ) from None
     async with module.AsyncPostgresSaver.from_conn_string(url) as saver:
-        await saver.setup()
+        await _setup_once(saver)
         yield saver
+
+
+async def _setup_once(saver: Any, wait_s: float = 60.0) -> None:
+    """Run the saver's migrations holding a database-wide advisory lock.
+
+    Workers starting together would all run the first-time migrations and all but
+    one fail (duplicate tables and rows). The lock is *tried* in a loop rather
+    than waited for: a session blocked in ``pg_advisory_lock`` is an open
+    transaction, which the migrations' ``CREATE INDEX CONCURRENTLY`` waits for
+    (a deadlock). A dead holder's session lock goes with its connection.
+    """
+    from psycopg.rows import tuple_row
+
+    deadline = time.monotonic() + wait_s
+    async with saver.conn.cursor(row_factory=tuple_row) as cursor:
+        while True:
+            await cursor.execute("SELECT pg_try_advisory_lock(%s)", (_SETUP_LOCK,))
+            row = await cursor.fetchone()
+            if row is not None and row[0]:
+                break
+            if time.monotonic() > deadline:
+                raise CheckpointError(f"postgres checkpoints: setup still locked after {wait_s} s")
+            await asyncio.sleep(0.05)
+        try:
+            await saver.setup()
+        finally:
+            await cursor.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
 
 
 Opener = Callable[[str], AbstractAsyncContextManager[BaseCheckpointSaver[Any]]]

@@ -29,6 +29,7 @@ from agentmesh.graph.spec import (
 )
 from agentmesh.graph.state import Branch, RunState, first_branch
 from agentmesh.models.spec import Capability, ModelSpec
+from agentmesh.models.tokens import estimate_message_tokens
 from agentmesh.models.types import ModelRequest, ModelResponse
 from agentmesh.prompts import RenderedPrompt
 from agentmesh.resilience import CallFailed, CallResult, Verdict, call_until
@@ -184,14 +185,24 @@ class ModelNodeRunner(NodeRunner):
     node: ModelNode
 
     def route_request(
-        self, state: RunState, branch: Branch, prompt: str, capabilities: frozenset[Capability]
+        self,
+        state: RunState,
+        branch: Branch,
+        reference: RenderedPrompt,
+        capabilities: frozenset[Capability],
     ) -> RouteRequest:
-        """What this node asks the router for."""
+        """What this node asks the router for.
+
+        The prompt's tokens are counted on the rendered messages, per-message
+        overhead included, as the gateway counts them for providers that
+        report no usage: the budget reservation is then the call's true worst case.
+        """
         return RouteRequest(
             node=self.name,
             role=self.kind,
             task=self.node.task,
-            prompt=prompt,
+            prompt=reference.text,
+            prompt_tokens=estimate_message_tokens(reference.messages),
             max_output_tokens=self.node.max_output_tokens,
             capabilities=capabilities,
             run_id=state.get("run_id"),
@@ -308,7 +319,7 @@ class PlannerRunner(ModelNodeRunner):
         inputs = self.inputs(values, state, branch)
         reference, build = self.builder(node.prompt, inputs)
         request = self.route_request(
-            state, branch, reference.text, self.capabilities(node.prompt) | {Capability.JSON}
+            state, branch, reference, self.capabilities(node.prompt) | {Capability.JSON}
         )
 
         def check(response: ModelResponse) -> Verdict:
@@ -358,7 +369,7 @@ class ExecutorRunner(ModelNodeRunner):
             node.prompt, self.inputs(node.inputs, state, branch), **options
         )
         request = self.route_request(
-            state, branch, reference.text, self.capabilities(node.prompt, bool(tools))
+            state, branch, reference, self.capabilities(node.prompt, bool(tools))
         )
         if branch["feedback"] is not None:
             build = _with_feedback(build, branch["previous"] or "", branch["feedback"])

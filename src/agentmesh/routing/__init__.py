@@ -15,6 +15,7 @@ from agentmesh.routing.context import RouteContext
 from agentmesh.routing.filters import DEFAULT_FILTERS, Filter
 from agentmesh.routing.matrix import MatrixError, RoutingMatrix
 from agentmesh.routing.policy import BudgetLimits, Constraints, Policy, PolicyError, load_policy
+from agentmesh.routing.redis_state import RedisRoutingState
 from agentmesh.routing.router import Router
 from agentmesh.routing.state import (
     BreakerState,
@@ -24,6 +25,7 @@ from agentmesh.routing.state import (
     RoutingState,
     Snapshot,
 )
+from agentmesh.routing.stores import STATE_STORES, StateError, open_state
 from agentmesh.routing.strategies import STRATEGIES, LearnedModel, Ranking, Strategy
 from agentmesh.routing.types import (
     BudgetExceeded,
@@ -70,4 +72,8 @@ __all__ = [
     "Strategy",
     "RuleClassifier",
     "load_policy",
+    "RedisRoutingState",
+    "STATE_STORES",
+    "StateError",
+    "open_state",
 ]
