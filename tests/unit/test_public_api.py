@@ -90,6 +90,11 @@ MODULES = [
     "agentmesh.integrations",
     "agentmesh.integrations.langchain_chat",
     "agentmesh.integrations.sync_loop",
+    "agentmesh.evaluation",
+    "agentmesh.evaluation.metrics",
+    "agentmesh.evaluation.routers",
+    "agentmesh.evaluation.cascade",
+    "agentmesh.cli.evaluate",
 ]
 
 

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from agentmesh.cli import ask as ask_cmd
+from agentmesh.cli import evaluate as evaluate_cmd
 from agentmesh.cli import models as models_cmd
 from agentmesh.cli import prompts as prompts_cmd
 from agentmesh.cli import route as route_cmd
@@ -20,7 +21,7 @@ from agentmesh.cli import trace as trace_cmd
 
 __all__ = ["build_parser", "main"]
 
-_GROUPS = (run_cmd, models_cmd, route_cmd, ask_cmd, prompts_cmd, trace_cmd)
+_GROUPS = (run_cmd, models_cmd, route_cmd, ask_cmd, prompts_cmd, trace_cmd, evaluate_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

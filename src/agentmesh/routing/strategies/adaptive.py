@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from agentmesh.models.spec import ModelSpec
 from agentmesh.routing.context import RouteContext
-from agentmesh.routing.features import FEATURES, extract
+from agentmesh.routing.features import FEATURES, extract, terms
 from agentmesh.routing.strategies.base import (
     Ranking,
     Strategy,
@@ -190,20 +190,31 @@ _LEARNED_FORMAT = "agentmesh-learned-router"
 class LearnedModel:
     """A logistic scorer of "does this prompt need a strong model", as stored on disk.
 
-    File format (JSON)::
+    File format (JSON), version 1::
 
         {"format": "agentmesh-learned-router", "version": 1, "kind": "logistic",
          "features": ["log_chars", "math", ...], "weights": [...], "bias": -0.3,
          "threshold": 0.5, "meta": {"trained_on": "...", ...}}
 
-    ``features`` name entries of :data:`agentmesh.routing.features.FEATURES`.
+    Version 2 adds weighted word n-grams of the prompt (what
+    ``agentmesh train-router`` writes)::
+
+        {..., "version": 2, "kind": "logistic",
+         "ngram_order": 2, "ngrams": {"which of": 0.41, "statement": 1.3, ...}}
+
+    The score is ``sigmoid(bias + sum(w_f * feature_f) + sum(w_g) / sqrt(n))`` over
+    the prompt's distinct n-grams ``g`` (:func:`agentmesh.routing.features.terms`;
+    ``n`` = how many it has, listed or not). ``features`` name entries of
+    :data:`agentmesh.routing.features.FEATURES`. Both versions load.
     """
 
     features: tuple[str, ...]
     weights: tuple[float, ...]
     bias: float
     threshold: float = 0.5
-    meta: tuple[tuple[str, str], ...] = ()
+    meta: tuple[tuple[str, Any], ...] = ()
+    ngrams: Mapping[str, float] = field(default_factory=dict)
+    ngram_order: int = 2
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.features if f not in FEATURES]
@@ -213,18 +224,37 @@ class LearnedModel:
             raise ValueError(f"{len(self.features)} features but {len(self.weights)} weights")
         if not 0 <= self.threshold <= 1:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        if not 1 <= self.ngram_order <= 4:
+            raise ValueError(f"ngram_order must be 1..4, got {self.ngram_order}")
+
+    @property
+    def version(self) -> int:
+        """1 for features only, 2 with n-gram weights."""
+        return 2 if self.ngrams else 1
+
+    def logit(self, text: str) -> float:
+        """The linear score before the sigmoid."""
+        z = self.bias
+        if self.features:
+            values = extract(text, self.features)
+            z += sum(w * values[f] for f, w in zip(self.features, self.weights, strict=True))
+        if self.ngrams:
+            grams = terms(text, self.ngram_order)
+            if grams:
+                weights = self.ngrams
+                z += sum(weights.get(g, 0.0) for g in grams) / math.sqrt(len(grams))
+        return z
 
     def score(self, text: str) -> float:
-        """Probability in (0, 1) that ``text`` needs the strong model."""
-        values = extract(text, self.features)
-        z = self.bias + sum(w * values[f] for f, w in zip(self.features, self.weights, strict=True))
+        """Probability-like score in (0, 1) that ``text`` needs the strong model."""
+        z = self.logit(text)
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
     def save(self, path: str | Path) -> None:
-        """Write the model file."""
-        document = {
+        """Write the model file (version 1 when there are no n-grams)."""
+        document: dict[str, Any] = {
             "format": _LEARNED_FORMAT,
-            "version": 1,
+            "version": self.version,
             "kind": "logistic",
             "features": list(self.features),
             "weights": list(self.weights),
@@ -232,11 +262,14 @@ class LearnedModel:
             "threshold": self.threshold,
             "meta": dict(self.meta),
         }
-        Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        if self.ngrams:
+            document["ngram_order"] = self.ngram_order
+            document["ngrams"] = dict(self.ngrams)
+        Path(path).write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> LearnedModel:
-        """Read a model file.
+        """Read a model file (version 1 or 2).
 
         Raises:
             ValueError: The file is not a learned-router model, naming the file and problem.
@@ -247,13 +280,23 @@ class LearnedModel:
             raise ValueError(f"{path}: cannot read learned router: {exc}") from None
         if not isinstance(doc, dict) or doc.get("format") != _LEARNED_FORMAT:
             raise ValueError(f"{path}: not a learned router (format must be {_LEARNED_FORMAT!r})")
+        if doc.get("version", 1) not in (1, 2) or doc.get("kind", "logistic") != "logistic":
+            raise ValueError(
+                f"{path}: unsupported learned router version {doc.get('version')!r} "
+                f"kind {doc.get('kind')!r} (this agentmesh reads logistic versions 1 and 2)"
+            )
         try:
+            ngrams = doc.get("ngrams") or {}
+            if not isinstance(ngrams, dict):
+                raise TypeError("ngrams must be an object of n-gram -> weight")
             return cls(
                 features=tuple(doc["features"]),
                 weights=tuple(float(w) for w in doc["weights"]),
                 bias=float(doc["bias"]),
                 threshold=float(doc.get("threshold", 0.5)),
-                meta=tuple((str(k), str(v)) for k, v in (doc.get("meta") or {}).items()),
+                meta=tuple((str(k), v) for k, v in (doc.get("meta") or {}).items()),
+                ngrams={str(g): float(w) for g, w in ngrams.items()},
+                ngram_order=int(doc.get("ngram_order", 2)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: {exc}") from None

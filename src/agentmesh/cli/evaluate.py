@@ -1,0 +1,271 @@
+"""``agentmesh eval-router`` and ``agentmesh train-router``: measure and train routers.
+
+- ``eval-router --test CSV --router SPEC [--train CSV] [--models FILE] [--plot PNG]
+  [--scores-out CSV] [--json]``: RouteLLM's metrics (curve, APGR, CPT(50%),
+  CPT(80%), cost at each point) of each router, with random and oracle baselines.
+- ``train-router (--data CSV | --trace JSONL --run JSON)... --out FILE``: a
+  learned router for the ``learned`` strategy (``--cascade``: a cascade judge),
+  optionally on a seeded split whose held-out part is written for evaluation.
+
+Exit codes: 0 success, 1 training failed, 2 bad input (files, columns, SPEC) or a
+missing extra (numpy/matplotlib: ``pip install agentmesh[eval]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from dataclasses import replace
+from typing import Any
+
+from agentmesh.cli._common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, emit_json, open_catalog
+from agentmesh.evaluation.data import DataError, Dataset, load_csv, split_rows, subset, write_csv
+from agentmesh.evaluation.report import Prices, evaluate, render_table
+from agentmesh.evaluation.routers import ROUTERS, RouterSpecError, Scorer, build_router
+from agentmesh.models import UnknownModel
+
+__all__ = ["register"]
+
+_BASELINES = ("random", "oracle")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Attach ``eval-router`` and ``train-router``."""
+    ev = sub.add_parser(
+        "eval-router",
+        help="measure routers on per-query correctness data (APGR, CPT, cost curve)",
+    )
+    ev.add_argument("--test", metavar="CSV", required=True, help="rows to evaluate on")
+    ev.add_argument("--train", metavar="CSV", help="rows routers may learn from")
+    ev.add_argument(
+        "--router",
+        metavar="SPEC",
+        action="append",
+        required=True,
+        help=f"router to evaluate (repeatable): {', '.join(ROUTERS)}, e.g. learned:FILE",
+    )
+    ev.add_argument("--scores-out", metavar="FILE", help="CSV prompt,score of the first --router")
+    ev.add_argument("--plot", metavar="FILE.png", help="draw the cost-quality curves")
+    ev.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ev.add_argument(
+        "--models",
+        metavar="FILE",
+        default=os.environ.get("AGENTMESH_MODELS"),
+        help="catalog for prices (default: $AGENTMESH_MODELS; none: no costs)",
+    )
+    ev.add_argument("--strong-model", metavar="ID", help="catalog id priced as the strong model")
+    ev.add_argument("--weak-model", metavar="ID", help="catalog id priced as the weak model")
+    ev.add_argument(
+        "--output-tokens",
+        type=int,
+        default=256,
+        metavar="N",
+        help="output tokens per answer when the data has no responses (default 256)",
+    )
+    _columns(ev)
+    ev.set_defaults(handler=_eval)
+
+    tr = sub.add_parser("train-router", help="train a learned router (or cascade judge)")
+    tr.add_argument("--data", metavar="CSV", action="append", default=[], help="rows (repeatable)")
+    tr.add_argument(
+        "--trace", metavar="JSONL", action="append", default=[], help="trace file with content"
+    )
+    tr.add_argument(
+        "--run", metavar="JSON", action="append", default=[], help="agentmesh run --json output"
+    )
+    tr.add_argument("--out", metavar="FILE", required=True, help="model file to write")
+    tr.add_argument(
+        "--holdout",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="keep this share of the --data rows out of training (default 0)",
+    )
+    tr.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    tr.add_argument(
+        "--stratify",
+        choices=("domain", "none"),
+        default="domain",
+        help="split within each domain when the data has one (default)",
+    )
+    tr.add_argument("--train-out", metavar="CSV", help="write the training rows here")
+    tr.add_argument("--holdout-out", metavar="CSV", help="write the held-out rows here")
+    tr.add_argument(
+        "--strong-share",
+        type=float,
+        default=0.5,
+        metavar="SHARE",
+        help="calibrate the threshold to send this share to the strong model (default 0.5)",
+    )
+    tr.add_argument("--max-ngrams", type=int, default=20000, metavar="N")
+    tr.add_argument(
+        "--strengths",
+        metavar="L2,...",
+        help="L2 strengths tried by cross-validation (default 1e-4,3e-4,1e-3,3e-3,1e-2)",
+    )
+    tr.add_argument(
+        "--cascade", action="store_true", help="train a cascade judge on the weak responses"
+    )
+    tr.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    _columns(tr)
+    tr.set_defaults(handler=_train)
+
+
+def _columns(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strong-column", metavar="NAME", help="default: the more accurate")
+    parser.add_argument("--weak-column", metavar="NAME", help="default: the other model column")
+
+
+def _fail(message: object) -> int:
+    print(f"agentmesh: {message}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def _load(path: str, args: argparse.Namespace) -> Dataset:
+    return load_csv(path, strong=args.strong_column, weak=args.weak_column)
+
+
+def _prices(args: argparse.Namespace) -> Prices | int | None:
+    if not args.models:
+        return None
+    catalog = open_catalog(args.models)
+    if catalog is None:
+        return EXIT_CONFIG
+    by_price = sorted(catalog.specs, key=lambda s: (s.pricing.input + s.pricing.output, s.id))
+    try:
+        strong = catalog[args.strong_model] if args.strong_model else by_price[-1]
+        weak = catalog[args.weak_model] if args.weak_model else by_price[0]
+    except UnknownModel as exc:
+        return _fail(exc)
+    return Prices(strong, weak, args.output_tokens)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    try:
+        test = _load(args.test, args)
+        train = _load(args.train, args) if args.train else None
+    except DataError as exc:
+        return _fail(exc)
+    prices = _prices(args)
+    if isinstance(prices, int):
+        return prices
+    specs = list(dict.fromkeys(args.router))
+    specs += [b for b in _BASELINES if not any(s.partition(":")[0] == b for s in specs)]
+    routers: list[Scorer] = []
+    try:
+        for spec in specs:
+            routers.append(build_router(spec, train.rows if train else ()))
+        summary, results = evaluate(test, routers, prices)
+    except (RouterSpecError, ValueError) as exc:
+        return _fail(exc)
+    except ImportError as exc:
+        return _fail(f"{exc}: install the eval extra (pip install 'agentmesh[eval]')")
+    if train is not None:
+        summary["train"] = train.source
+        summary["train_rows"] = len(train)
+    if args.scores_out:
+        scores = routers[0].score(test.rows)
+        try:
+            with open(args.scores_out, "w", encoding="utf-8", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["prompt", "score"])
+                writer.writerows(
+                    (r.prompt, repr(s)) for r, s in zip(test.rows, scores, strict=True)
+                )
+        except OSError as exc:
+            return _fail(f"{args.scores_out}: {exc}")
+    if args.plot:
+        try:
+            from agentmesh.evaluation.plot import plot_curves
+
+            plot_curves(summary, results, args.plot)
+        except ImportError as exc:
+            return _fail(f"{exc}: --plot needs the eval extra (pip install 'agentmesh[eval]')")
+        except OSError as exc:
+            return _fail(f"{args.plot}: {exc}")
+    if args.json:
+        emit_json({**summary, "routers": [r.to_dict() for r in results]})
+    else:
+        print(render_table(summary, results))
+        if args.plot:
+            print(f"# plot written to {args.plot}")
+    return EXIT_OK
+
+
+def _train(args: argparse.Namespace) -> int:
+    if not args.data and not args.run:
+        return _fail("train-router needs --data CSV or --trace/--run files")
+    if not 0 <= args.holdout < 1:
+        return _fail(f"--holdout must be in [0, 1), got {args.holdout}")
+    try:
+        datasets = [_load(p, args) for p in args.data]
+        from agentmesh.evaluation.feedback import feedback_rows
+
+        traffic = feedback_rows(args.trace, args.run) if args.run else []
+    except DataError as exc:
+        return _fail(exc)
+    rows = []
+    split_info: dict[str, Any] = {}
+    for data in datasets:
+        stratify = args.stratify == "domain" and any(r.domain for r in data.rows)
+        if args.holdout:
+            train_idx, test_idx = split_rows(
+                data.rows, 1 - args.holdout, args.seed, (lambda r: r.domain) if stratify else None
+            )
+        else:
+            train_idx, test_idx = list(range(len(data.rows))), []
+        part = subset(data, train_idx)
+        rows += list(part.rows)
+        try:
+            if args.train_out:
+                write_csv(part, args.train_out)
+            if args.holdout_out and test_idx:
+                write_csv(subset(data, test_idx), args.holdout_out)
+        except OSError as exc:
+            return _fail(exc)
+        split_info[os.path.basename(data.source)] = {
+            "rows": len(data.rows),
+            "train_rows": len(train_idx),
+            "holdout": args.holdout,
+            "seed": args.seed,
+            "stratified_by": "domain" if stratify else None,
+            "strong": data.strong,
+            "weak": data.weak,
+        }
+    rows += traffic
+    meta: dict[str, Any] = {"data": split_info}
+    if traffic:
+        meta["feedback"] = {"runs": args.run, "traces": args.trace, "rows": len(traffic)}
+    say = None if args.quiet else (lambda m: print(f"# {m}", file=sys.stderr))
+    try:
+        from agentmesh.evaluation import trainer
+    except ImportError as exc:
+        return _fail(f"{exc}: train-router needs the eval extra (pip install 'agentmesh[eval]')")
+    try:
+        if args.cascade:
+            model = trainer.fit_cascade(rows, strong_share=args.strong_share, meta=meta)
+            model.save(args.out)
+            print(f"# cascade judge written to {args.out} ({len(rows)} rows)")
+            return EXIT_OK
+        config = trainer.TrainConfig(strong_share=args.strong_share, max_ngrams=args.max_ngrams)
+        if args.strengths:
+            config = replace(
+                config, strengths=tuple(float(s) for s in args.strengths.split(",") if s)
+            )
+        result = trainer.train_router(rows, config, meta=meta, progress=say)
+    except ValueError as exc:
+        print(f"agentmesh: training failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        result.model.save(args.out)
+    except OSError as exc:
+        return _fail(exc)
+    best = max(result.cv, key=lambda c: c["mean"])
+    print(
+        f"# learned router written to {args.out}: {len(rows)} rows, target {result.target}, "
+        f"cv {best['mean']:.3f} ± {best['sd']:.3f}, threshold {result.model.threshold:.4f} "
+        f"for {args.strong_share:.0%} strong calls"
+    )
+    return EXIT_OK
