@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from langchain_core.tools import BaseTool, StructuredTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -30,11 +30,22 @@ from agentmesh.routing import Router
 from agentmesh.routing.policy import BudgetLimits
 from agentmesh.routing.state import RoutingState
 
-__all__ = ["Runtime", "Tool", "ToolArgumentsError", "as_tool"]
+__all__ = ["Runtime", "RuntimeOptions", "Tool", "ToolArgumentsError", "as_tool"]
 
 
 class ToolArgumentsError(ValueError):
     """A tool was called with arguments its schema rejects; names the tool and fields."""
+
+
+class RuntimeOptions(TypedDict, total=False):
+    """Keyword options of :meth:`Runtime.build` and :meth:`Runtime.open`."""
+
+    prompts: PromptLibrary | str | Path
+    tools: Mapping[str, BaseTool | Callable[..., Any]] | None
+    validators: Mapping[str, Check] | None
+    state: RoutingState | None
+    budgets: BudgetLimits | None
+    resilience: ResiliencePolicy | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,30 +164,14 @@ class Runtime:
     @classmethod
     @asynccontextmanager
     async def open(
-        cls,
-        catalog: Catalog,
-        *,
-        prompts: PromptLibrary | str | Path = "prompts",
-        tools: Mapping[str, BaseTool | Callable[..., Any]] | None = None,
-        validators: Mapping[str, Check] | None = None,
-        state: RoutingState | None = None,
-        budgets: BudgetLimits | None = None,
-        resilience: ResiliencePolicy | None = None,
+        cls, catalog: Catalog, **options: Unpack[RuntimeOptions]
     ) -> AsyncIterator[Runtime]:
-        """A runtime over a new router and gateway, closed on exit (see :meth:`build`).
+        """A runtime over a new router and gateway, closed on exit (options: :meth:`build`).
 
         Raises:
             PromptError: The prompts folder is missing or invalid.
         """
-        runtime = cls.build(
-            catalog,
-            prompts=prompts,
-            tools=tools,
-            validators=validators,
-            state=state,
-            budgets=budgets,
-            resilience=resilience,
-        )
+        runtime = cls.build(catalog, **options)
         try:
             yield runtime
         finally:
