@@ -57,12 +57,12 @@ class _Nothing:
 
 def report(result: RunResult) -> None:
     """Each step (node, model, escalation, cost, why), then the totals."""
-    print(f"  {'STEP':<14} {'KIND':<8} {'STATUS':<9} {'MODEL':<11} {'LEVEL':<5} {'COST':>10}  WHY")
+    print(f"  {'STEP':<14} {'KIND':<8} {'STATUS':<17} {'MODEL':<11} {'LEVEL':<5} {'COST':>10}  WHY")
     for step in result.steps:
         branch = f"[{step['branch']}]" if step.get("branch") else ""
         route = step.get("route") or {}
         print(
-            f"  {step['node'] + branch:<14} {step['kind']:<8} {step['status']:<9} "
+            f"  {step['node'] + branch:<14} {step['kind']:<8} {step['status']:<17} "
             f"{step['model'] or '-':<11} {step['escalation_level']:<5} "
             f"${step['cost_usd']:>9.6f}  {route.get('reason', '')}"
         )

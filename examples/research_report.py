@@ -29,7 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(result.output or "")
     print()
     report(result)
-    escalated = [s for s in result.steps if s["node"] == "research" and s["escalation_level"]]
+    escalated = [
+        s
+        for s in result.steps
+        if s["node"] == "research" and s["escalation_level"] and s["status"] == "ok"
+    ]
     if escalated:
         print(f"{len(escalated)} research steps were redone by a stronger tier after the judge")
     return 0 if result.status == "ok" else 1
