@@ -210,3 +210,26 @@ def test_run_global_budget_limits_the_run(
     assert result["error"]["type"] == "budget_exceeded"
     assert main([*common, "--state", "memory:somewhere"]) == 2
     assert "memory takes no location" in capsys.readouterr().err
+
+
+def test_run_s_resume_hint_names_the_state_and_checkpoint_without_passwords(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+
+    from agentmesh.cli import run as run_cmd
+    from agentmesh.graph import RunResult
+
+    result = RunResult("r1", "g", "ok", "out", None, 0.0, {"input": 0, "output": 0})
+    args = argparse.Namespace(
+        json=False,
+        quiet=False,
+        checkpoint="postgres://me:pw@127.0.0.1/test",
+        state="redis://:s3cret@127.0.0.1:6379/0",
+    )
+    assert run_cmd._report(args, result) == 0
+    err = capsys.readouterr().err
+    assert "--checkpoint postgres://me:***@127.0.0.1/test" in err
+    assert "--state redis://:***@127.0.0.1:6379/0 --resume r1" in err
+    assert "pw@" not in err
+    assert "s3cret" not in err

@@ -52,6 +52,7 @@ from agentmesh.graph import (
 from agentmesh.models import Catalog
 from agentmesh.prompts import PromptError, PromptLibrary
 from agentmesh.routing import BudgetLimits, RoutingState, StateError, open_state
+from agentmesh.routing.stores import redacted
 
 __all__ = ["register"]
 
@@ -184,7 +185,9 @@ def _report(args: argparse.Namespace, result: RunResult) -> int:
     if result.simulated:
         notes.append("simulated answers (scripted models)")
     if args.checkpoint != "memory":
-        notes.append(f"resume with: --checkpoint {args.checkpoint} --resume {result.run_id}")
+        shared = f" --state {redacted(args.state)}" if args.state != "memory" else ""
+        where = redacted(args.checkpoint)
+        notes.append(f"resume with: --checkpoint {where}{shared} --resume {result.run_id}")
     if not args.quiet:
         print("\n".join(f"# {n}" for n in notes), file=sys.stderr)
     return EXIT_OK if result.status == "ok" else EXIT_FAILED
