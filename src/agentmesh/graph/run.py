@@ -17,6 +17,7 @@ from typing import Any, Literal
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.errors import GraphRecursionError
+from langgraph.types import Durability
 
 from agentmesh.graph.checks import Locate, check_graph, no_location
 from agentmesh.graph.compile import compile_graph
@@ -139,6 +140,11 @@ class GraphRunner:
         self.graph = graph
         self.runtime = runtime
         self._forget_finished = checkpointer is None
+        # A given checkpointer is for resuming: "sync" stores each step's checkpoint
+        # before the next step starts, so a process killed at any moment loses at most
+        # the running step. The default in-memory one dies with the process: "async"
+        # (stored while the next step runs) is enough, and cheaper.
+        self._durability: Durability = "sync" if checkpointer is not None else "async"
         self.checkpointer = checkpointer if checkpointer is not None else InMemorySaver()
         self.compiled = compile_graph(graph, runtime, checkpointer=self.checkpointer, check=False)
         self._limit = _recursion_limit(graph)
@@ -184,9 +190,9 @@ class GraphRunner:
         notify: StepListener = on_step or _ignore
         with workflow_span(graph.name, run_id=run_id) as scope:
             try:
-                # durability="sync": a step's checkpoint is stored before the next step
-                # starts, so a process killed at any moment loses at most the running step.
-                updates = compiled.astream(start, config, stream_mode="updates", durability="sync")
+                updates = compiled.astream(
+                    start, config, stream_mode="updates", durability=self._durability
+                )
                 async for chunk in updates:
                     for update in chunk.values():
                         for step in (update or {}).get("steps", ()):
