@@ -8,6 +8,7 @@ or ``models/cloud.yaml`` (when API keys are set), chosen with ``--models``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,15 +45,7 @@ def traced(args: argparse.Namespace) -> Any:
     """A tracing context: the JSONL file of ``--trace``, or nothing."""
     if args.trace:
         return tracing.configure(jsonl=args.trace)
-    return _Nothing()
-
-
-class _Nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+    return contextlib.nullcontext()
 
 
 def report(result: RunResult) -> None:

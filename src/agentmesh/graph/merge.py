@@ -9,7 +9,7 @@ from agentmesh.graph.nodes import (
     ModelNodeRunner,
     NodeFailed,
     answer,
-    attempt_dicts,
+    record,
     resolve,
     usage_update,
 )
@@ -72,33 +72,25 @@ class MergeRunner(ModelNodeRunner):
         status: str = "ok",
         result: SynthesisResult | None = None,
     ) -> dict[str, Any]:
-        attempts = [a for c in calls for a in c.attempts]
         answered = [c for c in calls if c.model is not None]
         last = answered[-1] if answered else None
-        stage_policy = (
-            self.node.synthesis.stages.get(last.stage) if last is not None else None
-        ) or self.policy()
-        return {
-            "node": self.name,
-            "kind": self.kind,
-            "branch": branch["key"],
-            "round": branch["round"],
-            "model": last.model if last is not None else None,
-            "status": status,
-            "escalation_level": branch["level"],
-            "input_tokens": sum(a.input_tokens for a in attempts),
-            "output_tokens": sum(a.output_tokens for a in attempts),
-            "cost_usd": sum(a.cost_usd for a in attempts),
-            "route": (
-                {
-                    "strategy": stage_policy.strategy,
-                    "reason": last.reason,
-                    "decision_id": last.decision_id,
-                }
-                if last is not None
-                else None
-            ),
-            "attempts": attempt_dicts(attempts),
-            "synthesis": result.provenance.to_dict() if result is not None else None,
-            "calls": [c.to_dict() for c in calls],
-        }
+        route = None
+        if last is not None:
+            stage_policy = self.node.synthesis.stages.get(last.stage) or self.policy()
+            route = {
+                "strategy": stage_policy.strategy,
+                "reason": last.reason,
+                "decision_id": last.decision_id,
+            }
+        return record(
+            self.name,
+            self.kind,
+            branch,
+            [a for c in calls for a in c.attempts],
+            model=last.model if last is not None else None,
+            level=branch["level"],
+            route=route,
+            status=status,
+            synthesis=result.provenance.to_dict() if result is not None else None,
+            calls=[c.to_dict() for c in calls],
+        )

@@ -12,6 +12,7 @@ route, attempts, tokens, cost) to the state; a node that cannot finish raises
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -34,7 +35,7 @@ from agentmesh.models.types import ModelRequest, ModelResponse
 from agentmesh.prompts import RenderedPrompt
 from agentmesh.resilience import CallFailed, CallResult, Verdict, call_until
 from agentmesh.resilience.caller import Attempt, RequestBuilder
-from agentmesh.resilience.escalation import with_feedback
+from agentmesh.resilience.escalation import add_feedback
 from agentmesh.resilience.policy import ResiliencePolicy
 from agentmesh.routing.policy import Policy
 from agentmesh.routing.types import RouteRequest
@@ -49,6 +50,7 @@ __all__ = [
     "PlannerRunner",
     "ToolRunner",
     "answer",
+    "record",
     "resolve",
     "step_record",
     "usage_update",
@@ -97,6 +99,36 @@ def attempt_dicts(attempts: Sequence[Attempt]) -> list[dict[str, Any]]:
     return [a.to_dict() for a in attempts]
 
 
+def record(
+    node: str,
+    kind: str,
+    branch: Branch,
+    attempts: Sequence[Attempt],
+    *,
+    model: str | None,
+    level: int,
+    route: dict[str, Any] | None,
+    status: str = "ok",
+    **extra: Any,
+) -> dict[str, Any]:
+    """One step of ``agentmesh run --json``: who answered, why, and every attempt's usage."""
+    return {
+        "node": node,
+        "kind": kind,
+        "branch": branch["key"],
+        "round": branch["round"],
+        "model": model,
+        "status": status,
+        "escalation_level": level,
+        "input_tokens": sum(a.input_tokens for a in attempts),
+        "output_tokens": sum(a.output_tokens for a in attempts),
+        "cost_usd": sum(a.cost_usd for a in attempts),
+        "route": route,
+        "attempts": attempt_dicts(attempts),
+        **extra,
+    }
+
+
 def step_record(
     node: str,
     kind: str,
@@ -107,8 +139,7 @@ def step_record(
     status: str = "ok",
     **extra: Any,
 ) -> dict[str, Any]:
-    """One step of ``agentmesh run --json``: the node's calls folded into one record."""
-    attempts = [a for c in calls for a in c.attempts] + list(failed)
+    """The :func:`record` of a node's resilient calls (the last one answered)."""
     last = calls[-1] if calls else None
     route = None
     if last is not None:
@@ -117,22 +148,18 @@ def step_record(
             "reason": last.decision.reason,
             "decision_id": last.decision.decision_id,
         }
-    return {
-        "node": node,
-        "kind": kind,
-        "branch": branch["key"],
-        "round": branch["round"],
-        "model": last.model if last is not None else None,
-        "status": status,
-        "escalation_level": last.escalation_level if last is not None else branch["level"],
-        "input_tokens": sum(a.input_tokens for a in attempts),
-        "output_tokens": sum(a.output_tokens for a in attempts),
-        "cost_usd": sum(a.cost_usd for a in attempts),
-        "route": route,
-        "attempts": attempt_dicts(attempts),
-        "simulated": any(c.response.simulated for c in calls),
+    return record(
+        node,
+        kind,
+        branch,
+        [*(a for c in calls for a in c.attempts), *failed],
+        model=last.model if last is not None else None,
+        level=last.escalation_level if last is not None else branch["level"],
+        route=route,
+        status=status,
+        simulated=any(c.response.simulated for c in calls),
         **extra,
-    }
+    )
 
 
 def usage_update(steps: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -145,7 +172,7 @@ def usage_update(steps: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-class NodeRunner:
+class NodeRunner(ABC):
     """Base of node implementations: the node's spec, the graph and the runtime."""
 
     kind: ClassVar[str]
@@ -174,15 +201,20 @@ class NodeRunner:
                     scope.set(NODE_MODELS, ",".join(dict.fromkeys(models)))
             return update
 
+    @abstractmethod
     async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
         """The node's work inside its span (``scope``); returns the state update."""
-        raise NotImplementedError
 
 
 class ModelNodeRunner(NodeRunner):
     """Shared by nodes that call models: routing requests and prompt builders."""
 
     node: ModelNode
+
+    def __init__(self, name: str, node: Any, graph: GraphSpec, runtime: Runtime) -> None:
+        super().__init__(name, node, graph, runtime)
+        # The model the router's prompt estimate is rendered for (cheapest first).
+        self._cheapest = runtime.catalog.by_tier()[0]
 
     def route_request(
         self,
@@ -233,7 +265,7 @@ class ModelNodeRunner(NodeRunner):
         def build(spec: ModelSpec) -> ModelRequest:
             return render(spec).to_request(max_tokens=max_tokens, **options)
 
-        reference = render(self.runtime.catalog.by_tier()[0])
+        reference = render(self._cheapest)
         return reference, build
 
     def capabilities(self, template: str, tools: bool = False) -> frozenset[Capability]:
@@ -372,7 +404,7 @@ class ExecutorRunner(ModelNodeRunner):
             state, branch, reference, self.capabilities(node.prompt, bool(tools))
         )
         if branch["feedback"] is not None:
-            build = _with_feedback(build, branch["previous"] or "", branch["feedback"])
+            build = add_feedback(build, branch["previous"] or "", branch["feedback"])
         calls: list[CallResult] = []
         extra: list[BaseMessage] = []
         tool_runs: list[dict[str, Any]] = []
@@ -436,13 +468,6 @@ def _maybe_json(text: str) -> Any:
         return parse_json(text)
     except ValueError:
         return None
-
-
-def _with_feedback(build: RequestBuilder, previous: str, feedback: str) -> RequestBuilder:
-    def rebuilt(spec: ModelSpec) -> ModelRequest:
-        return with_feedback(build(spec), previous, feedback)
-
-    return rebuilt
 
 
 def _extended(build: RequestBuilder, extra: Sequence[BaseMessage]) -> RequestBuilder:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from langchain_core.messages import AIMessage, HumanMessage
 
@@ -25,7 +25,15 @@ from agentmesh.routing.policy import Policy
 from agentmesh.routing.types import RouteRequest
 from agentmesh.tracing import record_escalation
 
-__all__ = ["Check", "EscalationResult", "Round", "Verdict", "call_until", "with_feedback"]
+__all__ = [
+    "Check",
+    "EscalationResult",
+    "Round",
+    "Verdict",
+    "add_feedback",
+    "call_until",
+    "with_feedback",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +104,14 @@ async def _judge(check: Check, response: ModelResponse) -> Verdict:
     return Verdict(passed=bool(verdict))
 
 
-def _with_feedback(
+@overload
+def add_feedback(model_request: ModelRequest, previous: str, feedback: str) -> ModelRequest: ...
+@overload
+def add_feedback(model_request: RequestBuilder, previous: str, feedback: str) -> RequestBuilder: ...
+def add_feedback(
     model_request: ModelRequest | RequestBuilder, previous: str, feedback: str
 ) -> ModelRequest | RequestBuilder:
+    """:func:`with_feedback` for a request or a request builder (applied to what it builds)."""
     if isinstance(model_request, ModelRequest):
         return with_feedback(model_request, previous, feedback)
     build = model_request
@@ -155,5 +168,5 @@ async def call_until(
         rounds.append(Round(escalated.escalation, result, verdict))
         if verdict.passed:
             return EscalationResult("accepted", tuple(rounds))
-        current = _with_feedback(model_request, result.response.text, verdict.feedback)
+        current = add_feedback(model_request, result.response.text, verdict.feedback)
     return EscalationResult("gave_up", tuple(rounds))
