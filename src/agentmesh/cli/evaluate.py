@@ -103,7 +103,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tr.add_argument(
         "--strengths",
         metavar="L2,...",
-        help="L2 strengths tried by cross-validation (default 1e-4,3e-4,1e-3,3e-3,1e-2)",
+        help="L2 strengths tried by cross-validation (default 1e-4,3e-4,1e-3,3e-3,1e-2; "
+        "with --cascade 0.03,0.1,0.3,1,3,10)",
     )
     tr.add_argument(
         "--cascade", action="store_true", help="train a cascade judge on the weak responses"
@@ -116,6 +117,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _columns(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strong-column", metavar="NAME", help="default: the more accurate")
     parser.add_argument("--weak-column", metavar="NAME", help="default: the other model column")
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(s) for s in text.split(",") if s)
 
 
 def _fail(message: object) -> int:
@@ -245,15 +250,22 @@ def _train(args: argparse.Namespace) -> int:
         return _fail(f"{exc}: train-router needs the eval extra (pip install 'agentmesh[eval]')")
     try:
         if args.cascade:
-            model = trainer.fit_cascade(rows, strong_share=args.strong_share, meta=meta)
+            from agentmesh.evaluation.cascade_fit import CascadeConfig
+
+            cascade_config = CascadeConfig(strong_share=args.strong_share)
+            if args.strengths:
+                cascade_config = replace(cascade_config, strengths=_floats(args.strengths))
+            model = trainer.fit_cascade(rows, cascade_config, meta=meta)
             model.save(args.out)
-            print(f"# cascade judge written to {args.out} ({len(rows)} rows)")
+            print(
+                f"# cascade judge written to {args.out} ({len(rows)} rows): "
+                f"cv {model.meta['cv_mean']:.3f} ± {model.meta['cv_sd']:.3f}, strength "
+                f"{model.meta['strength']:g}, pairs {'on' if model.pairs else 'off'}"
+            )
             return EXIT_OK
         config = trainer.TrainConfig(strong_share=args.strong_share, max_ngrams=args.max_ngrams)
         if args.strengths:
-            config = replace(
-                config, strengths=tuple(float(s) for s in args.strengths.split(",") if s)
-            )
+            config = replace(config, strengths=_floats(args.strengths))
         result = trainer.train_router(rows, config, meta=meta, progress=say)
     except ValueError as exc:
         print(f"agentmesh: training failed: {exc}", file=sys.stderr)

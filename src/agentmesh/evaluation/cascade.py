@@ -7,36 +7,52 @@ Each validator is a function ``(response, prompt) -> float`` in ``[0, 1]``
 
 - ``answer_present``: a final answer is stated (``#### 18``, ``the answer is 18``).
 - ``arithmetic``: every arithmetic step found (``16 - 3 = 13``, ``<<9*2=18>>``)
-  re-evaluates to the value written; one wrong step scores 0.
+  re-evaluates to the value written (to 0.2%, or rounded), and every calculator
+  annotation's result is the number written after it; one slip scores 0.
 - ``consistent``: the final answer is a number the working computed (or the last result).
 - ``complete``: the answer does not stop mid-computation (truncated output).
 - ``no_hedging``: no hedging or second-guessing ("however", "assume", "approximately").
-- ``uses_inputs``: the working uses the numbers the question gives.
+- ``uses_inputs``: share of the question's quantities (digits and number words:
+  ``three``, ``twice``, ``half``) that the working uses; ``all_inputs``: all of them.
 - ``concise``: not unusually long for its number of steps.
+- ``integer_answer``: the answer (stated, else the last number) is a whole
+  number, as word-problem answers about counts and money are.
+- ``enough_steps``: at least one computation per quantity beyond the first.
 
-:class:`CascadeModel` combines them: a logistic model over the validator scores
-(and two size signals), trained on rows with the weak model's responses
-(:func:`fit_cascade`), or the hand-set :data:`DEFAULT_WEIGHTS`. Its
-``escalate_score`` is higher when the answer looks wrong.
+Parsing is in :mod:`agentmesh.evaluation.answers`. :class:`CascadeModel` combines
+the scores and four size signals (:data:`SIZES`): a logistic model, optionally
+with pairwise products of signals, trained on rows with the weak model's
+responses (:func:`agentmesh.evaluation.cascade_fit.fit_cascade`), or the hand-set
+:data:`DEFAULT_WEIGHTS`. Its ``escalate_score`` is higher when the answer looks
+wrong; scoring is pure Python (well under a millisecond per answer).
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import math
-import operator
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from agentmesh.evaluation.answers import (
+    FINAL,
+    annotation_mismatches,
+    arithmetic_steps,
+    close,
+    final_answer,
+    last_number,
+    quantities,
+    safe_eval,
+)
+
 __all__ = [
     "CASCADE_FORMAT",
     "DEFAULT_WEIGHTS",
     "SIGNALS",
+    "SIZES",
     "VALIDATORS",
     "CascadeModel",
     "arithmetic_steps",
@@ -48,18 +64,6 @@ __all__ = [
 
 CASCADE_FORMAT = "agentmesh-cascade-router"
 
-_NUMBER = r"-?\$?\d[\d,]*(?:\.\d+)?"
-_FINAL = re.compile(r"####\s*\$?\s*(-?[\d,]*\.?\d+)")
-_ANSWER_IS = re.compile(
-    r"(?:final answer|the answer|answer)\s*(?:is|:|=)?\s*\**\s*\$?\s*(-?[\d,]*\.?\d+)", re.I
-)
-_ANNOTATION = re.compile(r"<<([^<>=]+)=([^<>]+)>>")
-_STEP = re.compile(
-    r"([\d.,$+\-*/x\u00d7\u00f7()%\\ ]+)=\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?)"
-    r"(?![\d.]*\s*[-+*/x]\s*[($]*\s*\d)"
-)
-_HAS_OPERATION = re.compile(r"\d\s*\)?\s*(?:[-+*/x\u00d7\u00f7]|\\\*)\s*\(?\s*\$?\d")
-_NUMBERS = re.compile(r"\d[\d,]*(?:\.\d+)?")
 _HEDGES = (
     "however",
     "assume",
@@ -82,127 +86,6 @@ _HEDGES = (
     "likely",
     "estimate",
 )
-_OPS: Mapping[type[ast.AST], Callable[[Any, Any], Any]] = MappingProxyType(
-    {
-        ast.Add: operator.add,
-        ast.Sub: operator.sub,
-        ast.Mult: operator.mul,
-        ast.Div: operator.truediv,
-        ast.Pow: operator.pow,
-    }
-)
-
-
-def _number(text: str) -> float | None:
-    cleaned = text.replace(",", "").replace("$", "").strip().rstrip(".")
-    try:
-        return float(cleaned)
-    except ValueError:
-        return None
-
-
-def safe_eval(expression: str) -> float | None:
-    """The value of a plain arithmetic expression (``+ - * / **``, parentheses), else ``None``.
-
-    Only numbers and those operators are accepted (``x`` and the multiplication sign
-    read as ``*``, the division sign as ``/``, ``%`` as ``/100``, ``$`` and thousands
-    commas dropped); nothing is executed.
-    """
-    text = (
-        expression.replace("\\*", "*")
-        .replace("\u00d7", "*")
-        .replace("\u00f7", "/")
-        .replace("$", "")
-        .replace("^", "**")
-    )
-    text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
-    text = re.sub(r"(?<=[\d)\s])x(?=[\s\d(])", "*", text)
-    text = re.sub(r"(\d+(?:\.\d+)?)%", r"(\1/100)", text)
-    if len(text) > 200:
-        return None
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except (SyntaxError, ValueError):
-        return None
-
-    def walk(node: ast.AST) -> float:
-        if isinstance(node, ast.Expression):
-            return walk(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-            return float(node.value)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-            value = walk(node.operand)
-            return -value if isinstance(node.op, ast.USub) else value
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            left, right = walk(node.left), walk(node.right)
-            if isinstance(node.op, ast.Pow) and abs(right) > 12:
-                raise ValueError("exponent too large")
-            return float(_OPS[type(node.op)](left, right))
-        raise ValueError("not arithmetic")
-
-    try:
-        value = walk(tree)
-    except (ValueError, ZeroDivisionError, OverflowError, TypeError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _close(computed: float, written: float) -> bool:
-    if abs(computed - written) <= 1e-6 + 0.011 * abs(written):
-        return True
-    # 2/3 = 0.67, 7.5 = 8 (rounding a count up or down is a choice, not an arithmetic slip)
-    return abs(round(computed) - written) < 1e-9 or abs(round(computed, 2) - written) < 1e-9
-
-
-def _balanced(expression: str) -> str:
-    text = expression.strip()
-    while text.startswith(")") or (text.startswith("(") and text.count("(") > text.count(")")):
-        text = text[1:].lstrip()
-    while text.endswith("(") or (text.endswith(")") and text.count(")") > text.count("(")):
-        text = text[:-1].rstrip()
-    return text
-
-
-def arithmetic_steps(response: str) -> list[tuple[str, float | None, float]]:
-    """Every ``expression = value`` step of ``response``: (expression, its value, value written).
-
-    Calculator annotations (``<<9*2=18>>``) and inline steps (``9 * $2 = $18``) are
-    both read; an inline step that repeats an annotation is counted once.
-    """
-    steps: list[tuple[str, float | None, float]] = []
-    seen: set[tuple[str, float]] = set()
-    for expression, result in _ANNOTATION.findall(response):
-        written = _number(result)
-        if written is None:
-            continue
-        key = (expression.replace(" ", ""), written)
-        seen.add(key)
-        steps.append((expression, safe_eval(expression), written))
-    plain = _ANNOTATION.sub(" ", response)
-    for raw, result in _STEP.findall(plain):
-        expression = _balanced(raw)
-        written = _number(result)
-        if (
-            written is None
-            or not _HAS_OPERATION.search(expression)
-            or expression.startswith(("+", "-", "*", "/", "x"))
-        ):
-            continue
-        key = (expression.replace(" ", "").replace("$", ""), written)
-        if key in seen:
-            continue
-        seen.add(key)
-        steps.append((expression, safe_eval(expression), written))
-    return steps
-
-
-def final_answer(response: str) -> float | None:
-    """The stated final answer (``#### N``, else ``answer is N``), or ``None``."""
-    found = _FINAL.findall(response)
-    if found:
-        return _number(found[-1])
-    found = _ANSWER_IS.findall(response)
-    return _number(found[-1]) if found else None
 
 
 def _answer_present(response: str, prompt: str) -> float:
@@ -211,9 +94,11 @@ def _answer_present(response: str, prompt: str) -> float:
 
 def _arithmetic(response: str, prompt: str) -> float:
     steps = [s for s in arithmetic_steps(response) if s[1] is not None]
+    if annotation_mismatches(response):
+        return 0.0
     if not steps:
         return 0.5
-    wrong = sum(1 for _, computed, written in steps if not _close(computed or 0.0, written))
+    wrong = sum(1 for _, computed, written in steps if not close(computed or 0.0, written))
     return 0.0 if wrong else 1.0
 
 
@@ -225,16 +110,16 @@ def _consistent(response: str, prompt: str) -> float:
     if not steps:
         return 0.5
     results = [w for _, _, w in steps] + [c for _, c, _ in steps if c is not None]
-    if any(_close(answer, r) for r in results[-3:]) or _close(answer, steps[-1][2]):
+    if any(close(answer, r) for r in results[-3:]) or close(answer, steps[-1][2]):
         return 1.0
-    return 0.6 if any(_close(answer, r) for r in results) else 0.0
+    return 0.6 if any(close(answer, r) for r in results) else 0.0
 
 
 def _complete(response: str, prompt: str) -> float:
     tail = response.rstrip()
     if not tail:
         return 0.0
-    if _FINAL.search(tail[-40:]) or final_answer(tail[-120:]) is not None:
+    if FINAL.search(tail[-40:]) or final_answer(tail[-120:]) is not None:
         return 1.0
     if tail.endswith((".", "!", ")", "*")):
         return 0.6
@@ -247,18 +132,43 @@ def _no_hedging(response: str, prompt: str) -> float:
     return 1.0 / (1.0 + hits)
 
 
-def _uses_inputs(response: str, prompt: str) -> float:
-    given = {n.replace(",", "") for n in _NUMBERS.findall(prompt)}
+def _used(given: float, used: set[float]) -> bool:
+    # "half" is used as 0.5 or as a division by 2; "a third" as 1/3 or 3
+    return given in used or (0 < given < 1 and round(1 / given, 6) in used)
+
+
+def _input_share(response: str, prompt: str) -> float:
+    given = set(quantities(prompt))
     if not given:
         return 1.0
-    used = {n.replace(",", "") for n in _NUMBERS.findall(response)}
-    return len(given & used) / len(given)
+    used = {round(v, 6) for v in quantities(response)}
+    return sum(1 for g in given if _used(round(g, 6), used)) / len(given)
+
+
+def _uses_inputs(response: str, prompt: str) -> float:
+    return _input_share(response, prompt)
+
+
+def _all_inputs(response: str, prompt: str) -> float:
+    return 1.0 if _input_share(response, prompt) >= 1.0 - 1e-9 else 0.0
 
 
 def _concise(response: str, prompt: str) -> float:
     words = len(response.split())
     steps = max(1, len(arithmetic_steps(response)))
     return 1.0 / (1.0 + max(0.0, words / steps - 40.0) / 40.0)
+
+
+def _integer_answer(response: str, prompt: str) -> float:
+    answer = last_number(response)
+    if answer is None:
+        return 0.0
+    return 1.0 if abs(answer - round(answer)) < 1e-9 else 0.0
+
+
+def _enough_steps(response: str, prompt: str) -> float:
+    need = max(1, len(quantities(prompt)) - 1)
+    return min(1.0, len(arithmetic_steps(response)) / need)
 
 
 VALIDATORS: Mapping[str, Callable[[str, str], float]] = MappingProxyType(
@@ -269,20 +179,28 @@ VALIDATORS: Mapping[str, Callable[[str, str], float]] = MappingProxyType(
         "complete": _complete,
         "no_hedging": _no_hedging,
         "uses_inputs": _uses_inputs,
+        "all_inputs": _all_inputs,
         "concise": _concise,
+        "integer_answer": _integer_answer,
+        "enough_steps": _enough_steps,
     }
 )
 """Validator name -> ``(response, prompt) -> score in [0, 1]`` (1 = looks right)."""
 
-SIGNALS: tuple[str, ...] = (*VALIDATORS, "log_steps", "log_words")
-"""Inputs of a :class:`CascadeModel`: the validators plus two size signals."""
+SIZES: tuple[str, ...] = ("log_steps", "log_words", "question_words", "question_numbers")
+"""Size signals, not verdicts: the answer's steps and words, the question's words and numbers."""
+
+SIGNALS: tuple[str, ...] = (*VALIDATORS, *SIZES)
+"""Inputs of a :class:`CascadeModel`: the validators plus the size signals."""
 
 
 def signals(response: str, prompt: str) -> dict[str, float]:
-    """Every validator's score, plus ``log_steps`` and ``log_words`` (scaled to ~[0, 1])."""
+    """Every validator's score plus the size signals (log counts scaled to ~[0, 1])."""
     values = {name: check(response, prompt) for name, check in VALIDATORS.items()}
     values["log_steps"] = math.log1p(len(arithmetic_steps(response))) / 3.0
     values["log_words"] = math.log1p(len(response.split())) / 6.0
+    values["question_words"] = math.log1p(len(prompt.split())) / 6.0
+    values["question_numbers"] = math.log1p(len(quantities(prompt))) / 3.0
     return values
 
 
@@ -304,11 +222,15 @@ DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType(
 class CascadeModel:
     """Logistic judge over validator scores: ``p(answer wrong)``; high = escalate.
 
-    File format (JSON)::
+    ``z = bias + sum(w_s * signal_s) + sum(w_ab * signal_a * signal_b)`` over the
+    listed signals and pairs. File format (JSON), version 1 (no pairs)::
 
         {"format": "agentmesh-cascade-router", "version": 1,
          "signals": ["answer_present", ...], "weights": [...], "bias": 1.2,
          "threshold": 0.5, "meta": {...}}
+
+    Version 2 adds ``"pairs": [["arithmetic", "integer_answer", -0.4], ...]``.
+    Both versions load.
     """
 
     signals: tuple[str, ...]
@@ -316,13 +238,20 @@ class CascadeModel:
     bias: float
     threshold: float = 0.5
     meta: Mapping[str, Any] = field(default_factory=dict)
+    pairs: tuple[tuple[str, str, float], ...] = ()
 
     def __post_init__(self) -> None:
-        unknown = [s for s in self.signals if s not in SIGNALS]
+        named = [*self.signals, *(p[0] for p in self.pairs), *(p[1] for p in self.pairs)]
+        unknown = sorted({s for s in named if s not in SIGNALS})
         if unknown:
             raise ValueError(f"unknown cascade signals {unknown}; known: {list(SIGNALS)}")
         if len(self.signals) != len(self.weights):
             raise ValueError(f"{len(self.signals)} signals but {len(self.weights)} weights")
+
+    @property
+    def version(self) -> int:
+        """1 for a linear judge, 2 with pairwise products."""
+        return 2 if self.pairs else 1
 
     @classmethod
     def default(cls) -> CascadeModel:
@@ -331,28 +260,34 @@ class CascadeModel:
         weights = tuple(-w for w in DEFAULT_WEIGHTS.values())
         return cls(names, weights, bias=sum(DEFAULT_WEIGHTS.values()) * 0.8)
 
+    def logit(self, values: Mapping[str, float]) -> float:
+        """The linear score of already computed :func:`signals`."""
+        z = self.bias + sum(w * values[s] for s, w in zip(self.signals, self.weights, strict=True))
+        return z + sum(w * values[a] * values[b] for a, b, w in self.pairs)
+
     def escalate_score(self, response: str, prompt: str) -> float:
         """Probability-like score in (0, 1) that the weak answer is wrong."""
-        values = signals(response, prompt)
-        z = self.bias + sum(w * values[s] for s, w in zip(self.signals, self.weights, strict=True))
+        z = self.logit(signals(response, prompt))
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
     def save(self, path: str | Path) -> None:
-        """Write the model file."""
-        document = {
+        """Write the model file (version 1 when there are no pairs)."""
+        document: dict[str, Any] = {
             "format": CASCADE_FORMAT,
-            "version": 1,
+            "version": self.version,
             "signals": list(self.signals),
             "weights": list(self.weights),
             "bias": self.bias,
             "threshold": self.threshold,
             "meta": dict(self.meta),
         }
+        if self.pairs:
+            document["pairs"] = [list(p) for p in self.pairs]
         Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> CascadeModel:
-        """Read a model file.
+        """Read a model file (version 1 or 2).
 
         Raises:
             ValueError: Not a cascade model file (names the file and the problem).
@@ -363,6 +298,11 @@ class CascadeModel:
             raise ValueError(f"{path}: cannot read cascade router: {exc}") from None
         if not isinstance(doc, dict) or doc.get("format") != CASCADE_FORMAT:
             raise ValueError(f"{path}: not a cascade router (format must be {CASCADE_FORMAT!r})")
+        if doc.get("version", 1) not in (1, 2):
+            raise ValueError(
+                f"{path}: unsupported cascade router version {doc.get('version')!r} "
+                "(this agentmesh reads versions 1 and 2)"
+            )
         try:
             return cls(
                 signals=tuple(doc["signals"]),
@@ -370,6 +310,7 @@ class CascadeModel:
                 bias=float(doc["bias"]),
                 threshold=float(doc.get("threshold", 0.5)),
                 meta=dict(doc.get("meta") or {}),
+                pairs=tuple((str(a), str(b), float(w)) for a, b, w in doc.get("pairs") or ()),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: {exc}") from None

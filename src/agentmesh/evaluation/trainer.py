@@ -1,6 +1,8 @@
-"""Train a learned router (and a cascade judge) from per-query correctness rows.
+"""Train a learned router from per-query correctness rows.
 
 Needs numpy (the ``eval`` extra); the files it writes are read without it.
+The cascade judge's trainer lives in :mod:`agentmesh.evaluation.cascade_fit`
+(:func:`fit_cascade` is re-exported here).
 
 The prompt router is a :class:`~agentmesh.routing.LearnedModel` of version 2:
 one linear function of the prompt's word n-grams (binary, scaled by
@@ -38,7 +40,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from agentmesh.evaluation.cascade import SIGNALS, CascadeModel, signal_matrix
+from agentmesh.evaluation.cascade_fit import fit_cascade
 from agentmesh.evaluation.data import Row
 from agentmesh.evaluation.metrics import apgr as apgr_of
 from agentmesh.routing.features import FEATURES, extract, terms
@@ -425,45 +427,3 @@ def calibration_table(model: LearnedModel, prompts: Sequence[str]) -> dict[str, 
         f"{share / 10:.1f}": round(calibrate(model, prompts, share / 10), 6)
         for share in range(1, 10)
     }
-
-
-def fit_cascade(
-    rows: Sequence[Row],
-    *,
-    strength: float = 3e-3,
-    strong_share: float = 0.3,
-    meta: dict[str, Any] | None = None,
-) -> CascadeModel:
-    """Fit a :class:`CascadeModel` (logistic: "the weak answer is wrong") on rows with responses.
-
-    Raises:
-        ValueError: Fewer than 20 rows with a weak response and outcome.
-    """
-    usable = [r for r in rows if r.weak_response is not None and r.weak_ok is not None]
-    if len(usable) < 20:
-        raise ValueError(f"need at least 20 rows with a weak response, got {len(usable)}")
-    raw = np.array(signal_matrix([(r.weak_response or "", r.prompt) for r in usable]))
-    mean, std = raw.mean(axis=0), np.where(raw.std(axis=0) > 0, raw.std(axis=0), 1.0)
-    x = object.__new__(_Design)
-    x.n = len(usable)
-    x.vocab_size = 0
-    x.rows = x.cols = np.zeros(0, dtype=np.int64)
-    x.vals = np.zeros(0)
-    x.dense_scale = 1.0
-    x.dense = (raw - mean) / std
-    x.width = raw.shape[1]
-    y = np.array([0.0 if r.weak_ok else 1.0 for r in usable])
-    w, b = _fit(x, y, strength, loss="logistic", iterations=2000)
-    weights = w / std
-    bias = b - float((weights * mean).sum())
-    model = CascadeModel(SIGNALS, tuple(round(float(v), 6) for v in weights), round(bias, 6))
-    scores = sorted(model.escalate_score(r.weak_response or "", r.prompt) for r in usable)
-    cut = scores[max(0, min(len(scores) - 1, round(len(scores) * (1 - strong_share))))]
-    info = {
-        "trainer": "agentmesh train-router --cascade",
-        "rows": len(usable),
-        "strength": strength,
-        "strong_share": strong_share,
-        **(meta or {}),
-    }
-    return CascadeModel(model.signals, model.weights, model.bias, threshold=cut, meta=info)
