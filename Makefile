@@ -42,5 +42,6 @@ bench: install
 	$(PY) benchmarks/faults.py
 	$(PY) benchmarks/tracing_overhead.py
 	$(PY) benchmarks/node_overhead.py
+	$(PY) benchmarks/node_instructions.py
 	$(PY) benchmarks/router_eval.py
 	$(PY) benchmarks/state_overhead.py
