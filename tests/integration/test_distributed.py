@@ -314,9 +314,9 @@ async def _budget_worker(config: dict[str, Any], conn: Connection) -> None:
         refusals = 0
         reserve = state.reserve
 
-        async def recording(limits: Any, amount: float) -> str | None:
+        async def recording(limits: Any, amount: float, **lease: Any) -> str | None:
             nonlocal refusals
-            refused = await reserve(limits, amount)
+            refused = await reserve(limits, amount, **lease)
             if refused is None:
                 reserved.append(amount)
             refusals += refused is not None

@@ -296,3 +296,71 @@ def test_cli_commands_share_one_view_through_redis(
             await state.aclose()
 
     assert asyncio.run(recorded()) == 1
+
+
+async def test_hold_hashes_live_as_long_as_their_longest_lease(
+    made: list[RedisRoutingState],
+) -> None:
+    state = make(made)
+    key = f"{state.prefix}hold:global"
+    assert await state.reserve([("global", 9.0)], 1.0, hold="a", lease_s=5.0) is None
+    assert 0 < await state.client.pttl(key) <= 5_000
+    assert await state.reserve([("global", 9.0)], 1.0, hold="b", lease_s=60.0) is None
+    assert 55_000 < await state.client.pttl(key) <= 60_000
+    assert await state.reserve([("global", 9.0)], 1.0, hold="c", lease_s=1.0) is None
+    assert 55_000 < await state.client.pttl(key) <= 60_000, "a short lease never shortens it"
+    assert await state.reserve([("global", 9.0)], 1.0, hold="d") is None
+    assert await state.client.pttl(key) == -1, "a hold without lease keeps the hash"
+    for hold in "abcd":
+        await state.settle(["global"], 1.0, 0.5, hold=hold)
+    assert not await state.client.exists(key), "settled holds leave nothing behind"
+    assert (await state.snapshot([], budget_keys=["global"])).spent["global"] == 2.0
+
+
+def _reserve_and_hang(prefix: str, ready: Any) -> None:
+    """Child process: route one call under a global budget, then hang before settling."""
+    from agentmesh.routing import BudgetLimits, Router, RouteRequest
+    from agentmesh.testing import scripted_catalog, scripted_model
+
+    async def main() -> None:
+        state = RedisRoutingState.from_url(REDIS_URL, prefix=prefix)
+        model = scripted_model("m", fields={"pricing": {"input": 1.0, "output": 1.0}})
+        router = Router(
+            scripted_catalog(model),
+            state=state,
+            budgets=BudgetLimits(global_usd=1.0, lease_s=30.0),
+        )
+        decision = await router.route(RouteRequest(node="n", role="executor", prompt="hi"))
+        ready.send(decision.reserved_usd)
+        await asyncio.Event().wait()  # the call that never returns: killed here
+
+    asyncio.run(main())
+
+
+async def test_a_killed_process_reservation_frees_the_budget_after_its_lease(
+    made: list[RedisRoutingState],
+) -> None:
+    import multiprocessing
+    import signal
+    import time
+
+    require_redis()
+    prefix = unique_prefix("kill")
+    context = multiprocessing.get_context("spawn")
+    here, there = context.Pipe()
+    child = context.Process(target=_reserve_and_hang, args=(prefix, there))
+    child.start()
+    try:
+        assert here.poll(60), "the child never routed"
+        reserved = here.recv()
+    finally:
+        os.kill(child.pid or 0, signal.SIGKILL)
+        child.join(10)
+    assert child.exitcode == -signal.SIGKILL
+    assert reserved > 0
+    now = make(made, prefix=prefix, clock=time.time)
+    spent = (await now.snapshot([], budget_keys=["global"])).spent["global"]
+    assert spent == pytest.approx(reserved), "the dead process's reservation still counts"
+    later = make(made, prefix=prefix, clock=lambda: time.time() + 31.0)
+    assert (await later.snapshot([], budget_keys=["global"])).spent["global"] == 0.0
+    assert await later.reserve([("global", 1.0)], 1.0, hold="next", lease_s=30.0) is None

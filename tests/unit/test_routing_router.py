@@ -249,3 +249,32 @@ async def test_a_request_s_run_budget_replaces_the_router_s_per_run_limit() -> N
         await route(router, run_id="r", run_budget_usd=0.004)
     other = await route(router, run_id="other")  # the router's own limit applies
     assert other.chosen == "a"
+
+
+async def test_an_unrecorded_decision_s_reservation_lapses_after_the_budget_lease() -> None:
+    from agentmesh.routing import BudgetExceeded, BudgetLimits
+    from agentmesh.testing.conformance import FakeClock
+
+    clock = FakeClock()
+    router = Router(
+        catalog(spec("a", price=(1.0, 2.0))),
+        state=InMemoryRoutingState(clock=clock),
+        budgets=BudgetLimits(global_usd=0.004, lease_s=60.0),
+    )
+    first = await route(router)  # worst case $0.003, held for 60 s
+    with pytest.raises(BudgetExceeded, match="global"):
+        await route(router)
+    clock.now += 61.0  # the process that held it never settled (e.g. it was killed)
+    second = await route(router)
+    await router.record(second, Outcome(model="a", latency_ms=1.0, cost_usd=0.001))
+    clock.now += 3600.0  # a settled cost never lapses
+    spent = (await router.state.snapshot([], budget_keys=["global"])).spent["global"]
+    assert spent == pytest.approx(0.001)
+    assert first.decision_id != second.decision_id
+
+
+def test_budget_lease_must_be_positive() -> None:
+    from agentmesh.routing import BudgetLimits
+
+    with pytest.raises(ValueError, match="lease_s"):
+        BudgetLimits(lease_s=0)

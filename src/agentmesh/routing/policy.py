@@ -117,10 +117,20 @@ class BudgetLimits:
     Attributes:
         run_usd: Limit per workflow run (``RouteRequest.run_id``).
         global_usd: Limit over everything this router's state has seen.
+        lease_s: A call's reservation counts as spent until the call is settled,
+            or this many seconds at most: a process killed mid-call frees its
+            reservations by itself instead of holding budget forever. Keep it
+            above the longest call, retries included (a longer call's
+            reservation lapses early; its actual cost is still charged).
     """
 
     run_usd: float | None = None
     global_usd: float | None = None
+    lease_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if not self.lease_s > 0:
+            raise ValueError(f"BudgetLimits.lease_s must be > 0 seconds, got {self.lease_s}")
 
     def keys(
         self, run_id: str | None, run_usd: float | None = None

@@ -31,6 +31,8 @@ key                                 type      expires
 ``<prefix>tasks``                   set       never (tasks with quality cells)
 ``<prefix>budget:run:<run_id>``     string    ``run_ttl_s`` after its last write
 ``<prefix>budget:<other key>``      string    never (``global``)
+``<prefix>hold:<budget key>``       hash      its newest hold's lease, or its budget's
+                                              (field hold id: ``"amount expiry"``)
 ``<prefix>counter:<name>``          string    ``counter_ttl_s`` after its last use
 ==================================  ========  ======================================
 
@@ -67,11 +69,28 @@ local function num(x) return string.format('%.17g', x) end
 local function put(key, value, ttl)
   if ttl > 0 then redis.call('SET', key, value, 'PX', ttl) else redis.call('SET', key, value) end
 end
+-- Settled spending of a budget plus its live holds, in the holds' insertion order (as the
+-- in-memory state adds them). drop: delete expired holds on the way.
+local function spending(budget, holds, now, drop)
+  local spent = tonumber(redis.call('GET', budget) or '0')
+  local flat = redis.call('HGETALL', holds)
+  for j = 1, #flat, 2 do
+    local amount, expires = string.match(flat[j + 1], '^(%S+) (%S+)$')
+    if expires ~= '-' and tonumber(expires) <= now then
+      if drop then redis.call('HDEL', holds, flat[j]) end
+    else
+      spent = spent + tonumber(amount)
+    end
+  end
+  return spent
+end
 """
 
-# KEYS: breakers, [quality], [counter], stats x n, budgets x m
-# ARGV: n, m, has_quality, has_counter, counter_ttl_ms
-_SNAPSHOT = """
+# KEYS: breakers, [quality], [counter], stats x n, budgets x m, their hold hashes x m
+# ARGV: n, m, has_quality, has_counter, counter_ttl_ms, now
+_SNAPSHOT = (
+    _LUA_NUM
+    + """
 local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])
 local i = 2
 local quality, counter = {}, false
@@ -91,8 +110,9 @@ for j = 1, n do
   i = i + 1
 end
 local spent = {}
+local now = tonumber(ARGV[6])
 for j = 1, m do
-  spent[j] = redis.call('GET', KEYS[i]) or ''
+  spent[j] = num(spending(KEYS[i], KEYS[i + m], now, false))
   i = i + 1
 end
 -- One JSON string: parsed by json.loads (C) instead of ~100 nested RESP elements parsed
@@ -100,6 +120,7 @@ end
 -- string (exact), except the counter (an integer).
 return cjson.encode({breakers, quality, counter, stats, spent})
 """
+)
 
 # KEYS: stats hash, latency list
 # ARGV: latency_ms or '', error or '', failure_window_s, now, alpha, window, ttl_ms
@@ -182,32 +203,60 @@ end
 return 1
 """
 
-# KEYS: budget keys (k).  ARGV: amount, then k limits, then k ttls (ms, 0 = none)
+# KEYS: budget keys (k), then their hold hashes (k).
+# ARGV: amount, k limits, k ttls (ms, 0 = none), hold ('' = none), now, expiry ('-' = none),
+#       lease (ms, 0 = none)
 # Returns 0 when reserved, else the 1-based index of the first limit that refuses.
 _RESERVE = (
     _LUA_NUM
     + """
-local amount, k = tonumber(ARGV[1]), #KEYS
+local amount, k = tonumber(ARGV[1]), #KEYS / 2
+local hold, now = ARGV[2 + 2 * k], tonumber(ARGV[3 + 2 * k])
+local expiry, lease = ARGV[4 + 2 * k], tonumber(ARGV[5 + 2 * k])
+local spent = {}
 for i = 1, k do
-  local spent = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if spent + amount > tonumber(ARGV[1 + i]) + 1e-12 then return i end
+  spent[i] = spending(KEYS[i], KEYS[k + i], now, true)
+  if spent[i] + amount > tonumber(ARGV[1 + i]) + 1e-12 then return i end
 end
 for i = 1, k do
-  local spent = tonumber(redis.call('GET', KEYS[i]) or '0')
-  put(KEYS[i], num(spent + amount), tonumber(ARGV[1 + k + i]))
+  local ttl = tonumber(ARGV[1 + k + i])
+  if hold == '' then
+    put(KEYS[i], num(tonumber(redis.call('GET', KEYS[i]) or '0') + amount), ttl)
+  else
+    local holds = KEYS[k + i]
+    local existed = redis.call('EXISTS', holds) == 1
+    redis.call('HSET', holds, hold, num(amount) .. ' ' .. expiry)
+    -- The hash lives as long as its longest-lived hold could: never shortened.
+    local want = math.max(lease, ttl)
+    if lease == 0 and ttl == 0 then want = 0 end
+    local current = redis.call('PTTL', holds)
+    if want == 0 then
+      if current >= 0 then redis.call('PERSIST', holds) end
+    elseif not existed or (current >= 0 and current < want) then
+      redis.call('PEXPIRE', holds, want)
+    end
+  end
 end
 return 0
 """
 )
 
-# KEYS: budget keys (k).  ARGV: reserved, actual, then k ttls (ms, 0 = none)
+# KEYS: budget keys (k), then their hold hashes (k).
+# ARGV: reserved, actual, k ttls (ms, 0 = none), hold ('' = none)
 _SETTLE = (
     _LUA_NUM
     + """
-local reserved, actual = tonumber(ARGV[1]), tonumber(ARGV[2])
-for i = 1, #KEYS do
-  local spent = tonumber(redis.call('GET', KEYS[i]) or '0') - reserved + actual
-  if spent < 0 then spent = 0 end
+local reserved, actual, k = tonumber(ARGV[1]), tonumber(ARGV[2]), #KEYS / 2
+local hold = ARGV[3 + k]
+for i = 1, k do
+  local spent = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if hold == '' then
+    spent = spent - reserved + actual
+    if spent < 0 then spent = 0 end
+  else
+    redis.call('HDEL', KEYS[k + i], hold)
+    spent = spent + actual
+  end
   put(KEYS[i], num(spent), tonumber(ARGV[2 + i]))
 end
 return 0
@@ -401,12 +450,15 @@ class RedisRoutingState:
             keys.append(self._key("counter", counter))
         keys.extend(self._key("stats", m) for m in models)
         keys.extend(self._key("budget", b) for b in budget_keys)
+        keys.extend(self._key("hold", b) for b in budget_keys)
+        now = self._clock()
         args = (
             len(models),
             len(budget_keys),
             int(task is not None),
             int(counter is not None),
             self._counter_ttl,
+            _arg(now),
         )
         reply = json.loads(await self._snapshot(keys=keys, args=args))
         breakers, quality, count, stats, spent = reply
@@ -417,7 +469,7 @@ class RedisRoutingState:
             quality={m: _cell(c) for m, c in _pairs(quality or ()).items()},
             spent={k: _float(v) or 0.0 for k, v in zip(budget_keys, spent or (), strict=True)},
             counter=None if count is False else int(count),
-            now=self._clock(),
+            now=now,
         )
 
     async def observe(
@@ -481,28 +533,50 @@ class RedisRoutingState:
         )
         return bool(int(done))
 
-    async def reserve(self, limits: Sequence[tuple[str, float]], amount: float) -> str | None:
+    async def reserve(
+        self,
+        limits: Sequence[tuple[str, float]],
+        amount: float,
+        *,
+        hold: str | None = None,
+        lease_s: float | None = None,
+    ) -> str | None:
         """All-or-nothing reservation against every limit, in one script."""
         if not limits:
             return None
         keys = [key for key, _ in limits]
+        now = self._clock()
         refused = int(
             await self._reserve(
-                keys=[self._key("budget", k) for k in keys],
+                keys=[*self._budget_keys(keys), *(self._key("hold", k) for k in keys)],
                 args=[
                     _arg(amount),
                     *(_arg(limit) for _, limit in limits),
                     *(self._budget_ttl(k) for k in keys),
+                    hold or "",
+                    _arg(now),
+                    "-" if lease_s is None else _arg(now + lease_s),
+                    _ms(lease_s),
                 ],
             )
         )
         return None if refused == 0 else keys[refused - 1]
 
-    async def settle(self, keys: Sequence[str], reserved: float, actual: float) -> None:
-        """Swap the reserved amount for the actual cost on every key, in one script."""
+    async def settle(
+        self, keys: Sequence[str], reserved: float, actual: float, *, hold: str | None = None
+    ) -> None:
+        """Swap the reserved amount (or the hold) for the actual cost, in one script."""
         if not keys:
             return
         await self._settle(
-            keys=[self._key("budget", k) for k in keys],
-            args=[_arg(reserved), _arg(actual), *(self._budget_ttl(k) for k in keys)],
+            keys=[*self._budget_keys(keys), *(self._key("hold", k) for k in keys)],
+            args=[
+                _arg(reserved),
+                _arg(actual),
+                *(self._budget_ttl(k) for k in keys),
+                hold or "",
+            ],
         )
+
+    def _budget_keys(self, keys: Sequence[str]) -> list[str]:
+        return [self._key("budget", k) for k in keys]

@@ -239,10 +239,13 @@ class Router:
         ranked = list(ranking.ranked)
         selected = ranking.selected or (ranked[0].model,)
         reserved = 0.0
+        decision_id = f"{self._prefix}-{next(self._ids_seq)}"
         if limits:
             while True:
                 amount = sum(ctx.worst_cost(self.catalog[m]) for m in selected)
-                refused = await self.state.reserve(limits, amount)
+                refused = await self.state.reserve(
+                    limits, amount, hold=decision_id, lease_s=self.budgets.lease_s
+                )
                 if refused is None:
                     reserved = amount
                     break
@@ -259,7 +262,6 @@ class Router:
                         remaining_usd=spent - ctx.snapshot.spent.get(refused, 0.0),
                     )
                 selected = (ranked[0].model,)
-        decision_id = f"{self._prefix}-{next(self._ids_seq)}"
         if limits:
             self._open[decision_id] = reserved
         chosen = selected[0]
@@ -299,8 +301,13 @@ class Router:
         if outcome.quality is not None and decision.task is not None:
             await self.state.add_quality(decision.task, outcome.model, outcome.quality)
         if decision.budget_keys:
-            reserved = self._open.pop(decision.decision_id, 0.0)
-            await self.state.settle(decision.budget_keys, reserved, outcome.cost_usd)
+            held = self._open.pop(decision.decision_id, None)
+            await self.state.settle(
+                decision.budget_keys,
+                held or 0.0,
+                outcome.cost_usd,
+                hold=None if held is None else decision.decision_id,
+            )
         return stats
 
     async def score(self, decision: RouteDecision, model: str, quality: float) -> None:
@@ -314,9 +321,8 @@ class Router:
 
     async def release(self, decision: RouteDecision) -> None:
         """Return a decision's reservation unused (when no call was made on it)."""
-        reserved = self._open.pop(decision.decision_id, None)
-        if reserved:
-            await self.state.settle(decision.budget_keys, reserved, 0.0)
+        if self._open.pop(decision.decision_id, None) is not None:
+            await self.state.settle(decision.budget_keys, 0.0, 0.0, hold=decision.decision_id)
 
     def route_sync(self, request: RouteRequest, policy: Policy | None = None) -> RouteDecision:
         """Blocking :meth:`route` for scripts; not for use inside a running event loop."""

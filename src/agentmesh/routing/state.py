@@ -157,15 +157,36 @@ class RoutingState(Protocol):
         """
         ...
 
-    async def reserve(self, limits: Sequence[tuple[str, float]], amount: float) -> str | None:
+    async def reserve(
+        self,
+        limits: Sequence[tuple[str, float]],
+        amount: float,
+        *,
+        hold: str | None = None,
+        lease_s: float | None = None,
+    ) -> str | None:
         """Add ``amount`` to every key, all or none, if each stays within its limit.
+
+        With ``hold`` (an id unique to this reservation) the amount is *held*:
+        it counts as spent until :meth:`settle` is called with the same ``hold``,
+        or until ``lease_s`` seconds have passed (``None``: no expiry), so a
+        process that dies between reserving and settling frees the money by
+        itself. Without ``hold`` the amount is added to the keys' spending.
 
         Returns ``None`` on success, else the first key whose limit would be exceeded.
         """
         ...
 
-    async def settle(self, keys: Sequence[str], reserved: float, actual: float) -> None:
-        """Replace a reservation by the actual cost on every key."""
+    async def settle(
+        self, keys: Sequence[str], reserved: float, actual: float, *, hold: str | None = None
+    ) -> None:
+        """Replace a reservation by the actual cost on every key.
+
+        With ``hold``: release that hold (if its lease has not run out) and add
+        ``actual``; ``reserved`` is not read. Without: subtract ``reserved`` and
+        add ``actual`` (never below zero), e.g. ``reserved=0`` to add a cost.
+        Settle each hold once.
+        """
         ...
 
 
@@ -196,6 +217,8 @@ class InMemoryRoutingState:
         self._breakers: dict[str, BreakerState] = {}
         self._quality: dict[str, dict[str, QualityCell]] = {}
         self._spent: dict[str, float] = {}
+        # budget key -> hold id -> (amount, expiry in epoch seconds or None)
+        self._holds: dict[str, dict[str, tuple[float, float | None]]] = {}
         self._counters: dict[str, int] = {}
 
     async def snapshot(
@@ -213,12 +236,27 @@ class InMemoryRoutingState:
             stats = self._stats.copy()
             breakers = self._breakers.copy() if self._breakers else {}
             quality = self._quality.get(task, {}).copy() if task is not None else {}
-            spent = {k: self._spent.get(k, 0.0) for k in budget_keys} if budget_keys else {}
+            now = self._clock()
+            spent = {k: self._spending(k, now) for k in budget_keys} if budget_keys else {}
             count = None
             if counter is not None:
                 count = self._counters.get(counter, 0)
                 self._counters[counter] = count + 1
-            return Snapshot(stats, breakers, quality, spent, count, self._clock())
+            return Snapshot(stats, breakers, quality, spent, count, now)
+
+    def _spending(self, key: str, now: float) -> float:
+        """Settled spending plus live holds of ``key``; expired holds are dropped (lock held)."""
+        spent = self._spent.get(key, 0.0)
+        holds = self._holds.get(key)
+        if holds:
+            for hold, (amount, expires) in list(holds.items()):
+                if expires is not None and expires <= now:
+                    del holds[hold]
+                else:
+                    spent += amount
+            if not holds:
+                del self._holds[key]
+        return spent
 
     async def observe(
         self,
@@ -294,18 +332,38 @@ class InMemoryRoutingState:
                 self._breakers[model] = new
             return True
 
-    async def reserve(self, limits: Sequence[tuple[str, float]], amount: float) -> str | None:
-        """All-or-nothing reservation against every limit."""
+    async def reserve(
+        self,
+        limits: Sequence[tuple[str, float]],
+        amount: float,
+        *,
+        hold: str | None = None,
+        lease_s: float | None = None,
+    ) -> str | None:
+        """All-or-nothing reservation against every limit (held under ``hold`` if given)."""
         with self._lock:
+            now = self._clock()
             for key, limit in limits:
-                if self._spent.get(key, 0.0) + amount > limit + 1e-12:
+                if self._spending(key, now) + amount > limit + 1e-12:
                     return key
+            expires = None if lease_s is None else now + lease_s
             for key, _ in limits:
-                self._spent[key] = self._spent.get(key, 0.0) + amount
+                if hold is None:
+                    self._spent[key] = self._spent.get(key, 0.0) + amount
+                else:
+                    self._holds.setdefault(key, {})[hold] = (amount, expires)
             return None
 
-    async def settle(self, keys: Sequence[str], reserved: float, actual: float) -> None:
-        """Swap the reserved amount for the actual cost."""
+    async def settle(
+        self, keys: Sequence[str], reserved: float, actual: float, *, hold: str | None = None
+    ) -> None:
+        """Swap the reserved amount (or the hold) for the actual cost."""
         with self._lock:
             for key in keys:
-                self._spent[key] = max(0.0, self._spent.get(key, 0.0) - reserved + actual)
+                if hold is None:
+                    self._spent[key] = max(0.0, self._spent.get(key, 0.0) - reserved + actual)
+                    continue
+                holds = self._holds.get(key)
+                if holds is not None and holds.pop(hold, None) is not None and not holds:
+                    del self._holds[key]
+                self._spent[key] = self._spent.get(key, 0.0) + actual

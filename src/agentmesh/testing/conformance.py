@@ -196,3 +196,45 @@ class RoutingStateConformance(ABC):
         assert (await state.snapshot([], budget_keys=["run:3"])).spent["run:3"] == 0.375
         await state.settle(["run:3"], 5.0, 0.0)
         assert (await state.snapshot([], budget_keys=["run:3"])).spent["run:3"] == 0.0
+
+    async def test_a_hold_counts_until_settled_then_the_actual_cost_does(self) -> None:
+        """A held reservation is spending until settled; settling swaps it for the actual cost."""
+        state, _ = await self._state()
+        keys = [("run:h", 1.0), ("global", 1.0)]
+        assert await state.reserve(keys, 0.75, hold="d-1", lease_s=60.0) is None
+        assert await state.reserve(keys, 0.5, hold="d-2", lease_s=60.0) == "run:h"
+        spent = (await state.snapshot([], budget_keys=["run:h", "global"])).spent
+        assert spent == {"run:h": 0.75, "global": 0.75}
+        await state.settle(["run:h", "global"], 0.75, 0.25, hold="d-1")
+        spent = (await state.snapshot([], budget_keys=["run:h", "global"])).spent
+        assert spent == {"run:h": 0.25, "global": 0.25}
+        assert await state.reserve(keys, 0.5, hold="d-2", lease_s=60.0) is None
+
+    async def test_an_unsettled_hold_lapses_after_its_lease(self) -> None:
+        """A reservation whose process died (never settled) frees the budget after its lease."""
+        state, clock = await self._state()
+        assert await state.reserve([("global", 1.0)], 0.5, hold="a", lease_s=10.0) is None
+        assert await state.reserve([("global", 1.0)], 0.5, hold="b", lease_s=30.0) is None
+        assert await state.reserve([("global", 1.0)], 0.25, hold="c", lease_s=10.0) == "global"
+        clock.now += 10.0
+        assert (await state.snapshot([], budget_keys=["global"])).spent["global"] == 0.5
+        assert await state.reserve([("global", 1.0)], 0.5, hold="c", lease_s=10.0) is None
+        clock.now += 20.0
+        assert (await state.snapshot([], budget_keys=["global"])).spent["global"] == 0.0
+
+    async def test_settling_a_lapsed_hold_still_charges_the_actual_cost(self) -> None:
+        """A call that outlived its lease is still paid for when it settles."""
+        state, clock = await self._state()
+        assert await state.reserve([("global", 1.0)], 0.5, hold="slow", lease_s=5.0) is None
+        clock.now += 6.0
+        await state.settle(["global"], 0.5, 0.125, hold="slow")
+        assert (await state.snapshot([], budget_keys=["global"])).spent["global"] == 0.125
+
+    async def test_a_hold_without_lease_never_lapses(self) -> None:
+        """``lease_s=None`` holds until settled, however long that takes."""
+        state, clock = await self._state()
+        assert await state.reserve([("global", 1.0)], 0.5, hold="h") is None
+        clock.now += 10 * 86_400.0
+        assert (await state.snapshot([], budget_keys=["global"])).spent["global"] == 0.5
+        await state.settle(["global"], 0.5, 0.5, hold="h")
+        assert (await state.snapshot([], budget_keys=["global"])).spent["global"] == 0.5
