@@ -20,7 +20,14 @@ from agentmesh.resilience import (
     RetryPolicy,
     backoff_delay,
 )
-from agentmesh.routing import BreakerState, InMemoryRoutingState, Policy, Router, RouteRequest
+from agentmesh.routing import (
+    BreakerState,
+    BudgetLimits,
+    InMemoryRoutingState,
+    Policy,
+    Router,
+    RouteRequest,
+)
 from agentmesh.testing import scripted_model
 from agentmesh.testing.conformance import FakeClock
 
@@ -30,12 +37,17 @@ CHEAPEST = Policy(strategy="cheapest")
 class Harness:
     """A caller over scripted models, with a fake clock and a sleep that records."""
 
-    def __init__(self, *specs: ModelSpec, policy: ResiliencePolicy | None = None) -> None:
+    def __init__(
+        self,
+        *specs: ModelSpec,
+        policy: ResiliencePolicy | None = None,
+        budgets: BudgetLimits | None = None,
+    ) -> None:
         self.clock = FakeClock()
         self.state = InMemoryRoutingState(clock=self.clock)
         self.catalog = Catalog(specs)
         self.gateway = Gateway(self.catalog)
-        self.router = Router(self.catalog, state=self.state)
+        self.router = Router(self.catalog, state=self.state, budgets=budgets)
         self.slept: list[float] = []
         self.events: list[BreakerEvent] = []
         self.caller = ResilientCaller(
@@ -313,6 +325,19 @@ async def test_node_deadline_bounds_the_whole_call(closing) -> None:
     failure = await h.fail()
     assert failure.kind == "timeout"
     assert "deadline of 0.05 s" in str(failure.error)
+
+
+async def test_a_call_cut_off_by_its_deadline_keeps_its_hold_until_the_lease(closing) -> None:
+    slow = m("a", latency_ms=300)
+    budgets = BudgetLimits(global_usd=100.0, lease_s=60.0)
+    h = Harness(slow, policy=ResiliencePolicy(deadline_s=0.05), budgets=budgets)
+    closing.append(h)
+    assert (await h.fail()).kind == "timeout"
+    held = (await h.state.snapshot([], budget_keys=["global"])).spent["global"]
+    assert held > 0, "the cut-off call may be billed: its worst case stays held"
+    assert h.router._open == {}, "the router forgets it (nothing piles up)"
+    h.clock.now += 61.0
+    assert (await h.state.snapshot([], budget_keys=["global"])).spent["global"] == 0.0
 
 
 def test_policy_validation_names_the_field() -> None:

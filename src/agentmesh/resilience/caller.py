@@ -259,7 +259,11 @@ class ResilientCaller:
                 degraded_reason = self._degradation(exc)
                 route_request, routing = self._degraded(run, request, routing)
                 continue
-            result = await self._walk(run, decision, model_request, degraded_reason)
+            try:
+                result = await self._walk(run, decision, model_request, degraded_reason)
+            except BaseException:  # cancelled mid-call (deadline) or crashed: may be billed
+                self.router.abandon(decision)
+                raise
             if isinstance(result, CallResult):
                 return result
             if result == "larger_context":

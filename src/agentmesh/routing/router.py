@@ -324,6 +324,15 @@ class Router:
         if self._open.pop(decision.decision_id, None) is not None:
             await self.state.settle(decision.budget_keys, 0.0, 0.0, hold=decision.decision_id)
 
+    def abandon(self, decision: RouteDecision) -> None:
+        """Forget a decision whose call was cut off (cancelled, deadline) before it reported.
+
+        Its reservation is not given back: the provider may bill the call, so
+        the hold counts as spent until its lease (``BudgetLimits.lease_s``) runs
+        out. Only this router's record of it goes, so nothing piles up in memory.
+        """
+        self._open.pop(decision.decision_id, None)
+
     def route_sync(self, request: RouteRequest, policy: Policy | None = None) -> RouteDecision:
         """Blocking :meth:`route` for scripts; not for use inside a running event loop."""
         return asyncio.run(self.route(request, policy))
