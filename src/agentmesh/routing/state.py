@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, runtime_checkable
 
@@ -197,7 +197,13 @@ class InMemoryRoutingState:
         ewma_alpha: Weight of the newest latency in the moving average.
         window: Latencies kept per model for the p95.
         clock: Epoch-seconds clock (injectable for tests).
+        run_ttl_s: A ``run:{id}`` budget is forgotten this long after its last
+            write (as in Redis), so a long-lived process does not keep every
+            run's spending forever; ``None`` keeps them.
     """
+
+    _SWEEP_EVERY = 1024
+    """Budget writes between two sweeps of stale run budgets."""
 
     def __init__(
         self,
@@ -205,12 +211,18 @@ class InMemoryRoutingState:
         ewma_alpha: float = 0.2,
         window: int = 100,
         clock: Callable[[], float] = time.time,
+        run_ttl_s: float | None = 7 * 86_400.0,
     ) -> None:
         if not 0 < ewma_alpha <= 1:
             raise ValueError(f"ewma_alpha must be in (0, 1], got {ewma_alpha}")
+        if run_ttl_s is not None and not run_ttl_s > 0:
+            raise ValueError(f"run_ttl_s must be > 0 (or None), got {run_ttl_s}")
         self._alpha = ewma_alpha
         self._window = window
         self._clock = clock
+        self._run_ttl = run_ttl_s
+        self._written: dict[str, float] = {}  # run budget key -> last write
+        self._writes = 0
         self._lock = threading.Lock()
         self._stats: dict[str, ModelStats] = {}
         self._latencies: dict[str, deque[float]] = {}
@@ -243,6 +255,22 @@ class InMemoryRoutingState:
                 count = self._counters.get(counter, 0)
                 self._counters[counter] = count + 1
             return Snapshot(stats, breakers, quality, spent, count, now)
+
+    def _touch(self, keys: Iterable[str], now: float) -> None:
+        """Note a write to run budgets; now and then forget those idle past the TTL (lock held)."""
+        if self._run_ttl is None:
+            return
+        for key in keys:
+            if key.startswith("run:"):
+                self._written[key] = now
+        self._writes += 1
+        if self._writes % self._SWEEP_EVERY:
+            return
+        stale = [k for k, at in self._written.items() if now - at > self._run_ttl]
+        for key in stale:
+            del self._written[key]
+            self._spent.pop(key, None)
+            self._holds.pop(key, None)
 
     def _spending(self, key: str, now: float) -> float:
         """Settled spending plus live holds of ``key``; expired holds are dropped (lock held)."""
@@ -347,6 +375,7 @@ class InMemoryRoutingState:
                 if self._spending(key, now) + amount > limit + 1e-12:
                     return key
             expires = None if lease_s is None else now + lease_s
+            self._touch((key for key, _ in limits), now)
             for key, _ in limits:
                 if hold is None:
                     self._spent[key] = self._spent.get(key, 0.0) + amount
@@ -359,6 +388,7 @@ class InMemoryRoutingState:
     ) -> None:
         """Swap the reserved amount (or the hold) for the actual cost."""
         with self._lock:
+            self._touch(keys, self._clock())
             for key in keys:
                 if hold is None:
                     self._spent[key] = max(0.0, self._spent.get(key, 0.0) - reserved + actual)
