@@ -88,7 +88,7 @@ def entry(**fields: object) -> str:
             entry(context_window=100, max_output_tokens=200),
             r"max_output_tokens \(200\) exceeds context_window \(100\)",
         ),
-        (entry(capabilites="[json]"), r"capabilites: extra inputs are not permitted"),
+        (entry(capabilites="[json]"), r"capabilites: unknown field"),
         (entry(capabilities="[telepathy]"), r"capabilities\.0: Input should be"),
         (
             entry(behavior="{reply: hi}", provider="openai", base_url="http://x"),
@@ -104,7 +104,7 @@ def entry(**fields: object) -> str:
         (entry(behavior="{replies: [{match: '(', reply: x}]}"), r"invalid regex"),
         (
             "models:\n  - id: m1\n    provider: scripted\n",
-            r"model 'm1' \(entry 1\): model: field required",
+            r"model 'm1' \(entry 1\): model: required field is missing",
         ),
         ("models: [1]\n", r"entry 1: expected a mapping"),
         ("nothing: here\n", r"expected a top-level 'models:' list"),

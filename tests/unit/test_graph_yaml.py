@@ -216,7 +216,7 @@ LOADER_CASES = [
             inputs: {question: $input}
         """,
         "  a:",
-        ["nodes.a.", ".prompt: field required"],
+        ["nodes.a.", ".prompt: required field is missing"],
         id="executor-without-prompt",
     ),
     pytest.param(
@@ -229,7 +229,7 @@ LOADER_CASES = [
             colour: blue
         """,
         "    colour: blue",
-        ["nodes.a.", ".colour: extra inputs are not permitted", "'blue'"],
+        ["nodes.a.", ".colour: unknown field", "'blue'"],
         id="unknown-field",
     ),
     pytest.param(
@@ -321,7 +321,7 @@ LOADER_CASES = [
             colour: red
         """,
         "    colour: red",
-        ["nodes.t", "colour: extra inputs are not permitted"],
+        ["nodes.t", "colour: unknown field"],
         id="tool-node-unknown-field",
     ),
     pytest.param(
@@ -397,7 +397,9 @@ def test_loader_reports_every_field_problem(tmp_path: Path) -> None:
         """,
     )
     problems = load_problems(path)
-    assert any(p.startswith(f"{path}:3: ") and "prompt: field required" in p for p in problems)
+    assert any(
+        p.startswith(f"{path}:3: ") and "prompt: required field is missing" in p for p in problems
+    )
     assert any(p.startswith(f"{path}:5: ") and "colour" in p for p in problems)
     assert any(p.startswith(f"{path}:6: ") and "'wizard'" in p for p in problems)
 

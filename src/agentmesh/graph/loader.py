@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from agentmesh._validation import describe_error
 from agentmesh.graph.checks import GraphError
 from agentmesh.graph.runtime import Tool, as_tool
 from agentmesh.graph.spec import NODE_KINDS, GraphSpec
@@ -135,15 +136,7 @@ def _duplicates(root: yaml.Node | None, path: Path) -> list[str]:
 
 def _describe(error: Any, where: Callable[[Sequence[str | int]], str]) -> str:
     loc = _without_tag(tuple(error["loc"]))
-    field = ".".join(str(p) for p in loc)
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] in ("missing", "extra_forbidden"):
-        message = message.lower()
-    value = error.get("input")
-    shown = (
-        "" if isinstance(value, dict | list) or error["type"] == "missing" else f" (got {value!r})"
-    )
-    return f"{where(loc)}{field}: {message}{shown}" if field else f"{where(loc)}{message}"
+    return where(loc) + describe_error(error, loc)
 
 
 def load_graph(path: str | Path) -> LoadedGraph:

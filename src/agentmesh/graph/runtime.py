@@ -20,6 +20,7 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ValidationError
 
+from agentmesh._validation import describe_errors
 from agentmesh.graph.validators import Check
 from agentmesh.models.catalog import Catalog
 from agentmesh.models.gateway import Gateway
@@ -78,9 +79,7 @@ class Tool:
         try:
             return await self.tool.ainvoke(dict(arguments))
         except ValidationError as exc:
-            problems = "; ".join(
-                ".".join(str(p) for p in e["loc"]) + ": " + str(e["msg"]) for e in exc.errors()
-            )
+            problems = describe_errors(exc)
             raise ToolArgumentsError(f"tool {self.name!r}: bad arguments: {problems}") from None
 
     @staticmethod

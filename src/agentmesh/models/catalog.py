@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from agentmesh._validation import describe_errors
 from agentmesh.models.spec import ModelSpec
 
 __all__ = ["Catalog", "CatalogError", "UnknownModel", "load_catalog"]
@@ -77,18 +77,6 @@ class Catalog(Mapping[str, ModelSpec]):
         return tuple(sorted(self._specs.values(), key=lambda s: (s.tier, s.pricing.output)))
 
 
-def _describe(error: Mapping[str, Any]) -> str:
-    field = ".".join(str(part) for part in error["loc"])
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if not field:  # a check across fields: its message names them
-        return message
-    if error["type"] in ("missing", "extra_forbidden"):
-        return f"{field}: {message.lower()}"
-    value = error.get("input")
-    shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
-    return f"{field}: {message}{shown}"
-
-
 def _entry_lines(text: str) -> list[int]:
     """1-based line of each entry under ``models:``, or [] if the shape is unexpected."""
     try:
@@ -140,7 +128,7 @@ def load_catalog(path: str | Path) -> Catalog:
         try:
             spec = ModelSpec.model_validate(entry)
         except ValidationError as exc:
-            problems = "; ".join(_describe(e) for e in exc.errors())
+            problems = describe_errors(exc)
             raise CatalogError(f"{path}{line}: {label}: {problems}") from None
         if spec.id in seen:
             raise CatalogError(

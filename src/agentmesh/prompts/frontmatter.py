@@ -23,12 +23,12 @@ replaced by as many blank lines, so Jinja's line numbers are the file's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from agentmesh._validation import describe_errors
 from agentmesh.prompts.errors import PromptError
 from agentmesh.prompts.inputs import RESERVED_NAMES, InputSpec, check_inputs, valid_input_name
 
@@ -165,18 +165,6 @@ def _key_lines(root: yaml.Node | None) -> dict[str, int]:
     return lines
 
 
-def _problem(error: Mapping[str, Any]) -> str:
-    field = ".".join(str(part) for part in error["loc"]) or "front matter"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        return f"{field}: unknown field"
-    if error["type"] == "missing":
-        return f"{field}: required field is missing"
-    value = error.get("input")
-    shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
-    return f"{field}: {message}{shown}"
-
-
 _VARIANT_HINT = (
     "a variant may set only description, format and stop; "
     "inputs, output_schema and example come from the generic template"
@@ -222,7 +210,7 @@ def parse_front_matter(
         errors = exc.errors()
         loc = tuple(errors[0]["loc"])
         variable = str(loc[1]) if len(loc) > 1 and loc[0] in ("inputs", "example") else None
-        message = "front matter: " + "; ".join(_problem(e) for e in errors)
+        message = "front matter: " + describe_errors(exc)
         if schema is VariantFrontMatter and any(e["type"] == "extra_forbidden" for e in errors):
             message += f" ({_VARIANT_HINT})"
         raise PromptError(

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from agentmesh._validation import describe_errors
 from agentmesh.models.spec import Capability
 from agentmesh.routing.types import RouteRequest
 
@@ -87,12 +88,7 @@ class Policy(BaseModel):
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
-            problems = "; ".join(
-                (".".join(str(p) for p in e["loc"]) + ": " if e["loc"] else "")
-                + str(e["msg"]).removeprefix("Value error, ")
-                for e in exc.errors()
-            )
-            raise PolicyError(f"{source}: {problems}") from None
+            raise PolicyError(f"{source}: {describe_errors(exc)}") from None
 
 
 def load_policy(path: str | Path) -> Policy:

@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agentmesh._validation import describe_errors
 from agentmesh.routing.policy import Policy
 from agentmesh.synthesis.base import Item, SynthesisContext, SynthesisResult, Synthesizer
 from agentmesh.synthesis.registry import SYNTHESIZERS
@@ -31,15 +32,6 @@ __all__ = ["MergeSpec", "MergeSpecError"]
 
 class MergeSpecError(ValueError):
     """A merge spec is invalid; the message names the source and the field."""
-
-
-def _problems(exc: ValidationError, prefix: str = "") -> str:
-    parts = []
-    for error in exc.errors():
-        loc = ".".join(str(p) for p in (prefix, *error["loc"]) if p != "")
-        message = str(error["msg"]).removeprefix("Value error, ")
-        parts.append(f"{loc}: {message}" if loc else message)
-    return "; ".join(parts)
 
 
 class MergeSpec(BaseModel):
@@ -72,7 +64,7 @@ class MergeSpec(BaseModel):
         try:
             cls.Params.model_validate(self.params)
         except ValidationError as exc:
-            raise ValueError(_problems(exc, "params")) from None
+            raise ValueError(describe_errors(exc, prefix="params")) from None
         for stage in self.stages:
             if stage not in cls.stages:
                 known = ", ".join(cls.stages) or "none"
@@ -98,7 +90,7 @@ class MergeSpec(BaseModel):
         try:
             return cls.model_validate(dict(raw))
         except ValidationError as exc:
-            raise MergeSpecError(f"{source}: {_problems(exc)}") from None
+            raise MergeSpecError(f"{source}: {describe_errors(exc)}") from None
 
     def build(self) -> Synthesizer[Any]:
         """A synthesizer configured with ``params``."""
