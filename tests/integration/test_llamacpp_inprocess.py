@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -129,3 +130,21 @@ def test_cli_on_the_local_catalog() -> None:
     assert "Paris" in data["text"]
     assert data["model"] == "gemma"
     assert data["simulated"] is False
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_call_cut_off_mid_generation_does_not_disturb_the_next(
+    gateway: Gateway, client: LlamaCppClient
+) -> None:
+    """A deadline cancels the caller; the generation stops and the next call runs alone."""
+    # ~11 s for its 400 tokens here: every cut below lands inside the generation
+    long = ModelRequest.of("Count from 1 to 500, one number per line:\n1\n2\n3\n", max_tokens=400)
+    for cut_after_s in (0.05, 0.5, 1.5):  # in the prompt, early and later in the generation
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(cut_after_s):
+                await gateway.invoke("gemma", long)
+        answer = await gateway.invoke(
+            "gemma", ModelRequest.of("What is the capital of France?", max_tokens=16)
+        )
+        assert "Paris" in answer.text
+    assert not client._run_lock.locked()

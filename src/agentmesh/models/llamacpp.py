@@ -7,7 +7,11 @@ turn; for instruction-tuned GGUFs (``prompt_style: chat``) the file's own chat
 template is used. JSON output is grammar-constrained, so it always parses.
 
 llama.cpp runs one generation at a time per loaded model: calls run in a worker
-thread, one after another, without blocking the event loop.
+thread, one after another, without blocking the event loop. A worker thread
+cannot be killed, so a call cancelled mid-generation (a deadline, a timeout)
+asks its generation to stop at the next token and keeps the model locked until
+the thread has really finished: the next call never runs beside it (a llama.cpp
+context used by two threads at once aborts the process).
 """
 
 from __future__ import annotations
@@ -172,8 +176,13 @@ class LlamaCppClient(ModelClient):
             "grammar": self._grammar(request),
         }
 
-    def _generate(self, request: ModelRequest, stream: bool) -> tuple[int, Any]:
-        """Start a generation in the calling (worker) thread; return prompt tokens and result."""
+    def _generate(
+        self, request: ModelRequest, stream: bool, stop: threading.Event | None = None
+    ) -> tuple[int, Any]:
+        """Start a generation in the calling (worker) thread; return prompt tokens and result.
+
+        ``stop``, once set, ends a completion-style generation at its next token.
+        """
         llm = self._llm()
         if self.spec.prompt_style == "completion":
             prompt = (
@@ -183,6 +192,10 @@ class LlamaCppClient(ModelClient):
             )
             prompt_tokens = len(llm.tokenize(prompt.encode("utf-8")))
             kwargs = self._kwargs(request, prompt_tokens)
+            if stop is not None:
+                kwargs["stopping_criteria"] = self._llama_cpp.StoppingCriteriaList(
+                    [lambda _ids, _logits: stop.is_set()]
+                )
             return prompt_tokens, llm.create_completion(prompt, stream=stream, **kwargs)
         messages = to_openai_messages(request.messages)
         rendered = "\n".join(str(m.get("content") or "") for m in messages)
@@ -211,8 +224,16 @@ class LlamaCppClient(ModelClient):
                 f"grammar-constrained output is not JSON (cut short?): {text[:80]!r}",
             ) from None
 
-    def _complete(self, request: ModelRequest) -> tuple[str, Usage, str | None]:
-        _, result = self._generate(request, stream=False)
+    def _unlock(self, worker: asyncio.Future[Any]) -> None:
+        """Done callback of a generation: free the model; a cancelled caller's error is dropped."""
+        self._run_lock.release()
+        if not worker.cancelled():
+            worker.exception()  # retrieved: nobody may be awaiting it any more
+
+    def _complete(
+        self, request: ModelRequest, stop: threading.Event | None = None
+    ) -> tuple[str, Usage, str | None]:
+        _, result = self._generate(request, stream=False, stop=stop)
         choice = result["choices"][0]
         text = choice.get("text")
         if text is None:
@@ -225,14 +246,24 @@ class LlamaCppClient(ModelClient):
         )
 
     async def invoke(self, request: ModelRequest) -> ModelResponse:
-        """Generate a whole answer in a worker thread."""
+        """Generate a whole answer in a worker thread (the model locked until it ends)."""
         await self.load()
         watch = Stopwatch()
-        async with self._run_lock:
-            try:
-                text, usage, finish = await asyncio.to_thread(self._complete, request)
-            except ValueError as exc:
-                raise self._classify(exc) from None
+        stop = threading.Event()
+        await self._run_lock.acquire()
+        try:
+            worker = asyncio.ensure_future(asyncio.to_thread(self._complete, request, stop))
+        except BaseException:
+            self._run_lock.release()
+            raise
+        worker.add_done_callback(self._unlock)
+        try:
+            text, usage, finish = await asyncio.shield(worker)
+        except asyncio.CancelledError:
+            stop.set()  # the thread ends at its next token and then unlocks the model
+            raise
+        except ValueError as exc:
+            raise self._classify(exc) from None
         response = self._response(text, usage, finish, watch)
         self._check_json(request, response.text)
         return response
@@ -247,7 +278,7 @@ class LlamaCppClient(ModelClient):
 
         def produce() -> None:
             try:
-                prompt_tokens, chunks = self._generate(request, stream=True)
+                prompt_tokens, chunks = self._generate(request, stream=True, stop=cancelled)
                 loop.call_soon_threadsafe(queue.put_nowait, ("start", prompt_tokens))
                 for chunk in chunks:
                     if cancelled.is_set():
@@ -257,35 +288,40 @@ class LlamaCppClient(ModelClient):
             except BaseException as exc:  # handed to the event loop, re-raised there
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
 
-        async with self._run_lock:
+        await self._run_lock.acquire()
+        try:
             worker = asyncio.ensure_future(asyncio.to_thread(produce))
-            parts: list[str] = []
-            finish: str | None = None
-            prompt_tokens = 0
-            try:
-                while True:
-                    kind, item = await queue.get()
-                    if kind == "error":
-                        raise self._classify(item) if isinstance(item, ValueError) else item
-                    if kind == "end":
-                        break
-                    if kind == "start":
-                        prompt_tokens = int(item)
-                        continue
-                    choice = item["choices"][0]
-                    finish = choice.get("finish_reason") or finish
-                    delta = choice.get("text")
-                    if delta is None:
-                        delta = (choice.get("delta") or {}).get("content") or ""
-                    if not parts:  # the answer starts after "Assistant:" and its space
-                        delta = delta.lstrip()
-                    if delta:
-                        watch.mark_first()
-                        parts.append(delta)
-                        yield StreamEvent(delta=delta)
-            finally:
-                cancelled.set()
-                await worker
+        except BaseException:
+            self._run_lock.release()
+            raise
+        worker.add_done_callback(self._unlock)  # the model stays locked until the thread ends
+        parts: list[str] = []
+        finish: str | None = None
+        prompt_tokens = 0
+        try:
+            while True:
+                kind, item = await queue.get()
+                if kind == "error":
+                    raise self._classify(item) if isinstance(item, ValueError) else item
+                if kind == "end":
+                    break
+                if kind == "start":
+                    prompt_tokens = int(item)
+                    continue
+                choice = item["choices"][0]
+                finish = choice.get("finish_reason") or finish
+                delta = choice.get("text")
+                if delta is None:
+                    delta = (choice.get("delta") or {}).get("content") or ""
+                if not parts:  # the answer starts after "Assistant:" and its space
+                    delta = delta.lstrip()
+                if delta:
+                    watch.mark_first()
+                    parts.append(delta)
+                    yield StreamEvent(delta=delta)
+        finally:
+            cancelled.set()  # abandoned or failed: the thread stops at its next token
+        await asyncio.shield(worker)  # finished after "end": tokenize below runs alone
         text = "".join(parts)
         output_tokens = len(self._llm().tokenize(text.encode("utf-8"), add_bos=False))
         response = self._response(text, Usage(prompt_tokens, output_tokens), finish, watch)
