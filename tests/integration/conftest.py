@@ -22,6 +22,29 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
+SLOW_CATALOG = """
+models:
+  - id: slow
+    provider: scripted
+    model: slow
+    tier: 1
+    pricing: {input: 1.0, output: 2.0}
+    capabilities: [json]
+    behavior: {reply: "done: {prompt}", latency_ms: 300}
+"""
+"""One scripted model taking 300 ms a call: a run of ``FOUR_STEPS`` lasts ~1.2 s."""
+
+FOUR_STEPS = (
+    "name: four_steps\nnodes:\n"
+    + "".join(
+        f"  n{i}:\n    kind: executor\n    prompt: execute_step\n"
+        f'    inputs: {{question: $input, step: "step {i}"}}\n'
+        for i in range(1, 5)
+    )
+    + "edges: [n1 -> n2, n2 -> n3, n3 -> n4]\n"
+)
+"""Four executors in a chain: a run to kill mid-way and resume (checkpoint tests)."""
+
 
 def require(condition: bool, reason: str) -> None:
     """Skip (or, in CI, fail) unless ``condition`` holds."""

@@ -36,7 +36,7 @@ from urllib.parse import quote
 import pytest
 
 from agentmesh.tracing import load_spans
-from tests.integration.conftest import ROOT, require
+from tests.integration.conftest import FOUR_STEPS, ROOT, SLOW_CATALOG, require
 from tests.integration.test_redis_state import REDIS_URL, redis_problem, unique_prefix
 
 POSTGRES_URLS = (
@@ -97,28 +97,6 @@ models:
     pricing: {input: 5.0, output: 5.0}
     behavior: {reply: "backup"}
 """
-
-# (c): four slow steps in a chain.
-KILL_CATALOG = """
-models:
-  - id: slow
-    provider: scripted
-    model: slow
-    tier: 1
-    pricing: {input: 1.0, output: 2.0}
-    capabilities: [json]
-    behavior: {reply: "done: {prompt}", latency_ms: 300}
-"""
-
-KILL_GRAPH = (
-    "name: four_steps\nnodes:\n"
-    + "".join(
-        f"  n{i}:\n    kind: executor\n    prompt: execute_step\n"
-        f'    inputs: {{question: $input, step: "step {i}"}}\n'
-        for i in range(1, 5)
-    )
-    + "edges: [n1 -> n2, n2 -> n3, n3 -> n4]\n"
-)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -466,8 +444,8 @@ async def test_a_sigkilled_run_resumes_in_another_process_from_postgres(
 ) -> None:
     require_redis()
     catalog, graph = tmp_path / "models.yaml", tmp_path / "graph.yaml"
-    catalog.write_text(KILL_CATALOG)
-    graph.write_text(KILL_GRAPH)
+    catalog.write_text(SLOW_CATALOG)
+    graph.write_text(FOUR_STEPS)
     prefix = unique_prefix("resume")
     run_id = f"kill-{uuid.uuid4().hex[:8]}"
     common = [

@@ -19,35 +19,7 @@ from pathlib import Path
 import pytest
 
 from agentmesh.tracing import load_spans
-
-CATALOG = """
-models:
-  - id: slow
-    provider: scripted
-    model: slow
-    tier: 1
-    pricing: {input: 1.0, output: 2.0}
-    capabilities: [json]
-    behavior: {reply: "done: {prompt}", latency_ms: 300}
-"""
-
-GRAPH = (
-    """
-name: four_steps
-nodes:
-"""
-    + "".join(
-        f"""  n{i}:
-    kind: executor
-    prompt: execute_step
-    inputs: {{question: $input, step: "step {i}"}}
-"""
-        for i in range(1, 5)
-    )
-    + """
-edges: [n1 -> n2, n2 -> n3, n3 -> n4]
-"""
-)
+from tests.integration.conftest import FOUR_STEPS, SLOW_CATALOG
 
 
 def agentmesh(*args: str) -> list[str]:
@@ -58,8 +30,8 @@ def test_a_sigkilled_run_resumes_in_another_process_without_repeating_calls(
     tmp_path: Path,
 ) -> None:
     catalog, graph = tmp_path / "models.yaml", tmp_path / "graph.yaml"
-    catalog.write_text(CATALOG)
-    graph.write_text(GRAPH)
+    catalog.write_text(SLOW_CATALOG)
+    graph.write_text(FOUR_STEPS)
     checkpoint = f"sqlite:{tmp_path / 'runs.db'}"
     common = ["--models", str(catalog), "--checkpoint", checkpoint]
     first = subprocess.Popen(
