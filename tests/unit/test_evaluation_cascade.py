@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -129,3 +131,82 @@ def test_fit_cascade_picks_its_settings_by_cross_validation() -> None:
     assert wrong > right
     with pytest.raises(ValueError, match="at least 20 rows"):
         fit_cascade(rows[:5], config)
+
+
+def test_judge_reads_prompt_difficulty_and_response_words(tmp_path: Path) -> None:
+    from agentmesh.evaluation.cascade import PROMPT_SIGNAL, response_terms
+    from agentmesh.routing.strategies.adaptive import LearnedModel
+
+    router = LearnedModel((), (), 0.0, ngrams={"compound": 2.0, "interest": 2.0}, ngram_order=1)
+    router.save(tmp_path / "prompt.json")
+    judge = CascadeModel(
+        ("arithmetic", PROMPT_SIGNAL),
+        (-2.0, 1.0),
+        0.5,
+        words={"however": 1.5},
+        prompt_router=router,
+        prompt_router_file="prompt.json",
+    )
+    assert judge.version == 3
+    answer = "2 * 3 = 6\n#### 6"
+    # the same answer is riskier for a harder question, and riskier when it hedges
+    assert judge.escalate_score(answer, "compound interest on 2 for 3 years") > (
+        judge.escalate_score(answer, "2 boxes of 3 apples")
+    )
+    assert judge.escalate_score("However, " + answer, "2 boxes") > judge.escalate_score(
+        answer, "2 boxes"
+    )
+    assert response_terms("It costs $12.") == {"it", "costs", "$", "0", "."}
+    judge.save(tmp_path / "judge.json")
+    doc = json.loads((tmp_path / "judge.json").read_text())
+    assert (doc["version"], doc["prompt_router"]) == (3, "prompt.json")
+    assert CascadeModel.load(tmp_path / "judge.json") == judge
+    with pytest.raises(ValueError, match="needs a prompt router"):
+        CascadeModel((PROMPT_SIGNAL,), (1.0,), 0.0)
+    # version-1 files (no pairs, no words) still load
+    v1 = {"format": "agentmesh-cascade-router", "signals": ["arithmetic"], "weights": [-1.0]}
+    (tmp_path / "v1.json").write_text(json.dumps({**v1, "version": 1, "bias": 0.0}))
+    assert CascadeModel.load(tmp_path / "v1.json").version == 1
+
+
+def test_fit_cascade_cross_fits_the_prompt_signal_and_weighs_words() -> None:
+    pytest.importorskip("numpy")
+    from agentmesh.evaluation.cascade import PROMPT_SIGNAL
+    from agentmesh.evaluation.cascade_fit import CascadeConfig, fit_cascade
+    from agentmesh.routing.strategies.adaptive import LearnedModel
+
+    scored: list[tuple[frozenset[str], str]] = []
+
+    def train_prompt(rows: Sequence[Row]) -> LearnedModel:
+        seen = frozenset(r.prompt for r in rows)
+
+        class Spy(LearnedModel):
+            def logit(self, text: str) -> float:
+                scored.append((seen, text))
+                return 1.0 if "hard" in text else 0.0
+
+        return Spy((), (), 0.0)
+
+    rng = random.Random(5)
+    rows = []
+    for i in range(120):
+        hard = rng.random() < 0.4
+        weak_ok = rng.random() < (0.3 if hard else 0.9)
+        words = "hmm, " if not weak_ok and rng.random() < 0.5 else ""
+        answer = f"{words}{i} + 1 = {i + 1}\n#### {i + 1}"
+        rows.append(Row(f"q{i} {'hard' if hard else 'easy'}", weak_ok, True, weak_response=answer))
+    full = LearnedModel((), (), 0.0, ngrams={"hard": 4.0}, ngram_order=1)
+    config = CascadeConfig(strengths=(1.0,), pairs=(False,), repeats=1, response_words=20)
+    config = dataclasses.replace(config, min_df=2, word_strengths=(1.0,))
+    judge = fit_cascade(
+        rows, config, prompt_router=full, prompt_router_file="p.json", train_prompt=train_prompt
+    )
+    # every training score came from a router that did not see that row
+    assert scored
+    assert all(text not in seen for seen, text in scored)
+    assert judge.version == 3
+    assert PROMPT_SIGNAL in judge.signals
+    assert judge.meta["prompt_signal"] == "cross-fitted"
+    assert judge.words.get("hmm", 0.0) > 0
+    answer = "5 + 1 = 6\n#### 6"
+    assert judge.escalate_score(answer, "q hard") > judge.escalate_score(answer, "q easy")

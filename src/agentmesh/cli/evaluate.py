@@ -25,6 +25,7 @@ from agentmesh.evaluation.data import DataError, Dataset, load_csv, split_rows, 
 from agentmesh.evaluation.report import Prices, evaluate, render_table
 from agentmesh.evaluation.routers import ROUTERS, RouterSpecError, Scorer, build_router
 from agentmesh.models import UnknownModel
+from agentmesh.routing.strategies.adaptive import LearnedModel
 
 __all__ = ["register"]
 
@@ -108,6 +109,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     tr.add_argument(
         "--cascade", action="store_true", help="train a cascade judge on the weak responses"
+    )
+    tr.add_argument(
+        "--prompt-router",
+        metavar="FILE",
+        help="with --cascade: a learned router trained on the same rows; its score of the "
+        "question becomes a signal (cross-fitted for training; the judge file names FILE)",
+    )
+    tr.add_argument(
+        "--response-words",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --cascade: weigh the N most frequent terms of the weak answers (default 0)",
     )
     tr.add_argument("--quiet", action="store_true", help="no progress on stderr")
     _columns(tr)
@@ -252,10 +266,23 @@ def _train(args: argparse.Namespace) -> int:
         if args.cascade:
             from agentmesh.evaluation.cascade_fit import CascadeConfig
 
-            cascade_config = CascadeConfig(strong_share=args.strong_share)
+            cascade_config = CascadeConfig(
+                strong_share=args.strong_share, response_words=args.response_words
+            )
             if args.strengths:
                 cascade_config = replace(cascade_config, strengths=_floats(args.strengths))
-            model = trainer.fit_cascade(rows, cascade_config, meta=meta)
+            router = router_file = None
+            if args.prompt_router:
+                router = LearnedModel.load(args.prompt_router)
+                out_dir = os.path.dirname(os.path.abspath(args.out))
+                router_file = os.path.relpath(os.path.abspath(args.prompt_router), out_dir)
+            model = trainer.fit_cascade(
+                rows,
+                cascade_config,
+                meta=meta,
+                prompt_router=router,
+                prompt_router_file=router_file,
+            )
             model.save(args.out)
             print(
                 f"# cascade judge written to {args.out} ({len(rows)} rows): "

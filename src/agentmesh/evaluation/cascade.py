@@ -23,14 +23,19 @@ Parsing is in :mod:`agentmesh.evaluation.answers`. :class:`CascadeModel` combine
 the scores and four size signals (:data:`SIZES`): a logistic model, optionally
 with pairwise products of signals, trained on rows with the weak model's
 responses (:func:`agentmesh.evaluation.cascade_fit.fit_cascade`), or the hand-set
-:data:`DEFAULT_WEIGHTS`. Its ``escalate_score`` is higher when the answer looks
-wrong; scoring is pure Python (well under a millisecond per answer).
+:data:`DEFAULT_WEIGHTS`. A version-3 judge also reads two inputs that are not
+validators: :data:`PROMPT_SIGNAL`, the pre-call difficulty of the question (the
+logit of a learned prompt router, :class:`~agentmesh.routing.LearnedModel`), and
+weights of words of the response (:func:`response_terms`). Its
+``escalate_score`` is higher when the answer looks wrong; scoring is pure Python
+(well under a millisecond per answer).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,22 +52,27 @@ from agentmesh.evaluation.answers import (
     quantities,
     safe_eval,
 )
+from agentmesh.routing.strategies.adaptive import LearnedModel
 
 __all__ = [
     "CASCADE_FORMAT",
     "DEFAULT_WEIGHTS",
+    "PROMPT_SIGNAL",
     "SIGNALS",
     "SIZES",
     "VALIDATORS",
     "CascadeModel",
     "arithmetic_steps",
     "final_answer",
+    "response_terms",
     "safe_eval",
     "signal_matrix",
     "signals",
 ]
 
 CASCADE_FORMAT = "agentmesh-cascade-router"
+_VERSIONS = (1, 2, 3)
+_TERM = re.compile(r"[a-z]+|\d+|[^\sa-z\d]")
 
 _HEDGES = (
     "however",
@@ -193,6 +203,17 @@ SIZES: tuple[str, ...] = ("log_steps", "log_words", "question_words", "question_
 SIGNALS: tuple[str, ...] = (*VALIDATORS, *SIZES)
 """Inputs of a :class:`CascadeModel`: the validators plus the size signals."""
 
+PROMPT_SIGNAL = "prompt_difficulty"
+"""The logit of a judge's prompt router (pre-call difficulty): a signal of version-3 judges."""
+
+
+def response_terms(response: str) -> frozenset[str]:
+    """The distinct terms of an answer that a judge's word weights read.
+
+    Lower-case words, digit runs as ``0``, single punctuation characters (``$``, ``=``).
+    """
+    return frozenset("0" if t.isdigit() else t for t in _TERM.findall(response.lower()))
+
 
 def signals(response: str, prompt: str) -> dict[str, float]:
     """Every validator's score plus the size signals (log counts scaled to ~[0, 1])."""
@@ -230,7 +251,11 @@ class CascadeModel:
          "threshold": 0.5, "meta": {...}}
 
     Version 2 adds ``"pairs": [["arithmetic", "integer_answer", -0.4], ...]``.
-    Both versions load.
+    Version 3 may add ``"response_words": {"however": 0.2, ...}`` (added to ``z``
+    for each of :func:`response_terms` of the answer) and ``"prompt_router":
+    "gsm8k.json"``: a learned prompt router file, its path relative to the
+    judge's file, whose logit is the signal :data:`PROMPT_SIGNAL`. All three
+    versions load.
     """
 
     signals: tuple[str, ...]
@@ -239,18 +264,26 @@ class CascadeModel:
     threshold: float = 0.5
     meta: Mapping[str, Any] = field(default_factory=dict)
     pairs: tuple[tuple[str, str, float], ...] = ()
+    words: Mapping[str, float] = field(default_factory=dict)
+    prompt_router: LearnedModel | None = None
+    prompt_router_file: str | None = None
 
     def __post_init__(self) -> None:
         named = [*self.signals, *(p[0] for p in self.pairs), *(p[1] for p in self.pairs)]
-        unknown = sorted({s for s in named if s not in SIGNALS})
+        known = (*SIGNALS, PROMPT_SIGNAL)
+        unknown = sorted({s for s in named if s not in known})
         if unknown:
-            raise ValueError(f"unknown cascade signals {unknown}; known: {list(SIGNALS)}")
+            raise ValueError(f"unknown cascade signals {unknown}; known: {list(known)}")
         if len(self.signals) != len(self.weights):
             raise ValueError(f"{len(self.signals)} signals but {len(self.weights)} weights")
+        if PROMPT_SIGNAL in named and self.prompt_router is None:
+            raise ValueError(f"signal {PROMPT_SIGNAL!r} needs a prompt router")
 
     @property
     def version(self) -> int:
-        """1 for a linear judge, 2 with pairwise products."""
+        """1 for a linear judge, 2 with pairwise products, 3 with words or a prompt router."""
+        if self.words or self.prompt_router is not None:
+            return 3
         return 2 if self.pairs else 1
 
     @classmethod
@@ -267,11 +300,20 @@ class CascadeModel:
 
     def escalate_score(self, response: str, prompt: str) -> float:
         """Probability-like score in (0, 1) that the weak answer is wrong."""
-        z = self.logit(signals(response, prompt))
+        values = signals(response, prompt)
+        if self.prompt_router is not None:
+            values[PROMPT_SIGNAL] = self.prompt_router.logit(prompt)
+        z = self.logit(values)
+        if self.words:
+            z += sum(self.words.get(t, 0.0) for t in response_terms(response))
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
     def save(self, path: str | Path) -> None:
-        """Write the model file (version 1 when there are no pairs)."""
+        """Write the model file (the lowest version that holds it).
+
+        Raises:
+            ValueError: A prompt router without ``prompt_router_file`` (the file names it).
+        """
         document: dict[str, Any] = {
             "format": CASCADE_FORMAT,
             "version": self.version,
@@ -283,14 +325,21 @@ class CascadeModel:
         }
         if self.pairs:
             document["pairs"] = [list(p) for p in self.pairs]
+        if self.words:
+            document["response_words"] = dict(self.words)
+        if self.prompt_router is not None:
+            if not self.prompt_router_file:
+                raise ValueError("a judge with a prompt router needs prompt_router_file to save")
+            document["prompt_router"] = self.prompt_router_file
         Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> CascadeModel:
-        """Read a model file (version 1 or 2).
+        """Read a model file (version 1, 2 or 3; a version-3 prompt router file too).
 
         Raises:
-            ValueError: Not a cascade model file (names the file and the problem).
+            ValueError: Not a cascade model file, or its prompt router is unreadable
+                (names the file and the problem).
         """
         try:
             doc = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -298,12 +347,19 @@ class CascadeModel:
             raise ValueError(f"{path}: cannot read cascade router: {exc}") from None
         if not isinstance(doc, dict) or doc.get("format") != CASCADE_FORMAT:
             raise ValueError(f"{path}: not a cascade router (format must be {CASCADE_FORMAT!r})")
-        if doc.get("version", 1) not in (1, 2):
+        if doc.get("version", 1) not in _VERSIONS:
             raise ValueError(
                 f"{path}: unsupported cascade router version {doc.get('version')!r} "
-                "(this agentmesh reads versions 1 and 2)"
+                "(this agentmesh reads versions 1, 2 and 3)"
             )
+        router_file = doc.get("prompt_router")
+        router = None
+        if router_file is not None:
+            router = LearnedModel.load(Path(path).parent / str(router_file))
         try:
+            words = doc.get("response_words") or {}
+            if not isinstance(words, dict):
+                raise TypeError("response_words must be an object of term -> weight")
             return cls(
                 signals=tuple(doc["signals"]),
                 weights=tuple(float(w) for w in doc["weights"]),
@@ -311,6 +367,9 @@ class CascadeModel:
                 threshold=float(doc.get("threshold", 0.5)),
                 meta=dict(doc.get("meta") or {}),
                 pairs=tuple((str(a), str(b), float(w)) for a, b, w in doc.get("pairs") or ()),
+                words={str(t): float(w) for t, w in words.items()},
+                prompt_router=router,
+                prompt_router_file=None if router_file is None else str(router_file),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: {exc}") from None

@@ -301,11 +301,17 @@ def train_router(
     *,
     meta: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    cross_validate: bool = True,
 ) -> TrainResult:
     """Train a version-2 :class:`LearnedModel` on ``rows`` (see the module docstring).
 
+    ``cross_validate=False`` skips step 2 when the grid has one setting (one
+    strength, and one blend or no domain): what the cascade trainer's
+    cross-fitted prompt routers use. The result's ``cv`` is then empty.
+
     Raises:
-        ValueError: Fewer than 20 rows with the weak model's outcome.
+        ValueError: Fewer than 20 rows with the weak model's outcome, or
+            ``cross_validate=False`` with more than one setting to choose from.
     """
     config = config or TrainConfig()
     rows = [r for r in rows if r.weak_ok is not None]
@@ -332,7 +338,9 @@ def train_router(
     folds = _folds(rows, config.folds, config.seed)
     blends = config.blends if teacher.has_domain else (0.0,)
     cv: list[dict[str, float]] = []
-    for strength in config.strengths:
+    if not cross_validate and (len(config.strengths) != 1 or len(blends) != 1):
+        raise ValueError("without cross-validation, give one strength (and one blend)")
+    for strength in config.strengths if cross_validate else ():
         per_blend: dict[float, list[float]] = {b: [] for b in blends}
         for k, test in enumerate(folds):
             train = np.concatenate([f for j, f in enumerate(folds) if j != k])
@@ -358,7 +366,8 @@ def train_router(
                 }
             )
             say(f"strength {strength:g} blend {blend:g}: {np.mean(values):.3f}")
-    best = max(cv, key=lambda c: c["mean"])
+    fixed = {"strength": config.strengths[0], "blend": blends[0], "mean": math.nan, "sd": math.nan}
+    best = max(cv, key=lambda c: c["mean"]) if cv else fixed
     everything = np.arange(len(rows), dtype=np.int64)
     target = _blend(teacher.fit_predict(everything, everything, best["strength"]), best["blend"])
     w, b = _fit(x, target, 1e-5, loss="squared", iterations=config.iterations * 2)
@@ -383,8 +392,8 @@ def train_router(
         "strength": best["strength"],
         "blend": best["blend"],
         "cv_metric": "apgr" if teacher.gain_target else "auc_weak_wrong",
-        "cv_mean": round(best["mean"], 4),
-        "cv_sd": round(best["sd"], 4),
+        "cv_mean": round(best["mean"], 4) if cv else None,
+        "cv_sd": round(best["sd"], 4) if cv else None,
         "distill_corr": round(corr, 4),
         "strong_share": config.strong_share,
         "calibration": calibration_table(model, prompts),
