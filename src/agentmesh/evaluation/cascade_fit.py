@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from agentmesh.evaluation._numeric import rank_auc
 from agentmesh.evaluation.cascade import (
     PROMPT_SIGNAL,
     SIGNALS,
@@ -118,16 +119,6 @@ def _standardise(train: Floats) -> tuple[Floats, Floats]:
     mean = train.mean(axis=0)
     std = train.std(axis=0)
     return mean, np.where(std > 1e-12, std, 1.0)
-
-
-def _auc(scores: Floats, positive: NDArray[np.bool_]) -> float:
-    order = np.argsort(scores, kind="stable")
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if not n_pos or not n_neg:
-        return 0.5
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def _folds(n: int, folds: int, seed: int) -> list[Index]:
@@ -235,7 +226,7 @@ def cascade_cv(
                             )
                         )
                     else:
-                        values.append(_auc(score, ~weak[test]))
+                        values.append(rank_auc(score, ~weak[test]))
                 result = {"strength": strength, "pairs": float(pairs)}
                 if words:
                     result["word_strength"] = word_strength

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from agentmesh.evaluation._numeric import rank_auc
 from agentmesh.evaluation.cascade_fit import fit_cascade
 from agentmesh.evaluation.data import Row
 from agentmesh.evaluation.metrics import apgr as apgr_of
@@ -284,17 +285,6 @@ def _blend(heads: dict[str, Floats], blend: float) -> Floats:
     return out
 
 
-def _auc(scores: Floats, positive: Floats) -> float:
-    order = np.argsort(scores, kind="stable")
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    pos = positive.astype(bool)
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if not n_pos or not n_neg:
-        return 0.5
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 def train_router(
     rows: Sequence[Row],
     config: TrainConfig | None = None,
@@ -354,7 +344,7 @@ def train_router(
                         [bool(rows[int(i)].strong_ok) for i in test],
                     )
                 else:
-                    value = _auc(score, 1.0 - teacher.weak[test])
+                    value = rank_auc(score, 1.0 - teacher.weak[test])
                 per_blend[blend].append(value)
         for blend, values in per_blend.items():
             cv.append(
