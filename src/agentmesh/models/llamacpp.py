@@ -20,9 +20,9 @@ import asyncio
 import json
 import os
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from langchain_core.messages import BaseMessage, SystemMessage
 
@@ -40,6 +40,8 @@ from agentmesh.models.types import (
 )
 
 __all__ = ["LlamaCppClient", "bundled_model_path", "format_transcript"]
+
+T = TypeVar("T")
 
 _ROLE_LABELS: Mapping[str, str] = {"human": "User", "ai": "Assistant", "tool": "Tool"}
 _TRANSCRIPT_STOPS = ("\nUser:", "\n\nUser:")
@@ -224,6 +226,21 @@ class LlamaCppClient(ModelClient):
                 f"grammar-constrained output is not JSON (cut short?): {text[:80]!r}",
             ) from None
 
+    async def _start(self, work: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Lock the model, then run ``work(*args)`` in a worker thread.
+
+        The lock is released when the thread ends, not when its caller stops
+        waiting: a cancelled caller leaves the model locked until then.
+        """
+        await self._run_lock.acquire()
+        try:
+            worker = asyncio.ensure_future(asyncio.to_thread(work, *args))
+        except BaseException:
+            self._run_lock.release()
+            raise
+        worker.add_done_callback(self._unlock)
+        return worker
+
     def _unlock(self, worker: asyncio.Future[Any]) -> None:
         """Done callback of a generation: free the model; a cancelled caller's error is dropped."""
         self._run_lock.release()
@@ -250,13 +267,7 @@ class LlamaCppClient(ModelClient):
         await self.load()
         watch = Stopwatch()
         stop = threading.Event()
-        await self._run_lock.acquire()
-        try:
-            worker = asyncio.ensure_future(asyncio.to_thread(self._complete, request, stop))
-        except BaseException:
-            self._run_lock.release()
-            raise
-        worker.add_done_callback(self._unlock)
+        worker = await self._start(self._complete, request, stop)
         try:
             text, usage, finish = await asyncio.shield(worker)
         except asyncio.CancelledError:
@@ -288,13 +299,7 @@ class LlamaCppClient(ModelClient):
             except BaseException as exc:  # handed to the event loop, re-raised there
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
 
-        await self._run_lock.acquire()
-        try:
-            worker = asyncio.ensure_future(asyncio.to_thread(produce))
-        except BaseException:
-            self._run_lock.release()
-            raise
-        worker.add_done_callback(self._unlock)  # the model stays locked until the thread ends
+        worker = await self._start(produce)
         parts: list[str] = []
         finish: str | None = None
         prompt_tokens = 0

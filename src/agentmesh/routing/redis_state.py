@@ -213,10 +213,9 @@ _RESERVE = (
 local amount, k = tonumber(ARGV[1]), #KEYS / 2
 local hold, now = ARGV[2 + 2 * k], tonumber(ARGV[3 + 2 * k])
 local expiry, lease = ARGV[4 + 2 * k], tonumber(ARGV[5 + 2 * k])
-local spent = {}
 for i = 1, k do
-  spent[i] = spending(KEYS[i], KEYS[k + i], now, true)
-  if spent[i] + amount > tonumber(ARGV[1 + i]) + 1e-12 then return i end
+  local spent = spending(KEYS[i], KEYS[k + i], now, true)
+  if spent + amount > tonumber(ARGV[1 + i]) + 1e-12 then return i end
 end
 for i = 1, k do
   local ttl = tonumber(ARGV[1 + k + i])
@@ -449,8 +448,7 @@ class RedisRoutingState:
         if counter is not None:
             keys.append(self._key("counter", counter))
         keys.extend(self._key("stats", m) for m in models)
-        keys.extend(self._key("budget", b) for b in budget_keys)
-        keys.extend(self._key("hold", b) for b in budget_keys)
+        keys.extend(self._budget_keys(budget_keys))
         now = self._clock()
         args = (
             len(models),
@@ -548,7 +546,7 @@ class RedisRoutingState:
         now = self._clock()
         refused = int(
             await self._reserve(
-                keys=[*self._budget_keys(keys), *(self._key("hold", k) for k in keys)],
+                keys=self._budget_keys(keys),
                 args=[
                     _arg(amount),
                     *(_arg(limit) for _, limit in limits),
@@ -569,7 +567,7 @@ class RedisRoutingState:
         if not keys:
             return
         await self._settle(
-            keys=[*self._budget_keys(keys), *(self._key("hold", k) for k in keys)],
+            keys=self._budget_keys(keys),
             args=[
                 _arg(reserved),
                 _arg(actual),
@@ -579,4 +577,5 @@ class RedisRoutingState:
         )
 
     def _budget_keys(self, keys: Sequence[str]) -> list[str]:
-        return [self._key("budget", k) for k in keys]
+        """The scripts' KEYS for budgets: each budget's total, then each one's hold hash."""
+        return [*(self._key("budget", k) for k in keys), *(self._key("hold", k) for k in keys)]

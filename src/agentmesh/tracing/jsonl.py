@@ -37,9 +37,14 @@ def _format_second(second: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
+def _with_micros(second: str, unix_nano: int) -> str:
+    """``second`` (as :func:`_format_second` writes it) plus the microseconds of ``unix_nano``."""
+    return f"{second}.{(unix_nano // 1000) % 1_000_000:06d}Z"
+
+
 def iso_time(unix_nano: int) -> str:
     """ISO 8601 UTC time of a nanosecond timestamp, to the microsecond (``...Z``)."""
-    return f"{_format_second(unix_nano // 1_000_000_000)}.{(unix_nano // 1000) % 1_000_000:06d}Z"
+    return _with_micros(_format_second(unix_nano // 1_000_000_000), unix_nano)
 
 
 def _hex_span(span_id: int) -> str:
@@ -144,7 +149,7 @@ class JsonlSpanExporter(SpanExporter):
         second = unix_nano // 1_000_000_000
         if second != self._second[0]:
             self._second = (second, _format_second(second))
-        return f"{self._second[1]}.{(unix_nano // 1000) % 1_000_000:06d}Z"
+        return _with_micros(self._second[1], unix_nano)
 
     def _line(self, span: ReadableSpan) -> str:
         """The span's line: the JSON of :func:`span_to_dict`, byte for byte.
