@@ -2,9 +2,12 @@
 
 Recomputes the split that ``agentmesh train-router --holdout 0.3 --seed 0`` made
 (stratified by domain for MMLU), scores the held-out rows with each router and
-prints one JSON table: APGR, CPT(50%), CPT(80%) for the learned router, the
-cascade, the simple baselines, random and oracle. ``--write-meta`` stores the
-figures in the model files' ``meta.heldout``.
+prints one JSON table: APGR (with its 95% bootstrap interval), CPT(50%),
+CPT(80%) for the learned router, the cascade, the simple baselines, random and
+oracle, and each shipped router's APGR minus each baseline's with its paired
+bootstrap interval (2000 draws of the held-out rows, seed 0): an interval that
+excludes 0 is a lead the luck of the split does not explain. ``--write-meta``
+stores the figures in the model files' ``meta.heldout``.
 
     python benchmarks/router_eval.py [--data DIR] [--write-meta]
 """
@@ -24,11 +27,16 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models" / "routers"
 HOLDOUT = 0.3
 SEED = 0
+DRAWS = 2000
 SETS = {
-    "mmlu": ("mmlu.csv", ["learned:{m}/mmlu.json", "subject-prior", "length"]),
+    # file, then groups: a shipped router first, the routers it is compared with after it
+    "mmlu": ("mmlu.csv", [["learned:{m}/mmlu.json", "subject-prior", "length"]]),
     "gsm8k": (
         "gsm8k.csv",
-        ["learned:{m}/gsm8k.json", "cascade:{m}/gsm8k-cascade.json", "cascade", "length"],
+        [
+            ["learned:{m}/gsm8k.json", "length"],
+            ["cascade:{m}/gsm8k-cascade.json", "cascade", "learned:{m}/gsm8k.json", "length"],
+        ],
     ),
 }
 
@@ -43,11 +51,25 @@ def split(data: Dataset) -> tuple[Dataset, Dataset]:
 
 def table(data_dir: Path) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {}
-    for name, (file, specs) in SETS.items():
+    for name, (file, groups) in SETS.items():
         train, test = split(load_csv(data_dir / file))
-        routers = [build_router(s.format(m=MODELS), train.rows) for s in specs]
-        routers += [build_router("random"), build_router("oracle")]
-        summary, results = evaluate(test, routers)
+        figures: dict[str, dict[str, object]] = {}
+        versus: dict[str, object] = {}
+        for specs in groups:
+            routers = [build_router(s.format(m=MODELS), train.rows) for s in specs]
+            routers += [build_router("random"), build_router("oracle")]
+            # the same seed: the same draws of the test rows in every group
+            summary, results = evaluate(test, routers, resamples=DRAWS, seed=SEED)
+            for r in results:
+                figures[_short(r.name)] = {
+                    "apgr": round(r.apgr, 4),
+                    "apgr_ci95": [round(v, 4) for v in r.apgr_ci or ()],
+                    "cpt50": round(r.cpt50, 4),
+                    "cpt80": round(r.cpt80, 4),
+                }
+            versus[_short(results[0].name)] = [
+                {**c.to_dict(), "router": _short(c.router)} for c in results[0].comparisons
+            ]
         out[name] = {
             "split": {
                 "holdout": HOLDOUT,
@@ -57,22 +79,23 @@ def table(data_dir: Path) -> dict[str, dict[str, object]]:
             },
             "weak_accuracy": summary["weak_accuracy"],
             "strong_accuracy": summary["strong_accuracy"],
-            "routers": {
-                r.name.replace(str(MODELS) + "/", ""): {
-                    "apgr": round(r.apgr, 4),
-                    "cpt50": round(r.cpt50, 4),
-                    "cpt80": round(r.cpt80, 4),
-                }
-                for r in results
-            },
+            "bootstrap": summary["bootstrap"],
+            "routers": figures,
+            "versus": versus,
         }
     return out
+
+
+def _short(spec: str) -> str:
+    return spec.replace(str(MODELS) + "/", "")
 
 
 def write_meta(figures: dict[str, dict[str, object]]) -> None:
     for name in SETS:
         routers = figures[name]["routers"]
+        versus = figures[name]["versus"]
         assert isinstance(routers, dict)
+        assert isinstance(versus, dict)
         for file, spec in (
             (f"{name}.json", f"learned:{name}.json"),
             (f"{name}-cascade.json", f"cascade:{name}-cascade.json"),
@@ -86,6 +109,7 @@ def write_meta(figures: dict[str, dict[str, object]]) -> None:
                 "weak_accuracy": figures[name]["weak_accuracy"],
                 "strong_accuracy": figures[name]["strong_accuracy"],
                 **routers[spec],
+                "versus": versus.get(spec, []),
                 "baselines": {k: v for k, v in routers.items() if k != spec},
             }
             indent = 1 if doc.get("format") == "agentmesh-learned-router" else 2

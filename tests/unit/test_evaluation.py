@@ -214,6 +214,38 @@ def test_eval_router_text_report_and_bad_input(
     assert main(["eval-router", "--test", "/nonexistent.csv", "--router", "length"]) == 2
 
 
+def test_eval_router_bootstrap_gives_intervals_and_paired_verdicts(
+    data: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("numpy", reason="--bootstrap needs numpy (the eval extra)")
+    test = ["eval-router", "--train", str(data[0]), "--test", str(data[1])]
+    routers = ["--router", "subject-prior", "--router", "length"]
+    assert main([*test, *routers, "--bootstrap", "400", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bootstrap"] == {"resamples": 400, "seed": 0, "level": 0.95}
+    first, *others = report["routers"]
+    for r in report["routers"]:
+        low, high = r["apgr_ci95"]
+        assert low <= r["apgr"] <= high
+    assert [v["router"] for v in first["versus"]] == ["length", "random", "oracle"]
+    assert all("versus" not in r for r in others)
+    versus = {v["router"]: v for v in first["versus"]}
+    # the prompts' topic decides the outcome: the domain prior beats random, loses to oracle
+    assert versus["random"]["ci95"][0] > 0
+    assert versus["oracle"]["ci95"][1] < 0
+    assert versus["random"]["apgr_difference"] == pytest.approx(
+        first["apgr"] - others[1]["apgr"], abs=1e-3
+    )
+    assert main([*test, *routers, "--bootstrap", "400"]) == 0
+    out = capsys.readouterr().out
+    assert "APGR 95% CI" in out
+    assert "paired bootstrap, 400 draws" in out
+    oracle_line = next(line for line in out.splitlines() if "vs oracle" in line)
+    assert oracle_line.endswith("worse")
+    assert main([*test, *routers, "--bootstrap", "20"]) == 2
+    assert "at least 100 draws" in capsys.readouterr().err
+
+
 def test_train_router_writes_a_file_the_learned_strategy_routes_with(
     data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

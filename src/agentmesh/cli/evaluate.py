@@ -1,8 +1,10 @@
 """``agentmesh eval-router`` and ``agentmesh train-router``: measure and train routers.
 
 - ``eval-router --test CSV --router SPEC [--train CSV] [--models FILE] [--plot PNG]
-  [--scores-out CSV] [--json]``: RouteLLM's metrics (curve, APGR, CPT(50%),
-  CPT(80%), cost at each point) of each router, with random and oracle baselines.
+  [--scores-out CSV] [--json] [--bootstrap N]``: RouteLLM's metrics (curve, APGR,
+  CPT(50%), CPT(80%), cost at each point) of each router, with random and oracle
+  baselines; ``--bootstrap`` adds 95% intervals, and whether the first router's
+  lead over each other one survives the luck of the test rows.
 - ``train-router (--data CSV | --trace JSONL --run JSON)... --out FILE``: a
   learned router for the ``learned`` strategy (``--cascade``: a cascade judge),
   optionally on a seeded split whose held-out part is written for evaluation.
@@ -30,6 +32,7 @@ from agentmesh.routing.strategies.adaptive import LearnedModel
 __all__ = ["register"]
 
 _BASELINES = ("random", "oracle")
+_MIN_DRAWS = 100
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,6 +53,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev.add_argument("--scores-out", metavar="FILE", help="CSV prompt,score of the first --router")
     ev.add_argument("--plot", metavar="FILE.png", help="draw the cost-quality curves")
     ev.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ev.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N >= 100 draws of the test rows: 95%% intervals of each APGR and of the first "
+        "router minus each other (paired); default 0 (none)",
+    )
+    ev.add_argument(
+        "--bootstrap-seed", type=int, default=0, metavar="SEED", help="seed of the draws"
+    )
     ev.add_argument(
         "--models",
         metavar="FILE",
@@ -162,6 +176,11 @@ def _prices(args: argparse.Namespace) -> Prices | int | None:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    if args.bootstrap < 0 or 0 < args.bootstrap < _MIN_DRAWS:
+        return _fail(
+            f"--bootstrap needs at least {_MIN_DRAWS} draws for a 95% interval "
+            f"(or 0 for none), got {args.bootstrap}"
+        )
     try:
         test = _load(args.test, args)
         train = _load(args.train, args) if args.train else None
@@ -176,7 +195,9 @@ def _eval(args: argparse.Namespace) -> int:
     try:
         for spec in specs:
             routers.append(build_router(spec, train.rows if train else ()))
-        summary, results = evaluate(test, routers, prices)
+        summary, results = evaluate(
+            test, routers, prices, resamples=args.bootstrap, seed=args.bootstrap_seed
+        )
     except (RouterSpecError, ValueError) as exc:
         return _fail(exc)
     except ImportError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agentmesh.evaluation.data import Dataset, Row
@@ -18,7 +18,7 @@ from agentmesh.evaluation.routers import Scorer
 from agentmesh.models.spec import ModelSpec
 from agentmesh.models.tokens import estimate_tokens
 
-__all__ = ["Prices", "RouterResult", "evaluate", "render_table"]
+__all__ = ["Comparison", "Prices", "RouterResult", "evaluate", "render_table"]
 
 SHARES = tuple(i / 20 for i in range(21))
 """Strong-call shares at which curves are printed (every 5%)."""
@@ -52,8 +52,37 @@ class Prices:
 
 
 @dataclass(frozen=True, slots=True)
+class Comparison:
+    """The first router's APGR minus another's, with its paired bootstrap interval.
+
+    Attributes:
+        router: The other router.
+        difference: First router's APGR minus the other's, on the test rows.
+        low: Lower bound of the 95% interval of the difference.
+        high: Upper bound.
+    """
+
+    router: str
+    difference: float
+    low: float
+    high: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready figures."""
+        return {
+            "router": self.router,
+            "apgr_difference": round(self.difference, 4),
+            "ci95": [round(self.low, 4), round(self.high, 4)],
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class RouterResult:
-    """Metrics of one router on the test rows."""
+    """Metrics of one router on the test rows.
+
+    ``apgr_ci`` (95% bootstrap interval) and ``comparisons`` (the first router
+    against each other one) are filled when the evaluation bootstraps.
+    """
 
     name: str
     note: str
@@ -64,6 +93,8 @@ class RouterResult:
     scores: list[float] = field(default_factory=list)
     weak_always: bool = False
     operating_point: CurvePoint | None = None
+    apgr_ci: tuple[float, float] | None = None
+    comparisons: tuple[Comparison, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready figures and the curve every 5% of strong calls."""
@@ -78,6 +109,10 @@ class RouterResult:
         }
         if self.operating_point is not None:
             out["at_threshold"] = _point(self.operating_point)
+        if self.apgr_ci is not None:
+            out["apgr_ci95"] = [round(self.apgr_ci[0], 4), round(self.apgr_ci[1], 4)]
+        if self.comparisons:
+            out["versus"] = [c.to_dict() for c in self.comparisons]
         return out
 
 
@@ -94,12 +129,26 @@ def _point(p: CurvePoint) -> dict[str, Any]:
 
 
 def evaluate(
-    test: Dataset, routers: Sequence[Scorer], prices: Prices | None = None
+    test: Dataset,
+    routers: Sequence[Scorer],
+    prices: Prices | None = None,
+    *,
+    resamples: int = 0,
+    seed: int = 0,
 ) -> tuple[dict[str, Any], list[RouterResult]]:
     """Score ``test`` with each router; returns (summary, per-router results).
 
+    Args:
+        test: The rows to evaluate on.
+        routers: The routers; the first is compared with each other one.
+        prices: Catalog prices, for costs.
+        resamples: Bootstrap draws of the test rows for 95% intervals of every
+            APGR and of the first router's differences (0: none; needs numpy).
+        seed: Seed of the draws.
+
     Raises:
         ValueError: No test row has both models' outcomes.
+        ImportError: ``resamples`` without numpy (the ``eval`` extra).
     """
     rows = list(test.labelled)
     if not rows:
@@ -145,6 +194,8 @@ def evaluate(
                 operating,
             )
         )
+    if resamples:
+        results = _with_intervals(results, weak_ok, strong_ok, resamples, seed)
     summary: dict[str, Any] = {
         "test": test.source,
         "rows": len(rows),
@@ -160,7 +211,32 @@ def evaluate(
             "all_weak_usd": round(sum(weak_cost), 6),
             "all_strong_usd": round(sum(strong_cost), 6),
         }
+    if resamples:
+        summary["bootstrap"] = {"resamples": resamples, "seed": seed, "level": 0.95}
     return summary, results
+
+
+def _with_intervals(
+    results: Sequence[RouterResult],
+    weak_ok: Sequence[bool],
+    strong_ok: Sequence[bool],
+    resamples: int,
+    seed: int,
+) -> list[RouterResult]:
+    """Every result with its APGR interval; the first with its paired differences."""
+    from agentmesh.evaluation.bootstrap import bootstrap_apgr, draw_counts, interval
+
+    counts = draw_counts(len(weak_ok), resamples, seed)
+    draws = [bootstrap_apgr(r.scores, weak_ok, strong_ok, counts) for r in results]
+    first, first_draws = results[0], draws[0]
+    comparisons = tuple(
+        Comparison(other.name, first.apgr - other.apgr, *interval(first_draws - other_draws))
+        for other, other_draws in zip(results[1:], draws[1:], strict=True)
+    )
+    return [
+        replace(r, apgr_ci=interval(d), comparisons=comparisons if k == 0 else ())
+        for k, (r, d) in enumerate(zip(results, draws, strict=True))
+    ]
 
 
 def render_table(summary: dict[str, Any], results: Sequence[RouterResult]) -> str:
@@ -177,15 +253,34 @@ def render_table(summary: dict[str, Any], results: Sequence[RouterResult]) -> st
             f"all-strong ({prices['strong_model']}) ${prices['all_strong_usd']:.4f}"
         )
     lines.append("")
-    lines.append(f"{'router':<34} {'APGR':>6} {'CPT50':>7} {'CPT80':>7}  {'cost@CPT50':>10}  note")
+    boot = "bootstrap" in summary
+    ci_head = f" {'APGR 95% CI':>13}" if boot else ""
+    w = max(len(r.name) for r in results)
+    lines.append(
+        f"{'router':<{w}} {'APGR':>6}{ci_head} {'CPT50':>7} {'CPT80':>7}  {'cost@CPT50':>10}  note"
+    )
     for r in results:
         cost = ""
         if r.curve[0].cost_usd is not None:
             at = resample(r.curve, [r.cpt50])[0]
             cost = f"${at.cost_usd:.4f}" if at.cost_usd is not None else ""
+        ci = f" {r.apgr_ci[0]:>6.3f}-{r.apgr_ci[1]:<6.3f}" if r.apgr_ci is not None else ""
         lines.append(
-            f"{r.name:<34} {r.apgr:>6.3f} {r.cpt50:>7.1%} {r.cpt80:>7.1%}  {cost:>10}  {r.note}"
+            f"{r.name:<{w}} {r.apgr:>6.3f}{ci} {r.cpt50:>7.1%} {r.cpt80:>7.1%}  {cost:>10}  "
+            f"{r.note}"
         )
+    if boot:
+        lines.append("")
+        lines.append(
+            f"APGR of {results[0].name} minus each other router "
+            f"(paired bootstrap, {summary['bootstrap']['resamples']} draws, 95% interval):"
+        )
+        for c in results[0].comparisons:
+            verdict = "better" if c.low > 0 else "worse" if c.high < 0 else "not separable"
+            lines.append(
+                f"  vs {c.router:<{w - 3}} {c.difference:+.3f}  [{c.low:+.3f}, {c.high:+.3f}]  "
+                f"{verdict}"
+            )
     for r in results:
         if r.operating_point is not None:
             p = r.operating_point
