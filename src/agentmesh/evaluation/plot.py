@@ -29,7 +29,8 @@ def plot_curves(summary: dict[str, Any], results: Sequence[RouterResult], path: 
         xs = [p.strong_share * 100 for p in r.curve]
         ys = [p.accuracy for p in r.curve]
         style = ":" if r.name.startswith(("random", "oracle")) else "-"
-        label = f"{r.name} (APGR {r.apgr:.3f})"
+        ci = f", 95% {r.apgr_ci[0]:.3f}-{r.apgr_ci[1]:.3f}" if r.apgr_ci is not None else ""
+        label = f"{r.name} (APGR {r.apgr:.3f}{ci})"
         ax_share.plot(xs, ys, style, label=label, linewidth=1.6)
         if priced:
             costs = [p.cost_usd or 0.0 for p in r.curve]
