@@ -348,6 +348,8 @@ def test_validators_pass_a_clean_worked_answer() -> None:
     [
         ("She has 16 - 3 = 12 eggs.\n#### 12", "arithmetic"),
         ("She sells <<9*2=16>>16.\n#### 16", "arithmetic"),
+        # a step right after a sentence's end is checked too
+        ("She has 16 eggs. 16 - 3 = 12.\n#### 12", "arithmetic"),
         ("She has 16 - 3 = 13 eggs and 13 * 2 = 26 dollars.\n#### 40", "consistent"),
         ("She has 16 - 3 = 13 eggs, so", "answer_present"),
         ("She has 16 - 3 = 13 eggs and sells them for 13 * 2 = <<13*2=2", "complete"),

@@ -46,6 +46,8 @@ _STEP = re.compile(
     r"([\d.,$+\-*/x\u00d7\u00f7()%\\ ]+)=\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?)"
     r"(?![\d.]*\s*[-+*/x]\s*[($]*\s*\d)"
 )
+_SENTENCE_END = re.compile(r"^\s*[.,]+\s+")
+"""A sentence's end the step pattern swallows (``apples. 12 - 2 = 10``), not a decimal (``.5``)."""
 _HAS_OPERATION = re.compile(r"\d\s*\)?\s*(?:[-+*/x\u00d7\u00f7]|\\\*)\s*\(?\s*\$?\d")
 _DIGITS = re.compile(r"(?<![\w.])\$?(\d[\d,]*(?:\.\d+)?)")
 _ANY_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
@@ -200,7 +202,7 @@ def arithmetic_steps(response: str) -> list[tuple[str, float | None, float]]:
         steps.append((expression, safe_eval(expression), written))
     plain = _ANNOTATION.sub(" ", response)
     for raw, result in _STEP.findall(plain):
-        expression = _balanced(raw)
+        expression = _SENTENCE_END.sub("", _balanced(raw))
         written = parse_number(result)
         if (
             written is None
