@@ -39,4 +39,5 @@ def _compiled(name: str) -> CompiledStateGraph[Any, Any, Any, Any]:
 research_report = _compiled("research_report")
 code_review = _compiled("code_review")
 math_consensus = _compiled("math_consensus")
+math_cascade = _compiled("math_cascade")
 support_triage = _compiled("support_triage")

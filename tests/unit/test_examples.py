@@ -29,11 +29,12 @@ def load(name: str) -> ModuleType:
     return module
 
 
-def test_the_four_pipelines_and_the_langgraph_app_are_there() -> None:
+def test_the_five_pipelines_and_the_langgraph_app_are_there() -> None:
     assert set(NAMES) >= {
         "research_report",
         "code_review",
         "math_consensus",
+        "math_cascade",
         "support_triage",
         "langgraph_app",
     }
@@ -78,6 +79,15 @@ def test_math_consensus_votes(capsys: pytest.CaptureFixture[str]) -> None:
     out = run("math_consensus", capsys)
     assert "answer: 26" in out
     assert "'30': ['solve_fast']" in out
+
+
+def test_math_cascade_escalates_the_answer_its_judge_doubts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = run("math_cascade", capsys)
+    assert "answer: ['Final answer: 26']" in out
+    assert "round 1: sim-nano: rejected: the answer looks wrong (cascade judge" in out
+    assert "round 2: sim-mini: passed: looks right" in out
 
 
 def test_support_triage_extracts_fields(capsys: pytest.CaptureFixture[str]) -> None:

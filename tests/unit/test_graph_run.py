@@ -433,11 +433,8 @@ async def test_a_run_is_one_trace_with_node_spans_parenting_routes_and_calls(
 
 
 DIFF = Path("prompts/review_code.j2").read_text().split("diff: |")[1]
-INPUTS = {
-    "code_review": DIFF,
-    "math_consensus": "A bakery sells muffins at $3 each or 4 for $10. "
-    "What is the lowest price for 10 muffins?",
-}
+MUFFINS = "A bakery sells muffins at $3 each or 4 for $10. What is the lowest price for 10 muffins?"
+INPUTS = {"code_review": DIFF, "math_consensus": MUFFINS, "math_cascade": MUFFINS}
 GRAPHS = {p.stem: load_graph(p) for p in sorted(Path("graphs").glob("*.yaml"))}
 SIM = load_catalog("models/sim.yaml")
 

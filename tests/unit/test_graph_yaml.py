@@ -984,7 +984,7 @@ def test_unregistered_custom_check_fails_the_graph_check(
         check_graph(wf.spec(), sim, prompts)
     assert caught.value.problems == [
         "node 'j': validators: unknown validator 'cites'; known: "
-        "min_words, max_words, regex, not_regex, contains, json_schema"
+        "min_words, max_words, regex, not_regex, contains, json_schema, cascade"
     ]
     check_graph(wf.spec(), sim, prompts, validators={"cites": lambda text: True})
 

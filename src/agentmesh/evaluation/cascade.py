@@ -57,6 +57,7 @@ from agentmesh.routing.strategies.adaptive import LearnedModel
 __all__ = [
     "CASCADE_FORMAT",
     "DEFAULT_WEIGHTS",
+    "NOTES",
     "PROMPT_SIGNAL",
     "SIGNALS",
     "SIZES",
@@ -197,6 +198,20 @@ VALIDATORS: Mapping[str, Callable[[str, str], float]] = MappingProxyType(
 )
 """Validator name -> ``(response, prompt) -> score in [0, 1]`` (1 = looks right)."""
 
+NOTES: Mapping[str, str] = MappingProxyType(
+    {
+        "answer_present": "no final answer is stated",
+        "arithmetic": "a calculation does not check out",
+        "consistent": "the final answer is not what the working computed",
+        "complete": "the answer stops mid-computation",
+        "no_hedging": "it hedges or second-guesses itself",
+        "all_inputs": "not every quantity the question gives is used",
+        "integer_answer": "the answer is not a whole number",
+        "enough_steps": "too few calculations for the quantities given",
+    }
+)
+"""What a low score of a validator means, for feedback to the model asked again."""
+
 SIZES: tuple[str, ...] = ("log_steps", "log_words", "question_words", "question_numbers")
 """Size signals, not verdicts: the answer's steps and words, the question's words and numbers."""
 
@@ -300,13 +315,18 @@ class CascadeModel:
 
     def escalate_score(self, response: str, prompt: str) -> float:
         """Probability-like score in (0, 1) that the weak answer is wrong."""
+        return self.judge(response, prompt)[0]
+
+    def judge(self, response: str, prompt: str) -> tuple[float, list[str]]:
+        """:meth:`escalate_score` and what looks wrong: :data:`NOTES` of validators under 0.5."""
         values = signals(response, prompt)
         if self.prompt_router is not None:
             values[PROMPT_SIGNAL] = self.prompt_router.logit(prompt)
         z = self.logit(values)
         if self.words:
             z += sum(self.words.get(t, 0.0) for t in response_terms(response))
-        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+        notes = [note for name, note in NOTES.items() if values[name] < 0.5]
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z)))), notes
 
     def save(self, path: str | Path) -> None:
         """Write the model file (the lowest version that holds it).

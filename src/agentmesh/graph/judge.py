@@ -87,7 +87,7 @@ class JudgeRunner(ModelNodeRunner):
             why = f"no stronger model to escalate to after round {result['round'] - 1}"
             verdict = Verdict(False, None, why)
         else:
-            verdict = _rules(self.rules, text)
+            verdict = _rules(self.rules, text, self._question(state, branch))
             if verdict.passed and self.node.prompt is not None:
                 verdict, calls = await self._llm(state, branch, result)
         if verdict.score is not None and result.get("model") and result.get("task"):
@@ -109,6 +109,12 @@ class JudgeRunner(ModelNodeRunner):
         record = step_record(self.name, self.kind, branch, calls, status=status, verdict=data)
         return data, record
 
+    @staticmethod
+    def _question(state: RunState, branch: Branch) -> str:
+        """What the judged answer responds to: the run's input, and the branch's step."""
+        step = branch["step"]
+        return str(resolve("$input", state)) + (f"\n\nStep: {step}" if step else "")
+
     async def _llm(
         self, state: RunState, branch: Branch, result: dict[str, Any]
     ) -> tuple[Verdict, list[CallResult]]:
@@ -117,8 +123,7 @@ class JudgeRunner(ModelNodeRunner):
         inputs = {
             "rubric": node.rubric,
             "candidate": result["text"],
-            "task": resolve("$input", state)
-            + (f"\n\nStep: {branch['step']}" if branch["step"] else ""),
+            "task": self._question(state, branch),
             "threshold": node.threshold,
         }
         declared = self.runtime.prompts.template(node.prompt).inputs
@@ -147,8 +152,8 @@ class JudgeRunner(ModelNodeRunner):
         return verdict, calls
 
 
-def _rules(rules: Sequence[RuleValidator], text: str) -> Verdict:
-    failures = [v for v in (rule(text) for rule in rules) if not v.passed]
+def _rules(rules: Sequence[RuleValidator], text: str, question: str) -> Verdict:
+    failures = [v for v in (rule.judge(text, question) for rule in rules) if not v.passed]
     if not failures:
         return Verdict(True, 1.0 if rules else None)
     score = min(v.score if v.score is not None else 0.0 for v in failures)

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from agentmesh._validation import describe_error
 from agentmesh.graph.checks import GraphError
 from agentmesh.graph.runtime import Tool, as_tool
-from agentmesh.graph.spec import NODE_KINDS, GraphSpec
+from agentmesh.graph.spec import NODE_KINDS, GraphSpec, JudgeNode
+from agentmesh.graph.validators import VALIDATORS
 
 __all__ = ["LoadedGraph", "graph_schema", "load_graph"]
 
@@ -174,7 +175,33 @@ def load_graph(path: str | Path) -> LoadedGraph:
             return f"{path}:{line}: " if line else f"{path}: "
 
         raise GraphError(str(data.get("name")), [_describe(e, at) for e in exc.errors()]) from None
-    return LoadedGraph(spec, path, root)
+    return LoadedGraph(_files_beside(spec, path.parent), path, root)
+
+
+def _files_beside(spec: GraphSpec, base: Path) -> GraphSpec:
+    """The graph with the relative files its validators read made relative to ``base``."""
+    nodes = dict(spec.nodes)
+    for name, node in spec.nodes.items():
+        if isinstance(node, JudgeNode):
+            entries = tuple(_file_beside(entry, base) for entry in node.validators)
+            if entries != node.validators:
+                nodes[name] = node.model_copy(update={"validators": entries})
+    return spec.model_copy(update={"nodes": nodes}) if nodes != spec.nodes else spec
+
+
+def _file_beside(entry: dict[str, Any] | str, base: Path) -> dict[str, Any] | str:
+    if not isinstance(entry, dict) or len(entry) != 1:
+        return entry
+    ((name, param),) = entry.items()
+    if not getattr(VALIDATORS.get(name), "reads_file", False):
+        return entry
+    if isinstance(param, str) and param and not Path(param).is_absolute():
+        return {name: str(base / param)}
+    if isinstance(param, dict) and isinstance(param.get("file"), str):
+        file = param["file"]
+        if file and not Path(file).is_absolute():
+            return {name: {**param, "file": str(base / file)}}
+    return entry
 
 
 def _or_string(prop: dict[str, Any], string: dict[str, Any]) -> dict[str, Any]:

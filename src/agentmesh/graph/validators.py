@@ -11,6 +11,12 @@ its own checks (``Runtime(validators={"cites": fn})``, ``fn(text) -> Verdict
       - regex: '(?i)\\bsecurity\\b'
       - not_regex: '(?i)looks good to me'
       - json_schema: {type: object, required: [answer]}
+      - cascade: ../models/routers/gsm8k-cascade.json   # a trained cascade judge
+
+``cascade`` reads the answer *and* the question (the run's input, plus the
+step of a planned branch): a judge trained by ``agentmesh train-router
+--cascade`` re-checks the working and fails answers it finds likely wrong. In a
+YAML graph its file is relative to the graph file.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from agentmesh.resilience.escalation import Verdict
 
 __all__ = [
     "VALIDATORS",
+    "CascadeJudge",
     "Check",
     "Contains",
     "JsonSchema",
@@ -43,13 +50,22 @@ Check = Callable[[str], "Verdict | bool"]
 
 
 class RuleValidator(ABC):
-    """One rule; ``name`` is what YAML writes, the constructor takes its parameter."""
+    """One rule; ``name`` is what YAML writes, the constructor takes its parameter.
+
+    ``reads_file``: the parameter names a file (or is ``{file: ..., ...}``); a
+    YAML graph's loader makes a relative one relative to the graph file.
+    """
 
     name: ClassVar[str]
+    reads_file: ClassVar[bool] = False
 
     @abstractmethod
     def __call__(self, text: str) -> Verdict:
         """Judge ``text``; a failure says what to fix."""
+
+    def judge(self, text: str, question: str) -> Verdict:
+        """Judge ``text`` as the answer to ``question``; most rules read only the text."""
+        return self(text)
 
 
 class MinWords(RuleValidator):
@@ -167,6 +183,55 @@ class JsonSchema(RuleValidator):
         return Verdict(False, 0.0, f"JSON at {where}: {error.message}")
 
 
+class CascadeJudge(RuleValidator):
+    """A trained cascade judge (``agentmesh train-router --cascade``) over answer and question.
+
+    The parameter is the judge file, or ``{file: FILE, threshold: T}``. The
+    judge's escalate score (how likely the answer is wrong, in (0, 1)) above
+    the threshold (default: the file's own, calibrated when it was trained)
+    fails the answer; the verdict's score is 1 minus it, and the feedback names
+    the checks that failed (a calculation that does not check out, an unused
+    quantity...), for the model asked next. Scoring is pure Python, well under
+    a millisecond per answer.
+    """
+
+    name = "cascade"
+    reads_file = True
+
+    def __init__(self, param: str | Mapping[str, Any]) -> None:
+        from agentmesh.evaluation.cascade import CascadeModel
+
+        threshold: Any = None
+        if isinstance(param, Mapping) and "file" in param and set(param) <= {"file", "threshold"}:
+            file, threshold = param["file"], param.get("threshold")
+        else:
+            file = param
+        if not isinstance(file, str) or not file:
+            raise ValueError(
+                f"cascade: a judge file or {{file: FILE, threshold: T}}, got {param!r}"
+            )
+        if threshold is not None and (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, int | float)
+            or not 0 < threshold < 1
+        ):
+            raise ValueError(f"cascade: threshold must be a number in (0, 1), got {threshold!r}")
+        self.model = CascadeModel.load(file)
+        self.threshold = float(threshold) if threshold is not None else self.model.threshold
+
+    def __call__(self, text: str) -> Verdict:
+        """Judge ``text`` without its question (the question-reading checks see none)."""
+        return self.judge(text, "")
+
+    def judge(self, text: str, question: str) -> Verdict:
+        """Judge ``text`` as the answer to ``question``."""
+        wrong, notes = self.model.judge(text, question)
+        if wrong <= self.threshold:
+            return Verdict(True, 1.0 - wrong)
+        why = f"the answer looks wrong (cascade judge {wrong:.2f} > {self.threshold:.2f})"
+        return Verdict(False, 1.0 - wrong, why + (": " + "; ".join(notes) if notes else ""))
+
+
 VALIDATORS: Mapping[str, Callable[[Any], RuleValidator]] = {
     MinWords.name: MinWords,
     MaxWords.name: MaxWords,
@@ -174,6 +239,7 @@ VALIDATORS: Mapping[str, Callable[[Any], RuleValidator]] = {
     NotRegex.name: NotRegex,
     Contains.name: Contains,
     JsonSchema.name: JsonSchema,
+    CascadeJudge.name: CascadeJudge,
 }
 """Built-in rule validators by YAML name."""
 
