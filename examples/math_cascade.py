@@ -33,7 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         verdict = step.get("verdict")
         if step["node"] == "check" and verdict:
             said = verdict["feedback"] or "looks right"
-            print(f"round {verdict['round']}: {verdict['judged_model']}: {step['status']}: {said}")
+            model = verdict["judged_model"] or "-"
+            print(f"round {verdict['round']}: {model}: {step['status']}: {said}")
     print()
     report(result)
     return 0 if result.status == "ok" else 1

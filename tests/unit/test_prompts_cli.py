@@ -76,6 +76,7 @@ def test_list_uses_prompts_in_the_current_directory_by_default(
     code, _, err = run(capsys, "prompts", "list")
     assert code == 2
     assert "prompts folder 'prompts' does not exist" in err
+    assert err.rstrip().endswith("(set it with --dir DIR)")
 
 
 def test_render_shows_the_variant_why_and_the_completion(

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from agentmesh.models import Catalog, CatalogError, load_catalog
+from agentmesh.prompts import PromptError, PromptLibrary
 
 __all__ = [
     "EXIT_CONFIG",
@@ -56,6 +57,19 @@ def open_catalog(path: str) -> Catalog | None:
     except CatalogError as exc:
         print(f"agentmesh: {exc}", file=sys.stderr)
         return None
+
+
+def open_prompts(folder: str, option: str) -> PromptLibrary:
+    """The templates of ``folder``; a missing folder's error names the ``option`` that sets it.
+
+    Raises:
+        PromptError: The folder is missing, or a template in it is unusable.
+    """
+    if not os.path.isdir(folder):
+        raise PromptError(
+            f"prompts folder {folder!r} does not exist or is not a folder (set it with {option})"
+        )
+    return PromptLibrary(folder)
 
 
 def emit_json(value: Any) -> None:

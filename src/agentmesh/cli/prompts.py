@@ -13,6 +13,7 @@ from agentmesh.cli._common import (
     add_models_option,
     emit_json,
     open_catalog,
+    open_prompts,
 )
 from agentmesh.models import UnknownModel
 from agentmesh.prompts import PromptError, PromptLibrary, PromptTemplate, RenderedPrompt
@@ -122,7 +123,7 @@ def _table(library: PromptLibrary) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     try:
-        library = PromptLibrary(args.dir)
+        library = open_prompts(args.dir, "--dir DIR")
     except PromptError as exc:
         return _fail(exc, args.json)
     if args.json:
@@ -185,7 +186,7 @@ def _render(args: argparse.Namespace) -> int:
     except UnknownModel as exc:
         return _fail(PromptError(str(exc), template=args.name), args.json)
     try:
-        library = PromptLibrary(args.dir)
+        library = open_prompts(args.dir, "--dir DIR")
         values = _parse_vars(args.var, args.name)
         inputs = {**library.template(args.name).example, **values} if args.example else values
         rendered = library.render(args.name, spec, inputs)

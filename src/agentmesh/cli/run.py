@@ -34,6 +34,7 @@ from agentmesh.cli._common import (
     add_state_option,
     emit_json,
     open_catalog,
+    open_prompts,
 )
 from agentmesh.graph import (
     CheckpointError,
@@ -199,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         loaded = load_graph(args.graph)
-        prompts = PromptLibrary(args.prompts)
+        prompts = open_prompts(args.prompts, "--prompts DIR")
         if args.trace:
             Path(args.trace).parent.mkdir(parents=True, exist_ok=True)
             with tracing.configure(jsonl=args.trace):
@@ -226,7 +227,7 @@ def _validate(args: argparse.Namespace) -> int:
             check_graph(
                 loaded.spec,
                 catalog,
-                PromptLibrary(args.prompts),
+                open_prompts(args.prompts, "--prompts DIR"),
                 loaded.tools(),
                 locate=loaded.locate,
             )
@@ -250,7 +251,7 @@ async def _drawing(loaded: LoadedGraph, prompts: PromptLibrary) -> str:
 def _mermaid(args: argparse.Namespace) -> int:
     try:
         loaded = load_graph(args.graph)
-        print(asyncio.run(_drawing(loaded, PromptLibrary(args.prompts))))
+        print(asyncio.run(_drawing(loaded, open_prompts(args.prompts, "--prompts DIR"))))
     except (GraphError, PromptError) as exc:
         return _fail(exc)
     return EXIT_OK

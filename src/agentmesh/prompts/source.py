@@ -91,9 +91,7 @@ def read_folder(folder: Path) -> dict[str, PromptFile]:
             unterminated front matter.
     """
     if not folder.is_dir():
-        raise PromptError(
-            f"prompts folder {str(folder)!r} does not exist or is not a folder (use --dir)"
-        )
+        raise PromptError(f"prompts folder {str(folder)!r} does not exist or is not a folder")
     root = folder.resolve()
     files: dict[str, PromptFile] = {}
     for path in sorted(folder.rglob("*.j2")):
