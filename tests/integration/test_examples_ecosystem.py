@@ -39,6 +39,30 @@ def test_support_triage_runs_end_to_end_on_the_embedded_model() -> None:
     assert "gemma" in out.stdout
 
 
+def test_math_cascade_judges_the_embedded_model_s_answer() -> None:
+    require(
+        importlib.util.find_spec("llama_cpp") is not None,
+        "the embedded model needs the 'local' extra (llama-cpp-python)",
+    )
+    out = subprocess.run(
+        [sys.executable, "examples/math_cascade.py", "--models", "models/local.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "SIMULATED" not in out.stdout, "a real model answered"
+    rounds = [line for line in out.stdout.splitlines() if line.startswith("round ")]
+    # the judge read gemma's real working; with one model there is no tier to climb
+    assert rounds[0].startswith(("round 1: gemma: passed", "round 1: gemma: rejected")), rounds
+    if "rejected" in rounds[0]:
+        assert rounds[1:] == ["round 2: -: gave_up: no stronger model to escalate to after round 1"]
+    else:
+        assert len(rounds) == 1, rounds
+
+
 @pytest.fixture(scope="module")
 def langgraph_server() -> Iterator[str]:
     require(
