@@ -14,81 +14,107 @@ Each draw's APGR is computed exactly like :func:`~agentmesh.evaluation.metrics.a
 are sorted once by score and a draw is a vector of counts per row, so the curve
 is a pair of cumulative sums read at the ends of the tie groups. With every
 count 1 it reproduces :func:`~agentmesh.evaluation.metrics.apgr` (a test checks).
+Draws are made and scored in chunks of at most ~2 million row-draws, so memory
+does not grow with the number of draws.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["bootstrap_apgr", "draw_counts", "interval"]
+__all__ = ["apgr_of_draws", "bootstrap_apgr", "draws", "interval"]
 
-_CHUNK = 100
-"""Draws computed together (bounds memory to ``_CHUNK x rows`` floats)."""
+_CELLS = 2_000_000
+"""Rows x draws held at once: memory stays ~100 MB however large the test set."""
+_MAX_CHUNK = 100
 
 
-def draw_counts(rows: int, resamples: int, seed: int) -> NDArray[np.int64]:
-    """``resamples`` draws of ``rows`` rows with replacement, as counts per row.
+def draws(rows: int, resamples: int, seed: int) -> Iterator[NDArray[np.int64]]:
+    """``resamples`` draws of ``rows`` rows with replacement, as counts per row, in chunks.
+
+    The same arguments give the same draws (each chunk has its own seeded
+    generator), so every router evaluated with them is scored on the same draws.
 
     Raises:
         ValueError: No rows, or fewer than one draw.
     """
     if rows <= 0 or resamples <= 0:
         raise ValueError(f"bootstrap needs rows and draws, got {rows} rows, {resamples} draws")
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, rows, size=(resamples, rows))
-    counts = np.zeros((resamples, rows), dtype=np.int64)
-    np.add.at(counts, (np.arange(resamples)[:, None], picks), 1)
-    return counts
+    chunk = max(1, min(_MAX_CHUNK, _CELLS // rows))
+    for k, start in enumerate(range(0, resamples, chunk)):
+        size = min(chunk, resamples - start)
+        picks = np.random.default_rng([seed, k]).integers(0, rows, size=(size, rows))
+        cells = (np.arange(size)[:, None] * rows + picks).ravel()
+        yield np.bincount(cells, minlength=size * rows).reshape(size, rows)
 
 
 def bootstrap_apgr(
     scores: Sequence[float],
     weak_ok: Sequence[bool],
     strong_ok: Sequence[bool],
+    resamples: int,
+    seed: int,
+) -> NDArray[np.float64]:
+    """The router's APGR on each of the :func:`draws` (``nan`` where both models score the same).
+
+    Raises:
+        ValueError: Lengths that do not match, no rows, or no draws.
+    """
+    curve = _SortedRows(scores, weak_ok, strong_ok)
+    chunks = [curve.apgr(c) for c in draws(len(curve.weak), resamples, seed)]
+    return np.concatenate(chunks)
+
+
+def apgr_of_draws(
+    scores: Sequence[float],
+    weak_ok: Sequence[bool],
+    strong_ok: Sequence[bool],
     counts: NDArray[np.int64],
 ) -> NDArray[np.float64]:
-    """The router's APGR on each draw (``nan`` on a draw where both models score the same).
-
-    Args:
-        scores: One score per test row (higher = strong model).
-        weak_ok: Whether the weak model answered each row right.
-        strong_ok: Whether the strong model did.
-        counts: Draws x rows: how often each row is in each draw (:func:`draw_counts`).
+    """The router's APGR on given draws (draws x rows: how often each row is in each draw).
 
     Raises:
         ValueError: Lengths that do not match.
     """
-    s = np.asarray(scores, dtype=np.float64)
-    n = len(s)
-    if len(weak_ok) != n or len(strong_ok) != n or counts.shape[1:] != (n,):
-        raise ValueError(
-            f"{n} scores, {len(weak_ok)} weak and {len(strong_ok)} strong labels, "
-            f"draws of {counts.shape[1:]} rows"
-        )
-    order = np.argsort(-s, kind="stable")
-    sorted_scores = s[order]
-    # Index of the last row of each group of equal scores, in score order.
-    ends = np.flatnonzero(np.append(sorted_scores[1:] != sorted_scores[:-1], True))
-    weak = np.asarray(weak_ok, dtype=np.float64)[order]
-    gain = np.asarray(strong_ok, dtype=np.float64)[order] - weak
-    out = np.empty(len(counts))
-    for start in range(0, len(counts), _CHUNK):
-        c = counts[start : start + _CHUNK][:, order].astype(np.float64)
+    return _SortedRows(scores, weak_ok, strong_ok).apgr(counts)
+
+
+class _SortedRows:
+    """The test rows sorted once by score, with the ends of the groups of equal scores."""
+
+    def __init__(
+        self, scores: Sequence[float], weak_ok: Sequence[bool], strong_ok: Sequence[bool]
+    ) -> None:
+        s = np.asarray(scores, dtype=np.float64)
+        if len(weak_ok) != len(s) or len(strong_ok) != len(s):
+            raise ValueError(
+                f"{len(s)} scores but {len(weak_ok)} weak and {len(strong_ok)} strong labels"
+            )
+        self.order = np.argsort(-s, kind="stable")
+        ordered = s[self.order]
+        # index of the last row of each group of equal scores, in score order
+        self.ends = np.flatnonzero(np.append(ordered[1:] != ordered[:-1], True))
+        self.weak = np.asarray(weak_ok, dtype=np.float64)[self.order]
+        self.gain = np.asarray(strong_ok, dtype=np.float64)[self.order] - self.weak
+
+    def apgr(self, counts: NDArray[np.int64]) -> NDArray[np.float64]:
+        if counts.ndim != 2 or counts.shape[1] != len(self.weak):
+            raise ValueError(f"draws of {counts.shape[1:]} rows for {len(self.weak)} scores")
+        c = counts[:, self.order].astype(np.float64)
         size = c.sum(axis=1, keepdims=True)
-        weak_acc = (c @ weak)[:, None] / size
-        gained = np.cumsum(c * gain, axis=1)[:, ends] / size
-        share = np.cumsum(c, axis=1)[:, ends] / size
+        weak_acc = (c @ self.weak)[:, None] / size
         zero = np.zeros((len(c), 1))
-        share = np.hstack([zero, share])
-        accuracy = weak_acc + np.hstack([zero, gained])
+        share = np.hstack([zero, np.cumsum(c, axis=1)[:, self.ends] / size])
+        gained = np.hstack([zero, np.cumsum(c * self.gain, axis=1)[:, self.ends] / size])
+        accuracy = weak_acc + gained
         area = (np.diff(share, axis=1) * (accuracy[:, 1:] + accuracy[:, :-1]) / 2).sum(axis=1)
         gap = accuracy[:, -1] - weak_acc[:, 0]
         with np.errstate(divide="ignore", invalid="ignore"):
-            out[start : start + len(c)] = np.where(gap != 0, (area - weak_acc[:, 0]) / gap, np.nan)
-    return out
+            out: NDArray[np.float64] = np.where(gap != 0, (area - weak_acc[:, 0]) / gap, np.nan)
+        return out
 
 
 def interval(values: NDArray[np.float64], level: float = 0.95) -> tuple[float, float]:

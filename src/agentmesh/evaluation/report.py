@@ -224,10 +224,10 @@ def _with_intervals(
     seed: int,
 ) -> list[RouterResult]:
     """Every result with its APGR interval; the first with its paired differences."""
-    from agentmesh.evaluation.bootstrap import bootstrap_apgr, draw_counts, interval
+    from agentmesh.evaluation.bootstrap import bootstrap_apgr, interval
 
-    counts = draw_counts(len(weak_ok), resamples, seed)
-    draws = [bootstrap_apgr(r.scores, weak_ok, strong_ok, counts) for r in results]
+    # the same seed: every router is scored on the same draws (paired differences)
+    draws = [bootstrap_apgr(r.scores, weak_ok, strong_ok, resamples, seed) for r in results]
     first, first_draws = results[0], draws[0]
     comparisons = tuple(
         Comparison(other.name, first.apgr - other.apgr, *interval(first_draws - other_draws))
