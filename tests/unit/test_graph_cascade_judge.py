@@ -13,6 +13,8 @@ from agentmesh.cli import main
 from agentmesh.evaluation.cascade import CascadeModel
 from agentmesh.graph import Runtime, build_validator, load_graph, run_graph
 from agentmesh.models import load_catalog
+from agentmesh.routing import LearnedModel
+from agentmesh.tracing import content_capture
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "She has 16 eggs and eats 3. She sells the rest at $2 each. How much does she make?"
@@ -161,3 +163,69 @@ async def test_the_shipped_math_cascade_escalates_the_cheap_answer_with_the_judg
     assert rejected.startswith("the answer looks wrong (cascade judge")
     assert "not every quantity the question gives is used" in rejected
     assert (result.output or "").rstrip().endswith("Final answer: 26")
+
+
+PAIR = """\
+description: two SIMULATED models for the feedback loop
+models:
+  - id: small
+    provider: scripted
+    model: small
+    tier: 1
+    pricing: {input: 0.1, output: 0.1}
+    capabilities: [json]
+    behavior:
+      replies:
+        - match: 'boxes'
+          reply: "Maybe 3 * 4 = 13, roughly.\\nFinal answer: 13"
+      reply: "She keeps 16 - 3 = 13 eggs and sells them for 13 * 2 = 26 dollars.\\nFinal answer: 26"
+  - id: big
+    provider: scripted
+    model: big
+    tier: 2
+    pricing: {input: 5, output: 15}
+    capabilities: [json]
+    behavior:
+      replies:
+        - match: 'boxes'
+          reply: "3 * 4 = 12 apples. 12 - 2 = 10 apples are left.\\nFinal answer: 10"
+      reply: "She keeps 16 - 3 = 13 eggs and sells them for 13 * 2 = 26 dollars.\\nFinal answer: 26"
+"""
+EASY = "She has 16 eggs and eats 3. She sells the rest at $2 each. How much does she make?"
+RUNS = 20
+HARD = "Tom has 3 boxes with 4 apples each. He eats 2. How many apples are left?"
+
+
+def test_runs_judged_by_a_cascade_judge_retrain_a_router_from_their_own_traffic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The feedback loop on real `agentmesh run` output: trace (with content) + run records."""
+    monkeypatch.chdir(ROOT)  # prompts/
+    CascadeModel.default().save(tmp_path / "judge.json")
+    graph = tmp_path / "g.yaml"
+    graph.write_text(GRAPH.replace("JUDGE", "judge.json"))
+    catalog = tmp_path / "pair.yaml"
+    catalog.write_text(PAIR)
+    trace = tmp_path / "trace.jsonl"
+    records: list[str] = []
+    for k in range(RUNS):
+        question = f"{HARD if k % 2 else EASY} (ticket {k})"
+        command = ["run", str(graph), "--models", str(catalog), "--input", question]
+        # what OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true does for a new process
+        with content_capture(True):
+            assert main([*command, "--json", "--trace", str(trace), "--quiet"]) == 0
+        record = tmp_path / f"run{k}.json"
+        record.write_text(capsys.readouterr().out)
+        records += ["--run", str(record)]
+        steps = json.loads(record.read_text())["steps"]
+        expected = ["small", "big"] if k % 2 else ["small"]
+        assert [s["model"] for s in steps if s["node"] == "solve"] == expected
+    out = tmp_path / "router.json"
+    assert main(["train-router", "--trace", str(trace), *records, "--out", str(out)]) == 0
+    capsys.readouterr()
+    router = LearnedModel.load(out)
+    meta = dict(router.meta)
+    assert meta["target"] == "weak_wrong"
+    assert meta["feedback"]["rows"] == RUNS
+    # every hard question's cheap answer was rejected, no easy one's: the router learned it
+    assert router.logit(f"{HARD} (ticket 99)") > router.logit(f"{EASY} (ticket 98)")
