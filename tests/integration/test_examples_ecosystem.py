@@ -20,13 +20,14 @@ from .conftest import free_port, require
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_support_triage_runs_end_to_end_on_the_embedded_model() -> None:
+def embedded(example: str) -> subprocess.CompletedProcess[str]:
+    """``examples/<example>.py`` run on the embedded model; it must exit 0."""
     require(
         importlib.util.find_spec("llama_cpp") is not None,
         "the embedded model needs the 'local' extra (llama-cpp-python)",
     )
     out = subprocess.run(
-        [sys.executable, "examples/support_triage.py", "--models", "models/local.yaml"],
+        [sys.executable, f"examples/{example}.py", "--models", "models/local.yaml"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -34,25 +35,18 @@ def test_support_triage_runs_end_to_end_on_the_embedded_model() -> None:
         check=False,
     )
     assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_support_triage_runs_end_to_end_on_the_embedded_model() -> None:
+    out = embedded("support_triage")
     assert "category: " in out.stdout
     assert "SIMULATED" not in out.stdout, "a real model answered"
     assert "gemma" in out.stdout
 
 
 def test_math_cascade_judges_the_embedded_model_s_answer() -> None:
-    require(
-        importlib.util.find_spec("llama_cpp") is not None,
-        "the embedded model needs the 'local' extra (llama-cpp-python)",
-    )
-    out = subprocess.run(
-        [sys.executable, "examples/math_cascade.py", "--models", "models/local.yaml"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
+    out = embedded("math_cascade")
     assert "SIMULATED" not in out.stdout, "a real model answered"
     rounds = [line for line in out.stdout.splitlines() if line.startswith("round ")]
     # the judge read gemma's real working; with one model there is no tier to climb
