@@ -195,13 +195,16 @@ def _file_beside(entry: dict[str, Any] | str, base: Path) -> dict[str, Any] | st
     ((name, param),) = entry.items()
     if not getattr(VALIDATORS.get(name), "reads_file", False):
         return entry
-    if isinstance(param, str) and param and not Path(param).is_absolute():
-        return {name: str(base / param)}
+    if isinstance(param, str):
+        return {name: _beside(param, base)}
     if isinstance(param, dict) and isinstance(param.get("file"), str):
-        file = param["file"]
-        if file and not Path(file).is_absolute():
-            return {name: {**param, "file": str(base / file)}}
+        return {name: {**param, "file": _beside(param["file"], base)}}
     return entry
+
+
+def _beside(file: str, base: Path) -> str:
+    """``file`` relative to ``base`` (an absolute or empty one as it is)."""
+    return file if not file or Path(file).is_absolute() else str(base / file)
 
 
 def _or_string(prop: dict[str, Any], string: dict[str, Any]) -> dict[str, Any]:
