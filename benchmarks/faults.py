@@ -120,6 +120,7 @@ from agentmesh.resilience import (
     Attempt,
     BreakerEvent,
     BreakerPolicy,
+    Call,
     CallFailed,
     ResiliencePolicy,
     ResilientCaller,
@@ -295,7 +296,7 @@ class GatewayCall:
     error: str | None
 
 
-Call = Callable[[], Awaitable[CallOutcome]]
+CallFn = Callable[[], Awaitable[CallOutcome]]
 
 
 class CountingGateway(Gateway):
@@ -347,7 +348,7 @@ class PhaseSwitcher:
 
 
 async def drive(
-    call: Call, requests: int, concurrency: int, switcher: PhaseSwitcher
+    call: CallFn, requests: int, concurrency: int, switcher: PhaseSwitcher
 ) -> tuple[list[Record], float, float]:
     """Make ``requests`` calls, ``concurrency`` at a time (closed loop).
 
@@ -626,7 +627,7 @@ async def run_arm(
     server: RemoteFaultServer,
     scenario: Scenario,
     prefix: str,
-    call: Call,
+    call: CallFn,
     requests: int,
     concurrency: int,
 ) -> ArmRun:
@@ -672,7 +673,7 @@ async def agentmesh_arm(
 
         async def call() -> CallOutcome:
             try:
-                result = await caller.call(route_request, model_request, ROUTING)
+                result = await caller.call(Call(route_request, model_request, ROUTING))
             except CallFailed as failure:
                 return CallOutcome(
                     None,

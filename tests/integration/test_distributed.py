@@ -388,10 +388,11 @@ def _caller(catalog: Any, state: Any, gateway: Any) -> Any:
 
 async def _one_call(caller: Any, n: int) -> Any:
     from agentmesh.models import ModelRequest
+    from agentmesh.resilience import Call
     from agentmesh.routing import RouteRequest
 
     request = RouteRequest(node="ask", role="executor", prompt=f"hello {n}", max_output_tokens=8)
-    return await caller.call(request, ModelRequest.of(f"hello {n}", max_tokens=8))
+    return await caller.call(Call(request, ModelRequest.of(f"hello {n}", max_tokens=8)))
 
 
 def _call_report(result: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import pytest
 
 from agentmesh.models import Catalog, Gateway, ModelRequest, ModelSpec
 from agentmesh.resilience import (
+    Call,
     CallFailed,
     ResiliencePolicy,
     ResilientCaller,
@@ -56,7 +57,7 @@ async def call(server: FaultServer) -> AsyncIterator[object]:
         caller = ResilientCaller(Router(catalog), gateway, policy)
         request = ModelRequest.of("hi", timeout=timeout_s)
         return await caller.call(
-            RouteRequest(prompt="hi"), request, Policy(strategy="cheapest")
+            Call(RouteRequest(prompt="hi"), request, Policy(strategy="cheapest"))
         ), tag
 
     yield run

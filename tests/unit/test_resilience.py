@@ -10,6 +10,7 @@ from agentmesh.models import Catalog, Gateway, ModelRequest, ModelSpec
 from agentmesh.resilience import (
     BreakerEvent,
     BreakerPolicy,
+    Call,
     CallFailed,
     CircuitBreaker,
     DegradePolicy,
@@ -64,13 +65,13 @@ class Harness:
         self.slept.append(seconds)
         self.clock.now += seconds
 
-    async def call(self, **request: object):  # type: ignore[no-untyped-def]
+    async def call(self, routing: Policy = CHEAPEST, **request: object):  # type: ignore[no-untyped-def]
         route = RouteRequest(prompt="hi", **request)  # type: ignore[arg-type]
-        return await self.caller.call(route, ModelRequest.of("hi"), CHEAPEST)
+        return await self.caller.call(Call(route, ModelRequest.of("hi"), routing))
 
-    async def fail(self, **request: object) -> CallFailed:
+    async def fail(self, routing: Policy = CHEAPEST, **request: object) -> CallFailed:
         with pytest.raises(CallFailed) as info:
-            await self.call(**request)
+            await self.call(routing, **request)
         return info.value
 
 
@@ -282,7 +283,7 @@ async def test_degradation_serves_a_lower_tier_and_says_so(closing) -> None:
     await h.state.set_breaker(
         "strong", BreakerState("open", until=h.clock.now + 60, reason="outage")
     )
-    result = await h.call(min_tier=2)
+    result = await h.call(Policy(strategy="cheapest", min_tier=2))
     assert result.model == "cheap"
     assert result.degraded
     assert "every capable model is down" in result.degraded_reason
@@ -296,7 +297,7 @@ async def test_without_degradation_the_error_lists_why(closing) -> None:
     await h.state.set_breaker(
         "strong", BreakerState("open", until=h.clock.now + 60, reason="outage")
     )
-    failure = await h.fail(min_tier=2)
+    failure = await h.fail(Policy(strategy="cheapest", min_tier=2))
     assert failure.kind == "no_route"
     assert "strong: circuit open" in str(failure)
     assert "cheap: tier 1 below minimum 2" in str(failure)
@@ -369,10 +370,10 @@ async def test_call_until_escalates_with_feedback_and_scores(closing) -> None:
     h.gateway.invoke = spy  # type: ignore[method-assign]
     outcome = await call_until(
         h.caller,
-        RouteRequest(prompt="hi", task="qa"),
-        ModelRequest.of("hi"),
+        Call(
+            RouteRequest(prompt="hi", task="qa"), ModelRequest.of("hi"), Policy(strategy="cascade")
+        ),
         check,
-        routing=Policy(strategy="cascade"),
     )
     assert outcome.status == "accepted"
     assert [(r.level, r.result.model if r.result else None) for r in outcome.rounds] == [
@@ -395,10 +396,8 @@ async def test_call_until_gives_up_after_max_rounds(closing) -> None:
     closing.append(h)
     outcome = await call_until(
         h.caller,
-        RouteRequest(prompt="hi"),
-        ModelRequest.of("hi"),
+        Call(RouteRequest(prompt="hi"), ModelRequest.of("hi"), Policy(strategy="cascade")),
         lambda response: False,
-        routing=Policy(strategy="cascade"),
         max_rounds=2,
     )
     assert outcome.status == "gave_up"
@@ -414,10 +413,8 @@ async def test_call_until_stops_when_nothing_stronger_is_left(closing) -> None:
     closing.append(h)
     outcome = await call_until(
         h.caller,
-        RouteRequest(prompt="hi"),
-        ModelRequest.of("hi"),
+        Call(RouteRequest(prompt="hi"), ModelRequest.of("hi"), Policy(strategy="cascade")),
         lambda response: False,
-        routing=Policy(strategy="cascade"),
         max_rounds=5,
     )
     assert outcome.status == "gave_up"
@@ -433,7 +430,7 @@ async def test_request_builder_is_called_for_each_model_tried(closing) -> None:
         built.append(spec.id)
         return ModelRequest.of(f"variant for {spec.id}")
 
-    result = await h.caller.call(RouteRequest(prompt="hi"), build, CHEAPEST)
+    result = await h.caller.call(Call(RouteRequest(prompt="hi"), build, CHEAPEST))
     assert built == ["a", "b"], "once per model, retries reuse the request"
     assert result.model == "b"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from functools import cached_property
 from typing import Annotated, Any
 
@@ -40,8 +40,8 @@ from agentmesh.models.catalog import UnknownModel
 from agentmesh.models.gateway import Gateway
 from agentmesh.models.spec import Capability, ModelSpec
 from agentmesh.models.types import ModelRequest, ResponseFormat
-from agentmesh.resilience import CallFailed, ResiliencePolicy, ResilientCaller
-from agentmesh.resilience.caller import CallResult, RequestBuilder
+from agentmesh.resilience import Call, CallFailed, CallResult, ResiliencePolicy, ResilientCaller
+from agentmesh.resilience.caller import Streamed
 from agentmesh.routing import Policy, Router
 from agentmesh.routing.types import RouteRequest
 from agentmesh.testing import (
@@ -64,16 +64,18 @@ class RecordingCaller(ResilientCaller):
         super().__init__(*args, **kwargs)
         self.seen: list[tuple[RouteRequest, ModelRequest]] = []
 
-    async def call(
-        self,
-        request: RouteRequest,
-        model_request: ModelRequest | RequestBuilder,
-        routing: Policy | None = None,
-        **kwargs: Any,
-    ) -> CallResult:
-        assert isinstance(model_request, ModelRequest)
-        self.seen.append((request, model_request))
-        return await super().call(request, model_request, routing, **kwargs)
+    def _seen(self, call: Call) -> None:
+        assert isinstance(call.request, ModelRequest)
+        self.seen.append((call.route, call.request))
+
+    async def call(self, call: Call) -> CallResult:
+        self._seen(call)
+        return await super().call(call)
+
+    async def stream(self, call: Call) -> AsyncIterator[Streamed]:
+        self._seen(call)
+        async for item in super().stream(call):
+            yield item
 
 
 def make_caller(*specs: ModelSpec) -> RecordingCaller:

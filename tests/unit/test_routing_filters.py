@@ -156,8 +156,10 @@ async def test_budget_filter_and_budget_exceeded_name_the_run_and_amount() -> No
     assert error.scope == "run:r1"
     assert error.needed_usd == pytest.approx(0.002)
     assert error.remaining_usd == pytest.approx(0.001)
-    assert "budget run:r1 exceeded" in str(error)
-    assert "$0.002000" in str(error)
+    assert error.limit_usd == pytest.approx(0.003)
+    assert error.spent_usd == pytest.approx(0.002)
+    assert "budget run:r1 of $0.003 ($0.002000 spent) exceeded" in str(error)
+    assert "needs up to $0.002000, $0.001000 is left" in str(error)
     other_run = await route(router, run_id="r2")
     assert other_run.chosen == "a"
 

@@ -7,9 +7,9 @@ import pytest
 
 from agentmesh.cli import main
 from agentmesh.models import Catalog, Gateway
+from agentmesh.resilience import LLMClassifier, ResilientCaller
 from agentmesh.routing import (
     InMemoryRoutingState,
-    LLMClassifier,
     MatrixError,
     Outcome,
     Policy,
@@ -63,7 +63,7 @@ async def test_llm_classifier_asks_a_cheap_model_through_the_router() -> None:
     models = Catalog([judge, pricey])
     state = InMemoryRoutingState()
     async with Gateway(models) as gateway:
-        classifier = LLMClassifier(Router(models, state=state), gateway)
+        classifier = LLMClassifier(_caller(Router(models, state=state), gateway))
         verdict = await classifier.classify("what is 2+2")
         assert (verdict.task, verdict.level, verdict.source) == ("math", "high", "llm:judge")
         router = Router(models, state=state, classifier=classifier)
@@ -73,21 +73,31 @@ async def test_llm_classifier_asks_a_cheap_model_through_the_router() -> None:
     assert stats.calls == 2, "each classification call is recorded like any other"
 
 
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+def _caller(router: Router, gateway: Gateway) -> ResilientCaller:
+    """The classifier's own call path: the resilient caller over a rules-classifying router."""
+    return ResilientCaller(router, gateway, sleep=_no_sleep)
+
+
 async def test_llm_classifier_falls_back_to_rules_and_says_why() -> None:
     down = scripted_model("down", down=True, fail_with="timeout")
     models = Catalog([down])
     async with Gateway(models) as gateway:
-        verdict = await LLMClassifier(Router(models), gateway).classify("Solve 3x = 9")
+        verdict = await LLMClassifier(_caller(Router(models), gateway)).classify("Solve 3x = 9")
     assert verdict.task == "math"
     assert verdict.source == "rules (llm fallback)"
-    assert "down failed: timeout" in verdict.evidence
+    assert "no classifier answer (timeout)" in verdict.evidence
+    assert "down (timeout)" in verdict.evidence, "every attempt is named"
 
 
 async def test_llm_classifier_rejects_unparseable_answers() -> None:
     chatty = scripted_model("chatty", reply='{"guess": "I think it is maths"}')
     models = Catalog([chatty])
     async with Gateway(models) as gateway:
-        verdict = await LLMClassifier(Router(models), gateway).classify("Solve 3x = 9")
+        verdict = await LLMClassifier(_caller(Router(models), gateway)).classify("Solve 3x = 9")
     assert verdict.source == "rules (llm fallback)"
     assert "chatty answered" in verdict.evidence
 

@@ -27,7 +27,7 @@ from agentmesh.models import (
     estimate_tokens,
 )
 from agentmesh.prompts import PromptLibrary
-from agentmesh.resilience import ResiliencePolicy, ResilientCaller
+from agentmesh.resilience import Call, ResiliencePolicy, ResilientCaller
 from agentmesh.routing import BudgetLimits, Policy, RouteDecision, Router, RouteRequest
 from agentmesh.synthesis import (
     PICK_BEST_SCHEMA,
@@ -110,11 +110,9 @@ class SpyCaller(ResilientCaller):
 
     attributes: list[dict[str, Any]]
 
-    async def call(  # type: ignore[override]
-        self, request: RouteRequest, model_request: Any, routing: Policy | None = None, **kw: Any
-    ) -> Any:
-        self.attributes.append(dict(kw.get("attributes") or {}))
-        return await super().call(request, model_request, routing, **kw)
+    async def call(self, call: Call) -> Any:
+        self.attributes.append(dict(call.attributes))
+        return await super().call(call)
 
 
 class Mesh:

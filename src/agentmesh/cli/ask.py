@@ -21,7 +21,7 @@ from agentmesh.cli._common import (
     open_catalog,
 )
 from agentmesh.models import Catalog, Gateway, ModelRequest
-from agentmesh.resilience import CallFailed, ResiliencePolicy, ResilientCaller
+from agentmesh.resilience import Call, CallFailed, ResiliencePolicy, ResilientCaller
 from agentmesh.routing import (
     STRATEGIES,
     Policy,
@@ -111,7 +111,7 @@ async def _call(
     async with Gateway(catalog) as gateway:
         caller = ResilientCaller(router, gateway, res)
         try:
-            result = await caller.call(request, call)
+            result = await caller.call(Call(request, call))
         except CallFailed as failure:
             attempts = [a.to_dict() for a in failure.attempts]
             if args.json:

@@ -91,9 +91,7 @@ class JudgeRunner(ModelNodeRunner):
             if verdict.passed and self.node.prompt is not None:
                 verdict, calls = await self._llm(state, branch, result)
         if verdict.score is not None and result.get("model") and result.get("task"):
-            await self.runtime.router.state.add_quality(
-                result["task"], result["model"], verdict.score
-            )
+            await self.runtime.router.score(result["task"], result["model"], verdict.score)
         gave_up = not verdict.passed and (
             result["round"] >= self.node.max_rounds or bool(result.get("exhausted"))
         )
@@ -134,17 +132,17 @@ class JudgeRunner(ModelNodeRunner):
         )
         outcome = await call_until(
             self.runtime.caller,
-            request,
-            build,
+            self.call(request, build),
             lambda response: Verdict(_verdict(response.text, node.threshold) is not None),
-            routing=self.policy(),
             max_rounds=2,
-            policy=self.resilience(),
             record_scores=False,
         )
         calls = [r.result for r in outcome.rounds if r.result is not None]
         final = outcome.final
         verdict = _verdict(final.response.text, node.threshold) if final is not None else None
+        failure = outcome.rounds[-1].failure
+        if verdict is None and failure is not None:
+            raise self.failed(branch, failure, calls)
         if verdict is None:
             steps = [step_record(self.name, self.kind, branch, calls, status="failed")]
             kind = outcome.rounds[-1].error or "invalid_verdict"

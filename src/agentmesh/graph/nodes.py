@@ -33,14 +33,27 @@ from agentmesh.models.spec import Capability, ModelSpec
 from agentmesh.models.tokens import estimate_message_tokens
 from agentmesh.models.types import ModelRequest, ModelResponse
 from agentmesh.prompts import RenderedPrompt
-from agentmesh.resilience import CallFailed, CallResult, Verdict, call_until
-from agentmesh.resilience.caller import Attempt, RequestBuilder
+from agentmesh.resilience import (
+    Attempt,
+    Call,
+    CallFailed,
+    CallResult,
+    RequestBuilder,
+    Verdict,
+    call_until,
+)
 from agentmesh.resilience.escalation import add_feedback
 from agentmesh.resilience.policy import ResiliencePolicy
 from agentmesh.routing.policy import Policy
 from agentmesh.routing.types import RouteRequest
 from agentmesh.tracing import SpanScope, node_span, tool_span
-from agentmesh.tracing.attributes import COST_USD, ESCALATION_LEVEL, NODE_BRANCH, NODE_MODELS
+from agentmesh.tracing.attributes import (
+    COST_USD,
+    ESCALATION_LEVEL,
+    NODE_BRANCH,
+    NODE_MODELS,
+    NODE_NAME,
+)
 
 __all__ = [
     "ExecutorRunner",
@@ -290,6 +303,16 @@ class ModelNodeRunner(NodeRunner):
         """The node's resilience policy (``None``: the caller's)."""
         return self.node.resilience or self.graph.resilience
 
+    def call(self, route: RouteRequest, request: ModelRequest | RequestBuilder) -> Call:
+        """The node's :class:`Call`: its policies and its empty-answer rule."""
+        return Call(
+            route,
+            request,
+            self.policy(),
+            self.resilience(),
+            allow_empty=self.node.allow_empty,
+        )
+
     def failed(
         self, branch: Branch, failure: CallFailed, calls: Sequence[CallResult] = ()
     ) -> NodeFailed:
@@ -361,21 +384,19 @@ class PlannerRunner(ModelNodeRunner):
 
         outcome = await call_until(
             self.runtime.caller,
-            request,
-            build,
+            self.call(request, build),
             check,
-            routing=self.policy(),
             max_rounds=2,
-            policy=self.resilience(),
             record_scores=False,
         )
         calls = [r.result for r in outcome.rounds if r.result is not None]
         if outcome.status != "accepted":
+            failure = outcome.rounds[-1].failure
+            if failure is not None:  # the last round found no model: say why, not "no plan"
+                raise self.failed(branch, failure, calls)
             step = step_record(self.name, self.kind, branch, calls, status="failed")
-            last = outcome.rounds[-1]
-            kind = last.error or "invalid_plan"
-            step["error"] = {"type": kind, "message": "no usable plan"}
-            raise NodeFailed(self.name, kind, "no model produced a usable plan", [step])
+            step["error"] = {"type": "invalid_plan", "message": "no usable plan"}
+            raise NodeFailed(self.name, "invalid_plan", "no model produced a usable plan", [step])
         final = calls[-1]
         steps = self._steps(final.response) or []
         dropped = len(steps) - node.max_steps
@@ -410,9 +431,7 @@ class ExecutorRunner(ModelNodeRunner):
         tool_runs: list[dict[str, Any]] = []
         for _ in range(node.max_tool_rounds + 1):
             try:
-                call = await self.runtime.caller.call(
-                    request, _extended(build, extra), self.policy(), policy=self.resilience()
-                )
+                call = await self.runtime.caller.call(self.call(request, _extended(build, extra)))
             except CallFailed as failure:
                 if failure.kind == "no_route" and not calls and branch["previous"] is not None:
                     return self._exhausted(branch, failure)
@@ -451,7 +470,9 @@ class ExecutorRunner(ModelNodeRunner):
 
     async def _run_tool(self, name: str, arguments: Mapping[str, Any], call_id: str) -> str:
         tool = self.runtime.tools.get(name)
-        with tool_span(name, call_id=call_id, arguments=dict(arguments)) as scope:
+        with tool_span(
+            name, call_id=call_id, arguments=dict(arguments), attributes={NODE_NAME: self.name}
+        ) as scope:
             if tool is None or name not in self.node.tools:
                 return f"error: no tool named {name!r}; available: {', '.join(self.node.tools)}"
             try:
@@ -492,9 +513,7 @@ class ToolRunner(NodeRunner):
         """Resolve the arguments, run the tool in an ``execute_tool`` span, record."""
         tool = self.runtime.tools[self.node.tool]
         arguments = {k: resolve(v, state, branch) for k, v in self.node.arguments.items()}
-        with tool_span(
-            tool.name, arguments=arguments, attributes={"agentmesh.node.name": self.name}
-        ):
+        with tool_span(tool.name, arguments=arguments, attributes={NODE_NAME: self.name}):
             try:
                 value = await tool.run(arguments)
             except ToolArgumentsError as exc:

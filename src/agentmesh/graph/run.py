@@ -98,15 +98,6 @@ def _output(graph: GraphSpec, values: Mapping[str, Any]) -> str | None:
     return "\n\n".join(found[k]["text"] for k in sorted(found))
 
 
-async def _seed_budget(runtime: Runtime, run_id: str, spent: float) -> None:
-    """Make a resumed run's spending count against its budget in this process's state too."""
-    key = f"run:{run_id}"
-    snapshot = await runtime.router.state.snapshot((), budget_keys=[key])
-    known = snapshot.spent.get(key, 0.0)
-    if spent > known:
-        await runtime.router.state.settle([key], 0.0, spent - known)
-
-
 class GraphRunner:
     """A graph checked and compiled once, to run many times (a service's long-lived handle).
 
@@ -181,7 +172,7 @@ class GraphRunner:
             values = (await compiled.aget_state(config)).values
             if not values:
                 raise RunError(f"no run {run_id!r} in the checkpointer: nothing to resume")
-            await _seed_budget(self.runtime, run_id, float(values.get("cost_usd", 0.0)))
+            await self.runtime.router.seed_run_spending(run_id, float(values.get("cost_usd", 0.0)))
             start = None
         else:
             start = {"input": input or "", "run_id": run_id, "budget_usd": budget}

@@ -137,12 +137,15 @@ class ModelNode(_Node):
         task: Task label for routing (``math``, ``code``...); ``None`` lets
             the router's classifier decide.
         max_output_tokens: Output tokens one call may produce.
+        allow_empty: Accept a reply with no text and no tool call (by default
+            it is a ``malformed_response``: retried, then falls back).
     """
 
     policy: Policy | None = None
     resilience: ResiliencePolicy | None = None
     task: str | None = None
     max_output_tokens: Annotated[int, Field(ge=1)] = 512
+    allow_empty: bool = False
 
 
 class PlannerNode(ModelNode):

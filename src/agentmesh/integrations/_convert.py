@@ -32,7 +32,7 @@ from agentmesh.models.types import (
     ResponseFormat,
     ToolSpec,
 )
-from agentmesh.resilience.caller import Attempt, CallResult
+from agentmesh.resilience.call import Attempt, CallResult
 from agentmesh.routing.types import RouteDecision
 
 __all__ = [

@@ -32,7 +32,6 @@ pool on that loop: use one style (sync or async) per gateway.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -69,24 +68,19 @@ from agentmesh.integrations._convert import (
     has_images,
     last_chunk,
     metadata_of,
-    result_chunk,
     usage_of,
 )
 from agentmesh.integrations.sync_loop import SyncLoop
-from agentmesh.models.errors import MalformedResponse, ModelError
 from agentmesh.models.spec import Capability
 from agentmesh.models.tokens import estimate_message_tokens
 from agentmesh.models.types import (
     ModelRequest,
-    ModelResponse,
-    StreamEvent,
     last_user_text,
 )
-from agentmesh.resilience.caller import Attempt, CallFailed, CallResult, ResilientCaller
+from agentmesh.resilience import Call, ResilientCaller, Streamed
 from agentmesh.resilience.policy import ResiliencePolicy
 from agentmesh.routing.policy import Policy
-from agentmesh.routing.types import NoRoute, Outcome, RouteRequest
-from agentmesh.tracing import attempt_attributes
+from agentmesh.routing.types import RouteRequest
 
 __all__ = ["RoutedChatModel"]
 
@@ -116,15 +110,12 @@ class RoutedChatModel(BaseChatModel):
     Failures that survive the caller's retries and fallbacks raise its
     :class:`~agentmesh.resilience.CallFailed`, which names every attempt.
 
-    Streaming: a plain (or JSON) request is routed, then the chosen model's
-    answer is streamed through ``Gateway.stream``; if that model fails before
-    its first token, the resilient call (retries, fallbacks) serves the request
-    and its answer arrives as one chunk. Once text has been sent a failure
-    raises ``CallFailed`` (text cannot be taken back). A request with tools is
-    served by the resilient call and arrives as one chunk: the gateway delivers
-    tool calls only complete, at the end of a stream, so streaming them would
-    gain nothing and lose the fallbacks. Usage and routing metadata are on the
-    last chunk only.
+    Streaming goes through ``ResilientCaller.stream``, the same attempt routine
+    as ``invoke``: the routed model's text arrives as it is generated; if the
+    model fails before its first token, the next attempt (a retry or a
+    fallback) is streamed instead. Once text has been sent a failure raises
+    ``CallFailed`` (text cannot be taken back). Tool calls arrive complete on
+    the last chunk, with usage and routing metadata (set on no other chunk).
 
     Attributes:
         caller: The shared resilient caller (router + gateway); never serialized.
@@ -354,8 +345,8 @@ class RoutedChatModel(BaseChatModel):
         )
         return route, request
 
-    async def _call(self, route: RouteRequest, request: ModelRequest) -> CallResult:
-        return await self.caller.call(route, request, self.policy, policy=self.resilience)
+    def _call_of(self, route: RouteRequest, request: ModelRequest) -> Call:
+        return Call(route, request, self.policy, self.resilience)
 
     # --- generation ------------------------------------------------------------------
 
@@ -372,7 +363,7 @@ class RoutedChatModel(BaseChatModel):
             CallFailed: No model served it (names every attempt).
         """
         route, request = self._requests(messages, stop, kwargs)
-        result = await self._call(route, request)
+        result = await self.caller.call(self._call_of(route, request))
         response = result.response
         message = AIMessage(
             content=response.text,
@@ -419,12 +410,22 @@ class RoutedChatModel(BaseChatModel):
             CallFailed: No model served it, or the streaming model failed mid-answer.
         """
         route, request = self._requests(messages, stop, kwargs)
-        if request.tools:
-            yield result_chunk(await self._call(route, request))
-            return
-        async with aclosing(self._stream_routed(route, request)) as chunks:
-            async for chunk in chunks:
-                yield chunk
+        stream = cast(
+            "AsyncGenerator[Streamed, None]", self.caller.stream(self._call_of(route, request))
+        )
+        async with aclosing(stream) as items:
+            async for item in items:
+                if isinstance(item, str):
+                    yield ChatGenerationChunk(message=AIMessageChunk(content=item))
+                else:
+                    yield last_chunk(
+                        item.response,
+                        item.decision,
+                        item.attempts,
+                        text="",
+                        cost_usd=item.cost_usd,
+                        degraded=item.degraded,
+                    )
 
     def _stream(
         self,
@@ -439,104 +440,3 @@ class RoutedChatModel(BaseChatModel):
             self._astream(messages, stop, None, **kwargs),
         )
         yield from self._sync_loop().iterate(stream)
-
-    async def _stream_routed(
-        self, route: RouteRequest, request: ModelRequest
-    ) -> AsyncGenerator[ChatGenerationChunk, None]:
-        """Route, then stream the chosen model; before its first token, fall back to the call."""
-        caller = self.caller
-        resilience = self.resilience or caller.policy
-        try:
-            decision = await caller.router.route(route, self.policy)
-        except NoRoute:  # the resilient call degrades if allowed, else names every exclusion
-            yield result_chunk(await self._call(route, request))
-            return
-        model = decision.chosen
-        admission = await caller.breaker.admit(model)
-        if not admission.allowed:  # a probe in flight: the call skips it and falls back
-            await caller.router.release(decision)
-            yield result_chunk(await self._call(route, request))
-            return
-        reason = "primary (streamed)" + (" (half-open probe)" if admission.probe else "")
-        attributes = attempt_attributes(
-            attempt=1,
-            escalation=route.escalation,
-            node=route.node,
-            decision_id=decision.decision_id,
-            run_id=route.run_id,
-        )
-        started = False
-        final: ModelResponse | None = None
-        failure: ModelError | None = None
-        try:
-            stream = cast(  # the gateway's stream is an async generator: close it on exit
-                "AsyncGenerator[StreamEvent, None]",
-                caller.gateway.stream(model, request, attributes=attributes),
-            )
-            async with aclosing(stream) as events:
-                async for event in events:
-                    if event.response is not None:
-                        final = event.response
-                    elif event.delta:
-                        started = True
-                        yield ChatGenerationChunk(message=AIMessageChunk(content=event.delta))
-        except ModelError as error:
-            failure = error
-        except BaseException:  # cancelled, or the consumer stopped reading: no outcome
-            if admission.probe:
-                await asyncio.shield(caller.breaker.reopen(model, "probe abandoned"))
-            await caller.router.release(decision)
-            raise
-        window = resilience.breaker.window_s
-        if failure is None and final is not None:
-            usage = final.usage
-            await caller.router.record(
-                decision,
-                Outcome(
-                    model,
-                    latency_ms=final.latency_ms,
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    cost_usd=final.cost_usd,
-                ),
-                failure_window_s=window,
-            )
-            caller.retry_budget.on_success(model)
-            await caller.breaker.on_success(model, probe=admission.probe)
-            attempt = Attempt(
-                model,
-                "ok",
-                reason,
-                decision.decision_id,
-                latency_ms=final.latency_ms,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cost_usd=final.cost_usd,
-            )
-            yield last_chunk(final, decision, (attempt,), text="", cost_usd=final.cost_usd)
-            return
-        problem = failure or MalformedResponse(
-            "the stream ended without its final response", model_id=model
-        )
-        stats = await caller.router.record(
-            decision, Outcome(model, error=problem.kind), failure_window_s=window
-        )
-        caller.retry_budget.on_failure(model)
-        await caller.breaker.on_failure(
-            model,
-            stats,
-            problem.kind,
-            probe=admission.probe,
-            retry_after=getattr(problem, "retry_after", None),
-        )
-        failed = Attempt(
-            model,
-            "error",
-            reason,
-            decision.decision_id,
-            error_type=problem.kind,
-            message=str(problem),
-        )
-        if started or resilience.action(problem.kind) == "fail":
-            raise CallFailed(problem, [failed])
-        yield result_chunk(await self._call(route, request), (failed,))

@@ -218,21 +218,6 @@ class Gateway:
             call.end()  # a consumer that stopped reading: the span ends without an outcome
             await events.aclose()
 
-    def invoke_sync(self, model_id: str, request: ModelRequest) -> ModelResponse:
-        """Blocking :meth:`invoke` for scripts, then :meth:`aclose`.
-
-        It runs its own event loop, so the gateway is closed afterwards (pooled
-        connections cannot outlive their loop); not for use inside a running loop.
-        """
-
-        async def run() -> ModelResponse:
-            try:
-                return await self.invoke(model_id, request)
-            finally:
-                await self.aclose()
-
-        return asyncio.run(run())
-
     async def aclose(self) -> None:
         """Close every client built so far and, if the gateway owns it, the HTTP client."""
         clients, self._clients = list(self._clients.values()), {}

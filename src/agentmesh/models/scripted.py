@@ -200,26 +200,32 @@ class ScriptedClient(ModelClient):
             watch=watch,
         )
 
+    async def _call_tool(
+        self, request: ModelRequest, call: ToolCall, watch: Stopwatch
+    ) -> ModelResponse:
+        """The answer that makes ``call`` (no text), after the configured latency."""
+        input_tokens = estimate_message_tokens(request.messages)
+        self._check_fits(request, input_tokens)
+        if self.behavior.latency_ms:
+            await asyncio.sleep(self.behavior.latency_ms / 1000.0)
+        return self.respond(
+            text="",
+            usage=Usage(
+                input_tokens, 1 + estimate_tokens(json.dumps(call.arguments)), estimated=True
+            ),
+            finish_reason="tool_calls",
+            served_model=f"scripted:{self.spec.model}",
+            watch=watch,
+            tool_calls=(call,),
+        )
+
     async def invoke(self, request: ModelRequest) -> ModelResponse:
         """Answer ``request`` after the configured latency, or fail as configured."""
         watch = Stopwatch()
         await self._admit()
         call = self.tool_call_for(request)
         if call is not None:
-            input_tokens = estimate_message_tokens(request.messages)
-            self._check_fits(request, input_tokens)
-            if self.behavior.latency_ms:
-                await asyncio.sleep(self.behavior.latency_ms / 1000.0)
-            return self.respond(
-                text="",
-                usage=Usage(
-                    input_tokens, 1 + estimate_tokens(json.dumps(call.arguments)), estimated=True
-                ),
-                finish_reason="tool_calls",
-                served_model=f"scripted:{self.spec.model}",
-                watch=watch,
-                tool_calls=(call,),
-            )
+            return await self._call_tool(request, call, watch)
         text, input_tokens, output_tokens, truncated = self._pieces(request)
         delay = self.behavior.latency_ms + self.behavior.ms_per_output_token * output_tokens
         if delay:
@@ -227,9 +233,16 @@ class ScriptedClient(ModelClient):
         return self._response(text, input_tokens, output_tokens, truncated, watch)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
-        """Stream the reply word by word, pacing by ``ms_per_output_token``."""
+        """Stream the reply word by word, pacing by ``ms_per_output_token``.
+
+        A reply that calls a tool streams no text: its one event carries the call.
+        """
         watch = Stopwatch()
         await self._admit()
+        call = self.tool_call_for(request)
+        if call is not None:
+            yield StreamEvent(response=await self._call_tool(request, call, watch))
+            return
         text, input_tokens, output_tokens, truncated = self._pieces(request)
         if self.behavior.latency_ms:
             await asyncio.sleep(self.behavior.latency_ms / 1000.0)

@@ -152,7 +152,9 @@ class ModelSpec(_Frozen):
         tier: 1 is the cheapest/weakest; larger is stronger.
         pricing: USD per million input/output tokens.
         context_window: Total tokens (prompt + output) the model accepts.
-        max_output_tokens: Largest completion the model produces.
+        max_output_tokens: Largest completion the model produces (default 4096,
+            or the context window when that is smaller; only an explicit value
+            larger than the window is an error).
         capabilities: What it can do beyond text.
         tags: Free labels for allow/deny routing filters.
         quality: Prior quality per task label in [0, 1]; ``default`` for any task.
@@ -209,6 +211,16 @@ class ModelSpec(_Frozen):
         if value is not None and not re.fullmatch(r"[\w.]+:[\w.]+", value):
             raise ValueError(f"must look like 'package.module:ClassName' (got {value!r})")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_output_cap(cls, data: Any) -> Any:
+        """Default ``max_output_tokens`` to the window when the window is below 4096."""
+        if isinstance(data, dict) and data.get("max_output_tokens") is None:
+            window = data.get("context_window")
+            if isinstance(window, int) and not isinstance(window, bool) and 0 < window < 4096:
+                return {**data, "max_output_tokens": window}
+        return data
 
     @model_validator(mode="after")
     def _provider_fields(self) -> Self:

@@ -7,7 +7,9 @@ escalation driven by a check, and graceful degradation; every attempt recorded.
 """
 
 from agentmesh.resilience.breaker import Admission, BreakerEvent, CircuitBreaker
-from agentmesh.resilience.caller import Attempt, CallFailed, CallResult, ResilientCaller
+from agentmesh.resilience.call import Attempt, Call, CallFailed, CallResult, RequestBuilder, Spend
+from agentmesh.resilience.caller import ResilientCaller, Streamed
+from agentmesh.resilience.classifier import LLMClassifier
 from agentmesh.resilience.escalation import (
     Check,
     EscalationResult,
@@ -33,19 +35,24 @@ __all__ = [
     "Admission",
     "Attempt",
     "BreakerEvent",
+    "Call",
     "BreakerPolicy",
     "CallFailed",
     "CallResult",
     "Check",
     "CircuitBreaker",
     "DegradePolicy",
+    "RequestBuilder",
     "EscalationResult",
+    "LLMClassifier",
     "ResiliencePolicy",
     "ResilientCaller",
     "RetryBudget",
     "RetryBudgetPolicy",
     "RetryPolicy",
     "Round",
+    "Spend",
+    "Streamed",
     "Verdict",
     "backoff_delay",
     "call_until",

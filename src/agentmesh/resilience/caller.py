@@ -1,15 +1,22 @@
-"""`ResilientCaller`: one routed model call with the whole resilience stack.
+"""`ResilientCaller`: the one path from a node to a model.
 
-``call(route_request, model_request)`` routes, then walks the decision's
-order (chosen model, then fallbacks): for each model it asks the circuit
-breaker for admission, calls it through the gateway, retries retryable errors
-with full-jitter backoff (honouring Retry-After, within the retry budget and
-the deadline), and applies the policy's action per error kind: retry, fall
-back, look for a larger context window, or fail fast. When every capable model
-is down, a policy may accept a lower tier (``degraded`` on the result).
+``call(Call)`` and ``stream(Call)`` share a single attempt routine: route →
+build the request for the model about to be tried (its prompt variant) →
+breaker admission → gateway call → check the answer → ``router.record`` →
+retry (full-jitter backoff, Retry-After, retry budget, deadline) / fall back
+to the decision's next model / look for a larger window / fail fast, per
+error kind. When every capable model is down a policy may accept a lower tier
+(``degraded`` on the result). A ``consensus`` decision calls each selected
+model and answers with the most common reply.
 
-Every attempt is recorded on the result (or on :class:`CallFailed`) with the
-model, outcome, error kind, latency, tokens, cost and *why* it was made.
+Streaming differs in one place only: the model is called with
+``Gateway.stream`` and its text is forwarded as it arrives. Until the first
+token a failure is retried or falls back like any other; once text has been
+sent it cannot be taken back, so a failure then ends the call.
+
+Nothing else reads or writes routing state for a call: the router learns
+outcomes through :meth:`Router.record`, judges' scores through
+:meth:`Router.score`.
 """
 
 from __future__ import annotations
@@ -17,151 +24,32 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing, suppress
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
-from agentmesh.models.errors import ModelError, Timeout
+from agentmesh.models.errors import MalformedResponse, ModelError, Timeout
 from agentmesh.models.gateway import Gateway
-from agentmesh.models.spec import ModelSpec
-from agentmesh.models.types import ModelRequest, ModelResponse
+from agentmesh.models.types import ModelRequest, ModelResponse, StreamEvent
 from agentmesh.resilience.breaker import BreakerEvent, CircuitBreaker
-from agentmesh.resilience.policy import ResiliencePolicy
+from agentmesh.resilience.call import Attempt, Call, CallFailed, CallResult, Spend
+from agentmesh.resilience.policy import BreakerPolicy, ResiliencePolicy, RetryBudgetPolicy
 from agentmesh.resilience.retry import RetryBudget, backoff_delay
 from agentmesh.routing.policy import Policy
 from agentmesh.routing.router import Router
-from agentmesh.routing.types import NoRoute, Outcome, RouteDecision, RouteRequest, RoutingError
+from agentmesh.routing.types import NoRoute, Outcome, RouteDecision, RouteRequest
 from agentmesh.tracing import attempt_attributes, record_breaker_transition, record_fallback
 
-__all__ = ["Attempt", "CallFailed", "CallResult", "RequestBuilder", "ResilientCaller"]
+__all__ = ["ResilientCaller", "Streamed"]
 
 Sleep = Callable[[float], Awaitable[None]]
-RequestBuilder = Callable[[ModelSpec], ModelRequest]
-"""Builds the request for the model about to be called (e.g. renders its prompt variant)."""
+Invoke = Callable[["_Run", str, ModelRequest, Mapping[str, Any]], Awaitable[ModelResponse]]
+"""How one attempt reaches the model: ``(run, model id, request, span attributes) -> response``."""
 
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One try of one model (or one skip), and why it happened.
-
-    Attributes:
-        model: Catalog id.
-        outcome: ``ok``, ``error``, or ``skipped`` (not called: circuit open...).
-        error_type: ``ModelError.kind`` on error.
-        message: The error message, or why it was skipped.
-        latency_ms: Call latency (``None`` when skipped or no answer came).
-        input_tokens: Prompt tokens billed.
-        output_tokens: Completion tokens billed.
-        cost_usd: Cost billed.
-        reason: Why this attempt was made (``primary``, ``retry 1 after
-            rate_limited``, ``fallback after unavailable on m1``...).
-        decision_id: The routing decision it belongs to.
-        waited_s: Backoff slept before this attempt.
-    """
-
-    model: str
-    outcome: Literal["ok", "error", "skipped"]
-    reason: str
-    decision_id: str
-    error_type: str | None = None
-    message: str = ""
-    latency_ms: float | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    waited_s: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {
-            "model": self.model,
-            "outcome": self.outcome,
-            "error_type": self.error_type,
-            "message": self.message,
-            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cost_usd": self.cost_usd,
-            "reason": self.reason,
-            "waited_s": round(self.waited_s, 4),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class CallResult:
-    """A call that was served, with the evidence of how.
-
-    Attributes:
-        response: The answer of the model that served.
-        decision: The routing decision under which it was chosen.
-        attempts: Every attempt, in order, the successful one last.
-        escalation_level: The request's escalation level.
-        degraded: A lower tier than the policy asked for served the call.
-        degraded_reason: Why, when degraded.
-    """
-
-    response: ModelResponse
-    decision: RouteDecision
-    attempts: tuple[Attempt, ...]
-    escalation_level: int = 0
-    degraded: bool = False
-    degraded_reason: str = ""
-
-    @property
-    def model(self) -> str:
-        """The model that served."""
-        return self.response.model_id
-
-    @property
-    def cost_usd(self) -> float:
-        """Cost of every attempt together."""
-        return sum(a.cost_usd for a in self.attempts)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view (what ``agentmesh ask --json`` prints)."""
-        r = self.response
-        return {
-            "model": r.model_id,
-            "served_model": r.served_model,
-            "text": r.text,
-            "input_tokens": r.usage.input_tokens,
-            "output_tokens": r.usage.output_tokens,
-            "cost_usd": self.cost_usd,
-            "latency_ms": round(r.latency_ms, 2),
-            "escalation_level": self.escalation_level,
-            "degraded": self.degraded,
-            "degraded_reason": self.degraded_reason,
-            "simulated": r.simulated,
-            "decision": {
-                "strategy": self.decision.strategy,
-                "chosen": self.decision.chosen,
-                "reason": self.decision.reason,
-                "fallbacks": list(self.decision.fallbacks),
-            },
-            "attempts": [a.to_dict() for a in self.attempts],
-        }
-
-
-class CallFailed(Exception):
-    """No model served the call; carries every attempt and the last error.
-
-    Attributes:
-        error: The last model error (or the routing error when nothing was callable).
-        attempts: Every attempt made.
-    """
-
-    def __init__(self, error: ModelError | RoutingError, attempts: Sequence[Attempt]) -> None:
-        self.error = error
-        self.attempts = tuple(attempts)
-        tried = ", ".join(f"{a.model} ({a.error_type or a.outcome})" for a in self.attempts)
-        super().__init__(f"{error}" + (f"; tried: {tried}" if tried else ""))
-
-    @property
-    def kind(self) -> str:
-        """``ModelError.kind`` of the last error, or ``no_route`` / ``budget_exceeded``."""
-        if isinstance(self.error, ModelError):
-            return self.error.kind
-        return "budget_exceeded" if type(self.error).__name__ == "BudgetExceeded" else "no_route"
+Streamed = str | CallResult
+"""What :meth:`ResilientCaller.stream` yields: text deltas, then the call's result."""
 
 
 def _trace_transition(event: BreakerEvent) -> None:
@@ -172,12 +60,17 @@ def _trace_transition(event: BreakerEvent) -> None:
 class _Run:
     """Mutable bookkeeping of one call (private to the caller)."""
 
+    call: Call
     policy: ResiliencePolicy
+    invoke: Invoke
+    breaker: CircuitBreaker
+    retry_budget: RetryBudget
     deadline: float | None
-    attempts: list[Attempt]
-    tried: set[str]
-    attributes: Mapping[str, Any]
+    attempts: list[Attempt] = field(default_factory=list)
+    tried: set[str] = field(default_factory=set)
     last_error: ModelError | None = None
+    streaming: bool = False  # attempts stream their answer (``stream()``)
+    committed: bool = False  # streamed text reached the consumer: no retry, no fallback
 
 
 class ResilientCaller:
@@ -186,8 +79,8 @@ class ResilientCaller:
     Args:
         router: The shared router (its state holds the breakers).
         gateway: Calls the models.
-        policy: Default resilience policy (calls may pass their own).
-        clock: Epoch-seconds clock for breakers (default: the state's wall clock).
+        policy: Default resilience policy (a call may bring its own).
+        clock: Epoch-seconds clock for breakers (default: the wall clock).
         sleep: How to wait between retries (tests inject a fake).
         rng: Random source of the jitter.
         breaker_listeners: Called with each breaker transition.
@@ -207,49 +100,147 @@ class ResilientCaller:
         self.router = router
         self.gateway = gateway
         self.policy = policy or ResiliencePolicy()
-        listeners = (_trace_transition, *breaker_listeners)
-        self.breaker = CircuitBreaker(router.state, self.policy.breaker, clock, listeners)
-        self.retry_budget = RetryBudget(self.policy.retry_budget)
+        self._clock = clock
+        self._listeners = (_trace_transition, *breaker_listeners)
+        self._breakers: dict[BreakerPolicy, CircuitBreaker] = {}
+        self._retry_budgets: dict[RetryBudgetPolicy, RetryBudget] = {}
         self._sleep = sleep
         self._rng = rng or random.Random()
 
-    async def call(
-        self,
-        request: RouteRequest,
-        model_request: ModelRequest | RequestBuilder,
-        routing: Policy | None = None,
-        *,
-        policy: ResiliencePolicy | None = None,
-        attributes: Mapping[str, Any] | None = None,
-    ) -> CallResult:
-        """Serve ``model_request`` with a model routed for ``request``.
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The breaker transitions of the default policy."""
+        return self.breaker_for(self.policy)
 
-        ``model_request`` may be a function of the model's spec, called once per
-        model actually tried: a fallback to another family gets its own prompt
-        variant (see ``RenderedPrompt.to_request``).
+    @property
+    def retry_budget(self) -> RetryBudget:
+        """The retry budget of the default policy."""
+        return self.retry_budget_for(self.policy)
+
+    def breaker_for(self, policy: ResiliencePolicy) -> CircuitBreaker:
+        """The breaker transitions under ``policy``'s thresholds (one per distinct setting).
+
+        Every breaker works on the same per-model state in the router's store;
+        only the thresholds and timings differ.
+        """
+        found = self._breakers.get(policy.breaker)
+        if found is None:
+            found = CircuitBreaker(self.router.state, policy.breaker, self._clock, self._listeners)
+            self._breakers[policy.breaker] = found
+        return found
+
+    def retry_budget_for(self, policy: ResiliencePolicy) -> RetryBudget:
+        """The retry token buckets under ``policy``'s budget (one per distinct setting)."""
+        found = self._retry_budgets.get(policy.retry_budget)
+        if found is None:
+            found = self._retry_budgets[policy.retry_budget] = RetryBudget(policy.retry_budget)
+        return found
+
+    # --- the two entry points ---------------------------------------------------------
+
+    async def call(self, call: Call) -> CallResult:
+        """Serve ``call`` with a routed model, surviving what can be survived.
 
         Raises:
             CallFailed: No model served it; the error lists every attempt.
         """
-        pol = policy or self.policy
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + pol.deadline_s if pol.deadline_s is not None else None
-        run = _Run(pol, deadline, [], set(), attributes or {})
+        return await self._run(self._start(call, self._invoke))
+
+    async def stream(self, call: Call) -> AsyncIterator[Streamed]:
+        """Serve ``call``, yielding the answer's text as it arrives, then the result.
+
+        Each item is a text delta (``str``) until the last, the
+        :class:`CallResult`. Deltas come from the model being streamed; if it
+        fails before its first token, the next attempt (retry or fallback) is
+        streamed instead. A consensus decision yields its winner as one delta.
+        A consumer that stops reading cancels the call.
+
+        Raises:
+            CallFailed: No model served it, or the streaming model failed mid-answer.
+        """
+        queue: asyncio.Queue[str | CallResult | Exception] = asyncio.Queue()
+
+        async def invoke(
+            at: _Run, model: str, request: ModelRequest, attrs: Mapping[str, Any]
+        ) -> ModelResponse:
+            final: ModelResponse | None = None
+            events = cast(  # the gateway's stream is an async generator: close it on exit
+                "AsyncGenerator[StreamEvent, None]",
+                self.gateway.stream(model, request, attributes=attrs),
+            )
+            async with aclosing(events) as stream:
+                async for event in stream:
+                    if event.response is not None:
+                        final = event.response
+                    elif event.delta and at is run:  # consensus members are not streamed
+                        run.committed = True
+                        queue.put_nowait(event.delta)
+            if final is None:
+                raise MalformedResponse(
+                    "the stream ended without its final response", model_id=model
+                )
+            return final
+
+        run = self._start(call, invoke)
+        run.streaming = True
+
+        async def produce() -> None:
+            try:
+                result = await self._run(run)
+            except Exception as exc:
+                queue.put_nowait(exc)
+                return
+            if not run.committed and result.response.text:  # a consensus, or no text deltas
+                queue.put_nowait(result.response.text)
+            queue.put_nowait(result)
+
+        task = asyncio.create_task(produce())
         try:
-            async with asyncio.timeout_at(deadline):
-                return await self._serve(run, request, model_request, routing)
+            while True:
+                item = await queue.get()
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+                if isinstance(item, CallResult):
+                    return
+        finally:
+            if not task.done():
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+
+    # --- one call -----------------------------------------------------------------------
+
+    def _start(self, call: Call, invoke: Invoke) -> _Run:
+        policy = call.resilience or self.policy
+        deadline = None
+        if policy.deadline_s is not None:
+            deadline = asyncio.get_running_loop().time() + policy.deadline_s
+        return _Run(
+            call,
+            policy,
+            invoke,
+            self.breaker_for(policy),
+            self.retry_budget_for(policy),
+            deadline,
+        )
+
+    async def _invoke(
+        self, run: _Run, model: str, request: ModelRequest, attributes: Mapping[str, Any]
+    ) -> ModelResponse:
+        return await self.gateway.invoke(model, request, attributes=attributes)
+
+    async def _run(self, run: _Run) -> CallResult:
+        try:
+            async with asyncio.timeout_at(run.deadline):
+                return await self._serve(run)
         except TimeoutError:
-            error = Timeout(f"deadline of {pol.deadline_s:g} s reached", model_id=None)
+            error = Timeout(f"deadline of {run.policy.deadline_s:g} s reached", model_id=None)
             raise CallFailed(error, run.attempts) from None
 
-    async def _serve(
-        self,
-        run: _Run,
-        request: RouteRequest,
-        model_request: ModelRequest | RequestBuilder,
-        routing: Policy | None,
-    ) -> CallResult:
-        route_request, degraded_reason = request, ""
+    async def _serve(self, run: _Run) -> CallResult:
+        request = run.call.route
+        route_request, routing, degraded_reason = request, run.call.routing, ""
         while True:
             try:
                 decision = await self.router.route(route_request, routing)
@@ -260,7 +251,10 @@ class ResilientCaller:
                 route_request, routing = self._degraded(run, request, routing)
                 continue
             try:
-                result = await self._walk(run, decision, model_request, degraded_reason)
+                if len(decision.selected) > 1:
+                    result: CallResult | str = await self._consensus(run, decision)
+                else:
+                    result = await self._walk(run, decision, degraded_reason)
             except BaseException:  # cancelled mid-call (deadline) or crashed: may be billed
                 self.router.abandon(decision)
                 raise
@@ -293,7 +287,8 @@ class ResilientCaller:
         limit = max(overflowed, default=0)
         return {s.id for s in catalog.specs if s.context_window <= limit}
 
-    def _may_degrade(self, run: _Run, exc: NoRoute) -> bool:
+    @staticmethod
+    def _may_degrade(run: _Run, exc: NoRoute) -> bool:
         down = {"health", "exclude"}
         return run.policy.degrade.allow and any(e.by in down for e in exc.excluded)
 
@@ -306,22 +301,14 @@ class ResilientCaller:
         self, run: _Run, request: RouteRequest, routing: Policy | None
     ) -> tuple[RouteRequest, Policy]:
         base = routing or self.router.policy
-        relaxed = base.model_copy(update={"min_tier": None, "quality_floor": None})
-        lowered = replace(
-            request,
-            min_tier=run.policy.degrade.min_tier,
-            quality_floor=None,
-            escalation=0,
-            exclude=frozenset(run.tried),
+        relaxed = base.model_copy(
+            update={"min_tier": run.policy.degrade.min_tier, "quality_floor": None}
         )
+        lowered = replace(request, escalation=0, exclude=frozenset(run.tried))
         return lowered, relaxed
 
     async def _walk(
-        self,
-        run: _Run,
-        decision: RouteDecision,
-        model_request: ModelRequest | RequestBuilder,
-        degraded_reason: str,
+        self, run: _Run, decision: RouteDecision, degraded_reason: str
     ) -> CallResult | str:
         """Try the decision's models in order; a result, or why the walk stopped."""
         previous: str | None = None
@@ -332,7 +319,7 @@ class ResilientCaller:
             if len(run.tried) >= run.policy.max_models:
                 break
             run.tried.add(model)
-            admission = await self.breaker.admit(model)
+            admission = await run.breaker.admit(model)
             if not admission.allowed:
                 run.attempts.append(
                     Attempt(
@@ -347,13 +334,11 @@ class ResilientCaller:
                 )
             if degraded_reason:
                 why = f"degraded: {degraded_reason}; {why}"
+            if run.streaming:
+                why += " (streamed)"
             if admission.probe:
                 why += " (half-open probe)"
-            built = (
-                model_request
-                if isinstance(model_request, ModelRequest)
-                else model_request(self.router.catalog[model])
-            )
+            built = run.call.build(self.router.catalog[model])
             served = await self._try_model(run, decision, model, built, why, admission.probe)
             if isinstance(served, ModelResponse):
                 return CallResult(
@@ -365,29 +350,68 @@ class ResilientCaller:
                     degraded_reason,
                 )
             action = run.policy.action(served.kind)
-            if action == "fail":
+            if action == "fail" or run.committed:
                 raise CallFailed(served, run.attempts)
             if action == "larger_context":
                 return "larger_context"
             previous, previous_model = f"{served.kind} on {model}", model
         return "exhausted"
 
+    async def _consensus(self, run: _Run, decision: RouteDecision) -> CallResult | str:
+        """Call every selected model at once; the most common answer wins (ties: rank order).
+
+        Each member is one walk over its own model (retried, never replaced by
+        another: a substitute would not be the diverse pick the strategy made).
+        """
+        members = decision.selected
+        runs = [replace(run, attempts=[], tried=set(), committed=False) for _ in members]
+
+        async def member(sub: _Run, model: str) -> ModelResponse | ModelError:
+            only = replace(decision, chosen=model, fallbacks=())
+            found = await self._walk(sub, only, "")
+            if isinstance(found, CallResult):
+                return found.response
+            return sub.last_error or MalformedResponse("no answer", model_id=model)
+
+        answers = await asyncio.gather(*(member(s, m) for s, m in zip(runs, members, strict=True)))
+        for sub in runs:
+            run.attempts.extend(sub.attempts)
+            run.tried.update(a.model for a in sub.attempts)
+        served = [a for a in answers if isinstance(a, ModelResponse)]
+        if not served:
+            run.last_error = next(a for a in answers if isinstance(a, ModelError))
+            return "exhausted"
+        votes = Counter(_vote_key(a.text) for a in served)
+        best = max(votes.values())
+        winner = next(a for a in served if votes[_vote_key(a.text)] == best)
+        return CallResult(
+            winner,
+            decision,
+            tuple(run.attempts),
+            decision.request.escalation,
+            members=tuple(served),
+            agreement=best / len(members),
+        )
+
+    # --- the single attempt routine -----------------------------------------------------
+
     async def _try_model(
         self,
         run: _Run,
         decision: RouteDecision,
         model: str,
-        model_request: ModelRequest,
+        request: ModelRequest,
         why: str,
         probe: bool,
     ) -> ModelResponse | ModelError:
         """Call one model, retrying what may be retried; the response or the last error."""
         retry = run.policy.retry
+        window = run.policy.breaker.window_s
         waited = 0.0
         reason = why
         for number in range(retry.max_attempts):
             traced = {
-                **run.attributes,
+                **run.call.attributes,
                 **attempt_attributes(
                     attempt=len(run.attempts) + 1,
                     fallback=model != decision.chosen,
@@ -397,14 +421,25 @@ class ResilientCaller:
                     run_id=decision.request.run_id,
                 ),
             }
+            billed = Spend()
+            latency: float | None = None
             try:
-                response = await self.gateway.invoke(model, model_request, attributes=traced)
+                response = await run.invoke(run, model, request, traced)
+                billed, latency = Spend.of(response), response.latency_ms
+                if not run.call.allow_empty and _empty(response):
+                    raise MalformedResponse("empty reply: no text and no tool call", model_id=model)
             except ModelError as error:
                 run.last_error = error
                 stats = await self.router.record(
                     decision,
-                    Outcome(model, error=error.kind),
-                    failure_window_s=run.policy.breaker.window_s,
+                    Outcome(
+                        model,
+                        error=error.kind,
+                        input_tokens=billed.input_tokens,
+                        output_tokens=billed.output_tokens,
+                        cost_usd=billed.cost_usd,
+                    ),
+                    failure_window_s=window,
                 )
                 run.attempts.append(
                     Attempt(
@@ -414,43 +449,49 @@ class ResilientCaller:
                         decision.decision_id,
                         error_type=error.kind,
                         message=str(error),
+                        latency_ms=latency,
+                        spend=billed,
                         waited_s=waited,
                     )
                 )
-                self.retry_budget.on_failure(model)
-                await self.breaker.on_failure(
+                run.retry_budget.on_failure(model)
+                await run.breaker.on_failure(
                     model,
                     stats,
                     error.kind,
                     probe=probe,
                     retry_after=getattr(error, "retry_after", None),
                 )
-                delay = await self._retry_delay(run, model, error, number, probe)
+                delay = (
+                    None
+                    if run.committed
+                    else await self._retry_delay(run, model, error, number, probe)
+                )
                 if delay is None:
                     return error
                 await self._sleep(delay)
-                if not await self.breaker.is_closed(model):
+                if not await run.breaker.is_closed(model):
                     return error  # it opened while we slept: fall back instead
                 waited = delay
                 reason = f"retry {number + 1} after {error.kind}"
                 continue
             except BaseException:
                 if probe:  # cancelled (deadline) or crashed: the probe will never report back
-                    await asyncio.shield(self.breaker.reopen(model, "probe abandoned"))
+                    await asyncio.shield(run.breaker.reopen(model, "probe abandoned"))
                 raise
             await self.router.record(
                 decision,
                 Outcome(
                     model,
                     latency_ms=response.latency_ms,
-                    input_tokens=response.usage.input_tokens,
-                    output_tokens=response.usage.output_tokens,
-                    cost_usd=response.cost_usd,
+                    input_tokens=billed.input_tokens,
+                    output_tokens=billed.output_tokens,
+                    cost_usd=billed.cost_usd,
                 ),
-                failure_window_s=run.policy.breaker.window_s,
+                failure_window_s=window,
             )
-            self.retry_budget.on_success(model)
-            await self.breaker.on_success(model, probe=probe)
+            run.retry_budget.on_success(model)
+            await run.breaker.on_success(model, probe=probe)
             run.attempts.append(
                 Attempt(
                     model,
@@ -458,9 +499,8 @@ class ResilientCaller:
                     reason,
                     decision.decision_id,
                     latency_ms=response.latency_ms,
-                    input_tokens=response.usage.input_tokens,
-                    output_tokens=response.usage.output_tokens,
-                    cost_usd=response.cost_usd,
+                    ttft_ms=response.ttft_ms,
+                    spend=billed,
                     waited_s=waited,
                 )
             )
@@ -474,9 +514,9 @@ class ResilientCaller:
         retry = run.policy.retry
         if run.policy.action(error.kind) != "retry" or probe or number + 1 >= retry.max_attempts:
             return None
-        if not self.retry_budget.allows_retry(model):
+        if not run.retry_budget.allows_retry(model):
             return None
-        if not await self.breaker.is_closed(model):
+        if not await run.breaker.is_closed(model):
             return None
         delay = backoff_delay(retry, number, self._rng, getattr(error, "retry_after", None))
         if delay is None:
@@ -484,3 +524,12 @@ class ResilientCaller:
         if run.deadline is not None and asyncio.get_running_loop().time() + delay >= run.deadline:
             return None
         return delay
+
+
+def _empty(response: ModelResponse) -> bool:
+    return not response.text.strip() and not response.tool_calls
+
+
+def _vote_key(text: str) -> str:
+    """Answers that differ only in case and spacing vote together."""
+    return " ".join(text.split()).casefold()

@@ -1,6 +1,6 @@
 """Step-specific escalation: call, check the answer, and climb a tier until it passes.
 
-``call_until(caller, request, model_request, check)`` is what a judge node uses
+``call_until(caller, call, check)`` is what a judge node uses
 (and what Python code can use directly for one call): each round routes one
 escalation level higher (the next cascade rung, or the next tier), adds the
 previous answer and the check's feedback to the conversation, and records the
@@ -11,18 +11,16 @@ gives up after ``max_rounds`` with every round on the result.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any, Literal, overload
+from typing import Literal, overload
 
 from langchain_core.messages import AIMessage, HumanMessage
 
 from agentmesh.models.spec import ModelSpec
 from agentmesh.models.types import ModelRequest, ModelResponse
-from agentmesh.resilience.caller import CallFailed, CallResult, RequestBuilder, ResilientCaller
-from agentmesh.resilience.policy import ResiliencePolicy
-from agentmesh.routing.policy import Policy
-from agentmesh.routing.types import RouteRequest
+from agentmesh.resilience.call import Call, CallFailed, CallResult, RequestBuilder
+from agentmesh.resilience.caller import ResilientCaller
 from agentmesh.tracing import record_escalation
 
 __all__ = [
@@ -57,12 +55,24 @@ Check = Callable[[ModelResponse], "Verdict | bool | Awaitable[Verdict | bool]"]
 
 @dataclass(frozen=True, slots=True)
 class Round:
-    """One escalation round: the call (or its failure) and the verdict."""
+    """One escalation round: the call (or its failure) and the verdict.
+
+    Attributes:
+        level: The round's escalation level.
+        result: The answered call, or ``None`` when no model served it.
+        verdict: The check's verdict on the answer.
+        failure: Why no model served it (every attempt, the last error).
+    """
 
     level: int
     result: CallResult | None
     verdict: Verdict | None
-    error: str | None = None
+    failure: CallFailed | None = None
+
+    @property
+    def error(self) -> str | None:
+        """``CallFailed.kind`` of a round no model served."""
+        return None if self.failure is None else self.failure.kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,24 +132,25 @@ def add_feedback(
     return rebuilt
 
 
+_NOWHERE_TO_GO = frozenset({"no_route", "budget_exceeded"})
+"""Failures that a stronger (never cheaper) model cannot cure: escalation stops."""
+
+
 async def call_until(
     caller: ResilientCaller,
-    request: RouteRequest,
-    model_request: ModelRequest | RequestBuilder,
+    call: Call,
     check: Check,
     *,
-    routing: Policy | None = None,
     max_rounds: int = 3,
-    policy: ResiliencePolicy | None = None,
-    attributes: Mapping[str, Any] | None = None,
     record_scores: bool = True,
 ) -> EscalationResult:
     """Call, check, and escalate one level per rejected (or failed) round.
 
-    ``model_request`` may be a request builder (a function of the model's
+    The call's request may be a request builder (a function of the model's
     spec, e.g. rendering its prompt variant); the feedback is added to what it builds.
     ``record_scores=False`` keeps the check's scores out of the routing matrix
-    (for format checks, which say nothing about answer quality).
+    (for format checks, which say nothing about answer quality). The scores
+    reach the router through :meth:`Router.score`.
 
     Raises:
         ValueError: ``max_rounds`` below 1.
@@ -147,26 +158,25 @@ async def call_until(
     if max_rounds < 1:
         raise ValueError(f"max_rounds must be at least 1, got {max_rounds}")
     rounds: list[Round] = []
-    current = model_request
+    request = call.route
+    current = call.request
     for level in range(max_rounds):
         escalated = replace(request, escalation=request.escalation + level)
         if level:
             record_escalation(request.node, escalated.escalation, reason="check")
         try:
-            result = await caller.call(
-                escalated, current, routing, policy=policy, attributes=attributes
-            )
+            result = await caller.call(replace(call, route=escalated, request=current))
         except CallFailed as failure:
-            rounds.append(Round(escalated.escalation, None, None, failure.kind))
-            if failure.kind == "no_route":
-                break  # nothing stronger is left to escalate to
+            rounds.append(Round(escalated.escalation, None, None, failure))
+            if failure.kind in _NOWHERE_TO_GO:
+                break  # nothing stronger is left (or affordable) to escalate to
             continue
         verdict = await _judge(check, result.response)
         score = verdict.score if verdict.score is not None else float(verdict.passed)
         if record_scores:
-            await caller.router.score(result.decision, result.model, score)
+            await caller.router.score(result.decision.task, result.model, score)
         rounds.append(Round(escalated.escalation, result, verdict))
         if verdict.passed:
             return EscalationResult("accepted", tuple(rounds))
-        current = add_feedback(model_request, result.response.text, verdict.feedback)
+        current = add_feedback(call.request, result.response.text, verdict.feedback)
     return EscalationResult("gave_up", tuple(rounds))

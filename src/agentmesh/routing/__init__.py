@@ -8,7 +8,6 @@ recorded :class:`Outcome` through a shared :class:`RoutingState`.
 from agentmesh.routing.classify import (
     Classification,
     Classifier,
-    LLMClassifier,
     RuleClassifier,
 )
 from agentmesh.routing.context import RouteContext
@@ -51,7 +50,6 @@ __all__ = [
     "Exclusion",
     "Filter",
     "InMemoryRoutingState",
-    "LLMClassifier",
     "LearnedModel",
     "MatrixError",
     "ModelStats",

@@ -2,29 +2,21 @@
 
 - :class:`RuleClassifier`: keywords, length, code and maths detection; no
   dependency, a few microseconds.
-- :class:`LLMClassifier`: asks a cheap model, chosen by the router itself, for
-  a JSON verdict; falls back to the rules when that call fails, and says so.
+- ``agentmesh.resilience.LLMClassifier`` (a layer up: it calls a model
+  through the resilient caller) asks a cheap model and falls back to these rules.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
 
-from agentmesh.routing.features import KEYWORDS, extract, profile
-
-if TYPE_CHECKING:
-    from agentmesh.models.gateway import Gateway
-    from agentmesh.routing.policy import Policy
-    from agentmesh.routing.router import Router
+from agentmesh.routing.features import extract, profile
 
 __all__ = [
     "Classification",
     "Classifier",
-    "LLMClassifier",
+    "Level",
     "RuleClassifier",
     "level_of",
 ]
@@ -108,95 +100,3 @@ class RuleClassifier:
     async def classify(self, text: str) -> Classification:
         """Classify ``text`` by the rules."""
         return self.classify_now(text)
-
-
-_LEVEL_SCORE: Mapping[str, float] = MappingProxyType({"low": 0.15, "medium": 0.45, "high": 0.8})
-
-
-@dataclass(frozen=True, slots=True)
-class LLMClassifier:
-    """Asks a cheap model for ``{"task": ..., "complexity": "low|medium|high"}``.
-
-    The model is chosen by ``router`` (give it a router whose own classifier is
-    the rules, e.g. ``Router(catalog, state=shared_state)``) under ``policy``
-    (default: cheapest model with JSON output), called through ``gateway``, and
-    the call is recorded like any other. Any failure falls back to ``fallback``.
-    """
-
-    router: Router
-    gateway: Gateway
-    policy: Policy | None = None
-    tasks: tuple[str, ...] = (*KEYWORDS, "general")
-    fallback: RuleClassifier = field(default_factory=RuleClassifier)
-
-    async def classify(self, text: str) -> Classification:
-        """Classify ``text`` with the model, or by the rules if the model fails."""
-        from agentmesh.models.errors import ModelError
-        from agentmesh.models.spec import Capability
-        from agentmesh.models.types import ModelRequest, ResponseFormat
-        from agentmesh.routing.policy import Policy
-        from agentmesh.routing.types import Outcome, RouteRequest, RoutingError
-
-        schema = {
-            "type": "object",
-            "properties": {
-                "task": {"type": "string", "enum": list(self.tasks)},
-                "complexity": {"type": "string", "enum": list(_LEVEL_SCORE)},
-            },
-            "required": ["task", "complexity"],
-        }
-        policy = self.policy or Policy(strategy="cheapest", require=frozenset({Capability.JSON}))
-        request = RouteRequest(
-            node="classifier", role="classifier", prompt=text, max_output_tokens=64
-        )
-        try:
-            decision = await self.router.route(request, policy)
-        except RoutingError as exc:
-            return self._fallback(text, f"no classifier model: {exc}")
-        instruction = (
-            "Classify the user's request. Answer with JSON: task is one of "
-            f"{', '.join(self.tasks)}; complexity is low, medium or high."
-        )
-        call = ModelRequest.of(
-            text[:4000],
-            system=instruction,
-            max_tokens=64,
-            temperature=0,
-            response_format=ResponseFormat(schema, name="classification"),
-        )
-        try:
-            response = await self.gateway.invoke(decision.chosen, call)
-        except ModelError as exc:
-            await self.router.record(decision, Outcome(decision.chosen, error=exc.kind))
-            return self._fallback(text, f"{decision.chosen} failed: {exc.kind}")
-        await self.router.record(
-            decision,
-            Outcome(
-                decision.chosen,
-                latency_ms=response.latency_ms,
-                input_tokens=response.usage.input_tokens,
-                output_tokens=response.usage.output_tokens,
-                cost_usd=response.cost_usd,
-            ),
-        )
-        try:
-            verdict = json.loads(response.text)
-            task, level = str(verdict["task"]), str(verdict["complexity"])
-            score = _LEVEL_SCORE[level]
-        except (ValueError, KeyError, TypeError):
-            return self._fallback(text, f"{decision.chosen} answered {response.text[:60]!r}")
-        if task not in self.tasks:
-            task = self.fallback.default_task
-        return Classification(
-            task, score, level_of(score), f"llm:{decision.chosen}", f"{decision.chosen} said so"
-        )
-
-    def _fallback(self, text: str, why: str) -> Classification:
-        found = self.fallback.classify_now(text)
-        return Classification(
-            found.task,
-            found.complexity,
-            found.level,
-            "rules (llm fallback)",
-            f"{why}; {found.evidence}",
-        )

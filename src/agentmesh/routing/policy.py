@@ -145,17 +145,9 @@ class BudgetLimits:
         return tuple(out)
 
 
-def _stricter(a: float | None, b: float | None, pick: Any) -> Any:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return pick(a, b)
-
-
 @dataclass(frozen=True, slots=True)
 class Constraints:
-    """The policy's bounds and the request's, merged (the stricter wins)."""
+    """The policy's bounds plus the capabilities one request needs."""
 
     min_tier: int | None
     max_tier: int | None
@@ -168,14 +160,18 @@ class Constraints:
 
     @classmethod
     def merge(cls, policy: Policy, request: RouteRequest) -> Constraints:
-        """Combine a node's policy with one request's needs."""
+        """Combine a node's policy with one request's needs (its capabilities).
+
+        Bounds live in the policy only: a request says what the call needs, the
+        policy what the node may use.
+        """
         return cls(
-            min_tier=_stricter(policy.min_tier, request.min_tier, max),
-            max_tier=_stricter(policy.max_tier, request.max_tier, min),
+            min_tier=policy.min_tier,
+            max_tier=policy.max_tier,
             require=policy.require | request.capabilities,
             allow_tags=policy.allow_tags,
             deny_tags=policy.deny_tags,
-            quality_floor=_stricter(policy.quality_floor, request.quality_floor, max),
-            latency_slo_ms=_stricter(policy.latency_slo_ms, request.latency_slo_ms, min),
-            max_cost_usd=_stricter(policy.max_cost_usd, request.max_cost_usd, min),
+            quality_floor=policy.quality_floor,
+            latency_slo_ms=policy.latency_slo_ms,
+            max_cost_usd=policy.max_cost_usd,
         )

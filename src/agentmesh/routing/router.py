@@ -13,9 +13,8 @@ one routing view.
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import count
 from typing import Any
 
@@ -214,16 +213,23 @@ class Router:
         return await self._reserve(ctx, strategy, ranking, excluded, limits)
 
     def _no_route(self, ctx: RouteContext, excluded: list[Exclusion]) -> NoRoute:
-        budget_only = [e for e in excluded if e.by == "budget"]
+        """Why nothing is left: the budget when it excluded any model the other filters let by.
+
+        Filters run in order and the first reason excludes, so a model excluded
+        by ``budget`` passed every filter before it: the budget is what stands
+        between the request and that model.
+        """
+        over = [e for e in excluded if e.by == "budget"]
         tightest = ctx.remaining()
-        if budget_only and tightest is not None and len(budget_only) == len(excluded):
-            needed = min(ctx.worst_cost(self.catalog[e.model]) for e in budget_only)
+        if over and tightest is not None:
+            scope, left = tightest
             return BudgetExceeded(
                 ctx.request,
                 tuple(excluded),
-                scope=tightest[0],
-                needed_usd=needed,
-                remaining_usd=tightest[1],
+                scope=scope,
+                needed_usd=min(ctx.worst_cost(self.catalog[e.model]) for e in over),
+                remaining_usd=left,
+                limit_usd=ctx.budgets.get(scope, ctx.request.remaining_budget_usd),
             )
         return NoRoute(ctx.request, tuple(excluded))
 
@@ -253,13 +259,14 @@ class Router:
                 excluded.extend(Exclusion(m, why, "budget") for m in selected)
                 ranked = [c for c in ranked if c.model not in selected]
                 if ranking.selected or not ranked:
-                    spent = dict(limits)[refused]
+                    limit = dict(limits)[refused]
                     raise BudgetExceeded(
                         ctx.request,
                         tuple(excluded),
                         scope=refused,
                         needed_usd=amount,
-                        remaining_usd=spent - ctx.snapshot.spent.get(refused, 0.0),
+                        remaining_usd=limit - ctx.snapshot.spent.get(refused, 0.0),
+                        limit_usd=limit,
                     )
                 selected = (ranked[0].model,)
         if limits:
@@ -310,14 +317,35 @@ class Router:
             )
         return stats
 
-    async def score(self, decision: RouteDecision, model: str, quality: float) -> None:
-        """Record a judge's score in [0, 1] for ``model`` on the decision's task.
+    async def score(self, task: str | None, model: str, quality: float) -> None:
+        """Record a judge's score in [0, 1] for ``model``'s answer on ``task``.
 
         Unlike :meth:`record` this counts no call: use it when an answer that was
-        already recorded is judged afterwards.
+        already recorded is judged afterwards. Without a task nothing is stored.
         """
-        if decision.task is not None:
-            await self.state.add_quality(decision.task, model, quality)
+        if task is not None:
+            await self.state.add_quality(task, model, quality)
+
+    async def quality_estimates(self, models: Iterable[str], task: str | None) -> dict[str, float]:
+        """The routing matrix's quality estimate of each catalog model for ``task`` (one read).
+
+        Models the catalog does not list are left out.
+        """
+        specs = [self.catalog[m] for m in dict.fromkeys(models) if m in self.catalog]
+        snapshot = await self.state.snapshot([s.id for s in specs], task=task)
+        return {s.id: self.matrix.estimate(s, task, snapshot.quality.get(s.id)) for s in specs}
+
+    async def seed_run_spending(self, run_id: str, spent_usd: float) -> None:
+        """Make a resumed run's earlier spending count against its budget here too.
+
+        Raises the run's budget key to ``spent_usd`` if the state knows less
+        (another process, or a state that forgot it); never lowers it.
+        """
+        key = f"run:{run_id}"
+        snapshot = await self.state.snapshot((), budget_keys=[key])
+        known = snapshot.spent.get(key, 0.0)
+        if spent_usd > known:
+            await self.state.settle([key], 0.0, spent_usd - known)
 
     async def release(self, decision: RouteDecision) -> None:
         """Return a decision's reservation unused (when no call was made on it)."""
@@ -332,7 +360,3 @@ class Router:
         out. Only this router's record of it goes, so nothing piles up in memory.
         """
         self._open.pop(decision.decision_id, None)
-
-    def route_sync(self, request: RouteRequest, policy: Policy | None = None) -> RouteDecision:
-        """Blocking :meth:`route` for scripts; not for use inside a running event loop."""
-        return asyncio.run(self.route(request, policy))

@@ -36,11 +36,6 @@ class RouteRequest:
         max_output_tokens: Output the call may produce; bounds the worst-case
             cost and must fit the context window with the prompt.
         capabilities: Capabilities the call needs (``json``, ``tools``...).
-        min_tier: Lowest acceptable tier.
-        max_tier: Highest acceptable tier.
-        quality_floor: Lowest acceptable quality estimate for the task, in [0, 1].
-        latency_slo_ms: Highest acceptable observed latency (p95) in milliseconds.
-        max_cost_usd: Highest acceptable worst-case cost of this one call.
         remaining_budget_usd: Money the caller still has for this call and after.
         run_id: The workflow run, for per-run budgets.
         run_budget_usd: The run's own budget, replacing the router's per-run
@@ -57,11 +52,6 @@ class RouteRequest:
     prompt_tokens: int | None = None
     max_output_tokens: int = 1024
     capabilities: frozenset[Capability] = frozenset()
-    min_tier: int | None = None
-    max_tier: int | None = None
-    quality_floor: float | None = None
-    latency_slo_ms: float | None = None
-    max_cost_usd: float | None = None
     remaining_budget_usd: float | None = None
     run_id: str | None = None
     run_budget_usd: float | None = None
@@ -204,12 +194,22 @@ class BudgetExceeded(NoRoute):
         scope: str,
         needed_usd: float,
         remaining_usd: float,
+        limit_usd: float | None = None,
     ) -> None:
         super().__init__(request, excluded)
         self.scope = scope
         self.needed_usd = needed_usd
         self.remaining_usd = remaining_usd
+        self.limit_usd = limit_usd
+        of = ""
+        if limit_usd is not None:
+            of = f" of ${limit_usd:.6g} (${max(limit_usd - remaining_usd, 0.0):.6f} spent)"
         self.args = (
-            f"budget {scope} exceeded for node {request.node!r}: the cheapest call needs up to "
-            f"${needed_usd:.6f}, ${max(remaining_usd, 0.0):.6f} is left",
+            f"budget {scope}{of} exceeded for node {request.node!r}: the cheapest call needs up "
+            f"to ${needed_usd:.6f}, ${max(remaining_usd, 0.0):.6f} is left",
         )
+
+    @property
+    def spent_usd(self) -> float | None:
+        """What the budget had spent (or held) when the call was refused, when known."""
+        return None if self.limit_usd is None else max(self.limit_usd - self.remaining_usd, 0.0)

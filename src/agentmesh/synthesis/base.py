@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict
 
 from agentmesh.models.tokens import estimate_tokens
 from agentmesh.prompts import PromptLibrary
-from agentmesh.resilience.caller import Attempt, ResilientCaller
+from agentmesh.resilience.call import Attempt
+from agentmesh.resilience.caller import ResilientCaller
 from agentmesh.resilience.policy import ResiliencePolicy
 from agentmesh.routing.policy import Policy
 
@@ -250,6 +251,9 @@ class SynthesisResult:
             "agentmesh.synthesis.contributors": ",".join(c.source for c in prov.contributors),
             "agentmesh.synthesis.models": ",".join(self.models),
         }
+        branch_models = dict.fromkeys(c.model for c in prov.contributors if c.model)
+        if branch_models:  # who answered the branches merged here
+            attributes["agentmesh.synthesis.contributor_models"] = ",".join(branch_models)
         if prov.selected:
             attributes["agentmesh.synthesis.selected"] = ",".join(prov.selected)
         if prov.agreement is not None:

@@ -21,7 +21,7 @@ from agentmesh.models.spec import ModelSpec
 from agentmesh.models.tokens import MESSAGE_OVERHEAD_TOKENS
 from agentmesh.models.types import ModelRequest, ResponseFormat, message_text
 from agentmesh.prompts import PromptLibrary
-from agentmesh.resilience.caller import RequestBuilder
+from agentmesh.resilience.call import RequestBuilder
 
 __all__ = [
     "PICK_BEST_SCHEMA",

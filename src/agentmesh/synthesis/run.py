@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentmesh.models.spec import Capability, ModelSpec
-from agentmesh.resilience.caller import CallFailed, CallResult
+from agentmesh.resilience.call import Call, CallFailed, CallResult
 from agentmesh.routing.policy import Constraints
 from agentmesh.routing.types import RouteRequest
 from agentmesh.synthesis.base import (
@@ -182,11 +182,13 @@ class SynthesisRun:
             attributes[ATTR_LEVEL] = level
         try:
             result = await ctx.caller.call(
-                self._route_request(stage, prompt, json),
-                prompt.builder(ctx.prompts, ctx.max_output_tokens),
-                ctx.policy_for(stage),
-                policy=ctx.resilience,
-                attributes=attributes,
+                Call(
+                    self._route_request(stage, prompt, json),
+                    prompt.builder(ctx.prompts, ctx.max_output_tokens),
+                    ctx.policy_for(stage),
+                    ctx.resilience,
+                    attributes,
+                )
             )
         except CallFailed as failure:
             attempts = failure.attempts

@@ -51,19 +51,12 @@ async def _quality(items: Sequence[Item], ctx: SynthesisContext) -> list[float]:
     the matrix's default prior.
     """
     router = ctx.caller.router
-    specs = {s.id: s for s in router.catalog.specs}
-    known = list(dict.fromkeys(i.model for i in items if i.model in specs))
-    snapshot = await router.state.snapshot([m for m in known if m is not None], task=ctx.task)
-    weights: list[float] = []
-    for item in items:
-        spec = specs.get(item.model or "")
-        if spec is not None:
-            cell = snapshot.quality.get(spec.id)
-            weights.append(router.matrix.estimate(spec, ctx.task, cell))
-        else:
-            default = router.matrix.default_prior
-            weights.append(item.score if item.score is not None else default)
-    return weights
+    estimates = await router.quality_estimates((i.model for i in items if i.model), ctx.task)
+    default = router.matrix.default_prior
+    return [
+        estimates.get(item.model or "", item.score if item.score is not None else default)
+        for item in items
+    ]
 
 
 WEIGHTINGS: Mapping[str, Weighting] = MappingProxyType({"majority": _majority, "quality": _quality})
