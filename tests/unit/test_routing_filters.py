@@ -158,7 +158,7 @@ async def test_budget_filter_and_budget_exceeded_name_the_run_and_amount() -> No
     assert error.remaining_usd == pytest.approx(0.001)
     assert error.limit_usd == pytest.approx(0.003)
     assert error.spent_usd == pytest.approx(0.002)
-    assert "budget run:r1 of $0.003 ($0.002000 spent) exceeded" in str(error)
+    assert "budget run:r1 of $0.003000 ($0.002000 spent) exceeded" in str(error)
     assert "needs up to $0.002000, $0.001000 is left" in str(error)
     other_run = await route(router, run_id="r2")
     assert other_run.chosen == "a"

@@ -135,14 +135,31 @@ class ScriptedClient(ModelClient):
         return next((rule for pattern, rule in self._rules if pattern.search(prompt)), None)
 
     def tool_call_for(self, request: ModelRequest) -> ToolCall | None:
-        """The call a matching rule makes when the request offers its tool (none after a result)."""
+        """The tool call this model makes for ``request``, if any (none after a tool result).
+
+        A matching rule calls its tool when the request offers it. Otherwise a
+        request that forces a tool (``tool_choice`` naming it, or ``required``
+        with one tool, as LangChain's ``with_structured_output`` sends) gets a
+        call of that tool with arguments shaped by its parameter schema.
+        """
         if not request.tools or isinstance(request.messages[-1], ToolMessage):
             return None
+        offered = {t.name: t for t in request.tools}
         rule = self._rule(_user_text(request.messages))
-        if rule is None or rule.tool is None or rule.tool not in {t.name for t in request.tools}:
+        if rule is not None and rule.tool is not None and rule.tool in offered:
+            self._tool_calls += 1
+            return ToolCall(f"call_{self._tool_calls}", rule.tool, dict(rule.arguments))
+        forced = request.tool_choice
+        if forced == "required" and len(offered) == 1:
+            forced = next(iter(offered))
+        if forced not in offered:
             return None
+        tool = offered[forced]
+        arguments = shaped_like(tool.parameters, last_user_text(request.messages))
         self._tool_calls += 1
-        return ToolCall(f"call_{self._tool_calls}", rule.tool, dict(rule.arguments))
+        return ToolCall(
+            f"call_{self._tool_calls}", tool.name, arguments if isinstance(arguments, dict) else {}
+        )
 
     def reply_for(self, request: ModelRequest) -> str:
         """The text this model answers ``request`` with (no failure, no delay).

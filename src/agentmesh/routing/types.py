@@ -177,6 +177,12 @@ class NoRoute(RoutingError):
         super().__init__(f"no model can serve node {request.node!r} ({request.role}): {lines}")
 
 
+def _usd(amount: float) -> str:
+    """Dollars to six places, or three significant digits below a tenth of a cent."""
+    amount = max(amount, 0.0)
+    return f"${amount:.6f}" if amount == 0 or amount >= 1e-3 else f"${amount:.3g}"
+
+
 class BudgetExceeded(NoRoute):
     """No eligible call's worst-case cost fits what is left of a budget.
 
@@ -203,10 +209,10 @@ class BudgetExceeded(NoRoute):
         self.limit_usd = limit_usd
         of = ""
         if limit_usd is not None:
-            of = f" of ${limit_usd:.6g} (${max(limit_usd - remaining_usd, 0.0):.6f} spent)"
+            of = f" of {_usd(limit_usd)} ({_usd(limit_usd - remaining_usd)} spent)"
         self.args = (
             f"budget {scope}{of} exceeded for node {request.node!r}: the cheapest call needs up "
-            f"to ${needed_usd:.6f}, ${max(remaining_usd, 0.0):.6f} is left",
+            f"to {_usd(needed_usd)}, {_usd(remaining_usd)} is left",
         )
 
     @property
