@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import re
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +29,7 @@ MODULES = [
     "agentmesh.routing.state",
     "agentmesh.routing.matrix",
     "agentmesh.routing.policy",
+    "agentmesh.routing.constraints",
     "agentmesh.routing.context",
     "agentmesh.routing.filters",
     "agentmesh.routing.classify",
@@ -39,7 +43,9 @@ MODULES = [
     "agentmesh.resilience.policy",
     "agentmesh.resilience.retry",
     "agentmesh.resilience.breaker",
+    "agentmesh.resilience.call",
     "agentmesh.resilience.caller",
+    "agentmesh.resilience.classifier",
     "agentmesh.resilience.escalation",
     "agentmesh.testing.fault_server",
     "agentmesh.prompts",
@@ -123,3 +129,50 @@ def test_importing_agentmesh_does_not_import_llama_cpp() -> None:
     code = "import agentmesh.models, sys; print('llama_cpp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_package_exports_the_names_users_need() -> None:
+    import agentmesh
+
+    assert sorted(agentmesh.__all__) == sorted({*agentmesh.EXPORTS, "EXPORTS", "__version__"})
+    for name, module in agentmesh.EXPORTS.items():
+        value = getattr(agentmesh, name)
+        assert value is not None
+        assert name in importlib.import_module(module).__all__ or name == "configure_tracing"
+    assert agentmesh.configure_tracing is importlib.import_module("agentmesh.tracing").configure
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = agentmesh.nope  # type: ignore[attr-defined]
+
+
+def _readme_imports() -> list[tuple[str, list[str]]]:
+    found = []
+    for line in README.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"\s*from (agentmesh[\w.]*) import ([\w, ]+)$", line)
+        if match:
+            found.append((match[1], [n.strip() for n in match[2].split(",") if n.strip()]))
+    return found
+
+
+def test_every_readme_import_works() -> None:
+    imports = _readme_imports()
+    assert any(module == "agentmesh" for module, _ in imports), "README shows the package imports"
+    for module, names in imports:
+        loaded = importlib.import_module(module)
+        for name in names:
+            assert hasattr(loaded, name), f"README: from {module} import {name}"
+            subpackage = importlib.util.find_spec(f"agentmesh.{name}") is not None
+            if module == "agentmesh" and not subpackage:
+                assert name in loaded.__all__, f"{name} is not in agentmesh.__all__"
+
+
+def test_importing_the_package_imports_no_framework() -> None:
+    import subprocess
+    import sys
+
+    frameworks = "('langgraph', 'langchain_core', 'opentelemetry')"
+    code = f"import agentmesh, sys; print(sorted(m for m in {frameworks} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", "names load on first use"

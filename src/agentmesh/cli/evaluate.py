@@ -285,7 +285,7 @@ def _train(args: argparse.Namespace) -> int:
         return _fail(f"{exc}: train-router needs the eval extra (pip install 'agentmesh[eval]')")
     try:
         if args.cascade:
-            from agentmesh.evaluation.cascade_fit import CascadeConfig
+            from agentmesh.evaluation.cascade_fit import CascadeConfig, fit_cascade
 
             cascade_config = CascadeConfig(
                 strong_share=args.strong_share, response_words=args.response_words
@@ -297,7 +297,7 @@ def _train(args: argparse.Namespace) -> int:
                 router = LearnedModel.load(args.prompt_router)
                 out_dir = os.path.dirname(os.path.abspath(args.out))
                 router_file = os.path.relpath(os.path.abspath(args.prompt_router), out_dir)
-            model = trainer.fit_cascade(
+            model = fit_cascade(
                 rows,
                 cascade_config,
                 meta=meta,

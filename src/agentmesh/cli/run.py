@@ -50,7 +50,7 @@ from agentmesh.graph import (
     open_checkpointer,
     run_graph,
 )
-from agentmesh.models import Catalog
+from agentmesh.models import Catalog, ModelSpec, Provider
 from agentmesh.prompts import PromptError, PromptLibrary
 from agentmesh.routing import BudgetLimits, RoutingState, StateError, open_state
 from agentmesh.routing.stores import redacted
@@ -241,9 +241,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 async def _drawing(loaded: LoadedGraph, prompts: PromptLibrary) -> str:
     # Compiling needs a runtime, but drawing calls nothing: no model is ever invoked.
-    from agentmesh.testing import scripted_catalog
-
-    async with Runtime.open(scripted_catalog(), prompts=prompts) as runtime:
+    nobody = ModelSpec(id="drawing", provider=Provider.SCRIPTED, model="drawing")
+    async with Runtime.open(Catalog([nobody], source="<drawing>"), prompts=prompts) as runtime:
         graph = compile_graph(loaded.spec, _runtime_for(loaded, runtime), check=False)
         return graph.get_graph().draw_mermaid()
 

@@ -47,6 +47,7 @@ from agentmesh.evaluation.cascade import (
 )
 from agentmesh.evaluation.data import Row
 from agentmesh.evaluation.metrics import apgr as apgr_of
+from agentmesh.evaluation.trainer import TrainConfig, train_router
 from agentmesh.routing.strategies.adaptive import LearnedModel
 
 __all__ = ["CascadeConfig", "cascade_cv", "fit_cascade", "oof_logits"]
@@ -239,8 +240,6 @@ def cascade_cv(
 
 def _prompt_trainer(router: LearnedModel) -> PromptTrainer:
     """Train prompt routers as the given one was (its ``meta.strength``, default settings)."""
-    from agentmesh.evaluation.trainer import TrainConfig, train_router  # imports this module
-
     strength = dict(router.meta).get("strength")
     if not isinstance(strength, int | float):
         raise ValueError("the prompt router's meta has no 'strength' to retrain it with")

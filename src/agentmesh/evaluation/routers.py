@@ -125,7 +125,7 @@ def _cascade(spec: str, arg: str, train: Sequence[Row]) -> Scorer:
     if arg == "train":
         if not train:
             raise RouterSpecError(f"{spec}: needs --train rows with the weak model's responses")
-        from agentmesh.evaluation.trainer import fit_cascade  # numpy: the eval extra
+        from agentmesh.evaluation.cascade_fit import fit_cascade  # numpy: the eval extra
 
         try:
             model = fit_cascade(train)

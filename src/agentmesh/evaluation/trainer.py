@@ -2,7 +2,7 @@
 
 Needs numpy (the ``eval`` extra); the files it writes are read without it.
 The cascade judge's trainer lives in :mod:`agentmesh.evaluation.cascade_fit`
-(:func:`fit_cascade` is re-exported here).
+(which uses this one to cross-fit its prompt router).
 
 The prompt router is a :class:`~agentmesh.routing.LearnedModel` of version 2:
 one linear function of the prompt's word n-grams (binary, scaled by
@@ -41,13 +41,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from agentmesh.evaluation._numeric import rank_auc
-from agentmesh.evaluation.cascade_fit import fit_cascade
 from agentmesh.evaluation.data import Row
 from agentmesh.evaluation.metrics import apgr as apgr_of
 from agentmesh.routing.features import FEATURES, extract, terms
 from agentmesh.routing.strategies.adaptive import LearnedModel
 
-__all__ = ["TrainConfig", "TrainResult", "calibrate", "fit_cascade", "train_router"]
+__all__ = ["TrainConfig", "TrainResult", "calibrate", "train_router"]
 
 Floats = NDArray[np.float64]
 

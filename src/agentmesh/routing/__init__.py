@@ -10,10 +10,11 @@ from agentmesh.routing.classify import (
     Classifier,
     RuleClassifier,
 )
+from agentmesh.routing.constraints import Constraints
 from agentmesh.routing.context import RouteContext
 from agentmesh.routing.filters import DEFAULT_FILTERS, Filter
 from agentmesh.routing.matrix import MatrixError, RoutingMatrix
-from agentmesh.routing.policy import BudgetLimits, Constraints, Policy, PolicyError, load_policy
+from agentmesh.routing.policy import BudgetLimits, Policy, PolicyError, load_policy
 from agentmesh.routing.redis_state import RedisRoutingState
 from agentmesh.routing.router import Router
 from agentmesh.routing.state import (

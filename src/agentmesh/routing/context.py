@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from agentmesh.models.spec import ModelSpec
 from agentmesh.routing.classify import Classification
+from agentmesh.routing.constraints import Constraints
 from agentmesh.routing.matrix import RoutingMatrix
-from agentmesh.routing.policy import Constraints
 from agentmesh.routing.state import Snapshot
 from agentmesh.routing.types import RouteRequest
 

@@ -24,9 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from agentmesh._validation import describe_errors
 from agentmesh.models.spec import Capability
+from agentmesh.routing.constraints import Constraints
+from agentmesh.routing.strategies import STRATEGIES
 from agentmesh.routing.types import RouteRequest
 
-__all__ = ["BudgetLimits", "Constraints", "Policy", "PolicyError", "load_policy"]
+__all__ = ["BudgetLimits", "Policy", "PolicyError", "load_policy"]
 
 
 class PolicyError(ValueError):
@@ -64,8 +66,6 @@ class Policy(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Policy:
-        from agentmesh.routing.strategies import STRATEGIES
-
         if self.strategy not in STRATEGIES:
             known = ", ".join(sorted(STRATEGIES))
             raise ValueError(f"unknown strategy {self.strategy!r}; known: {known}")
@@ -77,6 +77,23 @@ class Policy(BaseModel):
             raise ValueError(f"min_tier {self.min_tier} is above max_tier {self.max_tier}")
         STRATEGIES[self.strategy].Params.model_validate(self.params)
         return self
+
+    def constraints(self, request: RouteRequest) -> Constraints:
+        """The bounds of this policy plus what ``request`` needs (its capabilities).
+
+        Bounds live in the policy only: a request says what the call needs, the
+        policy what the node may use.
+        """
+        return Constraints(
+            min_tier=self.min_tier,
+            max_tier=self.max_tier,
+            require=self.require | request.capabilities,
+            allow_tags=self.allow_tags,
+            deny_tags=self.deny_tags,
+            quality_floor=self.quality_floor,
+            latency_slo_ms=self.latency_slo_ms,
+            max_cost_usd=self.max_cost_usd,
+        )
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, source: str = "policy") -> Policy:
@@ -143,35 +160,3 @@ class BudgetLimits:
         if self.global_usd is not None:
             out.append(("global", self.global_usd))
         return tuple(out)
-
-
-@dataclass(frozen=True, slots=True)
-class Constraints:
-    """The policy's bounds plus the capabilities one request needs."""
-
-    min_tier: int | None
-    max_tier: int | None
-    require: frozenset[Capability]
-    allow_tags: frozenset[str]
-    deny_tags: frozenset[str]
-    quality_floor: float | None
-    latency_slo_ms: float | None
-    max_cost_usd: float | None
-
-    @classmethod
-    def merge(cls, policy: Policy, request: RouteRequest) -> Constraints:
-        """Combine a node's policy with one request's needs (its capabilities).
-
-        Bounds live in the policy only: a request says what the call needs, the
-        policy what the node may use.
-        """
-        return cls(
-            min_tier=policy.min_tier,
-            max_tier=policy.max_tier,
-            require=policy.require | request.capabilities,
-            allow_tags=policy.allow_tags,
-            deny_tags=policy.deny_tags,
-            quality_floor=policy.quality_floor,
-            latency_slo_ms=policy.latency_slo_ms,
-            max_cost_usd=policy.max_cost_usd,
-        )

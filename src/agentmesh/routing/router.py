@@ -25,7 +25,7 @@ from agentmesh.routing.classify import Classifier, RuleClassifier
 from agentmesh.routing.context import RouteContext
 from agentmesh.routing.filters import DEFAULT_FILTERS, Filter, TierFilter
 from agentmesh.routing.matrix import RoutingMatrix
-from agentmesh.routing.policy import BudgetLimits, Constraints, Policy
+from agentmesh.routing.policy import BudgetLimits, Policy
 from agentmesh.routing.state import InMemoryRoutingState, ModelStats, RoutingState
 from agentmesh.routing.strategies import Strategy, build_strategy
 from agentmesh.routing.strategies.base import Ranking
@@ -150,7 +150,7 @@ class Router:
 
     async def _decide(self, request: RouteRequest, policy: Policy) -> RouteDecision:
         strategy = self.strategy_for(policy)
-        constraints = Constraints.merge(policy, request)
+        constraints = policy.constraints(request)
         verdict = None
         if strategy.needs_classification or (
             request.task is None and (strategy.needs_task or constraints.quality_floor is not None)

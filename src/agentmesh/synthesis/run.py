@@ -21,7 +21,6 @@ from typing import Any
 
 from agentmesh.models.spec import Capability, ModelSpec
 from agentmesh.resilience.call import Call, CallFailed, CallResult
-from agentmesh.routing.policy import Constraints
 from agentmesh.routing.types import RouteRequest
 from agentmesh.synthesis.base import (
     ATTR_ITEMS,
@@ -231,7 +230,7 @@ class SynthesisRun:
     def _admitted(self, stage: str, request: RouteRequest) -> list[ModelSpec]:
         """Catalog models the stage's policy bounds admit (tiers, capabilities, tags, window)."""
         router = self.ctx.caller.router
-        bounds = Constraints.merge(self.ctx.policy_for(stage) or router.policy, request)
+        bounds = (self.ctx.policy_for(stage) or router.policy).constraints(request)
         need = (request.prompt_tokens or 0) + request.max_output_tokens
         return [
             s
