@@ -191,13 +191,14 @@ async def test_route_span_explains_the_decision(spans: InMemorySpanExporter) -> 
         "planner",
         "r1",
     )
-    assert A.ESCALATION_LEVEL not in a, "defaults (attempt 1, escalation 0) are left out"
-    assert A.ATTEMPT not in a
+    assert A.ESCALATION_LEVEL not in a, "defaults (round 1, escalation 0) are left out"
+    assert A.ROUTE_ROUND not in a
     await router.route(
-        RouteRequest(node="retry", prompt="x", attempt=2, escalation=1), Policy(strategy="cheapest")
+        RouteRequest(node="retry", prompt="x", round=2, escalation=1), Policy(strategy="cheapest")
     )
     again = one(spans, "route retry").attributes or {}
-    assert (again[A.ATTEMPT], again[A.ESCALATION_LEVEL]) == (2, 1)
+    assert (again[A.ROUTE_ROUND], again[A.ESCALATION_LEVEL]) == (2, 1)
+    assert A.ATTEMPT not in again, "a route has no try number: that is the chat span's"
 
 
 async def test_no_route_records_every_exclusion_and_the_error(spans: InMemorySpanExporter) -> None:

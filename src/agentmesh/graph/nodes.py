@@ -253,7 +253,7 @@ class ModelNodeRunner(NodeRunner):
             run_id=state.get("run_id"),
             run_budget_usd=state.get("budget_usd"),
             escalation=branch["level"],
-            attempt=branch["round"],
+            round=branch["round"],
         )
 
     def builder(

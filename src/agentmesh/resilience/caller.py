@@ -61,7 +61,7 @@ class _Run:
     """Mutable bookkeeping of one call (private to the caller)."""
 
     call: Call
-    policy: ResiliencePolicy
+    resilience: ResiliencePolicy
     invoke: Invoke
     breaker: CircuitBreaker
     retry_budget: RetryBudget
@@ -79,7 +79,7 @@ class ResilientCaller:
     Args:
         router: The shared router (its state holds the breakers).
         gateway: Calls the models.
-        policy: Default resilience policy (a call may bring its own).
+        resilience: Default resilience policy (a call may bring its own).
         clock: Epoch-seconds clock for breakers (default: the wall clock).
         sleep: How to wait between retries (tests inject a fake).
         rng: Random source of the jitter.
@@ -90,7 +90,7 @@ class ResilientCaller:
         self,
         router: Router,
         gateway: Gateway,
-        policy: ResiliencePolicy | None = None,
+        resilience: ResiliencePolicy | None = None,
         *,
         clock: Callable[[], float] = time.time,
         sleep: Sleep = asyncio.sleep,
@@ -99,7 +99,7 @@ class ResilientCaller:
     ) -> None:
         self.router = router
         self.gateway = gateway
-        self.policy = policy or ResiliencePolicy()
+        self.resilience = resilience or ResiliencePolicy()
         self._clock = clock
         self._listeners = (_trace_transition, *breaker_listeners)
         self._breakers: dict[BreakerPolicy, CircuitBreaker] = {}
@@ -110,12 +110,12 @@ class ResilientCaller:
     @property
     def breaker(self) -> CircuitBreaker:
         """The breaker transitions of the default policy."""
-        return self.breaker_for(self.policy)
+        return self.breaker_for(self.resilience)
 
     @property
     def retry_budget(self) -> RetryBudget:
         """The retry budget of the default policy."""
-        return self.retry_budget_for(self.policy)
+        return self.retry_budget_for(self.resilience)
 
     def breaker_for(self, policy: ResiliencePolicy) -> CircuitBreaker:
         """The breaker transitions under ``policy``'s thresholds (one per distinct setting).
@@ -212,7 +212,7 @@ class ResilientCaller:
     # --- one call -----------------------------------------------------------------------
 
     def _start(self, call: Call, invoke: Invoke) -> _Run:
-        policy = call.resilience or self.policy
+        policy = call.resilience or self.resilience
         deadline = None
         if policy.deadline_s is not None:
             deadline = asyncio.get_running_loop().time() + policy.deadline_s
@@ -235,7 +235,7 @@ class ResilientCaller:
             async with asyncio.timeout_at(run.deadline):
                 return await self._serve(run)
         except TimeoutError:
-            error = Timeout(f"deadline of {run.policy.deadline_s:g} s reached", model_id=None)
+            error = Timeout(f"deadline of {run.resilience.deadline_s:g} s reached", model_id=None)
             raise CallFailed(error, run.attempts) from None
 
     async def _serve(self, run: _Run) -> CallResult:
@@ -268,8 +268,8 @@ class ResilientCaller:
             await self.router.release(decision)
             if (
                 not degraded_reason
-                and run.policy.degrade.allow
-                and len(run.tried) < run.policy.max_models
+                and run.resilience.degrade.allow
+                and len(run.tried) < run.resilience.max_models
             ):
                 degraded_reason = "every model of the decision failed"
                 route_request, routing = self._degraded(run, request, routing)
@@ -290,7 +290,7 @@ class ResilientCaller:
     @staticmethod
     def _may_degrade(run: _Run, exc: NoRoute) -> bool:
         down = {"health", "exclude"}
-        return run.policy.degrade.allow and any(e.by in down for e in exc.excluded)
+        return run.resilience.degrade.allow and any(e.by in down for e in exc.excluded)
 
     @staticmethod
     def _degradation(exc: NoRoute) -> str:
@@ -302,7 +302,7 @@ class ResilientCaller:
     ) -> tuple[RouteRequest, Policy]:
         base = routing or self.router.policy
         relaxed = base.model_copy(
-            update={"min_tier": run.policy.degrade.min_tier, "quality_floor": None}
+            update={"min_tier": run.resilience.degrade.min_tier, "quality_floor": None}
         )
         lowered = replace(request, escalation=0, exclude=frozenset(run.tried))
         return lowered, relaxed
@@ -316,7 +316,7 @@ class ResilientCaller:
         for model in (decision.chosen, *decision.fallbacks):
             if model in run.tried:
                 continue
-            if len(run.tried) >= run.policy.max_models:
+            if len(run.tried) >= run.resilience.max_models:
                 break
             run.tried.add(model)
             admission = await run.breaker.admit(model)
@@ -349,7 +349,7 @@ class ResilientCaller:
                     bool(degraded_reason),
                     degraded_reason,
                 )
-            action = run.policy.action(served.kind)
+            action = run.resilience.action(served.kind)
             if action == "fail" or run.committed:
                 raise CallFailed(served, run.attempts)
             if action == "larger_context":
@@ -405,8 +405,8 @@ class ResilientCaller:
         probe: bool,
     ) -> ModelResponse | ModelError:
         """Call one model, retrying what may be retried; the response or the last error."""
-        retry = run.policy.retry
-        window = run.policy.breaker.window_s
+        retry = run.resilience.retry
+        window = run.resilience.breaker.window_s
         waited = 0.0
         reason = why
         for number in range(retry.max_attempts):
@@ -511,8 +511,9 @@ class ResilientCaller:
         self, run: _Run, model: str, error: ModelError, number: int, probe: bool
     ) -> float | None:
         """Seconds to wait before retrying ``model``, or ``None`` to move on."""
-        retry = run.policy.retry
-        if run.policy.action(error.kind) != "retry" or probe or number + 1 >= retry.max_attempts:
+        retry = run.resilience.retry
+        last = number + 1 >= retry.max_attempts
+        if run.resilience.action(error.kind) != "retry" or probe or last:
             return None
         if not run.retry_budget.allows_retry(model):
             return None

@@ -125,7 +125,7 @@ class Router:
             node=request.node,
             role=request.role,
             strategy=policy.strategy,
-            attempt=request.attempt,
+            round=request.round,
             escalation=request.escalation,
             run_id=request.run_id,
         ) as call:

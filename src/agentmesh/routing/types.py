@@ -40,7 +40,7 @@ class RouteRequest:
         run_id: The workflow run, for per-run budgets.
         run_budget_usd: The run's own budget, replacing the router's per-run
             limit (reserved atomically in the routing state under ``run_id``).
-        attempt: 1 for the first try of this step, 2 for the next...
+        round: The step's round: 1 first, 2 for its redo after a judge's rejection...
         escalation: How many tiers above the cheapest acceptable one to start from.
         exclude: Model ids not to use (e.g. those that already failed this step).
     """
@@ -55,7 +55,7 @@ class RouteRequest:
     remaining_budget_usd: float | None = None
     run_id: str | None = None
     run_budget_usd: float | None = None
-    attempt: int = 1
+    round: int = 1
     escalation: int = 0
     exclude: frozenset[str] = frozenset()
 
@@ -129,7 +129,7 @@ class RouteDecision:
             "fallbacks": list(self.fallbacks),
             "reserved_usd": self.reserved_usd,
             "escalation": self.request.escalation,
-            "attempt": self.request.attempt,
+            "attempt": self.request.round,  # the key predates the field's name
             "node": self.request.node,
             "role": self.request.role,
         }

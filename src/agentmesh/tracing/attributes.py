@@ -92,6 +92,7 @@ __all__ = [
     "ROUTE_REASON",
     "ROUTE_RESERVED_USD",
     "ROUTE_SELECTED",
+    "ROUTE_ROUND",
     "ROUTE_STRATEGY",
     "ROUTE_TASK",
     "RUN_ID",
@@ -165,6 +166,8 @@ RUN_STATUS: Final = "agentmesh.run.status"
 """``ok`` or ``failed``, on the workflow span."""
 
 ROUTE_STRATEGY: Final = "agentmesh.route.strategy"
+ROUTE_ROUND: Final = "agentmesh.route.round"
+"""The asking step's round on a ``route`` span (``agentmesh.attempt`` numbers a chat span's try)."""
 ROUTE_CHOSEN: Final = "agentmesh.route.chosen"
 ROUTE_REASON: Final = "agentmesh.route.reason"
 ROUTE_CANDIDATES: Final = "agentmesh.route.candidates"

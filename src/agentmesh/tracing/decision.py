@@ -17,7 +17,6 @@ from opentelemetry.util.types import AttributeValue
 from agentmesh.tracing import metrics
 from agentmesh.tracing._state import metrics_on, spans_on
 from agentmesh.tracing.attributes import (
-    ATTEMPT,
     ESCALATION_LEVEL,
     NODE_NAME,
     NODE_ROLE,
@@ -31,6 +30,7 @@ from agentmesh.tracing.attributes import (
     ROUTE_FALLBACKS,
     ROUTE_REASON,
     ROUTE_RESERVED_USD,
+    ROUTE_ROUND,
     ROUTE_SELECTED,
     ROUTE_STRATEGY,
     ROUTE_TASK,
@@ -58,23 +58,23 @@ class RouteCall(CurrentSpan):
     leaving the block is recorded on the span (``error.type`` is the exception's
     class, e.g. ``BudgetExceeded``) and counted as a decision without a model.
     Attributes are set once, when the decision (or the error) is known;
-    ``attempt`` and ``escalation`` only when they are not 1 and 0.
+    ``round`` and ``escalation`` only when they are not 1 and 0.
 
     Args:
         node: The asking node (``agentmesh.node.name``; the span name's suffix).
         role: The node's role.
         strategy: The policy's strategy name.
-        attempt: The request's attempt number.
+        round: The request's round (a judged step's redo is round 2...).
         escalation: The request's escalation level.
         run_id: The workflow run, when known.
     """
 
     __slots__ = (
-        "_attempt",
         "_escalation",
         "_excluded",
         "_node",
         "_role",
+        "_round",
         "_run_id",
         "_strategy",
         "recording",
@@ -86,14 +86,14 @@ class RouteCall(CurrentSpan):
         node: str,
         role: str,
         strategy: str,
-        attempt: int = 1,
+        round: int = 1,
         escalation: int = 0,
         run_id: str | None = None,
     ) -> None:
         self._node = node
         self._role = role
         self._strategy = strategy
-        self._attempt = attempt
+        self._round = round
         self._escalation = escalation
         self._run_id = run_id
         self._excluded: Sequence[tuple[str, str, str]] = ()
@@ -114,7 +114,7 @@ class RouteCall(CurrentSpan):
         node: str,
         role: str,
         strategy: str,
-        attempt: int = 1,
+        round: int = 1,
         escalation: int = 0,
         run_id: str | None = None,
     ) -> RouteCall:
@@ -124,7 +124,7 @@ class RouteCall(CurrentSpan):
                 node=node,
                 role=role,
                 strategy=strategy,
-                attempt=attempt,
+                round=round,
                 escalation=escalation,
                 run_id=run_id,
             )
@@ -159,8 +159,8 @@ class RouteCall(CurrentSpan):
             NODE_ROLE: self._role,
             ROUTE_STRATEGY: self._strategy,
         }
-        if self._attempt != 1:
-            attrs[ATTEMPT] = self._attempt
+        if self._round != 1:
+            attrs[ROUTE_ROUND] = self._round
         if self._escalation:
             attrs[ESCALATION_LEVEL] = self._escalation
         if self._run_id is not None:
@@ -230,7 +230,7 @@ def _idle_route() -> RouteCall:
     """A non-recording decision span: every method is a no-op, so it can be shared."""
     idle = object.__new__(RouteCall)
     idle._node = idle._role = idle._strategy = ""
-    idle._attempt = 1
+    idle._round = 1
     idle._escalation = 0
     idle._run_id = None
     idle._excluded = ()
