@@ -366,3 +366,38 @@ async def test_an_empty_reply_is_malformed_and_falls_back_unless_allowed() -> No
     assert strict.output == "hi"
     assert lenient.steps[0]["model"] == "mute"
     assert lenient.output == ""
+
+
+# --- issue 24 item 13: branch answers visible ------------------------------------------
+
+
+async def test_each_step_carries_its_output_and_trace_show_labels_branches(tmp_path: Path) -> None:
+    from agentmesh import tracing
+
+    steps = json.dumps({"steps": ["alpha", "beta"]})
+    catalog = Catalog(
+        [
+            scripted_model(
+                "m", reply="did {prompt}", replies=[{"match": "^Question:", "reply": steps}]
+            )
+        ]
+    )
+    wf = Workflow("fan", policy=CHEAPEST)
+    wf.planner("plan", inputs={"question": "$input"}, max_steps=2, fan_out="work")
+    wf.executor("work", prompt="execute_step", inputs={"question": "$input", "step": "$step"})
+    wf.merge("join", sources=["work"], synthesis="vote").edge("work", "join")
+    trace = tmp_path / "trace.jsonl"
+    with tracing.configure(jsonl=trace):
+        async with Runtime.open(catalog, prompts=PROMPTS) as runtime:
+            result = await run_graph(wf.spec(), runtime, "q")
+    assert result.status == "ok", result.error
+    by_node = {(s["node"], s["branch"]): s for s in result.steps}
+    assert by_node[("plan", "")]["output"] == {"steps": ["alpha", "beta"]}
+    assert "alpha" in by_node[("work", "01")]["output"]
+    assert "beta" in by_node[("work", "02")]["output"]
+    assert by_node[("join", "")]["output"] == result.output
+    from agentmesh.tracing.tree import traces
+
+    shown = tracing.render_traces(traces(tracing.load_spans(trace)))
+    assert "node work[01] (executor)" in shown
+    assert "node work[02] (executor)" in shown

@@ -13,14 +13,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from agentmesh.graph.nodes import (
-    ModelNodeRunner,
-    NodeFailed,
-    parse_json,
-    resolve,
-    step_record,
-    usage_update,
-)
+from agentmesh.graph.nodes import ModelNodeRunner, NodeFailed, parse_json, resolve
+from agentmesh.graph.records import Step, usage_update
 from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import GraphSpec, JudgeNode
 from agentmesh.graph.state import Branch, RunState, first_branch
@@ -72,7 +66,7 @@ class JudgeRunner(ModelNodeRunner):
 
     async def _judge(
         self, state: RunState, key: str, result: dict[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[dict[str, Any], Step]:
         branch = Branch(
             key=key,
             step=result.get("step"),
@@ -104,7 +98,7 @@ class JudgeRunner(ModelNodeRunner):
             "gave_up": gave_up,
         }
         status = "passed" if verdict.passed else ("gave_up" if gave_up else "rejected")
-        record = step_record(self.name, self.kind, branch, calls, status=status, verdict=data)
+        record = self.step(branch, calls, status=status, verdict=data)
         return data, record
 
     @staticmethod
@@ -144,7 +138,7 @@ class JudgeRunner(ModelNodeRunner):
         if verdict is None and failure is not None:
             raise self.failed(branch, failure, calls)
         if verdict is None:
-            steps = [step_record(self.name, self.kind, branch, calls, status="failed")]
+            steps = [self.step(branch, calls, status="failed")]
             kind = outcome.rounds[-1].error or "invalid_verdict"
             raise NodeFailed(self.name, kind, "the judge produced no usable verdict", steps)
         return verdict, calls

@@ -5,14 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from agentmesh.graph.nodes import (
-    ModelNodeRunner,
-    NodeFailed,
-    answer,
-    record,
-    resolve,
-    usage_update,
-)
+from agentmesh.graph.nodes import ModelNodeRunner, NodeFailed, answer, resolve
+from agentmesh.graph.records import ErrorInfo, RouteSummary, Step, usage_update
 from agentmesh.graph.spec import MergeNode
 from agentmesh.graph.state import Branch, RunState
 from agentmesh.synthesis import Item, SynthesisContext, SynthesisError, SynthesisResult
@@ -56,12 +50,12 @@ class MergeRunner(ModelNodeRunner):
         try:
             result = await node.synthesis.synthesize(self.items(state), ctx)
         except SynthesisError as exc:
-            record = self._record(branch, exc.calls, status="failed")
-            record["error"] = {"type": "synthesis_failed", "message": str(exc)}
+            error = ErrorInfo("synthesis_failed", str(exc))
+            record = self._record(branch, exc.calls, status="failed", error=error)
             raise NodeFailed(self.name, "synthesis_failed", str(exc), [record]) from None
         scope.set_attributes(result.trace_attributes())
         record = self._record(branch, result.calls, result=result)
-        merged = {**answer(result.text, None, branch), "model": record["model"]}
+        merged = {**answer(result.text, None, branch), "model": record.model}
         return {"results": {self.name: {branch["key"]: merged}}, **usage_update([record])}
 
     def _record(
@@ -71,26 +65,28 @@ class MergeRunner(ModelNodeRunner):
         *,
         status: str = "ok",
         result: SynthesisResult | None = None,
-    ) -> dict[str, Any]:
+        error: ErrorInfo | None = None,
+    ) -> Step:
         answered = [c for c in calls if c.model is not None]
         last = answered[-1] if answered else None
         route = None
         if last is not None:
             stage_policy = self.node.synthesis.stages.get(last.stage) or self.policy()
-            route = {
-                "strategy": stage_policy.strategy,
-                "reason": last.reason,
-                "decision_id": last.decision_id,
-            }
-        return record(
+            route = RouteSummary(stage_policy.strategy, last.reason, last.decision_id)
+        return Step(
             self.name,
             self.kind,
-            branch,
-            [a for c in calls for a in c.attempts],
-            model=last.model if last is not None else None,
-            level=branch["level"],
-            route=route,
-            status=status,
-            synthesis=result.provenance.to_dict() if result is not None else None,
-            calls=[c.to_dict() for c in calls],
+            branch["key"],
+            branch["round"],
+            last.model if last is not None else None,
+            status,
+            branch["level"],
+            tuple(a for c in calls for a in c.attempts),
+            route,
+            result.text if result is not None else None,
+            error,
+            {
+                "synthesis": result.provenance.to_dict() if result is not None else None,
+                "calls": [c.to_dict() for c in calls],
+            },
         )

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
+from agentmesh.graph.records import ErrorInfo, Step, usage_update
 from agentmesh.graph.runtime import Runtime, Tool, ToolArgumentsError
 from agentmesh.graph.spec import (
     ExecutorNode,
@@ -63,10 +64,7 @@ __all__ = [
     "PlannerRunner",
     "ToolRunner",
     "answer",
-    "record",
     "resolve",
-    "step_record",
-    "usage_update",
 ]
 
 
@@ -76,17 +74,16 @@ class NodeFailed(Exception):
     Attributes:
         node: The node's name.
         kind: Error type (``CallFailed.kind``, ``judge_gave_up``, ``tool_error``...).
-        steps: Step records of what the node did try (failed attempts included).
+        steps: Step records (``Step.to_dict()``) of what the node did try (failed
+            attempts included).
     """
 
-    def __init__(
-        self, node: str, kind: str, message: str, steps: Sequence[dict[str, Any]] = ()
-    ) -> None:
+    def __init__(self, node: str, kind: str, message: str, steps: Sequence[Step] = ()) -> None:
         super().__init__(f"node {node!r}: {message}")
         self.node = node
         self.kind = kind
         self.message = message
-        self.steps = list(steps)
+        self.steps = [s.to_dict() for s in steps]
 
 
 def resolve(value: Any, state: RunState, branch: Branch | None = None) -> Any:
@@ -106,83 +103,6 @@ def resolve(value: Any, state: RunState, branch: Branch | None = None) -> Any:
     for key in ref.field.split("."):
         value = value.get(key) if isinstance(value, dict) else None
     return value
-
-
-def attempt_dicts(attempts: Sequence[Attempt]) -> list[dict[str, Any]]:
-    return [a.to_dict() for a in attempts]
-
-
-def record(
-    node: str,
-    kind: str,
-    branch: Branch,
-    attempts: Sequence[Attempt],
-    *,
-    model: str | None,
-    level: int,
-    route: dict[str, Any] | None,
-    status: str = "ok",
-    **extra: Any,
-) -> dict[str, Any]:
-    """One step of ``agentmesh run --json``: who answered, why, and every attempt's usage."""
-    return {
-        "node": node,
-        "kind": kind,
-        "branch": branch["key"],
-        "round": branch["round"],
-        "model": model,
-        "status": status,
-        "escalation_level": level,
-        "input_tokens": sum(a.input_tokens for a in attempts),
-        "output_tokens": sum(a.output_tokens for a in attempts),
-        "cost_usd": sum(a.cost_usd for a in attempts),
-        "route": route,
-        "attempts": attempt_dicts(attempts),
-        **extra,
-    }
-
-
-def step_record(
-    node: str,
-    kind: str,
-    branch: Branch,
-    calls: Sequence[CallResult],
-    failed: Sequence[Attempt] = (),
-    *,
-    status: str = "ok",
-    **extra: Any,
-) -> dict[str, Any]:
-    """The :func:`record` of a node's resilient calls (the last one answered)."""
-    last = calls[-1] if calls else None
-    route = None
-    if last is not None:
-        route = {
-            "strategy": last.decision.strategy,
-            "reason": last.decision.reason,
-            "decision_id": last.decision.decision_id,
-        }
-    return record(
-        node,
-        kind,
-        branch,
-        [*(a for c in calls for a in c.attempts), *failed],
-        model=last.model if last is not None else None,
-        level=last.escalation_level if last is not None else branch["level"],
-        route=route,
-        status=status,
-        simulated=any(c.response.simulated for c in calls),
-        **extra,
-    )
-
-
-def usage_update(steps: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The state update of some step records: the records and their totals."""
-    return {
-        "steps": list(steps),
-        "cost_usd": sum(s["cost_usd"] for s in steps),
-        "input_tokens": sum(s["input_tokens"] for s in steps),
-        "output_tokens": sum(s["output_tokens"] for s in steps),
-    }
 
 
 class NodeRunner(ABC):
@@ -217,6 +137,16 @@ class NodeRunner(ABC):
     @abstractmethod
     async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
         """The node's work inside its span (``scope``); returns the state update."""
+
+    def step(
+        self,
+        branch: Branch,
+        calls: Sequence[CallResult],
+        failed: Sequence[Attempt] = (),
+        **fields: Any,
+    ) -> Step:
+        """This node's :class:`Step` of ``calls`` (``fields``: status, output, error, extras)."""
+        return Step.of_calls(self.name, self.kind, branch, calls, failed, **fields)
 
 
 class ModelNodeRunner(NodeRunner):
@@ -317,8 +247,7 @@ class ModelNodeRunner(NodeRunner):
         self, branch: Branch, failure: CallFailed, calls: Sequence[CallResult] = ()
     ) -> NodeFailed:
         """A :class:`NodeFailed` for a call that no model served, with its attempts."""
-        step = step_record(self.name, self.kind, branch, calls, failure.attempts, status="failed")
-        step["error"] = {"type": failure.kind, "message": str(failure)}
+        step = self.step(branch, calls, failure.attempts, status="failed", error=_error_of(failure))
         return NodeFailed(self.name, failure.kind, str(failure), [step])
 
 
@@ -394,16 +323,17 @@ class PlannerRunner(ModelNodeRunner):
             failure = outcome.rounds[-1].failure
             if failure is not None:  # the last round found no model: say why, not "no plan"
                 raise self.failed(branch, failure, calls)
-            step = step_record(self.name, self.kind, branch, calls, status="failed")
-            step["error"] = {"type": "invalid_plan", "message": "no usable plan"}
+            error = ErrorInfo("invalid_plan", "no usable plan")
+            step = self.step(branch, calls, status="failed", error=error)
             raise NodeFailed(self.name, "invalid_plan", "no model produced a usable plan", [step])
         final = calls[-1]
         steps = self._steps(final.response) or []
         dropped = len(steps) - node.max_steps
         steps = steps[: node.max_steps]
         notes = [f"dropped {dropped} steps over max_steps"] if dropped > 0 else []
-        record = step_record(self.name, self.kind, branch, calls, plan=steps, notes=notes)
-        result = answer(json.dumps({"steps": steps}), final, branch, data={"steps": steps})
+        plan = {"steps": steps}
+        record = self.step(branch, calls, output=plan, plan=steps, notes=notes)
+        result = answer(json.dumps(plan), final, branch, data=plan)
         return {"results": {self.name: {branch["key"]: result}}, **usage_update([record])}
 
 
@@ -455,16 +385,16 @@ class ExecutorRunner(ModelNodeRunner):
         final = calls[-1]
         text = final.response.text
         data = _maybe_json(text) if Capability.JSON in request.capabilities else None
-        record = step_record(self.name, self.kind, branch, calls, tools=tool_runs)
+        output = data if data is not None else text
+        record = self.step(branch, calls, output=output, tools=tool_runs)
         result = answer(text, final, branch, data=data)
         return {"results": {self.name: {branch["key"]: result}}, **usage_update([record])}
 
     def _exhausted(self, branch: Branch, failure: CallFailed) -> dict[str, Any]:
         """An escalated re-run with no stronger model left: keep the previous answer, say so."""
-        step = step_record(
-            self.name, self.kind, branch, [], failure.attempts, status="no_stronger_model"
+        step = self.step(
+            branch, [], failure.attempts, status="no_stronger_model", error=_error_of(failure)
         )
-        step["error"] = {"type": failure.kind, "message": str(failure)}
         result = answer(branch["previous"] or "", None, branch, exhausted=True)
         return {"results": {self.name: {branch["key"]: result}}, **usage_update([step])}
 
@@ -482,6 +412,10 @@ class ExecutorRunner(ModelNodeRunner):
             text = Tool.render(value)
             scope.set_content("gen_ai.tool.call.result", text)
             return text
+
+
+def _error_of(failure: CallFailed) -> ErrorInfo:
+    return ErrorInfo(failure.kind, str(failure))
 
 
 def _maybe_json(text: str) -> Any:
@@ -521,7 +455,8 @@ class ToolRunner(NodeRunner):
             except Exception as exc:
                 message = f"tool {tool.name!r} raised {type(exc).__name__}: {exc}"
                 raise NodeFailed(self.name, "tool_error", message) from exc
-        record = step_record(self.name, self.kind, branch, [], tool=tool.name)
         data = value if isinstance(value, dict | list) else None
-        result = answer(Tool.render(value), None, branch, data=data)
+        text = Tool.render(value)
+        record = self.step(branch, [], output=data if data is not None else text, tool=tool.name)
+        result = answer(text, None, branch, data=data)
         return {"results": {self.name: {branch["key"]: result}}, **usage_update([record])}

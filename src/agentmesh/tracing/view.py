@@ -23,6 +23,7 @@ from agentmesh.tracing.attributes import (
     GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_OUTPUT_TOKENS,
     GEN_AI_WORKFLOW_NAME,
+    NODE_BRANCH,
     NODE_KIND,
     NODE_NAME,
     ROUTE_CANDIDATE_COUNT,
@@ -112,7 +113,9 @@ def _label(record: SpanRecord) -> list[str]:
         run = f"  run {attrs[RUN_ID]}" if RUN_ID in attrs else ""
         return [f"workflow {attrs.get(GEN_AI_WORKFLOW_NAME, '?')}{run}{status}  {_ms(record)}"]
     if kind == NODE:
-        return [f"node {attrs.get(NODE_NAME, '?')} ({attrs.get(NODE_KIND)}){status}  {_ms(record)}"]
+        branch = attrs.get(NODE_BRANCH)
+        name = f"{attrs.get(NODE_NAME, '?')}" + (f"[{branch}]" if branch else "")
+        return [f"node {name} ({attrs.get(NODE_KIND)}){status}  {_ms(record)}"]
     if kind == TOOL:
         return [f"tool {attrs.get(GEN_AI_TOOL_NAME, '?')}  {_outcome(record)}  {_ms(record)}"]
     return [f"{record.name}{status}  {_ms(record)}"]
