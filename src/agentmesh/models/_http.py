@@ -1,16 +1,19 @@
 """What the HTTP adapters share: status mapping, Retry-After, SSE, transport errors.
 
-Kept private: the public contract is :class:`~agentmesh.models.client.ModelClient`.
+It also holds :class:`LoopClients`, the gateway's pooled ``httpx.AsyncClient``
+per event loop. Kept private: the public contract is
+:class:`~agentmesh.models.client.ModelClient`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any, NoReturn
 
 import httpx
@@ -32,6 +35,7 @@ from agentmesh.models.spec import ModelSpec
 
 __all__ = [
     "HttpModelClient",
+    "LoopClients",
     "default_http_client",
     "error_for_status",
     "parse_retry_after",
@@ -73,6 +77,91 @@ def default_http_client() -> httpx.AsyncClient:
         timeout=httpx.Timeout(120.0, connect=5.0),
         limits=httpx.Limits(max_connections=256, max_keepalive_connections=128),
     )
+
+
+class LoopClients:
+    """One pooled ``httpx.AsyncClient`` per event loop, made there on first use.
+
+    A connection belongs to the loop that opened it: a client reused on another
+    loop fails with "Event loop is closed" (its loop ended) or "bound to a
+    different event loop". So each loop gets its own client, and the client is
+    closed with its loop: a small async generator registered on the loop closes
+    it when the loop shuts its async generators down (``asyncio.run``,
+    ``asyncio.Runner`` and pytest's loops do, before closing). :meth:`aclose`
+    closes the clients of this loop and of loops running in other threads; an
+    idle loop's client is closed when that loop shuts down. Clients of loops
+    closed without that step are dropped on the next use (their sockets died
+    with the loop).
+
+    Args:
+        factory: Builds one client (default :func:`default_http_client`).
+    """
+
+    def __init__(self, factory: Callable[[], httpx.AsyncClient] | None = None) -> None:
+        self._factory = factory or default_http_client
+        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._keepers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
+
+    def __len__(self) -> int:
+        """How many clients are open (at most one per loop)."""
+        return sum(not c.is_closed for c in self._clients.values())
+
+    async def get(self) -> httpx.AsyncClient:
+        """The running loop's client, built (and tied to the loop's shutdown) on first use."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is not None and not client.is_closed:
+            return client
+        for other in [o for o in self._clients if o.is_closed()]:
+            self._drop_dead(other)
+        client = self._factory()
+        self._clients[loop] = client
+        keeper = self._keeper(loop, client)
+        self._keepers[loop] = keeper  # the loop holds its async generators weakly
+        await keeper.asend(None)  # now registered with the loop, parked in its ``try``
+        return client
+
+    async def _keeper(
+        self, loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient
+    ) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            if self._clients.get(loop) is client:
+                self._clients.pop(loop, None)
+                self._keepers.pop(loop, None)
+            if not loop.is_closed():
+                await client.aclose()
+
+    def _drop_dead(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Forget a closed loop's client; finish its keeper here (nothing left to await)."""
+        self._clients.pop(loop, None)
+        keeper = self._keepers.pop(loop, None)
+        if keeper is not None:
+            closing = keeper.aclose()
+            try:
+                closing.send(None)  # the keeper's ``finally`` awaits nothing on a closed loop
+            except StopIteration:
+                pass
+            else:  # pragma: no cover - defensive: it suspended after all
+                closing.close()
+
+    async def aclose(self) -> None:
+        """Close the clients of this loop and of loops running elsewhere.
+
+        A client of an idle loop (neither running nor closed) stays until that
+        loop shuts down, the only place it can be closed.
+        """
+        here = asyncio.get_running_loop()
+        for loop, keeper in list(self._keepers.items()):
+            if loop is here:
+                await keeper.aclose()
+            elif loop.is_closed():
+                self._drop_dead(loop)
+            elif loop.is_running():
+                closing = asyncio.run_coroutine_threadsafe(keeper.aclose(), loop)
+                with suppress(RuntimeError, httpx.HTTPError):
+                    await asyncio.wrap_future(closing)
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -186,7 +275,7 @@ class HttpModelClient(ModelClient):
         self,
         spec: ModelSpec,
         *,
-        http: httpx.AsyncClient,
+        http: httpx.AsyncClient | LoopClients,
         url: str,
         headers: Mapping[str, str],
         secrets: tuple[str | None, ...] = (),
@@ -199,6 +288,12 @@ class HttpModelClient(ModelClient):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.spec.id!r}, url={self._url!r})"
+
+    async def http(self) -> httpx.AsyncClient:
+        """The client to send on: the injected one, or the running loop's."""
+        if isinstance(self._http, LoopClients):
+            return await self._http.get()
+        return self._http
 
     def preview(self, value: object, limit: int = 120) -> str:
         """A short quoted excerpt of ``value`` for messages: redacted, then cut."""
@@ -231,8 +326,9 @@ class HttpModelClient(ModelClient):
 
     async def post_json(self, body: Mapping[str, Any], *, read_timeout: float | None) -> Any:
         """POST ``body`` and return the decoded JSON answer."""
+        http = await self.http()
         with self._transport_errors():
-            response = await self._http.post(
+            response = await http.post(
                 self._url, json=body, headers=self._headers, timeout=self._timeout(read_timeout)
             )
         if response.status_code >= 400:
@@ -247,8 +343,9 @@ class HttpModelClient(ModelClient):
         self, body: Mapping[str, Any], *, read_timeout: float | None
     ) -> AsyncIterator[AsyncIterator[tuple[str, str]]]:
         """POST ``body`` and yield an iterator of its SSE ``(event, data)`` pairs."""
+        http = await self.http()
         with self._transport_errors():
-            async with self._http.stream(
+            async with http.stream(
                 "POST",
                 self._url,
                 json=body,
