@@ -24,6 +24,7 @@ from agentmesh.resilience.policy import (
     ResiliencePolicy,
     RetryBudgetPolicy,
     RetryPolicy,
+    load_call_policy,
 )
 from agentmesh.resilience.retry import RetryBudget, backoff_delay
 
@@ -48,6 +49,7 @@ __all__ = [
     "Round",
     "Verdict",
     "backoff_delay",
+    "load_call_policy",
     "call_until",
     "with_feedback",
 ]

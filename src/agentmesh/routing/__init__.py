@@ -14,7 +14,14 @@ from agentmesh.routing.classify import (
 from agentmesh.routing.context import RouteContext
 from agentmesh.routing.filters import DEFAULT_FILTERS, Filter
 from agentmesh.routing.matrix import MatrixError, RoutingMatrix
-from agentmesh.routing.policy import BudgetLimits, Constraints, Policy, PolicyError, load_policy
+from agentmesh.routing.policy import (
+    BudgetLimits,
+    Constraints,
+    Policy,
+    PolicyError,
+    load_policy,
+    read_policy_file,
+)
 from agentmesh.routing.redis_state import RedisRoutingState
 from agentmesh.routing.router import Router
 from agentmesh.routing.state import (
@@ -72,6 +79,7 @@ __all__ = [
     "Strategy",
     "RuleClassifier",
     "load_policy",
+    "read_policy_file",
     "RedisRoutingState",
     "STATE_STORES",
     "StateError",
