@@ -175,6 +175,11 @@ def _call(args: argparse.Namespace) -> int:
     try:
         catalog[args.model]
     except UnknownModel as exc:
-        print(f"agentmesh: {exc}", file=sys.stderr)
+        if args.json:  # the same shape as a failed call, so scripts read one format
+            emit_json(
+                {"model": args.model, "error": {"type": "unknown_model", "message": str(exc)}}
+            )
+        else:
+            print(f"agentmesh: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     return asyncio.run(_call_async(args, catalog))

@@ -28,6 +28,7 @@ from agentmesh.routing import (
     StateError,
     open_state,
 )
+from agentmesh.routing.features import KEYWORDS
 
 __all__ = ["register"]
 
@@ -65,6 +66,21 @@ def _policy(args: argparse.Namespace) -> Policy:
     return routing
 
 
+def _unknown_task(task: str | None, catalog: Catalog) -> str | None:
+    """A warning when ``task`` is known neither to the catalog's priors nor to the classifier."""
+    if task is None:
+        return None
+    known = {t for s in catalog.specs for t in s.quality} - {"default"}
+    known |= {*KEYWORDS, "general"}
+    if task in known:
+        return None
+    return (
+        f"agentmesh: warning: task {task!r} has no quality prior in {catalog.source} "
+        f"and is not a classifier task (known: {', '.join(sorted(known))}); every model is "
+        "ranked on its default quality unless the routing state has observed this task"
+    )
+
+
 def _show(decision: RouteDecision) -> str:
     lines = [
         f"chosen:    {decision.chosen}",
@@ -100,6 +116,9 @@ def _route(args: argparse.Namespace) -> int:
     except (PolicyError, ValueError) as exc:
         print(f"agentmesh: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    warning = _unknown_task(args.task, catalog)
+    if warning is not None:
+        print(warning, file=sys.stderr)
     request = RouteRequest(
         node=args.node,
         role=args.role,
