@@ -70,6 +70,11 @@ def test_a_node_name_given_twice_is_named() -> None:
         wf.executor("a", prompt="p")
 
 
+def test_one_problem_is_one_problem() -> None:
+    assert str(GraphError("g", ["x"])).startswith("graph 'g' is invalid (1 problem):")
+    assert "(2 problems)" in str(GraphError("g", ["x", "y"]))
+
+
 def test_the_yaml_alias_from_still_works_in_python() -> None:
     wf = Workflow("w").executor("a", prompt="p").merge("m", **{"from": "a"}, synthesis="vote")
     assert wf.spec().nodes["m"].sources == ("a",)  # type: ignore[union-attr]

@@ -157,6 +157,7 @@ async def test_giving_up_fails_the_run_naming_the_judge_and_keeping_every_step()
     assert result.error["node"] == "gate"
     assert result.error["type"] == "judge_gave_up"
     assert "must match 'GOOD'" in result.error["message"]
+    assert result.error["message"].startswith("gave up on answer after 2 rounds: ")
     assert [s["status"] for s in result.steps] == ["ok", "rejected", "ok", "gave_up"]
 
 
