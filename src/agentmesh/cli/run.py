@@ -4,7 +4,8 @@
   [--checkpoint URL] [--resume RUN_ID] [--state URL] [--global-budget USD]``:
   progress on stderr, the answer on stdout (``--json``: the whole
   :class:`~agentmesh.graph.RunResult`).
-- ``validate GRAPH [--models FILE]``: every compile-time check, no call made.
+- ``validate GRAPH [--models FILE]``: every compile-time check, no call made;
+  catalog entries that will surprise (no pricing...) are warnings on stderr.
 - ``graph GRAPH``: the graph as Mermaid (LangGraph's own drawing).
 - ``schema``: the JSON Schema of the graph format, for editors.
 
@@ -51,6 +52,7 @@ from agentmesh.graph import (
     run_graph,
 )
 from agentmesh.models import Catalog
+from agentmesh.models.lint import catalog_warnings
 from agentmesh.prompts import PromptError, PromptLibrary
 from agentmesh.routing import BudgetLimits, RoutingState, StateError, open_state
 from agentmesh.routing.stores import redacted
@@ -241,6 +243,8 @@ def _validate(args: argparse.Namespace) -> int:
             catalog = open_catalog(args.models)
             if catalog is None:
                 return EXIT_CONFIG
+            for warning in catalog_warnings(catalog):  # worth knowing; not a failure
+                print(f"agentmesh: warning: {warning}", file=sys.stderr)
             check_graph(
                 loaded.spec,
                 catalog,
