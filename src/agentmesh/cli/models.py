@@ -16,6 +16,7 @@ from agentmesh.cli._common import (
     emit_json,
     open_catalog,
 )
+from agentmesh.cli._table import print_table
 from agentmesh.models import (
     Catalog,
     Gateway,
@@ -69,25 +70,25 @@ def _row(spec: ModelSpec) -> dict[str, Any]:
     return data
 
 
-def _table(catalog: Catalog) -> str:
+def _table(catalog: Catalog) -> None:
     header = ("ID", "PROVIDER", "MODEL", "TIER", "$IN/1M", "$OUT/1M", "CONTEXT", "CAPS", "NOTE")
-    rows = [header] + [
+    print_table(
+        header,
         (
-            s.id,
-            s.provider.value,
-            s.model,
-            str(s.tier),
-            f"{s.pricing.input:g}",
-            f"{s.pricing.output:g}",
-            str(s.context_window),
-            ",".join(sorted(c.value for c in s.capabilities)) or "-",
-            _note(s),
-        )
-        for s in catalog.specs
-    ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+            (
+                s.id,
+                s.provider.value,
+                s.model,
+                str(s.tier),
+                f"{s.pricing.input:g}",
+                f"{s.pricing.output:g}",
+                str(s.context_window),
+                ",".join(sorted(c.value for c in s.capabilities)) or "-",
+                _note(s),
+            )
+            for s in catalog.specs
+        ),
+        wrap=("CAPS", "NOTE"),
     )
 
 
@@ -98,7 +99,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"catalog": catalog.source, "models": [_row(s) for s in catalog.specs]})
     else:
-        print(_table(catalog))
+        _table(catalog)
     return EXIT_OK
 
 

@@ -15,6 +15,7 @@ from agentmesh.cli._common import (
     open_catalog,
     open_prompts,
 )
+from agentmesh.cli._table import print_table
 from agentmesh.models import UnknownModel
 from agentmesh.prompts import PromptError, PromptLibrary, PromptTemplate, RenderedPrompt
 
@@ -103,21 +104,21 @@ def _template_row(template: PromptTemplate) -> dict[str, Any]:
     }
 
 
-def _table(library: PromptLibrary) -> str:
+def _table(library: PromptLibrary) -> None:
     header = ("NAME", "FORMAT", "VARIANTS", "INPUTS", "DESCRIPTION")
-    rows = [header] + [
+    print_table(
+        header,
         (
-            t.name,
-            t.generic.front_matter.format,
-            _variants_text(t) or "-",
-            _inputs_text(t),
-            t.description,
-        )
-        for t in library.templates
-    ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+            (
+                t.name,
+                t.generic.front_matter.format,
+                _variants_text(t) or "-",
+                _inputs_text(t),
+                t.description,
+            )
+            for t in library.templates
+        ),
+        wrap=("VARIANTS", "INPUTS", "DESCRIPTION"),
     )
 
 
@@ -129,7 +130,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"dir": args.dir, "templates": [_template_row(t) for t in library.templates]})
     else:
-        print(_table(library))
+        _table(library)
     return EXIT_OK
 
 
