@@ -119,3 +119,18 @@ def test_each_event_loop_gets_its_own_client_closed_with_the_loop() -> None:
 
     asyncio.run(last())
     assert len(made) == 4
+
+
+def test_closing_a_sync_loop_closes_the_http_client_made_on_it() -> None:
+    from agentmesh.integrations.sync_loop import SyncLoop
+    from agentmesh.models._http import LoopClients
+
+    pool = LoopClients(
+        lambda: httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(200)))
+    )
+    loop = SyncLoop()
+    client = loop.run(pool.get())
+    assert not client.is_closed
+    loop.close()
+    assert client.is_closed, "closed with its loop, as after asyncio.run"
+    assert len(pool) == 0
