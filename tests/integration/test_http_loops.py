@@ -24,7 +24,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def server() -> Iterator[FaultServer]:
     with FaultServer() as running:
-        running.plan("loops", FaultPlan(reply="pong"))
+        # Answers after 50 ms, as a model does: the client then waits on its socket,
+        # which is where a connection opened on another loop fails.
+        running.plan("loops", FaultPlan(reply="pong", delay_s=0.05))
         yield running
 
 
