@@ -11,6 +11,7 @@ import asyncio
 import email.utils
 import json
 import re
+import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager, suppress
@@ -101,23 +102,27 @@ class LoopClients:
         self._factory = factory or default_http_client
         self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
         self._keepers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
+        self._lock = threading.Lock()  # loops in several threads (a sync caller's) share it
 
     def __len__(self) -> int:
         """How many clients are open (at most one per loop)."""
-        return sum(not c.is_closed for c in self._clients.values())
+        with self._lock:
+            return sum(not c.is_closed for c in self._clients.values())
 
     async def get(self) -> httpx.AsyncClient:
         """The running loop's client, built (and tied to the loop's shutdown) on first use."""
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is not None and not client.is_closed:
-            return client
-        for other in [o for o in self._clients if o.is_closed()]:
-            self._drop_dead(other)
-        client = self._factory()
-        self._clients[loop] = client
-        keeper = self._keeper(loop, client)
-        self._keepers[loop] = keeper  # the loop holds its async generators weakly
+        with self._lock:
+            client = self._clients.get(loop)
+            if client is not None and not client.is_closed:
+                return client
+            dead = [self._forget(o) for o in list(self._clients) if o.is_closed()]
+            client = self._factory()
+            self._clients[loop] = client
+            keeper = self._keeper(loop, client)
+            self._keepers[loop] = keeper  # the loop holds its async generators weakly
+        for old in dead:
+            _finish_dead(old)
         await keeper.asend(None)  # now registered with the loop, parked in its ``try``
         return client
 
@@ -127,24 +132,16 @@ class LoopClients:
         try:
             yield
         finally:
-            if self._clients.get(loop) is client:
-                self._clients.pop(loop, None)
-                self._keepers.pop(loop, None)
+            with self._lock:
+                if self._clients.get(loop) is client:
+                    self._forget(loop)
             if not loop.is_closed():
                 await client.aclose()
 
-    def _drop_dead(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Forget a closed loop's client; finish its keeper here (nothing left to await)."""
+    def _forget(self, loop: asyncio.AbstractEventLoop) -> AsyncGenerator[None, None] | None:
+        """Drop ``loop``'s client and keeper (under the lock); the keeper, if any."""
         self._clients.pop(loop, None)
-        keeper = self._keepers.pop(loop, None)
-        if keeper is not None:
-            closing = keeper.aclose()
-            try:
-                closing.send(None)  # the keeper's ``finally`` awaits nothing on a closed loop
-            except StopIteration:
-                pass
-            else:  # pragma: no cover - defensive: it suspended after all
-                closing.close()
+        return self._keepers.pop(loop, None)
 
     async def aclose(self) -> None:
         """Close the clients of this loop and of loops running elsewhere.
@@ -153,15 +150,32 @@ class LoopClients:
         loop shuts down, the only place it can be closed.
         """
         here = asyncio.get_running_loop()
-        for loop, keeper in list(self._keepers.items()):
+        with self._lock:
+            keepers = list(self._keepers.items())
+        for loop, keeper in keepers:
             if loop is here:
                 await keeper.aclose()
             elif loop.is_closed():
-                self._drop_dead(loop)
+                with self._lock:
+                    self._forget(loop)
+                _finish_dead(keeper)
             elif loop.is_running():
                 closing = asyncio.run_coroutine_threadsafe(keeper.aclose(), loop)
                 with suppress(RuntimeError, httpx.HTTPError):
                     await asyncio.wrap_future(closing)
+
+
+def _finish_dead(keeper: AsyncGenerator[None, None] | None) -> None:
+    """Close the keeper of a closed loop here: its ``finally`` has nothing to await then."""
+    if keeper is None:
+        return
+    closing = keeper.aclose()
+    try:
+        closing.send(None)
+    except StopIteration:
+        pass
+    else:  # pragma: no cover - defensive: it suspended after all
+        closing.close()
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
