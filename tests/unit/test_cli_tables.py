@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from agentmesh._table import print_table
 from agentmesh.cli import main
-from agentmesh.cli._table import print_table
 
 ROOT = Path(__file__).resolve().parents[2]
 SIM = str(ROOT / "models" / "sim.yaml")
@@ -44,3 +44,48 @@ def test_cells_are_text_never_markup_and_lines_have_no_trailing_spaces() -> None
     assert lines[2].split() == ["b", "[simulated]", ":smile:"]
     assert all(line == line.rstrip() for line in lines)
     assert lines[1].index("x") == lines[0].index("NOTE"), "columns aligned"
+
+
+def test_the_trace_summary_tables_align_numbers_right_and_wrap_to_a_width() -> None:
+    from agentmesh.tracing.summary import render_summary
+
+    routing = {f"model-{i}": {"decisions": 1, "share": 0.25} for i in range(4)}
+    node = {
+        "decisions": 4,
+        "calls": 12,
+        "errors": 0,
+        "fallback_rate": 0.0,
+        "escalation_rate": None,
+        "input_tokens": 10,
+        "output_tokens": 2000,
+        "cost_usd": 0.5,
+        "routing": routing,
+    }
+    model = {
+        "decisions": 1,
+        "calls": 3,
+        "errors": 1,
+        "fallbacks": 1,
+        "input_tokens": 5,
+        "output_tokens": 7,
+        "cost_usd": 0.25,
+        "latency_ms": {"p50": 10.0, "p95": None},
+        "error_types": {"rate_limited": 1},
+    }
+    summary = {
+        "traces": 1,
+        "runs": 1,
+        "spans": 9,
+        "totals": {**node, "no_route": 0},
+        "nodes": {"research": node},
+        "models": {"model-0": model},
+    }
+    lines = render_summary(summary).splitlines()
+    header = next(line for line in lines if line.startswith("NODE"))
+    row = next(line for line in lines if line.startswith("research"))
+    assert row.index("0.500000") + len("0.500000") == header.index("COST USD") + len("COST USD")
+    assert "model-3 1 (25.0%)" in row, "whole lines by default"
+    narrow = render_summary(summary, width=110).splitlines()
+    assert max(len(line) for line in narrow[1:]) <= 110
+    assert len(narrow) > len(lines), "ROUTED TO wrapped onto more lines"
+    assert all(line == line.rstrip() for line in narrow)

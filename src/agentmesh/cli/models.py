@@ -16,7 +16,6 @@ from agentmesh.cli._common import (
     emit_json,
     open_catalog,
 )
-from agentmesh.cli._table import print_table
 from agentmesh.models import (
     Catalog,
     Gateway,
@@ -71,6 +70,8 @@ def _row(spec: ModelSpec) -> dict[str, Any]:
 
 
 def _table(catalog: Catalog) -> None:
+    from agentmesh._table import print_table  # rich, only when a table is drawn
+
     header = ("ID", "PROVIDER", "MODEL", "TIER", "$IN/1M", "$OUT/1M", "CONTEXT", "CAPS", "NOTE")
     print_table(
         header,

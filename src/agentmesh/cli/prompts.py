@@ -15,7 +15,6 @@ from agentmesh.cli._common import (
     open_catalog,
     open_prompts,
 )
-from agentmesh.cli._table import print_table
 from agentmesh.models import UnknownModel
 from agentmesh.prompts import PromptError, PromptLibrary, PromptTemplate, RenderedPrompt
 
@@ -105,6 +104,8 @@ def _template_row(template: PromptTemplate) -> dict[str, Any]:
 
 
 def _table(library: PromptLibrary) -> None:
+    from agentmesh._table import print_table  # rich, only when a table is drawn
+
     header = ("NAME", "FORMAT", "VARIANTS", "INPUTS", "DESCRIPTION")
     print_table(
         header,
