@@ -6,7 +6,9 @@ graphs below, so the agentmesh workflows run inside LangGraph's dev server
 checkpointer and the threads; agentmesh routes every model call. The catalog
 is ``$AGENTMESH_MODELS`` (default: the simulated pool, ``models/sim.yaml``).
 Input: ``{"input": "<text>"}``; answers are in ``results`` and each step's
-model, route and cost in ``steps``.
+model, route and cost in ``steps``. Each run on a thread starts afresh (its
+own steps, cost and answers), and a failing node reaches the client as
+``NodeFailed`` with its type and message.
 
     langgraph dev --config langgraph.json --no-browser
 """

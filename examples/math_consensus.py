@@ -30,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     vote = next((s for s in result.steps if s["node"] == "vote"), None)
     if vote is not None and vote.get("synthesis"):
         synthesis = vote["synthesis"]
+        print(f"voted: {synthesis.get('answer')}")
         print(f"votes: {synthesis.get('votes')}  agreement: {synthesis.get('agreement')}")
     print()
     report(result)

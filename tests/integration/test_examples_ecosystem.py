@@ -128,3 +128,51 @@ def test_an_agentmesh_graph_runs_inside_langgraph_s_dev_server(langgraph_server:
     results = state["results"]
     assert isinstance(results, dict)
     assert "injection" in results["review"][""]["text"]
+
+
+def test_a_second_run_on_a_thread_of_the_dev_server_starts_afresh(langgraph_server: str) -> None:
+    from langgraph_sdk import get_client
+
+    diff = (ROOT / "prompts/review_code.j2").read_text().split("diff: |")[1]
+
+    async def twice() -> list[dict[str, object]]:
+        client = get_client(url=langgraph_server)
+        thread = await client.threads.create()
+        states = []
+        for _ in range(2):
+            state = await client.runs.wait(
+                thread["thread_id"], "code_review", input={"input": diff}
+            )
+            assert isinstance(state, dict)
+            states.append(state)
+        return states
+
+    first, second = asyncio.run(twice())
+    assert isinstance(first["steps"], list)
+    assert isinstance(second["steps"], list)
+    assert len(first["steps"]) == len(second["steps"]) == 6, "not 6 then 12"
+    assert second["cost_usd"] == pytest.approx(first["cost_usd"]), "not doubled"
+    assert first["run_id"] != second["run_id"]
+
+
+def test_a_failing_node_reaches_the_dev_server_s_client_with_its_type_and_message(
+    langgraph_server: str,
+) -> None:
+    from langgraph_sdk import get_client
+
+    async def failing() -> object:
+        client = get_client(url=langgraph_server)
+        thread = await client.threads.create()
+        return await client.runs.wait(
+            thread["thread_id"],
+            "support_triage",
+            input={"input": "Charged twice for order A-1042.", "budget_usd": 1e-9},
+            raise_error=False,
+        )
+
+    answer = asyncio.run(failing())
+    assert isinstance(answer, dict)
+    error = answer["__error__"]
+    assert error["error"] == "NodeFailed"
+    assert error["message"].startswith("node 'triage': budget_exceeded: budget run:")
+    assert "An internal error occurred" not in error["message"]

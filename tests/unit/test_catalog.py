@@ -181,3 +181,13 @@ def test_catalog_is_a_well_behaved_mapping(tmp_path: Path) -> None:
     assert "big" not in catalog
     assert catalog.get("big") is None
     assert catalog.get("small") is catalog["small"]
+
+
+def test_the_simulated_pool_says_how_many_tiers_it_has() -> None:
+    import yaml
+
+    path = ROOT / "models" / "sim.yaml"
+    tiers = len({s.tier for s in load_catalog(path).specs})
+    words = {3: "three", 4: "four", 5: "five", 6: "six"}
+    description = yaml.safe_load(path.read_text())["description"]
+    assert f"{words[tiers]} tiers" in description

@@ -77,7 +77,8 @@ def test_code_review_s_python_graph_matches_its_yaml_twin() -> None:
 
 def test_math_consensus_votes(capsys: pytest.CaptureFixture[str]) -> None:
     out = run("math_consensus", capsys)
-    assert "answer: 26" in out
+    assert "answer: [simulated sim-" in out, "the winning reply, its leading '[' kept"
+    assert "voted: 26" in out
     assert "'30': ['solve_fast']" in out
 
 

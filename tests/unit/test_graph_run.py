@@ -157,6 +157,7 @@ async def test_giving_up_fails_the_run_naming_the_judge_and_keeping_every_step()
     assert result.error["node"] == "gate"
     assert result.error["type"] == "judge_gave_up"
     assert "must match 'GOOD'" in result.error["message"]
+    assert result.error["message"].startswith("gave up on answer after 2 rounds: ")
     assert [s["status"] for s in result.steps] == ["ok", "rejected", "ok", "gave_up"]
 
 
@@ -492,3 +493,15 @@ async def test_a_langchain_tool_works_as_a_tool_node() -> None:
     wf = Workflow("lc").tool("sum", tool="add", arguments={"a": 2, "b": 3})
     result = await run(wf, tiers({}), tools={"add": add})
     assert result.output == "5"
+
+
+async def test_a_vote_on_the_simulated_pool_outputs_the_winning_reply_not_its_match_key() -> None:
+    wf = Workflow("voted", entry=["a", "b"], policy=Policy(strategy="cheapest"))
+    for name in ("a", "b"):
+        wf.executor(name, prompt="execute_step", inputs={"question": "$input", "step": "$input"})
+    wf.merge("pick", sources=["a", "b"], synthesis="vote")
+    result = await run(wf.edge("a", "pick").edge("b", "pick"), SIM, "Name a colour.")
+    assert result.status == "ok", result.error
+    assert (result.output or "").startswith("[simulated sim-nano] Short answer to:")
+    (merge,) = [s for s in result.steps if s["node"] == "pick"]
+    assert merge["synthesis"]["answer"].startswith("simulated sim-nano] short answer to:")

@@ -577,20 +577,6 @@ CHECK_CASES = [
         """
         name: g
         nodes:
-          a:
-            kind: executor
-            prompt: execute_step
-            inputs: {question: $input, step: look}
-        edges: [a -> ghost]
-        """,
-        "a",
-        ["edge to unknown node 'ghost'"],
-        id="edge-to-unknown-node",
-    ),
-    pytest.param(
-        """
-        name: g
-        nodes:
           p:
             kind: planner
             inputs: {question: $input}
@@ -779,6 +765,29 @@ def test_tools_need_a_model_with_the_tools_capability(
     check_graph(loaded.spec, scripted_catalog(), prompts, {"shout": shout_tool()})
 
 
+def test_an_edge_to_or_from_a_missing_node_points_at_its_edges_line(
+    tmp_path: Path, sim: Catalog, prompts: PromptLibrary
+) -> None:
+    path = write(
+        tmp_path,
+        """
+        name: g
+        nodes:
+          a:
+            kind: executor
+            prompt: execute_step
+            inputs: {question: $input, step: look}
+        edges:
+          - a -> END
+          - a -> ghost
+          - phantom -> a
+        """,
+    )
+    problems = check_problems(path, sim, prompts)
+    the_problem(problems, f"{path}:9: edge a -> ghost: unknown node 'ghost' (nodes: a, END)")
+    the_problem(problems, f"{path}:10: edge phantom -> a: unknown node 'phantom' (nodes: a)")
+
+
 def test_every_problem_of_a_graph_is_reported(
     tmp_path: Path, sim: Catalog, prompts: PromptLibrary
 ) -> None:
@@ -805,7 +814,7 @@ def test_every_problem_of_a_graph_is_reported(
     problems = check_problems(path, sim, prompts)
     assert len(problems) >= 4, problems
     the_problem(problems, f"{path}:3: node 'a': prompt: unknown template 'nosuch'")
-    the_problem(problems, f"{path}:3: node 'a': edge to unknown node 'nowhere'")
+    the_problem(problems, f"{path}:15: edge a -> nowhere: unknown node 'nowhere'")
     the_problem(problems, f"{path}:6: node 'b': unreachable")
     the_problem(problems, f"{path}:6: node 'b': inputs.step: $step exists only")
     the_problem(problems, f"{path}:10: node 'c': tools: no tool 'ghost'")

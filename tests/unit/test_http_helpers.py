@@ -78,3 +78,59 @@ def test_token_estimate_is_plausible(text: str, low: int, high: int) -> None:
 def test_token_estimate_counts_at_least_one_token_per_word() -> None:
     assert estimate_tokens("pneumonoultramicroscopicsilicovolcanoconiosis") >= 1
     assert estimate_tokens("a " * 100) >= 100
+
+
+def test_each_event_loop_gets_its_own_client_closed_with_the_loop() -> None:
+    import asyncio
+
+    from agentmesh.models._http import LoopClients
+
+    made: list[httpx.AsyncClient] = []
+
+    def factory() -> httpx.AsyncClient:
+        made.append(httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(200))))
+        return made[-1]
+
+    pool = LoopClients(factory)
+
+    async def use() -> httpx.AsyncClient:
+        first = await pool.get()
+        assert await pool.get() is first, "one client per loop"
+        assert (await first.get("http://model.test/")).status_code == 200
+        return first
+
+    one = asyncio.run(use())
+    assert one.is_closed, "closed when its loop shut down"
+    two = asyncio.run(use())
+    assert two is not one
+    assert two.is_closed
+    assert len(pool) == 0
+
+    loop = asyncio.new_event_loop()  # closed without shutting its generators down
+    three = loop.run_until_complete(use())
+    loop.close()
+    assert not three.is_closed
+
+    async def last() -> None:
+        await use()  # drops the closed loop's client without touching that loop
+        assert len(pool) == 1
+        await pool.aclose()
+        assert len(pool) == 0
+
+    asyncio.run(last())
+    assert len(made) == 4
+
+
+def test_closing_a_sync_loop_closes_the_http_client_made_on_it() -> None:
+    from agentmesh.integrations.sync_loop import SyncLoop
+    from agentmesh.models._http import LoopClients
+
+    pool = LoopClients(
+        lambda: httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(200)))
+    )
+    loop = SyncLoop()
+    client = loop.run(pool.get())
+    assert not client.is_closed
+    loop.close()
+    assert client.is_closed, "closed with its loop, as after asyncio.run"
+    assert len(pool) == 0

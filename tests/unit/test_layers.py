@@ -20,6 +20,7 @@ PACKAGE = SRC / "agentmesh"
 # Bottom to top: a layer imports only itself and the layers before it.
 LAYERS = (
     "_validation",
+    "_table",
     "tracing",
     "models",
     "prompts",

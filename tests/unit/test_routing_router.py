@@ -288,3 +288,22 @@ def test_budget_lease_must_be_positive() -> None:
 
     with pytest.raises(ValueError, match="lease_s"):
         BudgetLimits(lease_s=0)
+
+
+def test_route_and_ask_read_a_policy_file_with_the_same_loader(capsys, tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("strategy: cheapest\nmin_tier: 3\nresilience: {retry: {max_attempts: 2}}\n")
+    for command in ("route", "ask"):
+        code, out, err = run(
+            capsys, command, "--models", SIM, "--policy", str(policy), "--prompt", "hi", "--json"
+        )
+        assert code == 0, f"{command}: {err}"
+        data = json.loads(out)
+        assert data.get("chosen", data.get("model")) == "sim-4o", command
+    policy.write_text("strategy: cheapest\nresilience: {retry: {max_attempts: 0}}\n")
+    for command in ("route", "ask"):
+        code, _, err = run(
+            capsys, command, "--models", SIM, "--policy", str(policy), "--prompt", "x"
+        )
+        assert code == 2, command
+        assert "p.yaml resilience: retry.max_attempts" in err, command

@@ -31,8 +31,9 @@ async def test_a_clear_majority_needs_no_model_call(mesh_of) -> None:  # type: i
         Item("It is 40", "e", "m5"),
     ]
     result = await Vote(VoteParams(extractor="number")).synthesize(items, mesh.ctx())
-    assert result.text == "42"
+    assert result.text == "The answer is 42.", "the first winner's own reply, not the key"
     prov = result.provenance
+    assert prov.answer == "42"
     assert dict(prov.votes) == {"42": ("a", "c", "d"), "41": ("b",), "40": ("e",)}
     assert prov.agreement == pytest.approx(3 / 5)
     assert prov.selected == ("a", "c", "d")
@@ -55,11 +56,11 @@ async def test_quality_weights_come_from_the_routing_matrix(mesh_of) -> None:  #
     ]
     ctx = mesh.ctx(task="math")
     majority = await Vote(VoteParams(extractor="number")).synthesize(items, ctx)
-    assert majority.text == "12"
+    assert majority.text == "Answer: 12"
     weighted = await Vote(VoteParams(extractor="number", weighting="quality")).synthesize(
         items, ctx
     )
-    assert weighted.text == "15"
+    assert (weighted.text, weighted.provenance.answer) == ("Answer: 15", "15")
     assert dict(weighted.provenance.weights) == pytest.approx({"12": 0.6, "15": 0.9})
     assert weighted.provenance.agreement == pytest.approx(0.9 / 1.5)
     assert weighted.provenance.decided_by == "quality"
@@ -73,7 +74,7 @@ async def test_quality_weights_follow_observed_judge_scores(mesh_of) -> None:  #
     result = await Vote(VoteParams(weighting="quality", tie_break="strongest")).synthesize(
         items, mesh.ctx(task="qa")
     )
-    assert result.text == "yes"
+    assert result.text == "Answer: yes"
     assert result.provenance.weights["no"] == pytest.approx(0.5 * 5 / 25)
     assert result.provenance.tie_broken_by is None
 
@@ -89,7 +90,7 @@ async def test_models_outside_the_catalog_weigh_their_score_or_the_default_prior
         items, mesh.ctx()
     )
     assert dict(result.provenance.weights) == pytest.approx({"A": 0.9, "B": 1.0})
-    assert result.text == "B"
+    assert result.text == "Answer: B"
 
 
 async def test_all_disagreeing_votes_are_settled_by_a_judge_call(mesh_of) -> None:  # type: ignore[no-untyped-def]
@@ -97,7 +98,7 @@ async def test_all_disagreeing_votes_are_settled_by_a_judge_call(mesh_of) -> Non
     mesh = mesh_of(model("judge", 3, replies=[{"match": "tied in a vote", "reply": verdict}]))
     items = [Item("Lyon", "a", "m1"), Item("Paris.", "b", "m2"), Item("Marseille", "c", "m3")]
     result = await Vote().synthesize(items, mesh.ctx(question="Capital of France?"))
-    assert result.text == "paris"
+    assert (result.text, result.provenance.answer) == ("Paris.", "paris")
     prov = result.provenance
     assert (prov.tie_broken_by, prov.decided_by, prov.reasons) == (
         "judge",
@@ -120,7 +121,9 @@ async def test_only_the_tied_answers_go_to_the_judge(mesh_of) -> None:  # type: 
     mesh = mesh_of(model("judge", reply=verdict))
     items = ["Answer: B", "Answer: A", "Answer: A", "Answer: B", "Answer: C"]
     result = await Vote(VoteParams(extractor="choice")).synthesize(items, mesh.ctx())
-    assert result.text == "B", "B appeared first among the tied, and the judge chose candidate 1"
+    assert result.text == "Answer: B", (
+        "B appeared first among the tied, and the judge chose candidate 1"
+    )
     (request,) = mesh.calls_to("judge")
     text = str(request.messages[-1].content)
     assert "Answer: B" in text
@@ -133,7 +136,7 @@ async def test_a_tie_can_go_to_the_strongest_model_without_a_call(mesh_of) -> No
     mesh = mesh_of(model("small", 1), model("big", 4), model("mid", 2))
     items = [Item("Rome", "a", "small"), Item("Paris", "b", "big"), Item("Lyon", "c", "mid")]
     result = await Vote(VoteParams(tie_break="strongest")).synthesize(items, mesh.ctx())
-    assert result.text == "paris"
+    assert result.text == "Paris"
     assert result.provenance.tie_broken_by == "strongest"
     assert "(big)" in result.provenance.reasons
     assert result.calls == ()
@@ -144,7 +147,7 @@ async def test_an_invalid_tie_judgement_falls_back_to_the_strongest_model(mesh_o
     mesh = mesh_of(model("judge", 1, reply='{"best": 9, "reasons": "?"}'), model("big", 4))
     items = [Item("Rome", "a", "judge"), Item("Paris", "b", "big")]
     result = await Vote().synthesize(items, mesh.ctx())
-    assert result.text == "paris"
+    assert result.text == "Paris"
     assert result.provenance.tie_broken_by == "strongest"
     assert "judge answer invalid" in result.provenance.notes[-1]
     assert "there are 2 candidates" in result.provenance.reasons
@@ -163,7 +166,7 @@ async def test_items_without_an_answer_abstain(mesh_of) -> None:  # type: ignore
     mesh = mesh_of(model("m"))
     items = ["It is 7.", "no idea", "Answer: 7", "I cannot say"]
     result = await Vote(VoteParams(extractor="number")).synthesize(items, mesh.ctx())
-    assert result.text == "7"
+    assert result.text == "It is 7."
     assert result.provenance.abstained == ("#2", "#4")
     assert result.provenance.agreement == 1.0
     with pytest.raises(SynthesisError, match="no answer could be extracted") as info:
@@ -180,7 +183,7 @@ async def test_a_custom_extractor_can_be_plugged_in_from_python(mesh_of) -> None
     result = await Vote(extractor=verdict).synthesize(
         ["tests: PASS", "FAIL (flaky)", "PASS", "?"], mesh.ctx()
     )
-    assert result.text == "pass"
+    assert result.text == "tests: PASS"
     assert dict(result.provenance.votes) == {"pass": ("#1", "#3"), "fail": ("#2",)}
 
 
@@ -189,7 +192,7 @@ async def test_a_vote_of_one_is_that_one(mesh_of) -> None:  # type: ignore[no-un
     result = await Vote(VoteParams(extractor="choice")).synthesize(
         [Item("The answer is (C).", "only", "m")], mesh.ctx()
     )
-    assert (result.text, result.provenance.agreement) == ("C", 1.0)
+    assert (result.text, result.provenance.agreement) == ("The answer is (C).", 1.0)
     assert result.provenance.selected == ("only",)
 
 
@@ -199,6 +202,22 @@ async def test_the_judge_stage_has_its_own_policy(mesh_of) -> None:  # type: ign
     ctx = mesh.ctx(stages={"judge": Policy(strategy="cheapest", min_tier=3)})
     result = await Vote().synthesize(["x", "y"], ctx)
     assert result.models == ("strong",)
+
+
+async def test_the_output_is_the_winners_original_text_and_the_key_stays_in_provenance(
+    mesh_of,
+) -> None:  # type: ignore[no-untyped-def]
+    mesh = mesh_of(model("m"))
+    items = [Item("java", "a", score=0.2), Item("[Java]", "b", score=0.9), Item("Python", "c")]
+    result = await Vote().synthesize(items, mesh.ctx())
+    assert result.text == "[Java]", "the best-scored member's reply"
+    prov = result.provenance
+    assert prov.answer == "java"
+    assert prov.to_dict()["answer"] == prov.answer
+    assert prov.selected == ("a", "b")
+    unscored = [Item("[x] Yes.", "a"), Item("yes", "b"), Item("no", "c")]
+    first = await Vote().synthesize(unscored, mesh.ctx())
+    assert first.text == "[x] Yes.", "unscored: the first member, its leading '[' kept"
 
 
 # --------------------------------------------------------------------------- extractors

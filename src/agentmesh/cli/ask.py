@@ -6,9 +6,6 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from agentmesh import tracing
 from agentmesh.cli._common import (
@@ -21,7 +18,13 @@ from agentmesh.cli._common import (
     open_catalog,
 )
 from agentmesh.models import Catalog, Gateway, ModelRequest
-from agentmesh.resilience import Call, CallFailed, ResiliencePolicy, ResilientCaller
+from agentmesh.resilience import (
+    Call,
+    CallFailed,
+    ResiliencePolicy,
+    ResilientCaller,
+    load_call_policy,
+)
 from agentmesh.routing import (
     STRATEGIES,
     Policy,
@@ -32,7 +35,7 @@ from agentmesh.routing import (
     open_state,
 )
 
-__all__ = ["load_call_policy", "register"]
+__all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,30 +57,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--trace", metavar="FILE", help="append the call's spans to FILE (JSONL)")
     add_state_option(parser)
     parser.set_defaults(handler=_ask)
-
-
-def load_call_policy(path: str | None, strategy: str | None) -> tuple[Policy, ResiliencePolicy]:
-    """The routing policy and resilience policy of a policy file (or a bare strategy).
-
-    Raises:
-        PolicyError: The file is unreadable or invalid, naming the file and field.
-    """
-    if path is None:
-        return Policy(strategy=strategy or "cheapest"), ResiliencePolicy()
-    try:
-        data: Any = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise PolicyError(f"{path}: cannot read policy: {exc}") from None
-    if not isinstance(data, dict):
-        raise PolicyError(f"{path}: a policy is a mapping (strategy: ..., resilience: ...)")
-    resilience = data.pop("resilience", None) or {}
-    if not isinstance(resilience, dict):
-        raise PolicyError(f"{path}: resilience: must be a mapping")
-    try:
-        res = ResiliencePolicy.from_mapping(resilience, source=f"{path} resilience")
-    except ValueError as exc:
-        raise PolicyError(str(exc)) from None
-    return Policy.from_mapping(data, source=path), res
 
 
 async def _run(

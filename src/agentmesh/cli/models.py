@@ -69,25 +69,27 @@ def _row(spec: ModelSpec) -> dict[str, Any]:
     return data
 
 
-def _table(catalog: Catalog) -> str:
+def _table(catalog: Catalog) -> None:
+    from agentmesh._table import print_table  # rich, only when a table is drawn
+
     header = ("ID", "PROVIDER", "MODEL", "TIER", "$IN/1M", "$OUT/1M", "CONTEXT", "CAPS", "NOTE")
-    rows = [header] + [
+    print_table(
+        header,
         (
-            s.id,
-            s.provider.value,
-            s.model,
-            str(s.tier),
-            f"{s.pricing.input:g}",
-            f"{s.pricing.output:g}",
-            str(s.context_window),
-            ",".join(sorted(c.value for c in s.capabilities)) or "-",
-            _note(s),
-        )
-        for s in catalog.specs
-    ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+            (
+                s.id,
+                s.provider.value,
+                s.model,
+                str(s.tier),
+                f"{s.pricing.input:g}",
+                f"{s.pricing.output:g}",
+                str(s.context_window),
+                ",".join(sorted(c.value for c in s.capabilities)) or "-",
+                _note(s),
+            )
+            for s in catalog.specs
+        ),
+        wrap=("CAPS", "NOTE"),
     )
 
 
@@ -98,7 +100,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"catalog": catalog.source, "models": [_row(s) for s in catalog.specs]})
     else:
-        print(_table(catalog))
+        _table(catalog)
     return EXIT_OK
 
 
@@ -175,6 +177,11 @@ def _call(args: argparse.Namespace) -> int:
     try:
         catalog[args.model]
     except UnknownModel as exc:
-        print(f"agentmesh: {exc}", file=sys.stderr)
+        if args.json:  # the same shape as a failed call, so scripts read one format
+            emit_json(
+                {"model": args.model, "error": {"type": "unknown_model", "message": str(exc)}}
+            )
+        else:
+            print(f"agentmesh: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     return asyncio.run(_call_async(args, catalog))

@@ -103,21 +103,23 @@ def _template_row(template: PromptTemplate) -> dict[str, Any]:
     }
 
 
-def _table(library: PromptLibrary) -> str:
+def _table(library: PromptLibrary) -> None:
+    from agentmesh._table import print_table  # rich, only when a table is drawn
+
     header = ("NAME", "FORMAT", "VARIANTS", "INPUTS", "DESCRIPTION")
-    rows = [header] + [
+    print_table(
+        header,
         (
-            t.name,
-            t.generic.front_matter.format,
-            _variants_text(t) or "-",
-            _inputs_text(t),
-            t.description,
-        )
-        for t in library.templates
-    ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+            (
+                t.name,
+                t.generic.front_matter.format,
+                _variants_text(t) or "-",
+                _inputs_text(t),
+                t.description,
+            )
+            for t in library.templates
+        ),
+        wrap=("VARIANTS", "INPUTS", "DESCRIPTION"),
     )
 
 
@@ -129,7 +131,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"dir": args.dir, "templates": [_template_row(t) for t in library.templates]})
     else:
-        print(_table(library))
+        _table(library)
     return EXIT_OK
 
 

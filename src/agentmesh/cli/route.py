@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
 
 from agentmesh.cli._common import (
     EXIT_CONFIG,
@@ -17,6 +16,7 @@ from agentmesh.cli._common import (
     open_catalog,
 )
 from agentmesh.models import Capability, Catalog
+from agentmesh.resilience import load_call_policy
 from agentmesh.routing import (
     STRATEGIES,
     NoRoute,
@@ -26,9 +26,9 @@ from agentmesh.routing import (
     Router,
     RouteRequest,
     StateError,
-    load_policy,
     open_state,
 )
+from agentmesh.routing.features import KEYWORDS
 
 __all__ = ["register"]
 
@@ -38,7 +38,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("route", help="show which model the router picks, and why")
     add_models_option(parser)
     parser.add_argument("--strategy", choices=sorted(STRATEGIES), help="overrides the policy's")
-    parser.add_argument("--policy", metavar="FILE", help="policy YAML (strategy, bounds, params)")
+    parser.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="policy YAML (strategy, bounds, params; a resilience: block is checked, not used)",
+    )
     parser.add_argument("--prompt", required=True, help="the prompt to route")
     parser.add_argument("--role", default="executor", help="the asking node's role")
     parser.add_argument("--task", help="task label (default: classified from the prompt)")
@@ -58,14 +62,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _policy(args: argparse.Namespace) -> Policy:
-    base: dict[str, Any] = {}
-    if args.policy:
-        base = load_policy(args.policy).model_dump(exclude_defaults=True)
-    if args.strategy:
-        if base.get("strategy") != args.strategy:
-            base.pop("params", None)  # the policy file's params belong to its own strategy
-        base["strategy"] = args.strategy
-    return Policy.from_mapping(base, source=args.policy or "--strategy")
+    routing, _ = load_call_policy(args.policy, args.strategy)  # the resilience block is validated
+    return routing
+
+
+def _unknown_task(task: str | None, catalog: Catalog) -> str | None:
+    """A warning when ``task`` is known neither to the catalog's priors nor to the classifier."""
+    if task is None:
+        return None
+    known = {t for s in catalog.specs for t in s.quality} - {"default"}
+    known |= {*KEYWORDS, "general"}
+    if task in known:
+        return None
+    return (
+        f"agentmesh: warning: task {task!r} has no quality prior in {catalog.source} "
+        f"and is not a classifier task (known: {', '.join(sorted(known))}); every model is "
+        "ranked on its default quality unless the routing state has observed this task"
+    )
 
 
 def _show(decision: RouteDecision) -> str:
@@ -103,6 +116,9 @@ def _route(args: argparse.Namespace) -> int:
     except (PolicyError, ValueError) as exc:
         print(f"agentmesh: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    warning = _unknown_task(args.task, catalog)
+    if warning is not None:
+        print(warning, file=sys.stderr)
     request = RouteRequest(
         node=args.node,
         role=args.role,

@@ -4,7 +4,8 @@
   [--checkpoint URL] [--resume RUN_ID] [--state URL] [--global-budget USD]``:
   progress on stderr, the answer on stdout (``--json``: the whole
   :class:`~agentmesh.graph.RunResult`).
-- ``validate GRAPH [--models FILE]``: every compile-time check, no call made.
+- ``validate GRAPH [--models FILE]``: every compile-time check, no call made;
+  catalog entries that will surprise (no pricing...) are warnings on stderr.
 - ``graph GRAPH``: the graph as Mermaid (LangGraph's own drawing).
 - ``schema``: the JSON Schema of the graph format, for editors.
 
@@ -51,6 +52,7 @@ from agentmesh.graph import (
     run_graph,
 )
 from agentmesh.models import Catalog, ModelSpec, Provider
+from agentmesh.models.lint import catalog_warnings
 from agentmesh.prompts import PromptError, PromptLibrary
 from agentmesh.routing import BudgetLimits, RoutingState, StateError, open_state
 from agentmesh.routing.stores import redacted
@@ -69,7 +71,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--json", action="store_true", help="print the run as JSON (steps included)")
     run.add_argument("--trace", metavar="FILE", help="append the run's spans to FILE (JSONL)")
     run.add_argument(
-        "--budget", metavar="USD", type=float, help="run budget (default: the graph's)"
+        "--budget", metavar="USD", type=_usd, help="run budget, > 0 (default: the graph's)"
     )
     run.add_argument(
         "--checkpoint",
@@ -81,12 +83,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument(
         "--global-budget",
         metavar="USD",
-        type=float,
+        type=_usd,
         help="limit on everything spent through the routing state (all runs sharing it)",
     )
     run.add_argument("--run-id", metavar="ID", help="id of a new run (default: random)")
     run.add_argument("--prompts", metavar="DIR", default="prompts", help="prompt templates folder")
-    run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    run.add_argument(
+        "--quiet", action="store_true", help="no progress on stderr (a failure is still reported)"
+    )
     run.set_defaults(handler=_run)
 
     validate = sub.add_parser("validate", help="check a graph without calling any model")
@@ -102,6 +106,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the graph format")
     schema.set_defaults(handler=_schema)
+
+
+def _usd(text: str) -> float:
+    """A budget in USD: a number above 0 (as ``budget_usd`` in a graph file)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of USD") from None
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be greater than 0 USD, got {text}")
+    return value
 
 
 def _fail(message: object) -> int:
@@ -191,6 +206,10 @@ def _report(args: argparse.Namespace, result: RunResult) -> int:
         notes.append(f"resume with: --checkpoint {where}{shared} --resume {result.run_id}")
     if not args.quiet:
         print("\n".join(f"# {n}" for n in notes), file=sys.stderr)
+    elif result.status != "ok":  # --quiet silences progress, never the failure
+        print(f"agentmesh: run {result.run_id}: {result.status}", file=sys.stderr)
+        if result.error is not None:
+            print(f"agentmesh: {notes[1]}", file=sys.stderr)
     return EXIT_OK if result.status == "ok" else EXIT_FAILED
 
 
@@ -224,6 +243,8 @@ def _validate(args: argparse.Namespace) -> int:
             catalog = open_catalog(args.models)
             if catalog is None:
                 return EXIT_CONFIG
+            for warning in catalog_warnings(catalog):  # worth knowing; not a failure
+                print(f"agentmesh: warning: {warning}", file=sys.stderr)
             check_graph(
                 loaded.spec,
                 catalog,

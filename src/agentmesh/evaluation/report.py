@@ -241,6 +241,8 @@ def _with_intervals(
 
 def render_table(summary: dict[str, Any], results: Sequence[RouterResult]) -> str:
     """The human-readable report."""
+    from agentmesh._table import table_text  # rich, only when a table is drawn
+
     lines = [
         f"{summary['test']}: {summary['rows']} rows; weak {summary['weak']} "
         f"{summary['weak_accuracy']:.3f}, strong {summary['strong']} "
@@ -254,21 +256,27 @@ def render_table(summary: dict[str, Any], results: Sequence[RouterResult]) -> st
         )
     lines.append("")
     boot = "bootstrap" in summary
-    ci_head = f" {'APGR 95% CI':>13}" if boot else ""
     w = max(len(r.name) for r in results)
-    lines.append(
-        f"{'router':<{w}} {'APGR':>6}{ci_head} {'CPT50':>7} {'CPT80':>7}  {'cost@CPT50':>10}  note"
-    )
+    numbers = ("APGR", *(("APGR 95% CI",) if boot else ()), "CPT50", "CPT80", "cost@CPT50")
+    rows = []
     for r in results:
         cost = ""
         if r.curve[0].cost_usd is not None:
             at = resample(r.curve, [r.cpt50])[0]
             cost = f"${at.cost_usd:.4f}" if at.cost_usd is not None else ""
-        ci = f" {r.apgr_ci[0]:>6.3f}-{r.apgr_ci[1]:<6.3f}" if r.apgr_ci is not None else ""
-        lines.append(
-            f"{r.name:<{w}} {r.apgr:>6.3f}{ci} {r.cpt50:>7.1%} {r.cpt80:>7.1%}  {cost:>10}  "
-            f"{r.note}"
+        ci = (f"{r.apgr_ci[0]:.3f}-{r.apgr_ci[1]:.3f}" if r.apgr_ci is not None else "",)
+        rows.append(
+            (
+                r.name,
+                f"{r.apgr:.3f}",
+                *(ci if boot else ()),
+                f"{r.cpt50:.1%}",
+                f"{r.cpt80:.1%}",
+                cost,
+                r.note,
+            )
         )
+    lines.append(table_text(("router", *numbers, "note"), rows, right=numbers).rstrip("\n"))
     if boot:
         lines.append("")
         lines.append(

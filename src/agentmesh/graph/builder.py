@@ -12,15 +12,25 @@
     async with Runtime.open(load_catalog("models/sim.yaml")) as runtime:
         graph = wf.compile(runtime)             # a LangGraph CompiledStateGraph
         result = await wf.run(runtime, "Should we move to the cloud?")
+
+A mistake in a node's keywords is a :class:`GraphError` at once, naming the
+node, the wrong keyword and the right one (``executor node 'solve': unknown
+keyword input=; did you mean inputs=?``), never a bare pydantic error.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Mapping
+from difflib import get_close_matches
+from types import MappingProxyType
+from typing import Any, TypeVar
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
+from pydantic import BaseModel, ValidationError
 
+from agentmesh._validation import describe_error
+from agentmesh.graph.checks import GraphError
 from agentmesh.graph.compile import compile_graph
 from agentmesh.graph.run import GraphRunner, RunResult, StepListener, run_graph
 from agentmesh.graph.runtime import Runtime
@@ -35,6 +45,59 @@ from agentmesh.graph.spec import (
 
 __all__ = ["Workflow"]
 
+N = TypeVar("N", bound=BaseModel)
+
+_SYNONYMS: Mapping[str, str] = MappingProxyType(
+    {
+        "input": "inputs",
+        "from_": "sources",
+        "source": "sources",
+        "sources_": "sources",
+        "args": "arguments",
+        "kwargs": "arguments",
+        "budget": "budget_usd",
+        "fanout": "fan_out",
+        "template": "prompt",
+        "validator": "validators",
+        "strategy": "synthesis",
+    }
+)
+"""Wrong keywords people write, and the right ones (``difflib`` finds the rest)."""
+
+
+def _keywords(model: type[BaseModel]) -> dict[str, str]:
+    """Keyword -> the field it sets: Python names, and YAML aliases (``from``) as well."""
+    names = {name: name for name in model.model_fields if name != "kind"}
+    aliases = {f.alias: name for name, f in model.model_fields.items() if f.alias}
+    return {**names, **aliases}
+
+
+def _unknown(what: str, given: Iterable[str], known: Mapping[str, str]) -> list[str]:
+    """One problem per keyword ``known`` lacks, naming the right one when it can be guessed."""
+    problems = []
+    python = sorted(set(known.values()))
+    for key in given:
+        if key in known:
+            continue
+        hint = _SYNONYMS.get(key)
+        if hint not in python:
+            close = get_close_matches(key, python, n=1)
+            hint = close[0] if close else None
+        right = f"; did you mean {hint}=?" if hint else f" (known: {', '.join(python)})"
+        problems.append(f"{what}: unknown keyword {key}={right}")
+    return problems
+
+
+def _problems(what: str, exc: ValidationError, known: Mapping[str, str]) -> list[str]:
+    """The errors of ``exc``, each naming ``what`` and the Python keyword (not the alias)."""
+    out = []
+    for error in exc.errors():
+        loc = list(error["loc"])
+        if loc and isinstance(loc[0], str):
+            loc[0] = f"{known.get(loc[0], loc[0])}="
+        out.append(f"{what}: {describe_error(error, loc)}")
+    return out
+
 
 class Workflow:
     """Builds a :class:`GraphSpec` node by node; each method returns the builder.
@@ -47,35 +110,73 @@ class Workflow:
 
     def __init__(self, name: str, **graph: Any) -> None:
         self.name = name
+        known = {k: v for k, v in _keywords(GraphSpec).items() if k not in ("name", "nodes")}
+        problems = _unknown(f"workflow {name!r}", graph, known)
+        if problems:
+            raise GraphError(name, problems)
         self._graph = graph
         self._nodes: dict[str, Any] = {}
         self._edges: list[tuple[str, str]] = []
 
-    def _add(self, name: str, node: Any) -> Workflow:
+    def _add(self, name: str, kind: type[N], fields: Mapping[str, Any]) -> Workflow:
+        """Build node ``name`` of ``kind`` from ``fields``.
+
+        Raises:
+            GraphError: ``name`` is taken, a keyword is unknown, or a value is
+                invalid; each problem names the node and the keyword.
+        """
+        what = f"{kind.model_fields['kind'].default} node {name!r}"
         if name in self._nodes:
-            raise ValueError(f"node {name!r} is already defined")
-        self._nodes[name] = node
+            raise GraphError(self.name, [f"{what}: a node {name!r} is already defined"])
+        known = _keywords(kind)
+        problems = _unknown(what, fields, known)
+        if problems:
+            raise GraphError(self.name, problems)
+        try:
+            self._nodes[name] = kind.model_validate(dict(fields))
+        except ValidationError as exc:
+            raise GraphError(self.name, _problems(what, exc, known)) from None
         return self
 
     def planner(self, name: str, **fields: Any) -> Workflow:
-        """Add a planner (see :class:`PlannerNode`)."""
-        return self._add(name, PlannerNode(**fields))
+        """Add a planner (see :class:`PlannerNode`).
+
+        Raises:
+            GraphError: A keyword is unknown or invalid (naming node and keyword).
+        """
+        return self._add(name, PlannerNode, fields)
 
     def executor(self, name: str, **fields: Any) -> Workflow:
-        """Add an executor (see :class:`ExecutorNode`)."""
-        return self._add(name, ExecutorNode(**fields))
+        """Add an executor (see :class:`ExecutorNode`).
+
+        Raises:
+            GraphError: A keyword is unknown or invalid (naming node and keyword).
+        """
+        return self._add(name, ExecutorNode, fields)
 
     def tool(self, name: str, **fields: Any) -> Workflow:
-        """Add a tool node (see :class:`ToolNode`)."""
-        return self._add(name, ToolNode(**fields))
+        """Add a tool node (see :class:`ToolNode`).
+
+        Raises:
+            GraphError: A keyword is unknown or invalid (naming node and keyword).
+        """
+        return self._add(name, ToolNode, fields)
 
     def judge(self, name: str, **fields: Any) -> Workflow:
-        """Add a judge (see :class:`JudgeNode`)."""
-        return self._add(name, JudgeNode(**fields))
+        """Add a judge (see :class:`JudgeNode`).
+
+        Raises:
+            GraphError: A keyword is unknown or invalid (naming node and keyword).
+        """
+        return self._add(name, JudgeNode, fields)
 
     def merge(self, name: str, **fields: Any) -> Workflow:
-        """Add a merge (see :class:`MergeNode`; ``sources=`` is YAML's ``from``)."""
-        return self._add(name, MergeNode(**fields))
+        """Add a merge (see :class:`MergeNode`; ``sources=`` is YAML's ``from``).
+
+        Raises:
+            GraphError: A keyword is unknown or invalid (naming node and keyword).
+        """
+        return self._add(name, MergeNode, fields)
 
     def edge(self, source: str, target: str) -> Workflow:
         """Add the edge ``source -> target`` (``target`` may be ``"END"``)."""
@@ -86,9 +187,16 @@ class Workflow:
         """The graph as data (what a YAML file would validate into).
 
         Raises:
-            pydantic.ValidationError: Invalid graph-level fields.
+            GraphError: Invalid graph-level fields (naming the keyword).
         """
-        return GraphSpec(name=self.name, nodes=dict(self._nodes), edges=self._edges, **self._graph)
+        try:
+            return GraphSpec(
+                name=self.name, nodes=dict(self._nodes), edges=self._edges, **self._graph
+            )
+        except ValidationError as exc:
+            raise GraphError(
+                self.name, _problems(f"workflow {self.name!r}", exc, _keywords(GraphSpec))
+            ) from None
 
     def compile(
         self, runtime: Runtime, *, checkpointer: BaseCheckpointSaver[Any] | None = None

@@ -33,10 +33,13 @@ from agentmesh.models.spec import Capability, ModelSpec
 from agentmesh.prompts import PromptError, PromptLibrary
 from agentmesh.routing.policy import Policy
 
-__all__ = ["GraphError", "Locate", "check_graph", "no_location"]
+__all__ = ["GraphError", "Locate", "Place", "check_graph", "no_location"]
 
-Locate = Callable[[str], str]
-"""Node name -> location prefix (``graphs/g.yaml:12: ``), or ``""``."""
+Place = str | tuple[str | int, ...]
+"""Where a problem is: a node's name, or a path in the graph file (``("edges", 2)``)."""
+
+Locate = Callable[[Place], str]
+"""A place -> location prefix (``graphs/g.yaml:12: ``), or ``""``."""
 
 
 class GraphError(ValueError):
@@ -45,10 +48,12 @@ class GraphError(ValueError):
     def __init__(self, graph: str, problems: Iterable[str]) -> None:
         self.problems = list(problems)
         listed = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"graph {graph!r} is invalid ({len(self.problems)} problems):\n{listed}")
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"graph {graph!r} is invalid ({count} {noun}):\n{listed}")
 
 
-def no_location(_: str) -> str:
+def no_location(_: Place) -> str:
     """No location: for graphs built in Python."""
     return ""
 
@@ -85,11 +90,12 @@ class _Checker:
     def structure(self) -> None:
         g = self.graph
         names = ", ".join(g.nodes)
-        for source, target in g.edges:
+        for index, (source, target) in enumerate(g.edges):
+            edge = f"{self.locate(('edges', index))}edge {source} -> {target}"  # its edges: line
             if not self.known(source):
-                self.add(None, f"edge {source} -> {target}: no node {source!r} (nodes: {names})")
+                self.problems.append(f"{edge}: unknown node {source!r} (nodes: {names})")
             if target != END_NODE and not self.known(target):
-                self.add(source, f"edge to unknown node {target!r} (nodes: {names}, END)")
+                self.problems.append(f"{edge}: unknown node {target!r} (nodes: {names}, END)")
         for entry in g.entries:
             if not self.known(entry):
                 self.add(None, f"entry: no node {entry!r} (nodes: {names})")

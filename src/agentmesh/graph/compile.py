@@ -8,24 +8,31 @@ goes back to the judged node as a ``Send`` carrying escalation + 1 and the
 feedback, and when nothing is left to redo the run moves on. The result is a
 real compiled LangGraph graph: checkpointers, streaming, ``get_graph()``
 (Mermaid) and LangGraph's own tooling work on it.
+
+``START`` leads to one extra node, :data:`~agentmesh.graph.state.RUN_START`,
+then to the entries: it resets the per-run fields (a thread of LangGraph's
+server holds many runs), gives the run an id when its input named none, and
+the graph's ``budget_usd`` when the input set none.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Hashable, Sequence
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Send
+from langgraph.types import Overwrite, Send
 
 from agentmesh.graph.checks import check_graph
 from agentmesh.graph.judge import JudgeRunner
 from agentmesh.graph.kinds import NODE_RUNNERS
 from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import END_NODE, GraphSpec, JudgeNode, MergeNode, PlannerNode
-from agentmesh.graph.state import Branch, RunState
+from agentmesh.graph.state import PER_RUN, RUN_START, Branch, RunState
 
 __all__ = ["compile_graph"]
 
@@ -92,6 +99,36 @@ def _after_judge(graph: GraphSpec, runner: JudgeRunner) -> Any:
     return route
 
 
+def _run_id(state: RunState, config: RunnableConfig) -> str:
+    """This run's id: the one its input gave, else LangGraph's run id, else a new one.
+
+    A ``run_id`` equal to the one the previous run on the thread started with
+    is left over from that run, unless it is the thread's id (``run_graph``
+    runs each run on the thread named after it).
+    """
+    given = state.get("run_id")
+    thread = (config.get("configurable") or {}).get("thread_id")
+    if given and (given != state.get("run_started") or given == thread):
+        return given
+    fresh = config.get("run_id")
+    return str(fresh) if fresh else uuid.uuid4().hex[:12]
+
+
+class _StartRun:
+    """The :data:`RUN_START` node: a run's fields reset, its id and budget set."""
+
+    def __init__(self, graph: GraphSpec) -> None:
+        self.graph = graph
+
+    def __call__(self, state: RunState, config: RunnableConfig) -> dict[str, Any]:
+        update: dict[str, Any] = {name: Overwrite(empty()) for name, empty in PER_RUN.items()}
+        run_id = _run_id(state, config)
+        update["run_id"] = update["run_started"] = run_id
+        if state.get("budget_usd") is None and self.graph.budget_usd is not None:
+            update["budget_usd"] = self.graph.budget_usd
+        return update
+
+
 def compile_graph(
     graph: GraphSpec,
     runtime: Runtime,
@@ -111,10 +148,12 @@ def compile_graph(
         name: NODE_RUNNERS[node.kind](name, node, graph, runtime)
         for name, node in graph.nodes.items()
     }
+    builder.add_node(RUN_START, _StartRun(graph))
+    builder.add_edge(START, RUN_START)
     for name, runner in runners.items():
         builder.add_node(name, runner)
     for entry in graph.entries:
-        builder.add_edge(START, entry)
+        builder.add_edge(RUN_START, entry)
     waiting = {
         name
         for name, node in graph.nodes.items()

@@ -57,9 +57,10 @@ class JudgeRunner(ModelNodeRunner):
         given_up = [k for k, v in verdicts.items() if v["gave_up"]]
         if given_up and self.node.on_give_up == "fail":
             last = verdicts[given_up[0]]
+            target = self.node.target
+            gave_up_on = ", ".join(f"{target}[{key}]" if key else target for key in given_up)
             message = (
-                f"gave up on {self.node.target} {', '.join(given_up) or ''} after "
-                f"{self.node.max_rounds} rounds: {last['feedback']}"
+                f"gave up on {gave_up_on} after {self.node.max_rounds} rounds: {last['feedback']}"
             )
             raise NodeFailed(self.name, "judge_gave_up", message, steps)
         return update

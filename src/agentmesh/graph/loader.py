@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from agentmesh._validation import describe_error
-from agentmesh.graph.checks import GraphError
+from agentmesh.graph.checks import GraphError, Place
 from agentmesh.graph.runtime import Tool, as_tool
 from agentmesh.graph.spec import NODE_KINDS, GraphSpec, JudgeNode
 from agentmesh.graph.validators import VALIDATORS
@@ -59,9 +59,15 @@ class LoadedGraph:
             raise GraphError(self.spec.name, problems)
         return tools
 
-    def locate(self, node: str) -> str:
-        """``path:line: `` of a node's definition (the file alone for graph-level problems)."""
-        line = self.line(("nodes", node)) if node else None
+    def locate(self, place: Place) -> str:
+        """``path:line: `` of a node's definition, or of a path such as ``("edges", 2)``.
+
+        The file alone for graph-level problems (``""``).
+        """
+        if isinstance(place, tuple):
+            line = self.line(place)
+        else:
+            line = self.line(("nodes", place)) if place else None
         return f"{self.path}:{line}: " if line else f"{self.path}: "
 
 

@@ -68,8 +68,12 @@ __all__ = [
 ]
 
 
-class NodeFailed(Exception):
+class NodeFailed(RuntimeError):
     """A node could not finish; the run stops here (and may be resumed).
+
+    Its message names the node, the error type and what happened (model errors
+    are redacted when made). A ``RuntimeError``, so LangGraph's server passes
+    that message to its client instead of "An internal error occurred".
 
     Attributes:
         node: The node's name.
@@ -79,7 +83,7 @@ class NodeFailed(Exception):
     """
 
     def __init__(self, node: str, kind: str, message: str, steps: Sequence[Step] = ()) -> None:
-        super().__init__(f"node {node!r}: {message}")
+        super().__init__(f"node {node!r}: {kind}: {message}")
         self.node = node
         self.kind = kind
         self.message = message

@@ -24,6 +24,7 @@ from agentmesh.graph.compile import compile_graph
 from agentmesh.graph.nodes import NodeFailed
 from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import GraphSpec, JudgeNode
+from agentmesh.graph.state import RUN_START
 from agentmesh.tracing import record_error, workflow_span
 from agentmesh.tracing.attributes import COST_USD, RUN_STATUS
 
@@ -88,7 +89,7 @@ def _recursion_limit(graph: GraphSpec) -> int:
     rounds = max(
         (n.max_rounds for n in graph.nodes.values() if isinstance(n, JudgeNode)), default=1
     )
-    return 25 + 3 * len(graph.nodes) * rounds
+    return 26 + 3 * len(graph.nodes) * rounds  # + 1: the run's start node
 
 
 def _output(graph: GraphSpec, values: Mapping[str, Any]) -> str | None:
@@ -185,7 +186,9 @@ class GraphRunner:
                     start, config, stream_mode="updates", durability=self._durability
                 )
                 async for chunk in updates:
-                    for update in chunk.values():
+                    for node, update in chunk.items():
+                        if node == RUN_START:  # resets the run's fields: no step of its own
+                            continue
                         for step in (update or {}).get("steps", ()):
                             notify(step)
             except NodeFailed as exc:

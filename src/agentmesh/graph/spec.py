@@ -59,6 +59,7 @@ from pydantic import (
     model_validator,
 )
 
+from agentmesh.graph.state import RUN_START
 from agentmesh.resilience.policy import ResiliencePolicy
 from agentmesh.routing.policy import Policy
 from agentmesh.synthesis.spec import MergeSpec
@@ -331,10 +332,10 @@ class GraphSpec(BaseModel):
     @classmethod
     def _names(cls, value: dict[str, NodeSpec]) -> dict[str, NodeSpec]:
         for name in value:
-            if not _NAME_RE.match(name) or name in ("input", "step", END_NODE):
+            if not _NAME_RE.match(name) or name in ("input", "step", END_NODE, RUN_START):
                 raise ValueError(
                     f"node name {name!r}: use letters, digits, _ and -; "
-                    "input, step and END are reserved"
+                    f"input, step, END and {RUN_START} are reserved"
                 )
         return value
 

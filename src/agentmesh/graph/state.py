@@ -8,14 +8,24 @@ so concurrent writes never collide.
 ``results``  node -> branch key -> result  (text, data, model, level, round, step)
 ``verdicts`` judge -> branch key -> verdict (passed, score, feedback, round, gave_up)
 ``steps``    one record per node execution (what ``agentmesh run --json`` prints)
+
+A thread may hold several runs (LangGraph's server runs each new input on the
+thread's state). The fields of :data:`PER_RUN` belong to one run: the graph's
+first node, :data:`RUN_START`, resets them, so a second run on a thread starts
+from no steps, no cost and no answers instead of adding to the first's.
 """
 
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Annotated, Any, TypedDict
 
-__all__ = ["Branch", "RunState", "merge_nested"]
+__all__ = ["PER_RUN", "RUN_START", "Branch", "RunState", "merge_nested"]
+
+RUN_START = "agentmesh_start"
+"""The node every run starts with: it resets :data:`PER_RUN` (a reserved node name)."""
 
 
 def merge_nested(
@@ -53,6 +63,8 @@ class RunState(TypedDict, total=False):
         input_tokens: Prompt tokens billed.
         output_tokens: Completion tokens billed.
         branch: The branch a node execution serves (only in ``Send`` payloads).
+        run_started: The run id :data:`RUN_START` last started on this thread
+            (how a new run tells a stale ``run_id`` from one its input gave).
     """
 
     input: str
@@ -65,6 +77,20 @@ class RunState(TypedDict, total=False):
     input_tokens: Annotated[int, operator.add]
     output_tokens: Annotated[int, operator.add]
     branch: Branch
+    run_started: str
+
+
+PER_RUN: Mapping[str, Callable[[], Any]] = MappingProxyType(
+    {
+        "results": dict,
+        "verdicts": dict,
+        "steps": list,
+        "cost_usd": float,
+        "input_tokens": int,
+        "output_tokens": int,
+    }
+)
+"""State fields of one run, and the empty value each starts from."""
 
 
 def first_branch(key: str = "") -> Branch:

@@ -17,6 +17,9 @@ __all__ = ["SyncLoop"]
 
 T = TypeVar("T")
 
+_SHUTDOWN_S = 10.0
+"""Longest wait for the loop's async generators to close when it is closed."""
+
 
 class SyncLoop:
     """A private event loop in a daemon thread: where sync methods run async ones.
@@ -55,11 +58,20 @@ class SyncLoop:
             return self._loop
 
     def close(self) -> None:
-        """Stop the loop and its thread (a later call starts a new one)."""
+        """Stop the loop and its thread (a later call starts a new one).
+
+        The loop's async generators are closed first, as ``asyncio.run`` does,
+        so what is tied to the loop's life (the gateway's HTTP client for this
+        loop) is closed with it.
+        """
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
         if loop is not None and thread is not None:
+            if threading.current_thread() is not thread:
+                done = asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop)
+                with suppress(Exception):  # a generator that fails to close: stop anyway
+                    done.result(timeout=_SHUTDOWN_S)
             loop.call_soon_threadsafe(loop.stop)
             thread.join()
             loop.close()

@@ -1,16 +1,20 @@
 """What the HTTP adapters share: status mapping, Retry-After, SSE, transport errors.
 
-Kept private: the public contract is :class:`~agentmesh.models.client.ModelClient`.
+It also holds :class:`LoopClients`, the gateway's pooled ``httpx.AsyncClient``
+per event loop. Kept private: the public contract is
+:class:`~agentmesh.models.client.ModelClient`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import re
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any, NoReturn
 
 import httpx
@@ -32,6 +36,7 @@ from agentmesh.models.spec import ModelSpec
 
 __all__ = [
     "HttpModelClient",
+    "LoopClients",
     "default_http_client",
     "error_for_status",
     "parse_retry_after",
@@ -73,6 +78,104 @@ def default_http_client() -> httpx.AsyncClient:
         timeout=httpx.Timeout(120.0, connect=5.0),
         limits=httpx.Limits(max_connections=256, max_keepalive_connections=128),
     )
+
+
+class LoopClients:
+    """One pooled ``httpx.AsyncClient`` per event loop, made there on first use.
+
+    A connection belongs to the loop that opened it: a client reused on another
+    loop fails with "Event loop is closed" (its loop ended) or "bound to a
+    different event loop". So each loop gets its own client, and the client is
+    closed with its loop: a small async generator registered on the loop closes
+    it when the loop shuts its async generators down (``asyncio.run``,
+    ``asyncio.Runner`` and pytest's loops do, before closing). :meth:`aclose`
+    closes the clients of this loop and of loops running in other threads; an
+    idle loop's client is closed when that loop shuts down. Clients of loops
+    closed without that step are dropped on the next use (their sockets died
+    with the loop).
+
+    Args:
+        factory: Builds one client (default :func:`default_http_client`).
+    """
+
+    def __init__(self, factory: Callable[[], httpx.AsyncClient] | None = None) -> None:
+        self._factory = factory or default_http_client
+        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._keepers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
+        self._lock = threading.Lock()  # loops in several threads (a sync caller's) share it
+
+    def __len__(self) -> int:
+        """How many clients are open (at most one per loop)."""
+        with self._lock:
+            return sum(not c.is_closed for c in self._clients.values())
+
+    async def get(self) -> httpx.AsyncClient:
+        """The running loop's client, built (and tied to the loop's shutdown) on first use."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._clients.get(loop)
+            if client is not None and not client.is_closed:
+                return client
+            dead = [self._forget(o) for o in list(self._clients) if o.is_closed()]
+            client = self._factory()
+            self._clients[loop] = client
+            keeper = self._keeper(loop, client)
+            self._keepers[loop] = keeper  # the loop holds its async generators weakly
+        for old in dead:
+            _finish_dead(old)
+        await keeper.asend(None)  # now registered with the loop, parked in its ``try``
+        return client
+
+    async def _keeper(
+        self, loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient
+    ) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            with self._lock:
+                if self._clients.get(loop) is client:
+                    self._forget(loop)
+            if not loop.is_closed():
+                await client.aclose()
+
+    def _forget(self, loop: asyncio.AbstractEventLoop) -> AsyncGenerator[None, None] | None:
+        """Drop ``loop``'s client and keeper (under the lock); the keeper, if any."""
+        self._clients.pop(loop, None)
+        return self._keepers.pop(loop, None)
+
+    async def aclose(self) -> None:
+        """Close the clients of this loop and of loops running elsewhere.
+
+        A client of an idle loop (neither running nor closed) stays until that
+        loop shuts down, the only place it can be closed.
+        """
+        here = asyncio.get_running_loop()
+        with self._lock:
+            keepers = list(self._keepers.items())
+        for loop, keeper in keepers:
+            if loop is here:
+                await keeper.aclose()
+            elif loop.is_closed():
+                with self._lock:
+                    self._forget(loop)
+                _finish_dead(keeper)
+            elif loop.is_running():
+                closing = asyncio.run_coroutine_threadsafe(keeper.aclose(), loop)
+                with suppress(RuntimeError, httpx.HTTPError):
+                    await asyncio.wrap_future(closing)
+
+
+def _finish_dead(keeper: AsyncGenerator[None, None] | None) -> None:
+    """Close the keeper of a closed loop here: its ``finally`` has nothing to await then."""
+    if keeper is None:
+        return
+    closing = keeper.aclose()
+    try:
+        closing.send(None)
+    except StopIteration:
+        pass
+    else:  # pragma: no cover - defensive: it suspended after all
+        closing.close()
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
@@ -186,7 +289,7 @@ class HttpModelClient(ModelClient):
         self,
         spec: ModelSpec,
         *,
-        http: httpx.AsyncClient,
+        http: httpx.AsyncClient | LoopClients,
         url: str,
         headers: Mapping[str, str],
         secrets: tuple[str | None, ...] = (),
@@ -199,6 +302,12 @@ class HttpModelClient(ModelClient):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.spec.id!r}, url={self._url!r})"
+
+    async def http(self) -> httpx.AsyncClient:
+        """The client to send on: the injected one, or the running loop's."""
+        if isinstance(self._http, LoopClients):
+            return await self._http.get()
+        return self._http
 
     def preview(self, value: object, limit: int = 120) -> str:
         """A short quoted excerpt of ``value`` for messages: redacted, then cut."""
@@ -231,8 +340,9 @@ class HttpModelClient(ModelClient):
 
     async def post_json(self, body: Mapping[str, Any], *, read_timeout: float | None) -> Any:
         """POST ``body`` and return the decoded JSON answer."""
+        http = await self.http()
         with self._transport_errors():
-            response = await self._http.post(
+            response = await http.post(
                 self._url, json=body, headers=self._headers, timeout=self._timeout(read_timeout)
             )
         if response.status_code >= 400:
@@ -247,8 +357,9 @@ class HttpModelClient(ModelClient):
         self, body: Mapping[str, Any], *, read_timeout: float | None
     ) -> AsyncIterator[AsyncIterator[tuple[str, str]]]:
         """POST ``body`` and yield an iterator of its SSE ``(event, data)`` pairs."""
+        http = await self.http()
         with self._transport_errors():
-            async with self._http.stream(
+            async with http.stream(
                 "POST",
                 self._url,
                 json=body,

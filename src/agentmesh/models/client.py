@@ -31,6 +31,8 @@ from agentmesh.models.types import (
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
+    from agentmesh.models._http import LoopClients
+
 __all__ = ["ClientContext", "ClientFactory", "ModelClient", "Stopwatch"]
 
 E = TypeVar("E", bound=ModelError)
@@ -41,13 +43,15 @@ class ClientContext:
     """What adapters may share and read when they are built.
 
     Attributes:
-        http: The one pooled ``httpx.AsyncClient`` all HTTP adapters share.
+        http: The pooled ``httpx.AsyncClient`` all HTTP adapters share: one
+            injected client, or the gateway's :class:`~agentmesh.models._http.LoopClients`
+            (one client per event loop, closed with its loop).
         environ: Where API keys and hosts are read from (``os.environ`` by default).
         chat_models: LangChain chat models handed over in Python, by catalog id;
             the ``langchain`` adapter uses these before importing ``target``.
     """
 
-    http: httpx.AsyncClient
+    http: httpx.AsyncClient | LoopClients
     environ: Mapping[str, str]
     chat_models: Mapping[str, BaseChatModel] = field(default_factory=dict)
 

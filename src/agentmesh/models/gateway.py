@@ -1,8 +1,10 @@
-"""`Gateway`: the catalog's models as clients, over one pooled HTTP client.
+"""`Gateway`: the catalog's models as clients, over pooled HTTP clients.
 
 The gateway resolves a model id to its adapter through one registry
 (:data:`PROVIDERS`: provider -> factory), builds each client once, shares one
-``httpx.AsyncClient`` between all HTTP adapters, and enforces each call's total
+pooled ``httpx.AsyncClient`` per event loop between all HTTP adapters (made on
+the loop's first call, closed with the loop, see
+:class:`~agentmesh.models._http.LoopClients`), and enforces each call's total
 time limit. It is the one place that knows which class serves which provider.
 
 Every call is traced: a ``chat {model}`` span (OpenTelemetry GenAI conventions,
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Self
 
 import httpx
 
-from agentmesh.models._http import default_http_client
+from agentmesh.models._http import LoopClients
 from agentmesh.models.anthropic import AnthropicClient
 from agentmesh.models.catalog import Catalog
 from agentmesh.models.client import ClientContext, ClientFactory, ModelClient
@@ -60,8 +62,9 @@ class Gateway:
 
     Args:
         catalog: The models that may be called.
-        http: A shared ``httpx.AsyncClient`` to use (e.g. with a mock transport);
-            when omitted the gateway builds a pooled one and owns it.
+        http: A shared ``httpx.AsyncClient`` to use on every loop (e.g. with a
+            mock transport); when omitted the gateway builds a pooled one per
+            event loop, on first use there, and owns them.
         environ: Where API keys and hosts are read from; ``os.environ`` by default.
         chat_models: LangChain chat models for ``langchain`` entries, by id.
         factories: Replacement or extra adapter factories, by provider.
@@ -79,7 +82,7 @@ class Gateway:
         self.catalog = catalog
         self._owns_http = http is None
         self._context = ClientContext(
-            http=http if http is not None else default_http_client(),
+            http=http if http is not None else LoopClients(),
             environ=os.environ if environ is None else environ,
             chat_models=dict(chat_models or {}),
         )
@@ -219,7 +222,10 @@ class Gateway:
             await events.aclose()
 
     async def aclose(self) -> None:
-        """Close every client built so far and, if the gateway owns it, the HTTP client."""
+        """Close every client built so far and the HTTP clients the gateway owns.
+
+        The gateway stays usable: a later call builds what it needs again.
+        """
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.aclose()

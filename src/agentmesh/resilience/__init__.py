@@ -26,6 +26,7 @@ from agentmesh.resilience.policy import (
     ResiliencePolicy,
     RetryBudgetPolicy,
     RetryPolicy,
+    load_call_policy,
 )
 from agentmesh.resilience.retry import RetryBudget, backoff_delay
 
@@ -55,6 +56,7 @@ __all__ = [
     "Streamed",
     "Verdict",
     "backoff_delay",
+    "load_call_policy",
     "call_until",
     "with_feedback",
 ]

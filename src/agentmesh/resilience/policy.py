@@ -26,10 +26,13 @@ What each error kind does by default (:data:`DEFAULT_ACTIONS`):
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agentmesh.routing.policy import Policy, PolicyError, read_policy_file
 
 __all__ = [
     "DEFAULT_ACTIONS",
@@ -174,3 +177,31 @@ class ResiliencePolicy(_Frozen):
                 ".".join(str(p) for p in e["loc"]) + ": " + str(e["msg"]) for e in exc.errors()
             )
             raise ValueError(f"{source}: {problems}") from None
+
+
+def load_call_policy(
+    path: str | Path | None, strategy: str | None = None
+) -> tuple[Policy, ResiliencePolicy]:
+    """The routing and resilience policies of a policy file (or of a bare strategy).
+
+    Every command that takes ``--policy FILE`` reads it here (through
+    :func:`~agentmesh.routing.read_policy_file`), so a file one command accepts
+    every command accepts.
+
+    Args:
+        path: The policy YAML; ``None`` for ``strategy`` (default ``cheapest``) alone.
+        strategy: A strategy overriding the file's.
+
+    Raises:
+        PolicyError: The file is unreadable or invalid, naming the file and field.
+    """
+    if path is None:
+        return Policy.from_mapping(
+            {"strategy": strategy or "cheapest"}, source="--strategy"
+        ), ResiliencePolicy()
+    routing, resilience = read_policy_file(path, strategy=strategy)
+    try:
+        res = ResiliencePolicy.from_mapping(resilience, source=f"{path} resilience")
+    except ValueError as exc:
+        raise PolicyError(str(exc)) from None
+    return routing, res

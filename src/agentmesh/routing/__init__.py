@@ -14,7 +14,13 @@ from agentmesh.routing.constraints import Constraints
 from agentmesh.routing.context import RouteContext
 from agentmesh.routing.filters import DEFAULT_FILTERS, Filter
 from agentmesh.routing.matrix import MatrixError, RoutingMatrix
-from agentmesh.routing.policy import BudgetLimits, Policy, PolicyError, load_policy
+from agentmesh.routing.policy import (
+    BudgetLimits,
+    Policy,
+    PolicyError,
+    load_policy,
+    read_policy_file,
+)
 from agentmesh.routing.redis_state import RedisRoutingState
 from agentmesh.routing.router import Router
 from agentmesh.routing.state import (
@@ -71,6 +77,7 @@ __all__ = [
     "Strategy",
     "RuleClassifier",
     "load_policy",
+    "read_policy_file",
     "RedisRoutingState",
     "STATE_STORES",
     "StateError",

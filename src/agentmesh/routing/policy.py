@@ -28,7 +28,7 @@ from agentmesh.routing.constraints import Constraints
 from agentmesh.routing.strategies import STRATEGIES
 from agentmesh.routing.types import RouteRequest
 
-__all__ = ["BudgetLimits", "Policy", "PolicyError", "load_policy"]
+__all__ = ["BudgetLimits", "Policy", "PolicyError", "load_policy", "read_policy_file"]
 
 
 class PolicyError(ValueError):
@@ -108,8 +108,19 @@ class Policy(BaseModel):
             raise PolicyError(f"{source}: {describe_errors(exc)}") from None
 
 
-def load_policy(path: str | Path) -> Policy:
-    """Load a policy from a YAML file.
+def read_policy_file(
+    path: str | Path, *, strategy: str | None = None
+) -> tuple[Policy, Mapping[str, Any]]:
+    """The one reader of policy files: the routing policy, and the raw ``resilience:`` block.
+
+    A policy file holds routing keys (``strategy``, bounds, ``params``) and, optionally,
+    a ``resilience:`` mapping for the calls it routes; every command reads it here
+    (:func:`agentmesh.resilience.load_call_policy` validates the resilience part).
+
+    Args:
+        path: The YAML file.
+        strategy: A strategy overriding the file's (``--strategy``); the file's
+            ``params`` are dropped when it differs, as they belong to its own strategy.
 
     Raises:
         PolicyError: The file is unreadable, not a mapping, or not a valid policy.
@@ -120,7 +131,23 @@ def load_policy(path: str | Path) -> Policy:
         raise PolicyError(f"{path}: cannot read policy: {exc}") from None
     if not isinstance(data, dict):
         raise PolicyError(f"{path}: a policy is a mapping (strategy: ..., min_tier: ...)")
-    return Policy.from_mapping(data, source=str(path))
+    resilience = data.pop("resilience", None) or {}
+    if not isinstance(resilience, dict):
+        raise PolicyError(f"{path}: resilience: must be a mapping")
+    if strategy is not None:
+        if data.get("strategy") != strategy:
+            data.pop("params", None)
+        data["strategy"] = strategy
+    return Policy.from_mapping(data, source=str(path)), resilience
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Load the routing policy of a policy file (its ``resilience:`` block is not read here).
+
+    Raises:
+        PolicyError: The file is unreadable, not a mapping, or not a valid policy.
+    """
+    return read_policy_file(path)[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,6 +154,8 @@ class Provenance:
         strategy: The synthesizer's name.
         contributors: Every item used, as ``(source, model)``, in input order.
         selected: Sources whose answer was chosen (vote winners, the best of N).
+        answer: Vote only: the winning normalised answer (the extractor's match
+            key); the result's text is a winning member's original reply.
         votes: Vote only: normalised answer -> sources that gave it, in order
             of first appearance.
         weights: Vote only: normalised answer -> its total vote weight.
@@ -171,6 +173,7 @@ class Provenance:
     strategy: str
     contributors: tuple[Contributor, ...]
     selected: tuple[str, ...] = ()
+    answer: str | None = None
     votes: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     weights: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     abstained: tuple[str, ...] = ()
@@ -190,6 +193,7 @@ class Provenance:
             "strategy": self.strategy,
             "contributors": [{"source": c.source, "model": c.model} for c in self.contributors],
             "selected": list(self.selected),
+            "answer": self.answer,
             "votes": {answer: list(sources) for answer, sources in self.votes.items()},
             "weights": dict(self.weights),
             "abstained": list(self.abstained),

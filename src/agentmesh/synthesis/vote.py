@@ -7,7 +7,10 @@ matrix's quality estimate of the model that produced the item for the task
 (``quality``). A clear winner costs no model call at all. When the top
 answers tie, a judge picks among them (``tie_break: judge``; stage ``judge``)
 or the answer of the strongest model wins (``tie_break: strongest``). The
-result reports every vote, the weights, the agreement (the winner's share of
+result's text is the original reply of one member of the winning group (the
+best-weighted, then best-scored, then first; under ``tie_break: strongest`` the
+strongest model's), never the normalised match key; the provenance keeps the
+key (``answer``), every vote, the weights, the agreement (the winner's share of
 the weight) and how a tie was broken.
 """
 
@@ -87,6 +90,21 @@ class Ballot:
     def voters(self, answer: str) -> list[Item]:
         """The items that voted for ``answer``."""
         return [i for i, a in zip(self.items, self.answers, strict=True) if a == answer]
+
+    def representative(self, answer: str) -> Item:
+        """The member of ``answer``'s group whose original text stands for it.
+
+        The best-weighted voter, then the best-scored (a judge's ``score``), then
+        the first in input order.
+        """
+        members = [
+            (weight, item.score if item.score is not None else -1.0, -position, item)
+            for position, (item, a, weight) in enumerate(
+                zip(self.items, self.answers, self.weights, strict=True)
+            )
+            if a == answer
+        ]
+        return max(members, key=lambda m: m[:3])[3]
 
     def leaders(self) -> list[str]:
         """The answers with the highest total weight (more than one is a tie)."""
@@ -204,8 +222,13 @@ class Vote(Synthesizer[VoteParams]):
             decision = await TIE_BREAKS[self.params.tie_break](ballot, leaders, run)
             winner, by, reasons, tie = decision.answer, decision.by, decision.reasons, decision.by
         total = sum(totals.values())
+        group = ballot.voters(winner)
+        chosen = (
+            group[strongest(group, ctx)] if by == "strongest" else ballot.representative(winner)
+        )
         return run.result(
-            winner,
+            chosen.text,
+            answer=winner,
             selected=tuple(votes[winner]),
             votes=votes,
             weights=totals,

@@ -165,40 +165,69 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def render_summary(summary: dict[str, Any]) -> str:
-    """The summary as text tables (what ``trace summary`` prints without ``--json``)."""
+_COUNTS = ("DECISIONS", "CALLS", "ERRORS", "FALLBACK", "ESCALATE", "TOKENS IN/OUT", "COST USD")
+
+
+def render_summary(summary: dict[str, Any], *, width: int | None = None) -> str:
+    """The summary as text tables (what ``trace summary`` prints without ``--json``).
+
+    Args:
+        summary: What :func:`summarize` returned.
+        width: Most characters per line (the last columns wrap); ``None``: whole lines.
+    """
+    from agentmesh._table import table_text  # rich, only when a table is drawn
+
     t = summary["totals"]
-    lines = [
+    head = (
         f"{summary['traces']} traces ({summary['runs']} runs), {summary['spans']} spans: "
         f"{t['decisions']} decisions ({t['no_route']} without a model), {t['calls']} calls, "
         f"{t['errors']} errors, fallback rate {_pct(t['fallback_rate'])}, "
         f"escalation rate {_pct(t['escalation_rate'])}, tokens "
-        f"{t['input_tokens']}/{t['output_tokens']}, cost ${t['cost_usd']:.6f}",
-        "",
-        f"{'NODE':<20} {'DECISIONS':>9} {'CALLS':>6} {'ERRORS':>6} {'FALLBACK':>8} "
-        f"{'ESCALATE':>8} {'TOKENS IN/OUT':>15} {'COST USD':>11}  ROUTED TO",
-    ]
-    for name, n in summary["nodes"].items():
-        routed = ", ".join(
-            f"{m} {r['decisions']} ({_pct(r['share'])})" for m, r in n["routing"].items()
-        )
-        lines.append(
-            f"{name:<20} {n['decisions']:>9} {n['calls']:>6} {n['errors']:>6} "
-            f"{_pct(n['fallback_rate']):>8} {_pct(n['escalation_rate']):>8} "
-            f"{str(n['input_tokens']) + '/' + str(n['output_tokens']):>15} "
-            f"{n['cost_usd']:>11.6f}  {routed or '-'}"
-        )
-    lines += [
-        "",
-        f"{'MODEL':<20} {'DECISIONS':>9} {'CALLS':>6} {'ERRORS':>6} {'FALLBACK':>8} "
-        f"{'TOKENS IN/OUT':>15} {'COST USD':>11} {'P50 MS':>8} {'P95 MS':>8}  ERROR TYPES",
-    ]
-    for name, m in summary["models"].items():
-        kinds = ", ".join(f"{k} {v}" for k, v in m["error_types"].items())
-        lines.append(
-            f"{name:<20} {m['decisions']:>9} {m['calls']:>6} {m['errors']:>6} "
-            f"{m['fallbacks']:>8} {str(m['input_tokens']) + '/' + str(m['output_tokens']):>15} "
-            f"{m['cost_usd']:>11.6f} {_ms(m['latency_ms']['p50']):>8} "
-            f"{_ms(m['latency_ms']['p95']):>8}  {kinds or '-'}"
-        )
-    return "\n".join(lines)
+        f"{t['input_tokens']}/{t['output_tokens']}, cost ${t['cost_usd']:.6f}"
+    )
+    nodes = table_text(
+        ("NODE", *_COUNTS, "ROUTED TO"),
+        (
+            (
+                name,
+                str(n["decisions"]),
+                str(n["calls"]),
+                str(n["errors"]),
+                _pct(n["fallback_rate"]),
+                _pct(n["escalation_rate"]),
+                f"{n['input_tokens']}/{n['output_tokens']}",
+                f"{n['cost_usd']:.6f}",
+                ", ".join(
+                    f"{m} {r['decisions']} ({_pct(r['share'])})" for m, r in n["routing"].items()
+                )
+                or "-",
+            )
+            for name, n in summary["nodes"].items()
+        ),
+        wrap=("ROUTED TO",),
+        right=_COUNTS,
+        width=width,
+    )
+    model_counts = (*_COUNTS[:4], *_COUNTS[5:], "P50 MS", "P95 MS")
+    models = table_text(
+        ("MODEL", *model_counts, "ERROR TYPES"),
+        (
+            (
+                name,
+                str(m["decisions"]),
+                str(m["calls"]),
+                str(m["errors"]),
+                str(m["fallbacks"]),
+                f"{m['input_tokens']}/{m['output_tokens']}",
+                f"{m['cost_usd']:.6f}",
+                _ms(m["latency_ms"]["p50"]),
+                _ms(m["latency_ms"]["p95"]),
+                ", ".join(f"{k} {v}" for k, v in m["error_types"].items()) or "-",
+            )
+            for name, m in summary["models"].items()
+        ),
+        wrap=("ERROR TYPES",),
+        right=model_counts,
+        width=width,
+    )
+    return f"{head}\n\n{nodes}\n{models}".rstrip("\n")
