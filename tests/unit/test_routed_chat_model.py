@@ -181,14 +181,6 @@ class TestRoutedChatModelUnit(ChatModelUnitTests):
         return {"caller": self._caller, "node": "suite"}
 
     @property
-    def standard_chat_model_params(self) -> dict[str, Any]:
-        # `api_key` and `max_retries` are rejected on purpose (extra="forbid"): keys are
-        # named per model in the catalog, retries belong to the ResiliencePolicy.
-        params = super().standard_chat_model_params
-        del params["api_key"], params["max_retries"]
-        return params
-
-    @property
     def supports_json_mode(self) -> bool:
         return True
 
@@ -479,8 +471,8 @@ def test_unknown_options_and_init_arguments_are_rejected() -> None:
         model.invoke("hi", top_k=3)
     model.invoke("hi", tool_choice="auto")  # no tools bound: the choice has nothing to force
     assert caller.seen[-1][1].tool_choice is None
-    with pytest.raises(ValidationError, match="api_key"):
-        RoutedChatModel(caller=caller, api_key="sk-test")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="temprature"):
+        RoutedChatModel(caller=caller, temprature=0.1)  # type: ignore[call-arg]
     with pytest.raises(UnknownModel):
         model.invoke("hi", model="nope")
 

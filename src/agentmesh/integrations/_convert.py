@@ -32,7 +32,7 @@ from agentmesh.models.types import (
     ResponseFormat,
     ToolSpec,
 )
-from agentmesh.resilience.call import Attempt, CallResult
+from agentmesh.resilience.call import Attempt
 from agentmesh.routing.types import RouteDecision
 
 __all__ = [
@@ -42,9 +42,9 @@ __all__ = [
     "last_chunk",
     "metadata_of",
     "as_response_format",
-    "result_chunk",
     "as_tool_choice",
     "as_tool_spec",
+    "reasoning_of",
     "usage_of",
 ]
 
@@ -134,6 +134,11 @@ def has_images(messages: Sequence[BaseMessage]) -> bool:
     )
 
 
+def reasoning_of(response: ModelResponse) -> dict[str, Any]:
+    """``additional_kwargs`` carrying the model's reasoning (``reasoning_content``), if any."""
+    return {"reasoning_content": response.reasoning} if response.reasoning else {}
+
+
 def usage_of(response: ModelResponse) -> UsageMetadata:
     usage = response.usage
     return UsageMetadata(
@@ -191,6 +196,7 @@ def last_chunk(
     return ChatGenerationChunk(
         message=AIMessageChunk(
             content=text,
+            additional_kwargs=reasoning_of(response),
             tool_call_chunks=calls,
             usage_metadata=usage_of(response),
             response_metadata=metadata_of(
@@ -198,16 +204,4 @@ def last_chunk(
             ),
             chunk_position="last",
         )
-    )
-
-
-def result_chunk(result: CallResult, attempts: Sequence[Attempt] = ()) -> ChatGenerationChunk:
-    """A resilient call's whole answer as one last chunk (``attempts`` made before it first)."""
-    return last_chunk(
-        result.response,
-        result.decision,
-        (*attempts, *result.attempts),
-        text=result.response.text,
-        cost_usd=result.cost_usd,
-        degraded=result.degraded,
     )

@@ -25,9 +25,15 @@ it for its callback run).
 
 Sync methods (``invoke``, ``stream``, ``batch``) run the async ones on a
 private event loop in a daemon thread, one per model instance (started on
-first use, stopped by :meth:`RoutedChatModel.close`). HTTP providers keep a
-connection pool per event loop, so a gateway used from sync calls keeps its
-pool on that loop: use one style (sync or async) per gateway.
+first use, stopped by :meth:`RoutedChatModel.close`). The gateway keeps one
+HTTP connection pool per event loop, so sync and async calls mix freely.
+
+Each call outside a graph opens a ``chat_model {node}`` span, the parent of
+its ``route`` and ``chat`` spans. ``api_key`` and ``max_retries`` are accepted
+and ignored, as LangChain code passes them to any chat model: keys are named
+per model in the catalog, retries belong to the resilience policy. Reasoning
+that OpenAI-compatible servers return beside the answer arrives in
+``additional_kwargs["reasoning_content"]``.
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from agentmesh.integrations._convert import (
     FORCED,
@@ -68,6 +74,7 @@ from agentmesh.integrations._convert import (
     has_images,
     last_chunk,
     metadata_of,
+    reasoning_of,
     usage_of,
 )
 from agentmesh.integrations.sync_loop import SyncLoop
@@ -81,6 +88,8 @@ from agentmesh.resilience import Call, ResilientCaller, Streamed
 from agentmesh.resilience.policy import ResiliencePolicy
 from agentmesh.routing.policy import Policy
 from agentmesh.routing.types import RouteRequest
+from agentmesh.tracing import SpanScope, span
+from agentmesh.tracing.attributes import NODE_KIND, NODE_NAME
 
 __all__ = ["RoutedChatModel"]
 
@@ -130,6 +139,9 @@ class RoutedChatModel(BaseChatModel):
         timeout: Total seconds per model call; ``None`` uses the catalog's limit.
         escalation: Escalation level: tiers above the cheapest acceptable one.
         streaming: Make ``invoke`` stream internally (token callbacks fire).
+        api_key: Accepted and ignored, as other chat models take it: keys are
+            named per model in the catalog (never serialized or shown).
+        max_retries: Accepted and ignored: retries belong to the resilience policy.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -146,6 +158,8 @@ class RoutedChatModel(BaseChatModel):
     timeout: float | None = Field(default=None, gt=0)
     escalation: int = Field(default=0, ge=0)
     streaming: bool = False
+    api_key: SecretStr | None = Field(default=None, exclude=True, repr=False)
+    max_retries: int | None = Field(default=None, exclude=True)
 
     _loop: SyncLoop = PrivateAttr(default_factory=SyncLoop)
 
@@ -348,6 +362,11 @@ class RoutedChatModel(BaseChatModel):
     def _call_of(self, route: RouteRequest, request: ModelRequest) -> Call:
         return Call(route, request, self.policy, self.resilience)
 
+    @staticmethod
+    def _span(route: RouteRequest) -> SpanScope:
+        """The parent span of one call, so its route and chat spans share a trace."""
+        return span(f"chat_model {route.node}", {NODE_NAME: route.node, NODE_KIND: "chat_model"})
+
     # --- generation ------------------------------------------------------------------
 
     async def _agenerate(
@@ -363,10 +382,12 @@ class RoutedChatModel(BaseChatModel):
             CallFailed: No model served it (names every attempt).
         """
         route, request = self._requests(messages, stop, kwargs)
-        result = await self.caller.call(self._call_of(route, request))
+        with self._span(route):
+            result = await self.caller.call(self._call_of(route, request))
         response = result.response
         message = AIMessage(
             content=response.text,
+            additional_kwargs=reasoning_of(response),
             tool_calls=[
                 {
                     "id": call.id,
@@ -410,22 +431,31 @@ class RoutedChatModel(BaseChatModel):
             CallFailed: No model served it, or the streaming model failed mid-answer.
         """
         route, request = self._requests(messages, stop, kwargs)
+        scope = self._span(route)
         stream = cast(
             "AsyncGenerator[Streamed, None]", self.caller.stream(self._call_of(route, request))
         )
-        async with aclosing(stream) as items:
-            async for item in items:
-                if isinstance(item, str):
-                    yield ChatGenerationChunk(message=AIMessageChunk(content=item))
-                else:
-                    yield last_chunk(
-                        item.response,
-                        item.decision,
-                        item.attempts,
-                        text="",
-                        cost_usd=item.cost_usd,
-                        degraded=item.degraded,
-                    )
+        try:
+            async with aclosing(stream) as items:
+                with scope.current():  # the call's task starts here and inherits the span
+                    item: Streamed | None = await anext(items, None)
+                while item is not None:
+                    if isinstance(item, str):
+                        yield ChatGenerationChunk(message=AIMessageChunk(content=item))
+                    else:
+                        yield last_chunk(
+                            item.response,
+                            item.decision,
+                            item.attempts,
+                            text="",
+                            cost_usd=item.cost_usd,
+                            degraded=item.degraded,
+                        )
+                    item = await anext(items, None)
+        except BaseException as exc:
+            scope.end(exc)
+            raise
+        scope.end()
 
     def _stream(
         self,

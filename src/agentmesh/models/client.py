@@ -122,6 +122,7 @@ class ModelClient(ABC):
         watch: Stopwatch,
         served_model: str | None = None,
         tool_calls: tuple[ToolCall, ...] = (),
+        reasoning: str = "",
     ) -> ModelResponse:
         """A response of this client's model: timings read now, cost from the catalog price."""
         latency_ms, ttft_ms = watch.read()
@@ -137,6 +138,7 @@ class ModelClient(ABC):
             ttft_ms=ttft_ms,
             cost_usd=self.spec.cost(usage.input_tokens, usage.output_tokens),
             simulated=self.spec.simulated,
+            reasoning=reasoning,
         )
 
     def error(self, error_type: type[E], message: str, *, status_code: int | None = None) -> E:

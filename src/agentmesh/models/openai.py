@@ -126,6 +126,7 @@ class _Accumulator:
     model: str | None = None
     usage: Mapping[str, Any] | None = None
     done: bool = False
+    reasoning: list[str] = field(default_factory=list)
 
 
 class OpenAIClient(HttpModelClient):
@@ -207,6 +208,7 @@ class OpenAIClient(HttpModelClient):
             model=data.get("model"),
             usage=data.get("usage"),
             watch=watch,
+            reasoning=_reasoning(message),
         )
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
@@ -238,6 +240,7 @@ class OpenAIClient(HttpModelClient):
                 model=acc.model,
                 usage=acc.usage,
                 watch=watch,
+                reasoning="".join(acc.reasoning),
             )
         )
 
@@ -271,6 +274,9 @@ class OpenAIClient(HttpModelClient):
         text = delta.get("content") or ""
         if text:
             acc.text.append(text)
+        thought = _reasoning(delta)
+        if thought:
+            acc.reasoning.append(thought)
         if delta.get("refusal"):
             raise self.error(ContentFiltered, str(delta["refusal"])[:300])
         return str(text)
@@ -298,6 +304,7 @@ class OpenAIClient(HttpModelClient):
         model: str | None,
         usage: Mapping[str, Any] | None,
         watch: Stopwatch,
+        reasoning: str = "",
     ) -> ModelResponse:
         if finish == "content_filter":
             raise self.error(
@@ -316,7 +323,21 @@ class OpenAIClient(HttpModelClient):
             finish_reason=_FINISH.get(finish or "", "unknown"),
             served_model=model,
             watch=watch,
+            reasoning=reasoning,
         )
+
+
+def _reasoning(message: Mapping[str, Any]) -> str:
+    """Reasoning text beside the answer, when the provider sends it as a string.
+
+    ``reasoning_content`` (DeepSeek, vLLM, llama.cpp's server) or ``reasoning``
+    (OpenRouter, Ollama).
+    """
+    for key in ("reasoning_content", "reasoning"):
+        value = message.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
 
 
 def _usage(usage: Mapping[str, Any] | None) -> Usage | None:

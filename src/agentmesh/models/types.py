@@ -143,6 +143,8 @@ class ModelResponse:
         ttft_ms: Time to first token; for non-streamed calls, equal to ``latency_ms``.
         cost_usd: Cost from the catalog's pricing.
         simulated: True when a scripted model produced the answer.
+        reasoning: The model's reasoning text, when the provider returns it apart
+            from the answer (OpenAI-compatible ``reasoning_content`` / ``reasoning``).
     """
 
     model_id: str
@@ -156,6 +158,7 @@ class ModelResponse:
     cost_usd: float
     tool_calls: tuple[ToolCall, ...] = ()
     simulated: bool = False
+    reasoning: str = ""
 
     def to_message(self) -> AIMessage:
         """The response as a langchain-core ``AIMessage`` (usage and model in metadata)."""

@@ -206,6 +206,8 @@ def _meter_provider(
     otlp_headers: Mapping[str, str] | None,
     service_name: str,
 ) -> MeterProvider | None:
+    if os.environ.get("OTEL_METRICS_EXPORTER", "").strip().lower() == "none":
+        otlp_endpoint = None  # metrics off (trace-only backends answer 405 to them)
     if not readers and otlp_endpoint is None:
         return None
     if isinstance(metrics.get_meter_provider(), MeterProvider):
@@ -247,7 +249,8 @@ def configure(
             (what ``--trace FILE`` writes and ``agentmesh trace`` reads).
         console: Print finished spans on stdout (OpenTelemetry's console exporter).
         otlp_endpoint: Export spans, and metrics every 60 s, with OTLP/HTTP to
-            this collector URL (extra ``otlp``).
+            this collector URL (extra ``otlp``). ``OTEL_METRICS_EXPORTER=none``
+            keeps the metrics home (for trace-only backends such as Phoenix).
         otlp_headers: HTTP headers for the OTLP exporters.
         exporters: More span exporters (e.g. an ``InMemorySpanExporter``).
         metric_readers: Metric readers to install with a new SDK meter provider.

@@ -282,6 +282,28 @@ class SpanScope(CurrentSpan):
             self._attach()
         return self
 
+    @contextmanager
+    def current(self) -> Iterator[None]:
+        """Make the span current for a block without ending it.
+
+        For work that outlives one ``with`` block in one task, e.g. a stream: the
+        task it starts inside this block inherits the span; :meth:`end` it later.
+        """
+        token = None
+        if self.span.get_span_context().is_valid:
+            token = otel_context.attach(trace.set_span_in_context(self.span))
+        try:
+            yield
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+
+    def end(self, exc: BaseException | None = None) -> None:
+        """End the span (used with :meth:`current`), recording ``exc`` if given."""
+        if exc is not None:
+            record_error(self.span, exc)
+        self.span.end()
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
