@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from agentmesh.models.tokens import estimate_tokens
 from agentmesh.prompts import PromptLibrary
-from agentmesh.resilience.call import Attempt
+from agentmesh.resilience.call import Attempt, Spend
 from agentmesh.resilience.caller import ResilientCaller
 from agentmesh.resilience.policy import ResiliencePolicy
 from agentmesh.routing.policy import Policy
@@ -92,9 +92,6 @@ class StepRecord:
     Attributes:
         stage: The stage it served (``refine``, ``leaf``, ``root``, ``judge``...).
         model: Catalog id of the model that answered; ``None`` when none did.
-        cost_usd: Cost of every attempt of the call.
-        input_tokens: Prompt tokens billed (every attempt).
-        output_tokens: Completion tokens billed (every attempt).
         attempts: Every attempt of the resilient call (fallbacks and retries included).
         sources: The item sources whose text (or summaries of it) was in the prompt.
         decision_id: The routing decision of the call.
@@ -105,9 +102,6 @@ class StepRecord:
 
     stage: str
     model: str | None
-    cost_usd: float
-    input_tokens: int
-    output_tokens: int
     attempts: tuple[Attempt, ...]
     sources: tuple[str, ...] = ()
     decision_id: str = ""
@@ -121,6 +115,26 @@ class StepRecord:
         return self.error is None
 
     @property
+    def spend(self) -> Spend:
+        """Tokens and cost of every attempt of the call."""
+        return Spend.total(a.spend for a in self.attempts)
+
+    @property
+    def cost_usd(self) -> float:
+        """Cost of every attempt of the call."""
+        return self.spend.cost_usd
+
+    @property
+    def input_tokens(self) -> int:
+        """Prompt tokens billed (every attempt)."""
+        return self.spend.input_tokens
+
+    @property
+    def output_tokens(self) -> int:
+        """Completion tokens billed (every attempt)."""
+        return self.spend.output_tokens
+
+    @property
     def tokens(self) -> int:
         """Input and output tokens together."""
         return self.input_tokens + self.output_tokens
@@ -130,9 +144,7 @@ class StepRecord:
         return {
             "stage": self.stage,
             "model": self.model,
-            "cost_usd": self.cost_usd,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
+            **self.spend.to_dict(),
             "attempts": [a.to_dict() for a in self.attempts],
             "sources": list(self.sources),
             "decision_id": self.decision_id,

@@ -71,14 +71,10 @@ class Room:
 def _record(
     stage: str, result: CallResult, sources: tuple[str, ...], level: int | None
 ) -> StepRecord:
-    attempts = result.attempts
     return StepRecord(
         stage=stage,
         model=result.model,
-        cost_usd=result.cost_usd,
-        input_tokens=sum(a.input_tokens for a in attempts),
-        output_tokens=sum(a.output_tokens for a in attempts),
-        attempts=attempts,
+        attempts=result.attempts,
         sources=sources,
         decision_id=result.decision.decision_id,
         reason=result.decision.reason,
@@ -190,15 +186,11 @@ class SynthesisRun:
                 )
             )
         except CallFailed as failure:
-            attempts = failure.attempts
             self.calls.append(
                 StepRecord(
                     stage=stage,
                     model=None,
-                    cost_usd=sum(a.cost_usd for a in attempts),
-                    input_tokens=sum(a.input_tokens for a in attempts),
-                    output_tokens=sum(a.output_tokens for a in attempts),
-                    attempts=attempts,
+                    attempts=failure.attempts,
                     sources=used,
                     error=failure.kind,
                     level=level,
