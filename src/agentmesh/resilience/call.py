@@ -25,6 +25,7 @@ from agentmesh.routing.types import BudgetExceeded, RouteDecision, RouteRequest,
 
 __all__ = [
     "Attempt",
+    "Billed",
     "Call",
     "CallFailed",
     "CallResult",
@@ -108,11 +109,33 @@ class Call:
         return request if isinstance(request, ModelRequest) else request(spec)
 
 
+class Billed:
+    """Mixin: ``input_tokens``, ``output_tokens`` and ``cost_usd`` of a record's ``spend``."""
+
+    __slots__ = ()
+    spend: Spend
+
+    @property
+    def input_tokens(self) -> int:
+        """Prompt tokens billed."""
+        return self.spend.input_tokens
+
+    @property
+    def output_tokens(self) -> int:
+        """Completion tokens billed."""
+        return self.spend.output_tokens
+
+    @property
+    def cost_usd(self) -> float:
+        """Cost billed."""
+        return self.spend.cost_usd
+
+
 AttemptOutcome = Literal["ok", "error", "skipped"]
 
 
 @dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(Billed):
     """One try of one model (or one skip), and why it happened.
 
     Attributes:
@@ -139,21 +162,6 @@ class Attempt:
     ttft_ms: float | None = None
     spend: Spend = Spend()
     waited_s: float = 0.0
-
-    @property
-    def input_tokens(self) -> int:
-        """Prompt tokens billed."""
-        return self.spend.input_tokens
-
-    @property
-    def output_tokens(self) -> int:
-        """Completion tokens billed."""
-        return self.spend.output_tokens
-
-    @property
-    def cost_usd(self) -> float:
-        """Cost billed."""
-        return self.spend.cost_usd
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (``attempts`` of ``--json`` step records)."""

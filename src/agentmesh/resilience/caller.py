@@ -431,15 +431,7 @@ class ResilientCaller:
             except ModelError as error:
                 run.last_error = error
                 stats = await self.router.record(
-                    decision,
-                    Outcome(
-                        model,
-                        error=error.kind,
-                        input_tokens=billed.input_tokens,
-                        output_tokens=billed.output_tokens,
-                        cost_usd=billed.cost_usd,
-                    ),
-                    failure_window_s=window,
+                    decision, _outcome(model, billed, error=error.kind), failure_window_s=window
                 )
                 run.attempts.append(
                     Attempt(
@@ -481,13 +473,7 @@ class ResilientCaller:
                 raise
             await self.router.record(
                 decision,
-                Outcome(
-                    model,
-                    latency_ms=response.latency_ms,
-                    input_tokens=billed.input_tokens,
-                    output_tokens=billed.output_tokens,
-                    cost_usd=billed.cost_usd,
-                ),
+                _outcome(model, billed, latency_ms=response.latency_ms),
                 failure_window_s=window,
             )
             run.retry_budget.on_success(model)
@@ -525,6 +511,20 @@ class ResilientCaller:
         if run.deadline is not None and asyncio.get_running_loop().time() + delay >= run.deadline:
             return None
         return delay
+
+
+def _outcome(
+    model: str, billed: Spend, *, latency_ms: float | None = None, error: str | None = None
+) -> Outcome:
+    """What the router learns from one attempt (a rejected answer is still billed)."""
+    return Outcome(
+        model,
+        latency_ms=latency_ms,
+        error=error,
+        input_tokens=billed.input_tokens,
+        output_tokens=billed.output_tokens,
+        cost_usd=billed.cost_usd,
+    )
 
 
 def _empty(response: ModelResponse) -> bool:

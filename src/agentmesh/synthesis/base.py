@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from agentmesh.models.tokens import estimate_tokens
 from agentmesh.prompts import PromptLibrary
-from agentmesh.resilience.call import Attempt, Spend
+from agentmesh.resilience.call import Attempt, Billed, Spend
 from agentmesh.resilience.caller import ResilientCaller
 from agentmesh.resilience.policy import ResiliencePolicy
 from agentmesh.routing.policy import Policy
@@ -86,7 +86,7 @@ class Contributor(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class StepRecord:
+class StepRecord(Billed):
     """One model call of a synthesis (or one that failed), derived from its ``CallResult``.
 
     Attributes:
@@ -98,6 +98,7 @@ class StepRecord:
         reason: Why the router chose the model.
         error: ``CallFailed.kind`` when no model served the call.
         level: Tree level (0 = leaves), for tree summarization.
+        spend: Tokens and cost of every attempt (derived).
     """
 
     stage: str
@@ -108,31 +109,16 @@ class StepRecord:
     reason: str = ""
     error: str | None = None
     level: int | None = None
+    spend: Spend = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Derived once from the attempts: tokens and cost are never copied by hand.
+        object.__setattr__(self, "spend", Spend.total(a.spend for a in self.attempts))
 
     @property
     def ok(self) -> bool:
         """A model answered the call."""
         return self.error is None
-
-    @property
-    def spend(self) -> Spend:
-        """Tokens and cost of every attempt of the call."""
-        return Spend.total(a.spend for a in self.attempts)
-
-    @property
-    def cost_usd(self) -> float:
-        """Cost of every attempt of the call."""
-        return self.spend.cost_usd
-
-    @property
-    def input_tokens(self) -> int:
-        """Prompt tokens billed (every attempt)."""
-        return self.spend.input_tokens
-
-    @property
-    def output_tokens(self) -> int:
-        """Completion tokens billed (every attempt)."""
-        return self.spend.output_tokens
 
     @property
     def tokens(self) -> int:
