@@ -33,7 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-__all__ = ["CHAT_COMPLETION", "StubServer", "completion_responses", "serve"]
+__all__ = ["CHAT_COMPLETION", "StubServer", "answer", "completion_responses", "serve"]
 
 CHAT_COMPLETION: dict[str, Any] = {
     "id": "chatcmpl-stub",
@@ -91,8 +91,8 @@ def completion_responses(rules: Sequence[tuple[str, str]]) -> Rules:
     return tuple((needle.encode(), _completion(content)) for needle, content in rules)
 
 
-def _answer(body: bytes, rules: Rules) -> bytes:
-    """The response to a chat-completion request with ``body``."""
+def answer(body: bytes, rules: Rules) -> bytes:
+    """The whole HTTP response to a chat-completion request with ``body``."""
     for needle, response in rules:
         if needle in body:
             return response
@@ -156,7 +156,7 @@ async def _handle(
             counts.requests[arm] += 1
             close = headers.get(b"connection", b"").lower() == b"close"
             if method == b"POST" and target == b"/v1/chat/completions":
-                writer.write(_answer(body, rules) if rules else _COMPLETION_RESPONSE)
+                writer.write(answer(body, rules) if rules else _COMPLETION_RESPONSE)
             elif method == b"GET" and target == b"/stats":
                 body = json.dumps(counts.snapshot()).encode()
                 writer.write(_response("200 OK", body, close=close))
