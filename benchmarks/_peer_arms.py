@@ -86,7 +86,8 @@ PEER_NOTES = [
     "litellm_otel: the same Router with litellm.callbacks=['otel'] (LiteLLM's own "
     "OpenTelemetry logger), exporting through the global SDK provider set by "
     "agentmesh.tracing.configure(jsonl=...): the same BatchSpanProcessor and JSONL "
-    "exporter as agentmesh_on.",
+    "exporter as agentmesh_on. (OpenInference's openinference-instrumentation-litellm and "
+    "opentelemetry-instrumentation-litellm also exist on PyPI; not measured here.)",
     "agentmesh_off/on: GraphRunner (checked and compiled once) run() timed, untraced / "
     "traced to JSONL (workflow span, in-memory checkpointer, step records included); the "
     "LiteLLM and raw graphs are compiled without checkpointer.",

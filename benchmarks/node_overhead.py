@@ -110,7 +110,7 @@ Run::
 
     .venv/bin/python benchmarks/node_overhead.py            # ~2 min on 2 cores
     .venv/bin/python benchmarks/node_overhead.py --quick    # smoke run, a few seconds
-    .venv/bin/python benchmarks/node_overhead.py --arms peer    # 3 rounds, ~5 min
+    .venv/bin/python benchmarks/node_overhead.py --arms peer    # 3 rounds, ~4 min
 """
 
 from __future__ import annotations
