@@ -42,6 +42,7 @@ bench: install
 	$(PY) benchmarks/faults.py
 	$(PY) benchmarks/tracing_overhead.py
 	$(PY) benchmarks/node_overhead.py
+	$(PY) benchmarks/node_overhead.py --arms peer
 	$(PY) benchmarks/node_instructions.py
 	$(PY) benchmarks/router_eval.py
 	$(PY) benchmarks/state_overhead.py

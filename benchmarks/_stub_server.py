@@ -2,7 +2,10 @@
 
 It answers ``POST /v1/chat/completions`` with one fixed, small chat completion
 (sent with ``Content-Length`` over HTTP/1.1 keep-alive) as fast as asyncio
-streams allow, so that what a benchmark measures is the client side. It counts
+streams allow, so that what a benchmark measures is the client side. Optional
+*reply rules* (``--rules``, :class:`StubServer` ``rules=``) answer a request whose
+body contains a given text with another content instead (the first rule that
+matches wins; e.g. a JSON plan for a planner's prompt). It counts
 every TCP connection it accepts and every request it answers, attributed to the
 *arm* named by the ``x-bench-arm`` header of a connection's first request, and
 reports the counts as JSON on ``GET /stats``.
@@ -25,11 +28,12 @@ import subprocess
 import sys
 import urllib.request
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-__all__ = ["CHAT_COMPLETION", "StubServer", "serve"]
+__all__ = ["CHAT_COMPLETION", "StubServer", "answer", "completion_responses", "serve"]
 
 CHAT_COMPLETION: dict[str, Any] = {
     "id": "chatcmpl-stub",
@@ -63,9 +67,36 @@ def _response(status: str, body: bytes, *, close: bool = False) -> bytes:
     return head.encode("ascii") + body
 
 
-_COMPLETION_RESPONSE = _response(
-    "200 OK", json.dumps(CHAT_COMPLETION, separators=(",", ":")).encode()
-)
+def _completion(content: str) -> bytes:
+    """The whole HTTP response of a chat completion answering ``content``."""
+    body = dict(CHAT_COMPLETION)
+    body["choices"] = [
+        {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+    ]
+    return _response("200 OK", json.dumps(body, separators=(",", ":")).encode())
+
+
+_COMPLETION_RESPONSE = _completion("ok")
+
+Rules = tuple[tuple[bytes, bytes], ...]
+"""(text a request body contains, the whole HTTP response sent for it), in order."""
+
+
+def completion_responses(rules: Sequence[tuple[str, str]]) -> Rules:
+    """Prepared responses for reply rules ``[(text the body contains, content), ...]``.
+
+    The text is matched as it appears in the JSON body, so it should hold no
+    character that JSON escapes (quotes, backslashes, newlines).
+    """
+    return tuple((needle.encode(), _completion(content)) for needle, content in rules)
+
+
+def answer(body: bytes, rules: Rules) -> bytes:
+    """The whole HTTP response to a chat-completion request with ``body``."""
+    for needle, response in rules:
+        if needle in body:
+            return response
+    return _COMPLETION_RESPONSE
 
 
 class _Counts:
@@ -101,7 +132,7 @@ def _parse_head(head: bytes) -> tuple[bytes, bytes, dict[bytes, bytes]]:
 
 
 async def _handle(
-    counts: _Counts, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    counts: _Counts, rules: Rules, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
     """Serve one connection until the client closes it."""
     counts.accepted += 1
@@ -118,15 +149,14 @@ async def _handle(
             except ValueError:
                 writer.write(_response("400 Bad Request", b'{"error":"bad request"}', close=True))
                 return
-            if length:
-                await reader.readexactly(length)
+            body = await reader.readexactly(length) if length else b""
             if arm is None:
                 arm = headers.get(_ARM_HEADER, _UNTAGGED.encode()).decode("ascii", "replace")
                 counts.connections[arm] += 1
             counts.requests[arm] += 1
             close = headers.get(b"connection", b"").lower() == b"close"
             if method == b"POST" and target == b"/v1/chat/completions":
-                writer.write(_COMPLETION_RESPONSE)
+                writer.write(answer(body, rules) if rules else _COMPLETION_RESPONSE)
             elif method == b"GET" and target == b"/stats":
                 body = json.dumps(counts.snapshot()).encode()
                 writer.write(_response("200 OK", body, close=close))
@@ -159,14 +189,21 @@ async def _stdin_closed() -> None:
         transport.close()
 
 
-async def serve(host: str = "127.0.0.1", port: int = 0, *, max_seconds: float = 600.0) -> None:
+async def serve(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    max_seconds: float = 600.0,
+    rules: Sequence[tuple[str, str]] = (),
+) -> None:
     """Serve until stdin closes, SIGTERM arrives or ``max_seconds`` pass.
 
     Prints ``{"port": N}`` on stdout once the socket listens.
     """
     counts = _Counts()
+    prepared = completion_responses(rules)
     server = await asyncio.start_server(
-        lambda r, w: _handle(counts, r, w), host, port, backlog=1024
+        lambda r, w: _handle(counts, prepared, r, w), host, port, backlog=1024
     )
     bound = server.sockets[0].getsockname()[1]
     print(json.dumps({"port": bound}), flush=True)
@@ -194,8 +231,11 @@ class StubServer:
         base_url: ``http://127.0.0.1:{port}/v1``.
     """
 
-    def __init__(self, *, max_seconds: float = 600.0) -> None:
+    def __init__(
+        self, *, max_seconds: float = 600.0, rules: Sequence[tuple[str, str]] = ()
+    ) -> None:
         self._max_seconds = max_seconds
+        self._rules = [list(rule) for rule in rules]
         self._process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -209,8 +249,11 @@ class StubServer:
         Raises:
             RuntimeError: The process exited before reporting its port.
         """
+        command = [sys.executable, str(Path(__file__)), "--max-seconds", str(self._max_seconds)]
+        if self._rules:
+            command += ["--rules", json.dumps(self._rules)]
         self._process = subprocess.Popen(
-            [sys.executable, str(Path(__file__)), "--max-seconds", str(self._max_seconds)],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -261,13 +304,20 @@ class StubServer:
 
 
 def main() -> None:
-    """Command line: ``python _stub_server.py [--host H] [--port P] [--max-seconds S]``."""
+    """Command line: ``python _stub_server.py [--host H] [--port P] [--max-seconds S] [--rules R]``.
+
+    ``--rules`` is JSON: ``[["text the body contains", "content to answer"], ...]``.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--max-seconds", type=float, default=600.0)
+    parser.add_argument(
+        "--rules", default="[]", help='reply rules as JSON: [["text in the body", "content"], ...]'
+    )
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port, max_seconds=args.max_seconds))
+    rules = [(str(needle), str(content)) for needle, content in json.loads(args.rules)]
+    asyncio.run(serve(args.host, args.port, max_seconds=args.max_seconds, rules=rules))
 
 
 if __name__ == "__main__":

@@ -73,16 +73,51 @@ How to read the output (one JSON object on stdout)
     expected (calibrated per run kind during warm-up): fewer means the batch
     processor dropped spans, and tracing was cheaper than it should be.
 
+Peer arms (``--arms peer`` or ``all``; extra ``bench``; ``_peer_arms.py``, ``_peer_stack.py``)
+    The same three shapes against the peer stack, every model call crossing
+    loopback HTTP to one OpenAI-compatible stub (``_stub_server.py``, its own
+    process; a JSON plan for ``Question:`` prompts, ``ok`` otherwise), so the models
+    are served identically to every stack. The pool has two models on the stub
+    (``cheap``, ``dear``, priced alike in both stacks). Five processes per round:
+    ``peer_raw``: the raw graph whose nodes do a bare ``httpx`` POST (``raw_httpx``,
+    the baseline) or ``Gateway.invoke`` on the ``openai`` entry (``raw_gateway``);
+    ``peer_litellm``: the raw graph whose nodes ``await Router.acompletion(...)`` on a
+    LiteLLM ``Router`` (one group per model, 2 retries, cooldown, fallbacks
+    ``cheap -> dear``: ``litellm``; both models in one ``latency-based-routing``
+    group fed by LiteLLM's own success callback: ``litellm_latency``);
+    ``peer_litellm_otel``: that Router with ``litellm.callbacks = ["otel"]`` (LiteLLM's
+    OpenTelemetry logger) exporting through the global SDK provider that
+    ``agentmesh.tracing.configure(jsonl=...)`` sets (the same batch processor and
+    JSONL exporter as agentmesh's traced arm); ``peer_agentmesh_off`` / ``_on``: the
+    ``Workflow`` graphs in a ``GraphRunner`` over ``openai`` catalog entries
+    (``cheapest``; ``least_latency`` too untraced), untraced / traced to JSONL. GC is
+    ON during the timed runs (as users run), every run is also timed on the
+    process's CPU clock (all threads), an audit hook refuses any network access that
+    is not to loopback, and LiteLLM uses its bundled cost map.
+
+    ``peer.table`` / ``peer.cpu_table`` (also printed on stderr): wall and CPU
+    microseconds per node of raw LangGraph, LangGraph + LiteLLM Router, the same
+    with LiteLLM's OTel, agentmesh untraced and traced, with agentmesh / LiteLLM and
+    agentmesh / raw. ``peer.shapes[shape]``: every column and ratio;
+    ``peer.target``: agentmesh untraced / LangGraph + LiteLLM <= 0.5 on every shape.
+    ``peer.stub_requests``: requests the stub answered per arm / node executions
+    (1.0: no retry, no fallback, nothing else called). ``peer.litellm_latency_history``:
+    the latency lists LiteLLM's latency-based routing holds per deployment (its
+    key, ``latency_normalized`` in LiteLLM 1.110). ``peer.network``: refused
+    accesses (none expected). ``peer.tracing``: spans per node of the traced arms.
+
 Run::
 
     .venv/bin/python benchmarks/node_overhead.py            # ~2 min on 2 cores
     .venv/bin/python benchmarks/node_overhead.py --quick    # smoke run, a few seconds
+    .venv/bin/python benchmarks/node_overhead.py --arms peer    # 3 rounds, ~4 min
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import json
 import operator
@@ -94,7 +129,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -103,7 +138,18 @@ from typing import Annotated, Any, TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send  # at module level: LangGraph reads the fan-out's type hints
 
-VARIANTS = ("raw", "agentmesh_off", "agentmesh_on")
+import _peer_arms as arms
+import _peer_stack as peer
+from _peer_arms import ChildArgs
+from _stub_server import StubServer
+
+SCRIPTED_VARIANTS = ("raw", "agentmesh_off", "agentmesh_on")
+ARMS = {
+    "scripted": SCRIPTED_VARIANTS,
+    "peer": arms.PEER_VARIANTS,
+    "all": SCRIPTED_VARIANTS + arms.PEER_VARIANTS,
+}
+"""``--arms``: the variants (one process each per round) to run."""
 SHAPES = ("chain10", "chain100", "fanout10")
 NODES = {"chain10": 10, "chain100": 100, "fanout10": 11}
 MODES = {"raw": ("plain", "checkpointed"), "agentmesh": ("runner", "run_graph", "compiled")}
@@ -157,12 +203,12 @@ def catalog() -> Any:
 # --- agentmesh -----------------------------------------------------------------------
 
 
-def agentmesh_spec(shape: str) -> Any:
-    """The shape as an agentmesh workflow."""
+def agentmesh_spec(shape: str, strategy: str = "cheapest") -> Any:
+    """The shape as an agentmesh workflow routing with ``strategy``."""
     from agentmesh.graph import Workflow
     from agentmesh.routing import Policy
 
-    wf = Workflow(shape, policy=Policy(strategy="cheapest"))
+    wf = Workflow(shape, policy=Policy(strategy=strategy))
     if shape == "fanout10":
         wf.planner(
             "plan",
@@ -181,13 +227,19 @@ def agentmesh_spec(shape: str) -> Any:
     return wf.spec()
 
 
-def agentmesh_runners(runtime: Any) -> dict[tuple[str, str], Runner]:
-    """One runner per (shape, mode)."""
+def agentmesh_runners(
+    runtime: Any,
+    *,
+    strategy: str = "cheapest",
+    modes: tuple[str, ...] = MODES["agentmesh"],
+    suffix: str = "",
+) -> dict[tuple[str, str], Runner]:
+    """One runner per (shape, mode + ``suffix``) for each of ``modes``."""
     from agentmesh.graph import GraphRunner, compile_graph, run_graph
 
     runners: dict[tuple[str, str], Runner] = {}
     for shape in SHAPES:
-        spec = agentmesh_spec(shape)
+        spec = agentmesh_spec(shape, strategy)
         graph = compile_graph(spec, runtime)
         prepared = GraphRunner(spec, runtime)
 
@@ -209,9 +261,8 @@ def agentmesh_runners(runtime: Any) -> dict[tuple[str, str], Runner]:
             state = await graph.ainvoke({"input": QUESTION, "run_id": run_id}, config)
             return len(state["steps"])
 
-        runners[shape, "runner"] = Runner(ready)
-        runners[shape, "run_graph"] = Runner(full)
-        runners[shape, "compiled"] = Runner(compiled)
+        kinds = {"runner": ready, "run_graph": full, "compiled": compiled}
+        runners |= {(shape, mode + suffix): Runner(kinds[mode]) for mode in modes}
     return runners
 
 
@@ -226,23 +277,19 @@ class RawState(TypedDict, total=False):
     results: Annotated[dict[str, str], operator.or_]
 
 
-def raw_graph(shape: str, gateway: Any) -> Any:
-    """The shape as a plain LangGraph ``StateGraph`` calling ``gateway`` directly."""
-    from agentmesh.models import ModelRequest
-
+def raw_graph(shape: str, ask: peer.Ask) -> Any:
+    """The shape as a plain LangGraph ``StateGraph`` whose nodes ``await ask(prompt)``."""
     graph = StateGraph(RawState)
     if shape == "fanout10":
 
         async def plan(state: RawState) -> dict[str, Any]:
-            request = ModelRequest.of(f"Question: {state['input']}")
-            response = await gateway.invoke(MODEL, request)
-            steps = json.loads(response.text)["steps"][:FAN_OUT]
-            return {"plan": steps, "results": {"plan": response.text}}
+            text = await ask(f"Question: {state['input']}")
+            steps = json.loads(text)["steps"][:FAN_OUT]
+            return {"plan": steps, "results": {"plan": text}}
 
         async def work(state: RawState) -> dict[str, Any]:
             prompt = f"Overall question: {state['input']}\n\nStep to carry out: {state['step']}"
-            response = await gateway.invoke(MODEL, ModelRequest.of(prompt))
-            return {"results": {f"work[{state['key']}]": response.text}}
+            return {"results": {f"work[{state['key']}]": await ask(prompt)}}
 
         def fan_out(state: RawState) -> list[Send]:
             return [
@@ -261,8 +308,7 @@ def raw_graph(shape: str, gateway: Any) -> Any:
         async def node(state: RawState) -> dict[str, Any]:
             step = state["results"][previous] if previous else "Estimate the yearly cost."
             prompt = f"Overall question: {state['input']}\n\nStep to carry out: {step}"
-            response = await gateway.invoke(MODEL, ModelRequest.of(prompt))
-            return {"results": {name: response.text}}
+            return {"results": {name: await ask(prompt)}}
 
         return node
 
@@ -274,21 +320,32 @@ def raw_graph(shape: str, gateway: Any) -> Any:
     return graph
 
 
-def raw_runners(gateway: Any) -> dict[tuple[str, str], Runner]:
+async def run_plain(app: Any) -> int:
+    """One run of a raw graph compiled without checkpointer; its node executions."""
+    config = {"recursion_limit": RECURSION_LIMIT}
+    state = await app.ainvoke({"input": QUESTION, "results": {}}, config)
+    return len(state["results"])
+
+
+def plain_runners(ask: peer.Ask, mode: str) -> dict[tuple[str, str], Runner]:
+    """``(shape, mode)``: each shape's raw graph calling ``ask``, no checkpointer."""
+    runners: dict[tuple[str, str], Runner] = {}
+    for shape in SHAPES:
+        app = raw_graph(shape, ask).compile()
+        runners[shape, mode] = Runner(functools.partial(run_plain, app))
+    return runners
+
+
+def raw_runners(ask: peer.Ask) -> dict[tuple[str, str], Runner]:
     """One runner per (shape, mode)."""
     from langgraph.checkpoint.memory import InMemorySaver
 
     runners: dict[tuple[str, str], Runner] = {}
     for shape in SHAPES:
-        plain = raw_graph(shape, gateway).compile()
+        plain = raw_graph(shape, ask).compile()
         saver = InMemorySaver()
-        checkpointed = raw_graph(shape, gateway).compile(checkpointer=saver)
+        checkpointed = raw_graph(shape, ask).compile(checkpointer=saver)
         threads: list[str] = []
-
-        async def run_plain(app: Any = plain) -> int:
-            config = {"recursion_limit": RECURSION_LIMIT}
-            state = await app.ainvoke({"input": QUESTION, "results": {}}, config)
-            return len(state["results"])
 
         async def run_checkpointed(app: Any = checkpointed, threads: list[str] = threads) -> int:
             threads.append(uuid.uuid4().hex[:12])
@@ -302,7 +359,7 @@ def raw_runners(gateway: Any) -> dict[tuple[str, str], Runner]:
         async def forget(saver: Any = saver, threads: list[str] = threads) -> None:
             await saver.adelete_thread(threads.pop())  # keeps the saver's memory flat
 
-        runners[shape, "plain"] = Runner(run_plain)
+        runners[shape, "plain"] = Runner(functools.partial(run_plain, plain))
         runners[shape, "checkpointed"] = Runner(run_checkpointed, forget)
     return runners
 
@@ -314,12 +371,23 @@ async def measure(
     runners: dict[tuple[str, str], Runner],
     plan: dict[str, Plan],
     calibrate: Callable[[], int] | None = None,
+    *,
+    gc_on: bool = False,
 ) -> tuple[dict[str, dict[str, list[int]]], dict[str, Any]]:
     """Check and warm up every runner, then time them block by block, alternating.
 
+    Every run is timed on the wall clock and on the process's CPU clock (all its
+    threads: a span export thread's work counts).
+
+    By default the garbage collector is collected before every block and disabled
+    during it. With ``gc_on`` it runs during the blocks as in users' processes,
+    collected once before the first block only (a full collection of a process
+    that imported LiteLLM takes ~0.5 s).
+
     Returns:
-        ``{shape: {mode: [ns per run]}}`` and facts for the tracing check: the runs
-        made, and (when ``calibrate`` counts the spans written) the spans per run.
+        ``{shape: {mode: [ns per run]}}`` and facts: the runs made, (when
+        ``calibrate`` counts the spans written) the spans per run, and ``cpu_ns``,
+        the CPU time of every run like the wall times.
     """
     runs: dict[str, int] = {}
     spans_per_run: dict[str, int] = {}
@@ -337,26 +405,32 @@ async def measure(
             if runner.after is not None:
                 await runner.after()
         runs[key] = 1 + plan[shape].warmup
-    clock = time.perf_counter_ns
+    clock, cpu_clock = time.perf_counter_ns, time.process_time_ns
+    if gc_on:
+        gc.collect()
     times: dict[str, dict[str, list[int]]] = {shape: {} for shape in SHAPES}
+    cpu_times: dict[str, dict[str, list[int]]] = {shape: {} for shape in SHAPES}
     for block in range(max(p.blocks for p in plan.values())):
         for (shape, mode), runner in runners.items():
             if block >= plan[shape].blocks:
                 continue
             samples = times[shape].setdefault(mode, [])
-            gc.collect()
-            gc.disable()
+            cpu_samples = cpu_times[shape].setdefault(mode, [])
+            if not gc_on:
+                gc.collect()
+                gc.disable()
             try:
                 for _ in range(plan[shape].runs):
-                    start = clock()
+                    start, cpu = clock(), cpu_clock()
                     await runner.call()
                     samples.append(clock() - start)
+                    cpu_samples.append(cpu_clock() - cpu)
                     if runner.after is not None:
                         await runner.after()
             finally:
                 gc.enable()
             runs[f"{shape}/{mode}"] += plan[shape].runs
-    return times, {"runs": runs, "spans_per_run": spans_per_run}
+    return times, {"runs": runs, "spans_per_run": spans_per_run, "cpu_ns": cpu_times}
 
 
 def count_lines(path: str) -> int:
@@ -368,45 +442,72 @@ def count_lines(path: str) -> int:
         return 0
 
 
-async def child(variant: str, quick: bool, trace_file: str) -> dict[str, Any]:
-    """Measure one variant in this process."""
-    from agentmesh import tracing
-    from agentmesh.graph import Runtime
+def span_counter(handle: Any, trace_file: str) -> Callable[[], int]:
+    """Flush ``handle``'s spans, then count the lines of ``trace_file``."""
+
+    def written() -> int:
+        handle.force_flush()
+        return count_lines(trace_file)
+
+    return written
+
+
+async def raw_child(args: ChildArgs) -> dict[str, Any]:
+    """Raw LangGraph calling the scripted model through ``Gateway.invoke``."""
     from agentmesh.models import Gateway
 
-    plan = plans(quick)
-    if variant == "raw":
-        async with Gateway(catalog()) as gateway:
-            times, facts = await measure(raw_runners(gateway), plan)
-        return {"times_ns": times}
-    if variant == "agentmesh_off":
-        async with Runtime.open(catalog(), prompts=PROMPTS) as runtime:
-            times, facts = await measure(agentmesh_runners(runtime), plan)
-        return {"times_ns": times}
-    with tracing.configure(jsonl=trace_file) as handle:
+    async with Gateway(catalog()) as gateway:
+        times, _ = await measure(raw_runners(peer.gateway_ask(gateway, MODEL)), plans(args.quick))
+    return {"times_ns": times}
 
-        def written() -> int:
-            handle.force_flush()
-            return count_lines(trace_file)
 
+async def agentmesh_off_child(args: ChildArgs) -> dict[str, Any]:
+    """The agentmesh workflows on the scripted model, tracing not configured."""
+    from agentmesh.graph import Runtime
+
+    async with Runtime.open(catalog(), prompts=PROMPTS) as runtime:
+        times, _ = await measure(agentmesh_runners(runtime), plans(args.quick))
+    return {"times_ns": times}
+
+
+async def agentmesh_on_child(args: ChildArgs) -> dict[str, Any]:
+    """The agentmesh workflows on the scripted model, traced to a JSONL file."""
+    from agentmesh import tracing
+    from agentmesh.graph import Runtime
+
+    with tracing.configure(jsonl=args.trace_file) as handle:
         async with Runtime.open(catalog(), prompts=PROMPTS) as runtime:
-            times, facts = await measure(agentmesh_runners(runtime), plan, written)
+            runners = agentmesh_runners(runtime)
+            written = span_counter(handle, args.trace_file)
+            times, facts = await measure(runners, plans(args.quick), written)
     expected = sum(facts["spans_per_run"][k] * n for k, n in facts["runs"].items())
-    facts |= {"spans_expected": expected, "spans_written": count_lines(trace_file)}
+    facts |= {"spans_expected": expected, "spans_written": count_lines(args.trace_file)}
     return {"times_ns": times, "tracing": facts}
 
 
-def run_child(variant: str, quick: bool) -> dict[str, Any]:
+HARNESS = arms.Harness(
+    measure, plain_runners, agentmesh_runners, span_counter, Plan, NODES, PROMPTS
+)
+CHILDREN: dict[str, Callable[[ChildArgs], Coroutine[Any, Any, dict[str, Any]]]] = {
+    "raw": raw_child,
+    "agentmesh_off": agentmesh_off_child,
+    "agentmesh_on": agentmesh_on_child,
+} | arms.children(HARNESS)
+"""Every variant's measurement, each run in its own process."""
+
+
+def run_child(variant: str, quick: bool, base_url: str) -> dict[str, Any]:
     """Run one variant in a fresh process; its JSON result."""
     with tempfile.TemporaryDirectory(prefix="agentmesh-node-bench-") as folder:
         trace_file = os.path.join(folder, "trace.jsonl")
         command = [sys.executable, __file__, "--child", variant, "--trace-file", trace_file]
-        if quick:
-            command.append("--quick")
+        command += ["--base-url", base_url] + (["--quick"] if quick else [])
+        started = time.perf_counter()
         out = subprocess.run(command, capture_output=True, text=True, check=False)
         if out.returncode:
             raise SystemExit(f"{variant} failed:\n{out.stderr}")
         result: dict[str, Any] = json.loads(out.stdout)
+        result["process_s"] = round(time.perf_counter() - started, 1)
         return result
 
 
@@ -493,15 +594,50 @@ def linear_fit(shapes: dict[str, Any]) -> dict[str, dict[str, float]]:
     return fit
 
 
-def report(rounds: list[dict[str, dict[str, Any]]], quick: bool, elapsed: float) -> dict[str, Any]:
+def report(
+    rounds: list[dict[str, dict[str, Any]]],
+    quick: bool,
+    elapsed: float,
+    stub_stats: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The JSON document printed on stdout."""
+    head = {
+        "benchmark": "node_overhead",
+        "mode": "quick" if quick else "full",
+        "arms": sorted({v for r in rounds for v in r}),
+        "environment": environment(rounds),
+        "rounds": len(rounds),
+    }
+    peer_block = (
+        {"peer": arms.peer_section(HARNESS, rounds, quick, stub_stats or {})}
+        if stub_stats is not None
+        else {}
+    )
+    if "raw" not in rounds[0]:
+        return head | peer_block | {"elapsed_s": round(elapsed, 1)}
+    return head | scripted_report(rounds, quick) | peer_block | {"elapsed_s": round(elapsed, 1)}
+
+
+def environment(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Versions and the machine."""
+    litellm = rounds[-1].get("peer_litellm", {})
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "agentmesh": version("agentmesh"),
+        "langgraph": version("langgraph"),
+        "litellm": litellm.get("litellm") or litellm.get("skipped") or "not run",
+    }
+
+
+def scripted_report(rounds: list[dict[str, dict[str, Any]]], quick: bool) -> dict[str, Any]:
+    """The scripted-model comparison (raw, agentmesh_off, agentmesh_on)."""
     per_round = figures(rounds)
     shapes = {shape: shape_report(shape, per_round[shape]) for shape in SHAPES}
     tracing = [r["agentmesh_on"]["tracing"] for r in rounds]
     plan = plans(quick)
     return {
-        "benchmark": "node_overhead",
-        "mode": "quick" if quick else "full",
         "issue_target": ISSUE_TARGET,
         "simulated": True,
         "notes": [
@@ -526,13 +662,6 @@ def report(rounds: list[dict[str, dict[str, Any]]], quick: bool, elapsed: float)
             "Shared, noisy machine: only ratios measured in the same run are meaningful; "
             "figures are medians over rounds of per-round medians.",
         ],
-        "environment": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "agentmesh": version("agentmesh"),
-            "langgraph": version("langgraph"),
-        },
         "method": {
             "rounds": len(rounds),
             "process_order": "raw, agentmesh_off, agentmesh_on, rotated by one every round",
@@ -560,29 +689,63 @@ def report(rounds: list[dict[str, dict[str, Any]]], quick: bool, elapsed: float)
             ),
         },
         "meets_target": all(r["meets_target"] for r in shapes.values()),
-        "elapsed_s": round(elapsed, 1),
     }
+
+
+def run_rounds(variants: tuple[str, ...], rounds: int, quick: bool, base_url: str) -> list[Any]:
+    """Run every variant once per round in its own process, the order rotated every round."""
+    results: list[dict[str, dict[str, Any]]] = []
+    for index in range(rounds):
+        shift = index % len(variants)
+        order = variants[shift:] + variants[:shift]
+        results.append({variant: run_child(variant, quick, base_url) for variant in order})
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="one round, few runs (smoke test)")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
-    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="interleaved rounds (default 5; 3 when the peer arms run: LiteLLM's import alone "
+        "takes 6-12 s per process here)",
+    )
+    parser.add_argument(
+        "--arms",
+        choices=tuple(ARMS),
+        default="scripted",
+        help="scripted (default): raw LangGraph vs agentmesh on a scripted model; peer: raw "
+        "LangGraph, LangGraph + LiteLLM Router (+ its OTel) and agentmesh on a loopback HTTP "
+        "stub (extra 'bench'); all: both",
+    )
+    parser.add_argument("--child", choices=tuple(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--trace-file", help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(asyncio.run(child(args.child, args.quick, args.trace_file))))
+        child_args = ChildArgs(args.quick, args.trace_file, args.base_url)
+        print(json.dumps(asyncio.run(CHILDREN[args.child](child_args))))
         return
+    variants = ARMS[args.arms]
+    if args.rounds is None:
+        args.rounds = 5 if args.arms == "scripted" else 3
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
     started = time.perf_counter()
-    rounds: list[dict[str, dict[str, Any]]] = []
-    for index in range(1 if args.quick else args.rounds):
-        order = VARIANTS[index % 3 :] + VARIANTS[: index % 3]
-        rounds.append({variant: run_child(variant, args.quick) for variant in order})
+    count = 1 if args.quick else args.rounds
+    stats: dict[str, Any] | None = None
+    if any(v in arms.PEER_VARIANTS for v in variants):
+        with StubServer(max_seconds=3600, rules=[("Question:", PLAN)]) as server:
+            rounds = run_rounds(variants, count, args.quick, server.base_url)
+            stats = server.stats()
+    else:
+        rounds = run_rounds(variants, count, args.quick, "")
     elapsed = time.perf_counter() - started
-    print(json.dumps(report(rounds, args.quick, elapsed), indent=2))
+    document = report(rounds, args.quick, elapsed, stats)
+    if stats is not None:
+        print("\n".join(document["peer"]["table"] + document["peer"]["cpu_table"]), file=sys.stderr)
+    print(json.dumps(document, indent=2))
 
 
 if __name__ == "__main__":
