@@ -63,7 +63,12 @@ def _fan_out(name: str, target: str) -> Any:
                 _payload(
                     state,
                     Branch(
-                        key=f"{i:02d}", step=step, level=0, round=1, feedback=None, previous=None
+                        key=f"{i:02d}",
+                        step=step,
+                        escalation=0,
+                        round=1,
+                        feedback=None,
+                        previous=None,
                     ),
                 ),
             )
@@ -88,7 +93,7 @@ def _after_judge(graph: GraphSpec, runner: JudgeRunner) -> Any:
             branch = Branch(
                 key=key,
                 step=result.get("step"),
-                level=result["level"] + 1,
+                escalation=result["escalation"] + 1,
                 round=result["round"] + 1,
                 feedback=verdict["feedback"],
                 previous=result["text"],

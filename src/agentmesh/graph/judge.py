@@ -71,7 +71,7 @@ class JudgeRunner(ModelNodeRunner):
         branch = Branch(
             key=key,
             step=result.get("step"),
-            level=result["level"],
+            escalation=result["escalation"],
             round=result["round"],
             feedback=None,
             previous=None,

@@ -80,7 +80,7 @@ class MergeRunner(ModelNodeRunner):
             branch["round"],
             last.model if last is not None else None,
             status,
-            branch["level"],
+            branch["escalation"],
             tuple(a for c in calls for a in c.attempts),
             route,
             result.text if result is not None else None,

@@ -124,7 +124,7 @@ class NodeRunner(ABC):
         """Run the node once (one branch) inside its ``node {name}`` span."""
         branch = state.get("branch") or first_branch()
         attributes: dict[str, str | int] = {
-            ESCALATION_LEVEL: branch["level"],
+            ESCALATION_LEVEL: branch["escalation"],
             NODE_BRANCH: branch["key"],
         }
         with node_span(
@@ -186,7 +186,7 @@ class ModelNodeRunner(NodeRunner):
             capabilities=capabilities,
             run_id=state.get("run_id"),
             run_budget_usd=state.get("budget_usd"),
-            escalation=branch["level"],
+            escalation=branch["escalation"],
             round=branch["round"],
         )
 
@@ -262,7 +262,7 @@ def answer(text: str, call: CallResult | None, branch: Branch, **extra: Any) -> 
         "data": extra.pop("data", None),
         "model": call.model if call is not None else None,
         "task": call.decision.task if call is not None else None,
-        "level": branch["level"],
+        "escalation": branch["escalation"],
         "round": branch["round"],
         "step": branch["step"],
         **extra,

@@ -106,7 +106,7 @@ class Step:
             branch["round"],
             last.model if last is not None else None,
             status,
-            last.escalation_level if last is not None else branch["level"],
+            last.escalation_level if last is not None else branch["escalation"],
             (*(a for c in calls for a in c.attempts), *failed),
             RouteSummary.of(last) if last is not None else None,
             output,

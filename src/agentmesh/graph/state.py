@@ -5,7 +5,7 @@ checkpointer stores it and a resumed run sees the decisions and attempts of
 the steps that already ran. Branches of a fan-out write under their own key,
 so concurrent writes never collide.
 
-``results``  node -> branch key -> result  (text, data, model, level, round, step)
+``results``  node -> branch key -> result  (text, data, model, escalation, round, step)
 ``verdicts`` judge -> branch key -> verdict (passed, score, feedback, round, gave_up)
 ``steps``    one record per node execution (what ``agentmesh run --json`` prints)
 
@@ -43,7 +43,7 @@ class Branch(TypedDict):
 
     key: str
     step: str | None
-    level: int
+    escalation: int
     round: int
     feedback: str | None
     previous: str | None
@@ -95,4 +95,4 @@ PER_RUN: Mapping[str, Callable[[], Any]] = MappingProxyType(
 
 def first_branch(key: str = "") -> Branch:
     """The branch of a node's first execution."""
-    return Branch(key=key, step=None, level=0, round=1, feedback=None, previous=None)
+    return Branch(key=key, step=None, escalation=0, round=1, feedback=None, previous=None)
