@@ -58,7 +58,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from node_overhead import PROMPTS, agentmesh_runners, catalog, raw_runners
+import _peer_stack as peer
+from node_overhead import MODEL, PROMPTS, agentmesh_runners, catalog, raw_runners
 
 SHAPE = "chain10"
 NODES = 10
@@ -128,7 +129,7 @@ async def _runs(variant: str, runs: int, trace_file: str) -> int:
 
     if variant == "raw":
         async with Gateway(catalog()) as gateway:
-            runner = raw_runners(gateway)[SHAPE, "plain"]
+            runner = raw_runners(peer.gateway_ask(gateway, MODEL))[SHAPE, "plain"]
             for _ in range(WARMUP):
                 await runner.call()
             _counting(True)
