@@ -12,7 +12,6 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from agentmesh import tracing
 from agentmesh.cli import main
-from agentmesh.cli import trace as trace_cmd
 from agentmesh.models import Gateway, ModelError, ModelRequest
 from agentmesh.routing import Policy, Router, RouteRequest
 from agentmesh.testing import scripted_catalog, scripted_model
@@ -221,7 +220,7 @@ async def test_export_replays_the_file_to_the_otlp_endpoint(
         seen.update(endpoint=endpoint, headers=headers)
         return sink
 
-    monkeypatch.setattr(trace_cmd, "otlp_span_exporter", fake)
+    monkeypatch.setattr(tracing, "otlp_span_exporter", fake)  # what the handler imports
     code, _, err = run(
         capsys,
         "trace",

@@ -1,4 +1,9 @@
-"""Helpers shared by CLI commands: catalog option, output, exit codes."""
+"""Helpers shared by CLI commands: catalog option, output, exit codes.
+
+Start-up: every command module is imported to build the parser, so modules of
+this package import only the standard library at the top; what a command needs
+(pydantic, LangChain, LangGraph, OpenTelemetry...) is imported by its handler.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,11 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agentmesh.models import Catalog, CatalogError, load_catalog
-from agentmesh.prompts import PromptError, PromptLibrary
+if TYPE_CHECKING:
+    from agentmesh.models import Catalog
+    from agentmesh.prompts import PromptLibrary
 
 __all__ = [
     "EXIT_CONFIG",
@@ -52,6 +58,8 @@ def add_state_option(parser: argparse.ArgumentParser) -> None:
 
 def open_catalog(path: str) -> Catalog | None:
     """Load the catalog, printing the error and returning ``None`` when it is invalid."""
+    from agentmesh.models import CatalogError, load_catalog
+
     try:
         return load_catalog(path)
     except CatalogError as exc:
@@ -65,6 +73,8 @@ def open_prompts(folder: str, option: str) -> PromptLibrary:
     Raises:
         PromptError: The folder is missing, or a template in it is unusable.
     """
+    from agentmesh.prompts import PromptError, PromptLibrary
+
     if not os.path.isdir(folder):
         raise PromptError(
             f"prompts folder {folder!r} does not exist or is not a folder (set it with {option})"

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from agentmesh import tracing
+from agentmesh.cli import _names
 from agentmesh.cli._common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -20,17 +17,11 @@ from agentmesh.cli._common import (
     emit_json,
     open_catalog,
 )
-from agentmesh.models import Catalog, Gateway, ModelRequest
-from agentmesh.resilience import CallFailed, ResiliencePolicy, ResilientCaller
-from agentmesh.routing import (
-    STRATEGIES,
-    Policy,
-    PolicyError,
-    Router,
-    RouteRequest,
-    StateError,
-    open_state,
-)
+
+if TYPE_CHECKING:
+    from agentmesh.models import Catalog
+    from agentmesh.resilience import ResiliencePolicy
+    from agentmesh.routing import Policy, Router
 
 __all__ = ["load_call_policy", "register"]
 
@@ -40,7 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("ask", help="one routed, resilient model call")
     add_models_option(parser)
     how = parser.add_mutually_exclusive_group()
-    how.add_argument("--strategy", choices=sorted(STRATEGIES), help="routing strategy")
+    how.add_argument("--strategy", choices=_names.STRATEGIES, help="routing strategy")
     how.add_argument(
         "--policy",
         metavar="FILE",
@@ -62,6 +53,11 @@ def load_call_policy(path: str | None, strategy: str | None) -> tuple[Policy, Re
     Raises:
         PolicyError: The file is unreadable or invalid, naming the file and field.
     """
+    import yaml
+
+    from agentmesh.resilience import ResiliencePolicy
+    from agentmesh.routing import Policy, PolicyError
+
     if path is None:
         return Policy(strategy=strategy or "cheapest"), ResiliencePolicy()
     try:
@@ -83,6 +79,8 @@ def load_call_policy(path: str | None, strategy: str | None) -> tuple[Policy, Re
 async def _run(
     args: argparse.Namespace, catalog: Catalog, routing: Policy, res: ResiliencePolicy
 ) -> int:
+    from agentmesh.routing import Router, StateError, open_state
+
     try:
         async with open_state(args.state) as state:
             return await _call(
@@ -100,6 +98,10 @@ async def _call(
     res: ResiliencePolicy,
     router: Router,
 ) -> int:
+    from agentmesh.models import Gateway, ModelRequest
+    from agentmesh.resilience import CallFailed, ResilientCaller
+    from agentmesh.routing import RouteRequest
+
     request = RouteRequest(
         node="ask",
         role="executor",
@@ -139,6 +141,11 @@ async def _call(
 
 
 def _ask(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agentmesh import tracing
+    from agentmesh.routing import PolicyError, Router
+
     catalog = open_catalog(args.models)
     if catalog is None:
         return EXIT_CONFIG

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentmesh.cli._common import (
     EXIT_CONFIG,
@@ -15,8 +15,9 @@ from agentmesh.cli._common import (
     open_catalog,
     open_prompts,
 )
-from agentmesh.models import UnknownModel
-from agentmesh.prompts import PromptError, PromptLibrary, PromptTemplate, RenderedPrompt
+
+if TYPE_CHECKING:
+    from agentmesh.prompts import PromptError, PromptLibrary, PromptTemplate, RenderedPrompt
 
 __all__ = ["register"]
 
@@ -122,6 +123,8 @@ def _table(library: PromptLibrary) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from agentmesh.prompts import PromptError
+
     try:
         library = open_prompts(args.dir, "--dir DIR")
     except PromptError as exc:
@@ -134,6 +137,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _parse_vars(pairs: Sequence[str], template: str) -> dict[str, str]:
+    from agentmesh.prompts import PromptError
+
     values: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -178,6 +183,9 @@ def _print_human(summary: Mapping[str, Any]) -> None:
 
 
 def _render(args: argparse.Namespace) -> int:
+    from agentmesh.models import UnknownModel
+    from agentmesh.prompts import PromptError
+
     catalog = open_catalog(args.models)
     if catalog is None:
         return EXIT_CONFIG

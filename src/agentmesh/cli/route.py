@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from agentmesh.cli import _names
 from agentmesh.cli._common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -16,19 +16,10 @@ from agentmesh.cli._common import (
     emit_json,
     open_catalog,
 )
-from agentmesh.models import Capability, Catalog
-from agentmesh.routing import (
-    STRATEGIES,
-    NoRoute,
-    Policy,
-    PolicyError,
-    RouteDecision,
-    Router,
-    RouteRequest,
-    StateError,
-    load_policy,
-    open_state,
-)
+
+if TYPE_CHECKING:
+    from agentmesh.models import Catalog
+    from agentmesh.routing import Policy, RouteDecision, RouteRequest
 
 __all__ = ["register"]
 
@@ -37,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Attach ``route``."""
     parser = sub.add_parser("route", help="show which model the router picks, and why")
     add_models_option(parser)
-    parser.add_argument("--strategy", choices=sorted(STRATEGIES), help="overrides the policy's")
+    parser.add_argument("--strategy", choices=_names.STRATEGIES, help="overrides the policy's")
     parser.add_argument("--policy", metavar="FILE", help="policy YAML (strategy, bounds, params)")
     parser.add_argument("--prompt", required=True, help="the prompt to route")
     parser.add_argument("--role", default="executor", help="the asking node's role")
@@ -47,7 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--require",
         action="append",
         default=[],
-        choices=[c.value for c in Capability],
+        choices=_names.CAPABILITIES,
         help="a needed capability (repeatable)",
     )
     parser.add_argument("--max-output-tokens", type=int, default=1024)
@@ -58,6 +49,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _policy(args: argparse.Namespace) -> Policy:
+    from agentmesh.routing import Policy, load_policy
+
     base: dict[str, Any] = {}
     if args.policy:
         base = load_policy(args.policy).model_dump(exclude_defaults=True)
@@ -89,11 +82,18 @@ def _show(decision: RouteDecision) -> str:
 async def _decide(
     catalog: Catalog, policy: Policy, request: RouteRequest, url: str
 ) -> RouteDecision:
+    from agentmesh.routing import Router, open_state
+
     async with open_state(url) as state:
         return await Router(catalog, policy=policy, state=state).route(request)
 
 
 def _route(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agentmesh.models import Capability
+    from agentmesh.routing import NoRoute, PolicyError, Router, RouteRequest, StateError
+
     catalog = open_catalog(args.models)
     if catalog is None:
         return EXIT_CONFIG

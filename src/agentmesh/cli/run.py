@@ -14,18 +14,13 @@ Exit codes: 0 ok, 1 the run failed, 2 invalid graph, catalog or arguments.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
 import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
-from agentmesh import tracing
 from agentmesh.cli._common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -36,24 +31,14 @@ from agentmesh.cli._common import (
     open_catalog,
     open_prompts,
 )
-from agentmesh.graph import (
-    CheckpointError,
-    GraphError,
-    LoadedGraph,
-    RunError,
-    RunResult,
-    Runtime,
-    check_graph,
-    compile_graph,
-    graph_schema,
-    load_graph,
-    open_checkpointer,
-    run_graph,
-)
-from agentmesh.models import Catalog
-from agentmesh.prompts import PromptError, PromptLibrary
-from agentmesh.routing import BudgetLimits, RoutingState, StateError, open_state
-from agentmesh.routing.stores import redacted
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from agentmesh.graph import LoadedGraph, RunResult, Runtime
+    from agentmesh.models import Catalog
+    from agentmesh.prompts import PromptLibrary
+    from agentmesh.routing import BudgetLimits, RoutingState
 
 __all__ = ["register"]
 
@@ -135,6 +120,8 @@ class _Progress:
 
 def _runtime_for(loaded: LoadedGraph, runtime: Runtime) -> Runtime:
     tools = loaded.tools()
+    import dataclasses
+
     return dataclasses.replace(runtime, tools={**runtime.tools, **tools}) if tools else runtime
 
 
@@ -146,6 +133,8 @@ async def _opened(
     state: RoutingState | None = None,
     budgets: BudgetLimits | None = None,
 ) -> AsyncIterator[Runtime]:
+    from agentmesh.graph import Runtime
+
     async with Runtime.open(catalog, prompts=prompts, state=state, budgets=budgets) as runtime:
         yield _runtime_for(loaded, runtime)
 
@@ -153,6 +142,11 @@ async def _opened(
 async def _execute(
     args: argparse.Namespace, loaded: LoadedGraph, catalog: Catalog, prompts: PromptLibrary
 ) -> RunResult:
+    from rich.console import Console
+
+    from agentmesh.graph import open_checkpointer, run_graph
+    from agentmesh.routing import BudgetLimits, open_state
+
     progress = None if args.quiet else _Progress(Console(stderr=True))
     async with (
         open_checkpointer(args.checkpoint) as saver,
@@ -175,6 +169,8 @@ async def _execute(
 
 
 def _report(args: argparse.Namespace, result: RunResult) -> int:
+    from agentmesh.routing.stores import redacted
+
     if args.json:
         emit_json(result.to_dict())
     elif result.status == "ok":
@@ -195,6 +191,13 @@ def _report(args: argparse.Namespace, result: RunResult) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agentmesh import tracing
+    from agentmesh.graph import CheckpointError, GraphError, RunError, load_graph
+    from agentmesh.prompts import PromptError
+    from agentmesh.routing import StateError
+
     catalog = open_catalog(args.models)
     if catalog is None:
         return EXIT_CONFIG
@@ -218,6 +221,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from agentmesh.graph import GraphError, check_graph, load_graph
+    from agentmesh.prompts import PromptError
+
     try:
         loaded = load_graph(args.graph)
         if args.models is not None:
@@ -241,6 +247,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 async def _drawing(loaded: LoadedGraph, prompts: PromptLibrary) -> str:
     # Compiling needs a runtime, but drawing calls nothing: no model is ever invoked.
+    from agentmesh.graph import Runtime, compile_graph
     from agentmesh.testing import scripted_catalog
 
     async with Runtime.open(scripted_catalog(), prompts=prompts) as runtime:
@@ -249,6 +256,11 @@ async def _drawing(loaded: LoadedGraph, prompts: PromptLibrary) -> str:
 
 
 def _mermaid(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agentmesh.graph import GraphError, load_graph
+    from agentmesh.prompts import PromptError
+
     try:
         loaded = load_graph(args.graph)
         print(asyncio.run(_drawing(loaded, open_prompts(args.prompts, "--prompts DIR"))))
@@ -258,5 +270,7 @@ def _mermaid(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
+    from agentmesh.graph import graph_schema
+
     print(json.dumps(graph_schema(), indent=2))
     return EXIT_OK

@@ -14,21 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from agentmesh.cli._common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, emit_json
-from agentmesh.tracing import (
-    ExportFailed,
-    SpanRecord,
-    TraceFileError,
-    load_spans,
-    otlp_span_exporter,
-    render_summary,
-    render_traces,
-    replay_to_otlp,
-    select_run,
-    summarize,
-    traces,
-)
+
+if TYPE_CHECKING:
+    from agentmesh.tracing import SpanRecord
 
 __all__ = ["register"]
 
@@ -68,6 +59,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _load(args: argparse.Namespace) -> list[SpanRecord] | None:
+    from agentmesh.tracing import TraceFileError, load_spans, select_run
+
     try:
         records = load_spans(args.file)
     except TraceFileError as exc:
@@ -83,6 +76,8 @@ def _load(args: argparse.Namespace) -> list[SpanRecord] | None:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from agentmesh.tracing import render_traces, traces
+
     records = _load(args)
     if records is None:
         return EXIT_CONFIG
@@ -92,6 +87,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
+    from agentmesh.tracing import render_summary, summarize
+
     records = _load(args)
     if records is None:
         return EXIT_CONFIG
@@ -104,6 +101,8 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from agentmesh.tracing import ExportFailed, otlp_span_exporter, replay_to_otlp
+
     headers = {}
     for item in args.header:
         name, sep, value = item.partition("=")
