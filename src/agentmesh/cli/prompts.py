@@ -11,6 +11,7 @@ from agentmesh.cli._common import (
     EXIT_CONFIG,
     EXIT_OK,
     add_models_option,
+    add_prompts_option,
     emit_json,
     open_catalog,
     open_prompts,
@@ -30,13 +31,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     commands = group.add_subparsers(dest="prompts_command", metavar="ACTION", required=True)
 
     listing = commands.add_parser("list", help="list the templates, their variants and inputs")
-    _add_dir_option(listing)
+    add_prompts_option(listing, "--dir")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(handler=_list)
 
     render = commands.add_parser("render", help="render a template for one model of a catalog")
     render.add_argument("name", metavar="NAME", help="template name (e.g. plan)")
-    _add_dir_option(render)
+    add_prompts_option(render, "--dir")
     add_models_option(render)
     render.add_argument("--model", required=True, metavar="ID", help="catalog id of the model")
     render.add_argument(
@@ -53,12 +54,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     render.add_argument("--json", action="store_true", help="print a JSON object")
     render.set_defaults(handler=_render)
-
-
-def _add_dir_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dir", default="prompts", metavar="DIR", help="prompts folder (default: ./prompts)"
-    )
 
 
 def _fail(error: PromptError, as_json: bool) -> int:
@@ -126,11 +121,13 @@ def _list(args: argparse.Namespace) -> int:
     from agentmesh.prompts import PromptError
 
     try:
-        library = open_prompts(args.dir, "--dir DIR")
+        library = open_prompts(args.prompts)
     except PromptError as exc:
         return _fail(exc, args.json)
     if args.json:
-        emit_json({"dir": args.dir, "templates": [_template_row(t) for t in library.templates]})
+        emit_json(
+            {"dir": str(library.folder), "templates": [_template_row(t) for t in library.templates]}
+        )
     else:
         print(_table(library))
     return EXIT_OK
@@ -194,7 +191,7 @@ def _render(args: argparse.Namespace) -> int:
     except UnknownModel as exc:
         return _fail(PromptError(str(exc), template=args.name), args.json)
     try:
-        library = open_prompts(args.dir, "--dir DIR")
+        library = open_prompts(args.prompts)
         values = _parse_vars(args.var, args.name)
         inputs = {**library.template(args.name).example, **values} if args.example else values
         rendered = library.render(args.name, spec, inputs)

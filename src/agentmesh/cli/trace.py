@@ -1,6 +1,6 @@
 """``agentmesh trace show|summary|export``: read a JSONL trace file (``--trace FILE``).
 
-- ``show FILE [--run ID]``: each run as a tree, workflow -> node -> routing
+- ``show FILE [--run ID] [--json]``: each run as a tree, workflow -> node -> routing
   decision -> attempts (model, outcome, tokens, cost, latency).
 - ``summary FILE [--run ID] [--json]``: routing distribution per node and
   model, fallback and escalation rates, cost and tokens per node and model,
@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show = commands.add_parser("show", help="each run as a tree of decisions and attempts")
     show.add_argument("file", metavar="FILE", help="JSONL trace file (--trace FILE)")
     show.add_argument("--run", metavar="ID", help="only this run id (or trace id prefix)")
+    show.add_argument("--json", action="store_true", help="print the trees as JSON")
     show.set_defaults(handler=_show)
 
     summary = commands.add_parser("summary", help="routing, failures, cost and latency figures")
@@ -64,15 +65,21 @@ def _load(args: argparse.Namespace) -> list[SpanRecord] | None:
     try:
         records = load_spans(args.file)
     except TraceFileError as exc:
-        print(f"agentmesh: {exc}", file=sys.stderr)
+        _unreadable(args, "trace_file_error", str(exc))
         return None
     run = getattr(args, "run", None)
     if run:
         records = select_run(records, run)
         if not records:
-            print(f"agentmesh: {args.file}: no run or trace {run!r}", file=sys.stderr)
+            _unreadable(args, "unknown_run", f"{args.file}: no run or trace {run!r}")
             return None
     return records
+
+
+def _unreadable(args: argparse.Namespace, kind: str, message: str) -> None:
+    print(f"agentmesh: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        emit_json({"file": args.file, "error": {"type": kind, "message": message}})
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -81,7 +88,9 @@ def _show(args: argparse.Namespace) -> int:
     records = _load(args)
     if records is None:
         return EXIT_CONFIG
-    if records:
+    if args.json:
+        emit_json({"file": args.file, "traces": [t.to_dict() for t in traces(records)]})
+    elif records:
         print(render_traces(traces(records)))
     return EXIT_OK
 
