@@ -46,3 +46,4 @@ bench: install
 	$(PY) benchmarks/node_instructions.py
 	$(PY) benchmarks/router_eval.py
 	$(PY) benchmarks/state_overhead.py
+	$(PY) benchmarks/startup.py

@@ -12,9 +12,10 @@ a name that needs them is touched. :data:`__all__` lists every public name;
 
 from __future__ import annotations
 
-import importlib
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from agentmesh._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -67,12 +68,10 @@ EXPORTS = MappingProxyType(
         "MergeSpec": "agentmesh.synthesis",
         "SynthesisError": "agentmesh.synthesis",
         "RoutedChatModel": "agentmesh.integrations",
-        "configure_tracing": "agentmesh.tracing",
+        "configure_tracing": "agentmesh.tracing:configure",
     }
 )
-"""Public name -> the module that defines it (``configure_tracing`` is ``tracing.configure``)."""
-
-_RENAMED = MappingProxyType({"configure_tracing": "configure"})
+"""Public name -> the module that defines it (``module:attribute`` for an alias)."""
 
 __all__ = [
     "BudgetExceeded",
@@ -174,15 +173,5 @@ if TYPE_CHECKING:
     from agentmesh.tracing import configure as configure_tracing
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first use."""
-    module = EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agentmesh' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), _RENAMED.get(name, name))
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = lazy_exports(__name__, EXPORTS)

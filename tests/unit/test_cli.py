@@ -138,3 +138,105 @@ def test_models_option_defaults_to_the_environment(capsys, monkeypatch) -> None:
 
     args = build_parser().parse_args(["models", "list"])
     assert args.models == SIM
+
+
+def _help(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main([*argv, "--help"])
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [("models", "list"), ("run",), ("route",), ("ask",)])
+def test_models_is_shown_optional_only_when_agentmesh_models_is_set(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("AGENTMESH_MODELS", SIM)
+    usage = _help(capsys, *command)
+    assert "[--models FILE]" in usage
+    assert f"$AGENTMESH_MODELS = {SIM}" in " ".join(usage.split())
+    for unset in ("", None):  # an empty variable is no catalog
+        if unset is None:
+            monkeypatch.delenv("AGENTMESH_MODELS")
+        else:
+            monkeypatch.setenv("AGENTMESH_MODELS", unset)
+        usage = _help(capsys, *command)
+        assert " --models FILE" in usage.split("\n\n")[0]
+        assert "[--models FILE]" not in usage
+        assert "required unless $AGENTMESH_MODELS is set" in " ".join(usage.split())
+
+
+def test_an_empty_agentmesh_models_is_a_missing_option(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTMESH_MODELS", "")
+    with pytest.raises(SystemExit) as exited:
+        main(["models", "list"])
+    assert exited.value.code == 2
+    assert "the following arguments are required: --models" in capsys.readouterr().err
+
+
+GRAPH = str(ROOT / "graphs" / "code_review.yaml")
+
+
+def test_validate_json_says_what_was_checked(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AGENTMESH_MODELS", raising=False)
+    code, out, err = run(capsys, "validate", GRAPH, "--json")
+    assert (code, err) == (0, "")
+    data = json.loads(out)
+    assert data == {
+        "graph": GRAPH,
+        "valid": True,
+        "name": "code_review",
+        "nodes": data["nodes"],
+        "checked_against": None,
+    }
+    assert "review" in data["nodes"]
+    # Like every command, validate takes its catalog from $AGENTMESH_MODELS.
+    monkeypatch.setenv("AGENTMESH_MODELS", SIM)
+    code, out, _ = run(capsys, "validate", GRAPH, "--json")
+    assert (code, json.loads(out)["checked_against"]) == (0, SIM)
+    code, out, _ = run(capsys, "validate", GRAPH)
+    assert out.strip().endswith(f"checked against {SIM}")
+
+
+def test_validate_json_lists_the_problems_of_an_invalid_graph(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_text(
+        "name: g\nnodes:\n  a: {kind: executor, prompt: nosuch}\n"
+        "  b: {kind: executor, prompt: plan, inputs: {question: $input}}\nedges: [a -> c]\n"
+    )
+    code, out, err = run(capsys, "validate", str(path), "--models", SIM, "--json")
+    assert code == 2
+    data = json.loads(out)
+    assert (data["graph"], data["valid"], data["error"]["type"]) == (
+        str(path),
+        False,
+        "graph_error",
+    )
+    problems = data["error"]["problems"]
+    assert any("'c'" in p for p in problems), problems
+    assert len(problems) >= 2
+    assert err.startswith(f"agentmesh: graph 'g' is invalid ({len(problems)} problems)")
+
+
+def test_validate_json_reports_a_bad_catalog_or_prompts_folder(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  - id: x\n    provider: nope\n    model: y\n")
+    code, out, err = run(capsys, "validate", GRAPH, "--models", str(bad), "--json")
+    error = json.loads(out)["error"]
+    assert (code, error["type"]) == (2, "catalog_error")
+    assert error["message"].startswith(f"{bad}:2")
+    assert f"agentmesh: {bad}:2" in err
+    missing = str(tmp_path / "nowhere")
+    argv = ["validate", GRAPH, "--models", SIM, "--prompts", missing, "--json"]
+    code, out, _ = run(capsys, *argv)
+    error = json.loads(out)["error"]
+    assert (code, error["type"]) == (2, "prompt_error")
+    assert "(set it with --prompts DIR)" in error["message"]

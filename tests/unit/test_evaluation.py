@@ -318,7 +318,9 @@ def test_train_router_cascade_and_its_bad_inputs(
     data: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "cascade.json"
-    assert main(["train-router", "--data", str(data[0]), "--cascade", "--out", str(out)]) == 0
+    # One strength: the search over settings is fit_cascade's (test_evaluation_cascade.py).
+    argv = ["train-router", "--data", str(data[0]), "--cascade", "--strengths", "1"]
+    assert main([*argv, "--out", str(out)]) == 0
     judge = CascadeModel.load(out)
     assert judge.escalate_score("2 + 2 = 5, however", "q") > judge.escalate_score(
         "2 + 2 = 4\n#### 4", "q"
@@ -469,7 +471,10 @@ def test_train_router_learns_from_traffic(
     trace, runs = _traffic(tmp_path, 40)
     out = tmp_path / "traffic.json"
     code = main(
-        ["train-router", "--trace", str(trace), "--run", str(runs), "--out", str(out), "--quiet"]
+        [
+            *("train-router", "--trace", str(trace), "--run", str(runs), "--out", str(out)),
+            *("--strengths", "1e-2", "--quiet"),  # one strength: the search is tested above
+        ]
     )
     assert code == 0, capsys.readouterr().err
     model = LearnedModel.load(out)

@@ -192,7 +192,7 @@ models:
       reply: "She keeps 16 - 3 = 13 eggs and sells them for 13 * 2 = 26 dollars.\\nFinal answer: 26"
 """
 EASY = "She has 16 eggs and eats 3. She sells the rest at $2 each. How much does she make?"
-RUNS = 20
+RUNS = 20  # the fewest rows train-router accepts
 HARD = "Tom has 3 boxes with 4 apples each. He eats 2. How many apples are left?"
 
 
@@ -221,7 +221,9 @@ def test_runs_judged_by_a_cascade_judge_retrain_a_router_from_their_own_traffic(
         expected = ["small", "big"] if k % 2 else ["small"]
         assert [s["model"] for s in steps if s["node"] == "solve"] == expected
     out = tmp_path / "router.json"
-    assert main(["train-router", "--trace", str(trace), *records, "--out", str(out)]) == 0
+    train = ["train-router", "--trace", str(trace), *records, "--strengths", "1e-2"]
+    code = main([*train, "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
     capsys.readouterr()
     router = LearnedModel.load(out)
     meta = dict(router.meta)

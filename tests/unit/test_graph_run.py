@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from agentmesh.graph import (
 )
 from agentmesh.models import Catalog, load_catalog
 from agentmesh.models.scripted import ScriptedClient
+from agentmesh.prompts import PromptLibrary
 from agentmesh.routing import Policy
 from agentmesh.synthesis import SYNTHESIZERS
 from agentmesh.testing import scripted_model
@@ -35,6 +37,12 @@ PRICED = {"pricing": {"input": 1.0, "output": 2.0}}
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     yield from span_fixture()
+
+
+@functools.cache
+def shipped() -> PromptLibrary:
+    """The shipped templates, loaded once: a library is an immutable snapshot (~0.1 s a load)."""
+    return PromptLibrary()
 
 
 def tiers(*behaviors: dict[str, Any]) -> Catalog:
@@ -59,7 +67,7 @@ async def run(
     wf: Workflow | GraphSpec, catalog: Catalog, text: str = "q", **kwargs: Any
 ) -> RunResult:
     spec = wf.spec() if isinstance(wf, Workflow) else wf
-    async with Runtime.open(catalog, tools=kwargs.pop("tools", None)) as runtime:
+    async with Runtime.open(catalog, prompts=shipped(), tools=kwargs.pop("tools", None)) as runtime:
         return await run_graph(spec, runtime, text, **kwargs)
 
 
@@ -74,7 +82,7 @@ def chain(n: int, **graph: Any) -> Workflow:
 
 
 async def test_compile_returns_a_langgraph_graph() -> None:
-    async with Runtime.open(tiers({})) as runtime:
+    async with Runtime.open(tiers({}), prompts=shipped()) as runtime:
         graph = chain(3).compile(runtime)
     assert isinstance(graph, CompiledStateGraph)
     drawn = graph.get_graph().draw_mermaid()
@@ -207,7 +215,7 @@ async def test_an_llm_judge_uses_the_rubric_and_its_score_reaches_the_routing_ma
     )
     wf = judged(prompt="judge", rubric="Cites a source.", validators=(), task="research")
     wf._nodes["answer"] = wf._nodes["answer"].model_copy(update={"task": "research"})
-    async with Runtime.open(catalog) as runtime:
+    async with Runtime.open(catalog, prompts=shipped()) as runtime:
         result = await run_graph(wf.spec(), runtime, "q")
         table = await runtime.router.state.quality_table()
     assert result.status == "ok"
@@ -369,7 +377,7 @@ async def test_a_killed_run_resumes_without_repeating_finished_calls(tmp_path: P
         ]
     )
     wf._nodes["n3"] = wf._nodes["n3"].model_copy(update={"policy": Policy(min_tier=2)})
-    async with open_checkpointer(url) as saver, Runtime.open(broken) as runtime:
+    async with open_checkpointer(url) as saver, Runtime.open(broken, prompts=shipped()) as runtime:
         first = await run_graph(wf.spec(), runtime, "q", checkpointer=saver, run_id="r1")
         count_first = calls(runtime, "ok")
     assert first.status == "failed"
@@ -384,7 +392,7 @@ async def test_a_killed_run_resumes_without_repeating_finished_calls(tmp_path: P
             scripted_model("n3only", tier=2, fields=PRICED, reply="back"),
         ]
     )
-    async with open_checkpointer(url) as saver, Runtime.open(healed) as runtime:
+    async with open_checkpointer(url) as saver, Runtime.open(healed, prompts=shipped()) as runtime:
         second = await run_graph(
             wf.spec(), runtime, None, checkpointer=saver, run_id="r1", resume=True
         )
@@ -444,7 +452,7 @@ SIM = load_catalog("models/sim.yaml")
 async def test_every_shipped_graph_runs_on_the_simulated_pool(name: str) -> None:
     loaded = GRAPHS[name]
     text = INPUTS.get(name, "Should a 12-person company move its file storage to the cloud?")
-    async with Runtime.open(SIM) as runtime:
+    async with Runtime.open(SIM, prompts=shipped()) as runtime:
         result = await run_graph(loaded.spec, runtime, text, locate=loaded.locate)
     assert result.status == "ok", result.error
     assert result.output

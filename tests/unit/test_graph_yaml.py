@@ -1066,17 +1066,19 @@ def test_validate_load_error_exits_2_without_models(
     assert f"{path}:3: nodes.a" in err
 
 
-def test_validate_outside_the_project_names_the_option_for_the_prompts(
+def test_validate_outside_the_project_uses_the_shipped_prompts(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no prompts/ here
+    monkeypatch.delenv("AGENTMESH_PROMPTS", raising=False)
     graph = str(ROOT / "graphs" / "support_triage.yaml")
-    code, _, err = cli(capsys, "validate", graph, "--models", str(SIM))
+    code, out, err = cli(capsys, "validate", graph, "--models", str(SIM))
+    assert code == 0, err
+    assert out.startswith(f"{graph}: ok")
+    code, _, err = cli(capsys, "validate", graph, "--models", str(SIM), "--prompts", "prompts")
     assert code == 2
     assert "prompts folder 'prompts' does not exist or is not a folder" in err
     assert "(set it with --prompts DIR)" in err
-    code, out, _ = cli(capsys, "validate", graph, "--models", str(SIM), "--prompts", str(PROMPTS))
-    assert code == 0, out
 
 
 def test_graph_prints_mermaid_with_every_node(

@@ -19,7 +19,9 @@ PACKAGE = SRC / "agentmesh"
 
 # Bottom to top: a layer imports only itself and the layers before it.
 LAYERS = (
+    "_lazy",
     "_validation",
+    "_yaml",
     "_table",
     "tracing",
     "models",

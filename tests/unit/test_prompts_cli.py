@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agentmesh.cli import main
+from agentmesh.prompts import shipped_prompts
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = str(ROOT / "prompts")
@@ -66,17 +67,48 @@ def test_list_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(len(v["hash"]) == 16 for v in plan["variants"])
 
 
-def test_list_uses_prompts_in_the_current_directory_by_default(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, broken: str
+def test_list_uses_the_shipped_prompts_unless_told_otherwise(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    broken: str,
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(tmp_path)  # no prompts/ here
+    monkeypatch.delenv("AGENTMESH_PROMPTS", raising=False)
     code, out, _ = run(capsys, "prompts", "list", "--json")
-    assert (code, json.loads(out)["dir"]) == (0, "prompts")
-    monkeypatch.chdir(Path(broken).parent)
-    code, _, err = run(capsys, "prompts", "list")
+    listed = json.loads(out)
+    assert (code, listed["dir"]) == (0, str(shipped_prompts()))
+    assert {"plan", "judge", "solve_math"} <= {t["name"] for t in listed["templates"]}
+    # $AGENTMESH_PROMPTS names a folder; --prompts (or its old name --dir) wins over it.
+    monkeypatch.setenv("AGENTMESH_PROMPTS", broken)
+    code, out, _ = run(capsys, "prompts", "list", "--json")
+    assert (code, [t["name"] for t in json.loads(out)["templates"]]) == (0, ["t"])
+    for option in ("--prompts", "--dir"):
+        code, out, _ = run(capsys, "prompts", "list", option, PROMPTS, "--json")
+        assert (code, json.loads(out)["dir"]) == (0, PROMPTS)
+
+
+@pytest.mark.parametrize(
+    ("how", "named"),
+    [("--prompts", "--prompts DIR"), ("--dir", "--prompts DIR"), ("env", "$AGENTMESH_PROMPTS")],
+)
+def test_a_missing_prompts_folder_names_what_set_it(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    how: str,
+    named: str,
+) -> None:
+    missing = str(tmp_path / "nowhere")
+    argv = ["prompts", "list"]
+    if how == "env":
+        monkeypatch.setenv("AGENTMESH_PROMPTS", missing)
+    else:
+        argv += [how, missing]
+    code, _, err = run(capsys, *argv)
     assert code == 2
-    assert "prompts folder 'prompts' does not exist" in err
-    assert err.rstrip().endswith("(set it with --dir DIR)")
+    assert f"prompts folder {missing!r} does not exist" in err
+    assert err.rstrip().endswith(f"(set it with {named})")
 
 
 def test_render_shows_the_variant_why_and_the_completion(

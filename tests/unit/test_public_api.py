@@ -138,10 +138,10 @@ def test_the_package_exports_the_names_users_need() -> None:
     import agentmesh
 
     assert sorted(agentmesh.__all__) == sorted({*agentmesh.EXPORTS, "EXPORTS", "__version__"})
-    for name, module in agentmesh.EXPORTS.items():
-        value = getattr(agentmesh, name)
-        assert value is not None
-        assert name in importlib.import_module(module).__all__ or name == "configure_tracing"
+    for name, target in agentmesh.EXPORTS.items():
+        module, _, alias = target.partition(":")
+        assert getattr(agentmesh, name) is getattr(importlib.import_module(module), alias or name)
+        assert (alias or name) in importlib.import_module(module).__all__
     assert agentmesh.configure_tracing is importlib.import_module("agentmesh.tracing").configure
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = agentmesh.nope  # type: ignore[attr-defined]
@@ -176,3 +176,11 @@ def test_importing_the_package_imports_no_framework() -> None:
     code = f"import agentmesh, sys; print(sorted(m for m in {frameworks} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", "names load on first use"
+
+
+def test_the_package_version_is_the_installed_one() -> None:
+    import importlib.metadata
+
+    import agentmesh
+
+    assert agentmesh.__version__ == importlib.metadata.version("agentmesh")

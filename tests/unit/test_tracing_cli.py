@@ -12,7 +12,6 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from agentmesh import tracing
 from agentmesh.cli import main
-from agentmesh.cli import trace as trace_cmd
 from agentmesh.models import Gateway, ModelError, ModelRequest
 from agentmesh.routing import Policy, Router, RouteRequest
 from agentmesh.testing import scripted_catalog, scripted_model
@@ -114,6 +113,45 @@ async def test_show_without_run_prints_every_trace(
 ) -> None:
     _, out, _ = run(capsys, "trace", "show", str(trace_file))
     assert out.count("\ntrace ") + out.startswith("trace ") == 2
+
+
+async def test_show_json_is_each_run_s_tree_of_spans(
+    capsys: pytest.CaptureFixture[str], trace_file: Path
+) -> None:
+    code, out, err = run(capsys, "trace", "show", str(trace_file), "--run", "r1", "--json")
+    assert (code, err) == (0, "")
+    data = json.loads(out)
+    assert data["file"] == str(trace_file)
+    (trace,) = data["traces"]
+    assert trace["run_id"] == "r1"
+    assert len(trace["trace_id"]) == 32
+    (workflow,) = trace["spans"]
+    assert (workflow["type"], workflow["attributes"]["agentmesh.run.id"]) == ("workflow", "r1")
+    plan, answer = workflow["children"]
+    assert (plan["type"], plan["node"], answer["node"]) == ("node", "plan", "answer")
+    route, first, second = plan["children"]
+    assert route["type"] == "route"
+    assert route["attributes"]["agentmesh.route.chosen"] == "cheap"
+    assert (first["type"], first["model"], first["status"]) == ("chat", "cheap", "ERROR")
+    assert first["error"] == "cheap: simulated rate_limit (HTTP 429)"
+    assert (first["decision"], second["decision"]) == (route["span_id"], route["span_id"])
+    assert (second["model"], second["status"], second["error"]) == ("strong", "UNSET", None)
+    assert [e["name"] for e in plan["events"]] == ["agentmesh.fallback"]
+    assert plan["events"][0]["attributes"]["agentmesh.fallback.to"] == "strong"
+    assert all(s["duration_ms"] >= 0 for s in (workflow, plan, route, first, second))
+
+
+async def test_show_and_summary_json_report_an_unknown_run_as_json(
+    capsys: pytest.CaptureFixture[str], trace_file: Path
+) -> None:
+    for command in ("show", "summary"):
+        code, out, err = run(capsys, "trace", command, str(trace_file), "--run", "x", "--json")
+        assert code == 2
+        assert json.loads(out)["error"] == {
+            "type": "unknown_run",
+            "message": f"{trace_file}: no run or trace 'x'",
+        }
+        assert "no run or trace 'x'" in err
 
 
 async def test_summary_json_has_the_operator_figures(
@@ -221,7 +259,7 @@ async def test_export_replays_the_file_to_the_otlp_endpoint(
         seen.update(endpoint=endpoint, headers=headers)
         return sink
 
-    monkeypatch.setattr(trace_cmd, "otlp_span_exporter", fake)
+    monkeypatch.setattr(tracing, "otlp_span_exporter", fake)  # what the handler imports
     code, _, err = run(
         capsys,
         "trace",

@@ -3,6 +3,11 @@
 Each command group lives in its own module exposing ``register(subparsers)``;
 ``register`` attaches the handler to its parser (``set_defaults(handler=...)``),
 so dispatch is by the parsed object, never by comparing command names.
+
+Start-up: building the parser imports every command module, so those import
+only the standard library at the top and each handler imports what its
+command needs (``agentmesh --help`` loads no LangGraph, LangChain, pydantic or
+OpenTelemetry; ``tests/unit/test_cli_startup.py`` checks it).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from agentmesh.cli import ask as ask_cmd
 from agentmesh.cli import evaluate as evaluate_cmd
@@ -19,9 +25,37 @@ from agentmesh.cli import route as route_cmd
 from agentmesh.cli import run as run_cmd
 from agentmesh.cli import trace as trace_cmd
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "version"]
 
 _GROUPS = (run_cmd, models_cmd, route_cmd, ask_cmd, prompts_cmd, trace_cmd, evaluate_cmd)
+
+
+def version() -> str:
+    """The installed distribution's version (``unknown`` when agentmesh is not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("agentmesh")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+class _Version(argparse.Action):
+    """``--version``, looked up only when asked (``importlib.metadata`` is slow to import)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> NoReturn:
+        print(f"agentmesh {version()}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="agentmesh",
         description="Workflows whose every node is routed to the right model.",
     )
+    parser.add_argument("--version", action=_Version, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in _GROUPS:
         group.register(sub)

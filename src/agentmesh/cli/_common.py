@@ -1,4 +1,9 @@
-"""Helpers shared by CLI commands: catalog option, output, exit codes."""
+"""Helpers shared by CLI commands: catalog option, output, exit codes.
+
+Start-up: every command module is imported to build the parser, so modules of
+this package import only the standard library at the top; what a command needs
+(pydantic, LangChain, LangGraph, OpenTelemetry...) is imported by its handler.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +11,71 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agentmesh.models import Catalog, CatalogError, load_catalog
-from agentmesh.prompts import PromptError, PromptLibrary
+if TYPE_CHECKING:
+    from agentmesh.models import Catalog
+    from agentmesh.prompts import PromptLibrary
 
 __all__ = [
     "EXIT_CONFIG",
     "EXIT_FAILED",
     "EXIT_OK",
+    "MODELS_VARIABLE",
+    "PROMPTS_VARIABLE",
     "add_models_option",
+    "add_prompts_option",
     "add_state_option",
     "emit_json",
     "open_catalog",
+    "open_prompts",
 ]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
+MODELS_VARIABLE = "AGENTMESH_MODELS"
+PROMPTS_VARIABLE = "AGENTMESH_PROMPTS"
 
-def add_models_option(parser: argparse.ArgumentParser) -> None:
-    """Add ``--models FILE`` (default: ``$AGENTMESH_MODELS``)."""
-    default = os.environ.get("AGENTMESH_MODELS")
+
+def add_models_option(
+    parser: argparse.ArgumentParser, *, required: bool = True, what: str = "model catalog YAML"
+) -> None:
+    """Add ``--models FILE`` (default: ``$AGENTMESH_MODELS``; optional when that is set).
+
+    Args:
+        parser: The command's parser.
+        required: Whether the command needs a catalog (``validate`` does not).
+        what: The start of the option's help.
+    """
+    default = os.environ.get(MODELS_VARIABLE) or None
+    if default is not None:
+        shown = f"default: ${MODELS_VARIABLE} = {default}"
+    elif required:
+        shown = f"required unless ${MODELS_VARIABLE} is set"
+    else:
+        shown = f"default: ${MODELS_VARIABLE}"
     parser.add_argument(
         "--models",
         metavar="FILE",
         default=default,
-        required=default is None,
-        help="model catalog YAML (default: $AGENTMESH_MODELS)",
+        required=required and default is None,
+        help=f"{what} ({shown})",
+    )
+
+
+def add_prompts_option(parser: argparse.ArgumentParser, *aliases: str) -> None:
+    """Add ``--prompts DIR`` (default: ``$AGENTMESH_PROMPTS``, else the shipped templates)."""
+    default = os.environ.get(PROMPTS_VARIABLE)
+    shown = f"= {default}" if default else "when set, else the shipped templates"
+    parser.add_argument(
+        "--prompts",
+        *aliases,
+        dest="prompts",
+        metavar="DIR",
+        default=None,
+        help=f"prompt templates folder (default: ${PROMPTS_VARIABLE} {shown})",
     )
 
 
@@ -52,6 +93,8 @@ def add_state_option(parser: argparse.ArgumentParser) -> None:
 
 def open_catalog(path: str) -> Catalog | None:
     """Load the catalog, printing the error and returning ``None`` when it is invalid."""
+    from agentmesh.models import CatalogError, load_catalog
+
     try:
         return load_catalog(path)
     except CatalogError as exc:
@@ -59,12 +102,22 @@ def open_catalog(path: str) -> Catalog | None:
         return None
 
 
-def open_prompts(folder: str, option: str) -> PromptLibrary:
+def open_prompts(folder: str | None, option: str = "--prompts DIR") -> PromptLibrary:
     """The templates of ``folder``; a missing folder's error names the ``option`` that sets it.
+
+    ``None`` (no option given) is ``$AGENTMESH_PROMPTS`` when set, else the
+    shipped templates, so commands work outside a checkout.
 
     Raises:
         PromptError: The folder is missing, or a template in it is unusable.
     """
+    from agentmesh.prompts import PromptError, PromptLibrary
+
+    if folder is None:
+        folder = os.environ.get(PROMPTS_VARIABLE) or None
+        if folder is None:
+            return PromptLibrary()
+        option = f"${PROMPTS_VARIABLE}"
     if not os.path.isdir(folder):
         raise PromptError(
             f"prompts folder {folder!r} does not exist or is not a folder (set it with {option})"

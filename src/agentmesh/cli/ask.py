@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agentmesh import tracing
+from agentmesh.cli import _names
 from agentmesh.cli._common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -17,23 +17,11 @@ from agentmesh.cli._common import (
     emit_json,
     open_catalog,
 )
-from agentmesh.models import Catalog, Gateway, ModelRequest
-from agentmesh.resilience import (
-    Call,
-    CallFailed,
-    ResiliencePolicy,
-    ResilientCaller,
-    load_call_policy,
-)
-from agentmesh.routing import (
-    STRATEGIES,
-    Policy,
-    PolicyError,
-    Router,
-    RouteRequest,
-    StateError,
-    open_state,
-)
+
+if TYPE_CHECKING:
+    from agentmesh.models import Catalog
+    from agentmesh.resilience import ResiliencePolicy
+    from agentmesh.routing import Policy, Router
 
 __all__ = ["register"]
 
@@ -43,7 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("ask", help="one routed, resilient model call")
     add_models_option(parser)
     how = parser.add_mutually_exclusive_group()
-    how.add_argument("--strategy", choices=sorted(STRATEGIES), help="routing strategy")
+    how.add_argument("--strategy", choices=_names.STRATEGIES, help="routing strategy")
     how.add_argument(
         "--policy",
         metavar="FILE",
@@ -62,6 +50,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 async def _run(
     args: argparse.Namespace, catalog: Catalog, routing: Policy, res: ResiliencePolicy
 ) -> int:
+    from agentmesh.routing import Router, StateError, open_state
+
     try:
         async with open_state(args.state) as state:
             return await _call(
@@ -79,6 +69,10 @@ async def _call(
     res: ResiliencePolicy,
     router: Router,
 ) -> int:
+    from agentmesh.models import Gateway, ModelRequest
+    from agentmesh.resilience import Call, CallFailed, ResilientCaller
+    from agentmesh.routing import RouteRequest
+
     request = RouteRequest(
         node="ask",
         role="executor",
@@ -118,6 +112,12 @@ async def _call(
 
 
 def _ask(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agentmesh import tracing
+    from agentmesh.resilience import load_call_policy
+    from agentmesh.routing import PolicyError, Router
+
     catalog = open_catalog(args.models)
     if catalog is None:
         return EXIT_CONFIG

@@ -19,15 +19,14 @@ import argparse
 import csv
 import os
 import sys
-from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from agentmesh.cli import _names
 from agentmesh.cli._common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, emit_json, open_catalog
-from agentmesh.evaluation.data import DataError, Dataset, load_csv, split_rows, subset, write_csv
-from agentmesh.evaluation.report import Prices, evaluate, render_table
-from agentmesh.evaluation.routers import ROUTERS, RouterSpecError, Scorer, build_router
-from agentmesh.models import UnknownModel
-from agentmesh.routing.strategies.adaptive import LearnedModel
+
+if TYPE_CHECKING:
+    from agentmesh.evaluation.data import Dataset
+    from agentmesh.evaluation.report import Prices
 
 __all__ = ["register"]
 
@@ -48,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="SPEC",
         action="append",
         required=True,
-        help=f"router to evaluate (repeatable): {', '.join(ROUTERS)}, e.g. learned:FILE",
+        help=f"router to evaluate (repeatable): {', '.join(_names.ROUTERS)}, e.g. learned:FILE",
     )
     ev.add_argument("--scores-out", metavar="FILE", help="CSV prompt,score of the first --router")
     ev.add_argument("--plot", metavar="FILE.png", help="draw the cost-quality curves")
@@ -157,10 +156,15 @@ def _fail(message: object) -> int:
 
 
 def _load(path: str, args: argparse.Namespace) -> Dataset:
+    from agentmesh.evaluation.data import load_csv
+
     return load_csv(path, strong=args.strong_column, weak=args.weak_column)
 
 
 def _prices(args: argparse.Namespace) -> Prices | int | None:
+    from agentmesh.evaluation.report import Prices
+    from agentmesh.models import UnknownModel
+
     if not args.models:
         return None
     catalog = open_catalog(args.models)
@@ -176,6 +180,10 @@ def _prices(args: argparse.Namespace) -> Prices | int | None:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from agentmesh.evaluation.data import DataError
+    from agentmesh.evaluation.report import evaluate, render_table
+    from agentmesh.evaluation.routers import RouterSpecError, Scorer, build_router
+
     if args.bootstrap < 0 or 0 < args.bootstrap < _MIN_DRAWS:
         return _fail(
             f"--bootstrap needs at least {_MIN_DRAWS} draws for a 95% interval "
@@ -235,6 +243,11 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from agentmesh.evaluation.data import DataError, split_rows, subset, write_csv
+    from agentmesh.routing.strategies.adaptive import LearnedModel
+
     if not args.data and not args.run:
         return _fail("train-router needs --data CSV or --trace/--run files")
     if not 0 <= args.holdout < 1:

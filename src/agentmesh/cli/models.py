@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentmesh.cli._common import (
     EXIT_CONFIG,
@@ -16,15 +15,9 @@ from agentmesh.cli._common import (
     emit_json,
     open_catalog,
 )
-from agentmesh.models import (
-    Catalog,
-    Gateway,
-    ModelError,
-    ModelRequest,
-    ModelResponse,
-    ModelSpec,
-    UnknownModel,
-)
+
+if TYPE_CHECKING:
+    from agentmesh.models import Catalog, Gateway, ModelRequest, ModelResponse, ModelSpec
 
 __all__ = ["register"]
 
@@ -140,6 +133,8 @@ async def _run(args: argparse.Namespace, gateway: Gateway, request: ModelRequest
 
 
 async def _call_async(args: argparse.Namespace, catalog: Catalog) -> int:
+    from agentmesh.models import Gateway, ModelError, ModelRequest
+
     request = ModelRequest.of(
         args.prompt,
         system=args.system,
@@ -171,6 +166,10 @@ async def _call_async(args: argparse.Namespace, catalog: Catalog) -> int:
 
 
 def _call(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agentmesh.models import UnknownModel
+
     catalog = open_catalog(args.models)
     if catalog is None:
         return EXIT_CONFIG

@@ -5,18 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentmesh.cli._common import (
     EXIT_CONFIG,
     EXIT_OK,
     add_models_option,
+    add_prompts_option,
     emit_json,
     open_catalog,
     open_prompts,
 )
-from agentmesh.models import UnknownModel
-from agentmesh.prompts import PromptError, PromptLibrary, PromptTemplate, RenderedPrompt
+
+if TYPE_CHECKING:
+    from agentmesh.prompts import PromptError, PromptLibrary, PromptTemplate, RenderedPrompt
 
 __all__ = ["register"]
 
@@ -29,13 +31,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     commands = group.add_subparsers(dest="prompts_command", metavar="ACTION", required=True)
 
     listing = commands.add_parser("list", help="list the templates, their variants and inputs")
-    _add_dir_option(listing)
+    add_prompts_option(listing, "--dir")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(handler=_list)
 
     render = commands.add_parser("render", help="render a template for one model of a catalog")
     render.add_argument("name", metavar="NAME", help="template name (e.g. plan)")
-    _add_dir_option(render)
+    add_prompts_option(render, "--dir")
     add_models_option(render)
     render.add_argument("--model", required=True, metavar="ID", help="catalog id of the model")
     render.add_argument(
@@ -52,12 +54,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     render.add_argument("--json", action="store_true", help="print a JSON object")
     render.set_defaults(handler=_render)
-
-
-def _add_dir_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--dir", default="prompts", metavar="DIR", help="prompts folder (default: ./prompts)"
-    )
 
 
 def _fail(error: PromptError, as_json: bool) -> int:
@@ -124,18 +120,24 @@ def _table(library: PromptLibrary) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from agentmesh.prompts import PromptError
+
     try:
-        library = open_prompts(args.dir, "--dir DIR")
+        library = open_prompts(args.prompts)
     except PromptError as exc:
         return _fail(exc, args.json)
     if args.json:
-        emit_json({"dir": args.dir, "templates": [_template_row(t) for t in library.templates]})
+        emit_json(
+            {"dir": str(library.folder), "templates": [_template_row(t) for t in library.templates]}
+        )
     else:
         _table(library)
     return EXIT_OK
 
 
 def _parse_vars(pairs: Sequence[str], template: str) -> dict[str, str]:
+    from agentmesh.prompts import PromptError
+
     values: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -180,6 +182,9 @@ def _print_human(summary: Mapping[str, Any]) -> None:
 
 
 def _render(args: argparse.Namespace) -> int:
+    from agentmesh.models import UnknownModel
+    from agentmesh.prompts import PromptError
+
     catalog = open_catalog(args.models)
     if catalog is None:
         return EXIT_CONFIG
@@ -188,7 +193,7 @@ def _render(args: argparse.Namespace) -> int:
     except UnknownModel as exc:
         return _fail(PromptError(str(exc), template=args.name), args.json)
     try:
-        library = open_prompts(args.dir, "--dir DIR")
+        library = open_prompts(args.prompts)
         values = _parse_vars(args.var, args.name)
         inputs = {**library.template(args.name).example, **values} if args.example else values
         rendered = library.render(args.name, spec, inputs)

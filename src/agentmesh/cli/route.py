@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
+from typing import TYPE_CHECKING
 
+from agentmesh.cli import _names
 from agentmesh.cli._common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -15,20 +16,10 @@ from agentmesh.cli._common import (
     emit_json,
     open_catalog,
 )
-from agentmesh.models import Capability, Catalog
-from agentmesh.resilience import load_call_policy
-from agentmesh.routing import (
-    STRATEGIES,
-    NoRoute,
-    Policy,
-    PolicyError,
-    RouteDecision,
-    Router,
-    RouteRequest,
-    StateError,
-    open_state,
-)
-from agentmesh.routing.features import KEYWORDS
+
+if TYPE_CHECKING:
+    from agentmesh.models import Catalog
+    from agentmesh.routing import Policy, RouteDecision, RouteRequest
 
 __all__ = ["register"]
 
@@ -37,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Attach ``route``."""
     parser = sub.add_parser("route", help="show which model the router picks, and why")
     add_models_option(parser)
-    parser.add_argument("--strategy", choices=sorted(STRATEGIES), help="overrides the policy's")
+    parser.add_argument("--strategy", choices=_names.STRATEGIES, help="overrides the policy's")
     parser.add_argument(
         "--policy",
         metavar="FILE",
@@ -51,7 +42,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--require",
         action="append",
         default=[],
-        choices=[c.value for c in Capability],
+        choices=_names.CAPABILITIES,
         help="a needed capability (repeatable)",
     )
     parser.add_argument("--max-output-tokens", type=int, default=1024)
@@ -62,12 +53,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _policy(args: argparse.Namespace) -> Policy:
+    from agentmesh.resilience import load_call_policy
+
     routing, _ = load_call_policy(args.policy, args.strategy)  # the resilience block is validated
     return routing
 
 
 def _unknown_task(task: str | None, catalog: Catalog) -> str | None:
     """A warning when ``task`` is known neither to the catalog's priors nor to the classifier."""
+    from agentmesh.routing.features import KEYWORDS
+
     if task is None:
         return None
     known = {t for s in catalog.specs for t in s.quality} - {"default"}
@@ -102,11 +97,18 @@ def _show(decision: RouteDecision) -> str:
 async def _decide(
     catalog: Catalog, policy: Policy, request: RouteRequest, url: str
 ) -> RouteDecision:
+    from agentmesh.routing import Router, open_state
+
     async with open_state(url) as state:
         return await Router(catalog, policy=policy, state=state).route(request)
 
 
 def _route(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agentmesh.models import Capability
+    from agentmesh.routing import NoRoute, PolicyError, Router, RouteRequest, StateError
+
     catalog = open_catalog(args.models)
     if catalog is None:
         return EXIT_CONFIG

@@ -4,9 +4,12 @@
   [--checkpoint URL] [--resume RUN_ID] [--state URL] [--global-budget USD]``:
   progress on stderr, the answer on stdout (``--json``: the whole
   :class:`~agentmesh.graph.RunResult`).
-- ``validate GRAPH [--models FILE]``: every compile-time check, no call made;
+- ``validate GRAPH [--models FILE] [--json]``: every compile-time check, no call made;
   catalog entries that will surprise (no pricing...) are warnings on stderr.
-- ``graph GRAPH``: the graph as Mermaid (LangGraph's own drawing).
+- ``graph GRAPH``: the graph as Mermaid (LangGraph's own drawing; no prompts needed).
+
+Templates come from ``--prompts DIR``, else ``$AGENTMESH_PROMPTS``, else the
+shipped ones (:func:`agentmesh.prompts.shipped_prompts`).
 - ``schema``: the JSON Schema of the graph format, for editors.
 
 Exit codes: 0 ok, 1 the run failed, 2 invalid graph, catalog or arguments.
@@ -15,47 +18,33 @@ Exit codes: 0 ok, 1 the run failed, 2 invalid graph, catalog or arguments.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
 import json
+import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
-from agentmesh import tracing
 from agentmesh.cli._common import (
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
     add_models_option,
+    add_prompts_option,
     add_state_option,
     emit_json,
     open_catalog,
     open_prompts,
 )
-from agentmesh.graph import (
-    CheckpointError,
-    GraphError,
-    LoadedGraph,
-    RunError,
-    RunResult,
-    Runtime,
-    check_graph,
-    compile_graph,
-    graph_schema,
-    load_graph,
-    open_checkpointer,
-    run_graph,
-)
-from agentmesh.models import Catalog, ModelSpec, Provider
-from agentmesh.models.lint import catalog_warnings
-from agentmesh.prompts import PromptError, PromptLibrary
-from agentmesh.routing import BudgetLimits, RoutingState, StateError, open_state
-from agentmesh.routing.stores import redacted
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from agentmesh.graph import LoadedGraph, RunResult, Runtime
+    from agentmesh.models import Catalog
+    from agentmesh.prompts import PromptLibrary
+    from agentmesh.routing import BudgetLimits, RoutingState
 
 __all__ = ["register"]
 
@@ -87,7 +76,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="limit on everything spent through the routing state (all runs sharing it)",
     )
     run.add_argument("--run-id", metavar="ID", help="id of a new run (default: random)")
-    run.add_argument("--prompts", metavar="DIR", default="prompts", help="prompt templates folder")
+    add_prompts_option(run)
     run.add_argument(
         "--quiet", action="store_true", help="no progress on stderr (a failure is still reported)"
     )
@@ -95,13 +84,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     validate = sub.add_parser("validate", help="check a graph without calling any model")
     validate.add_argument("graph", metavar="GRAPH", help="graph file")
-    validate.add_argument("--models", metavar="FILE", help="also check the catalog can serve it")
-    validate.add_argument("--prompts", metavar="DIR", default="prompts", help="templates folder")
+    add_models_option(validate, required=False, what="also check the catalog can serve it")
+    add_prompts_option(validate)
+    validate.add_argument("--json", action="store_true", help="print the verdict as JSON")
     validate.set_defaults(handler=_validate)
 
     graph = sub.add_parser("graph", help="print a graph as Mermaid")
     graph.add_argument("graph", metavar="GRAPH", help="graph file")
-    graph.add_argument("--prompts", metavar="DIR", default="prompts", help="templates folder")
+    # Drawing reads no template; --prompts is accepted (and ignored) for older scripts.
+    graph.add_argument("--prompts", metavar="DIR", help=argparse.SUPPRESS)
     graph.set_defaults(handler=_mermaid)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the graph format")
@@ -150,6 +141,8 @@ class _Progress:
 
 def _runtime_for(loaded: LoadedGraph, runtime: Runtime) -> Runtime:
     tools = loaded.tools()
+    import dataclasses
+
     return dataclasses.replace(runtime, tools={**runtime.tools, **tools}) if tools else runtime
 
 
@@ -161,6 +154,8 @@ async def _opened(
     state: RoutingState | None = None,
     budgets: BudgetLimits | None = None,
 ) -> AsyncIterator[Runtime]:
+    from agentmesh.graph import Runtime
+
     async with Runtime.open(catalog, prompts=prompts, state=state, budgets=budgets) as runtime:
         yield _runtime_for(loaded, runtime)
 
@@ -168,6 +163,11 @@ async def _opened(
 async def _execute(
     args: argparse.Namespace, loaded: LoadedGraph, catalog: Catalog, prompts: PromptLibrary
 ) -> RunResult:
+    from rich.console import Console
+
+    from agentmesh.graph import open_checkpointer, run_graph
+    from agentmesh.routing import BudgetLimits, open_state
+
     progress = None if args.quiet else _Progress(Console(stderr=True))
     async with (
         open_checkpointer(args.checkpoint) as saver,
@@ -190,6 +190,8 @@ async def _execute(
 
 
 def _report(args: argparse.Namespace, result: RunResult) -> int:
+    from agentmesh.routing.stores import redacted
+
     if args.json:
         emit_json(result.to_dict())
     elif result.status == "ok":
@@ -214,12 +216,19 @@ def _report(args: argparse.Namespace, result: RunResult) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agentmesh import tracing
+    from agentmesh.graph import CheckpointError, GraphError, RunError, load_graph
+    from agentmesh.prompts import PromptError
+    from agentmesh.routing import StateError
+
     catalog = open_catalog(args.models)
     if catalog is None:
         return EXIT_CONFIG
     try:
         loaded = load_graph(args.graph)
-        prompts = open_prompts(args.prompts, "--prompts DIR")
+        prompts = open_prompts(args.prompts)
         if args.trace:
             Path(args.trace).parent.mkdir(parents=True, exist_ok=True)
             with tracing.configure(jsonl=args.trace):
@@ -236,47 +245,86 @@ def _run(args: argparse.Namespace) -> int:
     return _report(args, result)
 
 
+def _error_json(exc: Exception) -> dict[str, Any]:
+    """The error as `{"type": "graph_error", "message", "problems"}` (+ a prompt error's fields)."""
+    kind = re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+    problems = list(getattr(exc, "problems", None) or [str(exc)])
+    error: dict[str, Any] = {"type": kind, "message": str(exc), "problems": problems}
+    to_dict = getattr(exc, "to_dict", None)
+    return {**error, **to_dict()} if callable(to_dict) else error
+
+
 def _validate(args: argparse.Namespace) -> int:
+    from agentmesh.graph import GraphError, check_graph, load_graph
+    from agentmesh.models import CatalogError, load_catalog
+    from agentmesh.models.lint import catalog_warnings
+    from agentmesh.prompts import PromptError
+
     try:
         loaded = load_graph(args.graph)
         if args.models is not None:
-            catalog = open_catalog(args.models)
-            if catalog is None:
-                return EXIT_CONFIG
+            catalog = load_catalog(args.models)
             for warning in catalog_warnings(catalog):  # worth knowing; not a failure
                 print(f"agentmesh: warning: {warning}", file=sys.stderr)
             check_graph(
                 loaded.spec,
                 catalog,
-                open_prompts(args.prompts, "--prompts DIR"),
+                open_prompts(args.prompts),
                 loaded.tools(),
                 locate=loaded.locate,
             )
-    except (GraphError, PromptError) as exc:
+    except (GraphError, PromptError, CatalogError) as exc:
+        if args.json:
+            emit_json({"graph": args.graph, "valid": False, "error": _error_json(exc)})
         return _fail(exc)
     spec = loaded.spec
+    if args.json:
+        emit_json(
+            {
+                "graph": args.graph,
+                "valid": True,
+                "name": spec.name,
+                "nodes": list(spec.nodes),
+                "checked_against": args.models,
+            }
+        )
+        return EXIT_OK
     checked = f"checked against {args.models}" if args.models else "structure only (no --models)"
     print(f"{args.graph}: ok — {spec.name}: {len(spec.nodes)} nodes, {checked}")
     return EXIT_OK
 
 
-async def _drawing(loaded: LoadedGraph, prompts: PromptLibrary) -> str:
-    # Compiling needs a runtime, but drawing calls nothing: no model is ever invoked.
-    nobody = ModelSpec(id="drawing", provider=Provider.SCRIPTED, model="drawing")
-    async with Runtime.open(Catalog([nobody], source="<drawing>"), prompts=prompts) as runtime:
-        graph = compile_graph(loaded.spec, _runtime_for(loaded, runtime), check=False)
-        return graph.get_graph().draw_mermaid()
+async def _drawing(loaded: LoadedGraph) -> str:
+    # Compiling needs a runtime, but drawing calls no model and renders no template:
+    # an empty prompts folder will do, so a graph draws without any prompts.
+    import tempfile
+
+    from agentmesh.graph import Runtime, compile_graph
+    from agentmesh.models import Catalog, ModelSpec, Provider
+    from agentmesh.prompts import PromptLibrary
+
+    nobody = Catalog([ModelSpec(id="drawing", provider=Provider.SCRIPTED, model="drawing")])
+    with tempfile.TemporaryDirectory(prefix="agentmesh-graph-") as empty:
+        async with Runtime.open(nobody, prompts=PromptLibrary(empty)) as runtime:
+            graph = compile_graph(loaded.spec, _runtime_for(loaded, runtime), check=False)
+            return graph.get_graph().draw_mermaid()
 
 
 def _mermaid(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agentmesh.graph import GraphError, load_graph
+
     try:
         loaded = load_graph(args.graph)
-        print(asyncio.run(_drawing(loaded, open_prompts(args.prompts, "--prompts DIR"))))
-    except (GraphError, PromptError) as exc:
+        print(asyncio.run(_drawing(loaded)))
+    except GraphError as exc:
         return _fail(exc)
     return EXIT_OK
 
 
 def _schema(args: argparse.Namespace) -> int:
+    from agentmesh.graph import graph_schema
+
     print(json.dumps(graph_schema(), indent=2))
     return EXIT_OK

@@ -1,6 +1,6 @@
 """``agentmesh trace show|summary|export``: read a JSONL trace file (``--trace FILE``).
 
-- ``show FILE [--run ID]``: each run as a tree, workflow -> node -> routing
+- ``show FILE [--run ID] [--json]``: each run as a tree, workflow -> node -> routing
   decision -> attempts (model, outcome, tokens, cost, latency).
 - ``summary FILE [--run ID] [--json]``: routing distribution per node and
   model, fallback and escalation rates, cost and tokens per node and model,
@@ -14,21 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from agentmesh.cli._common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, emit_json
-from agentmesh.tracing import (
-    ExportFailed,
-    SpanRecord,
-    TraceFileError,
-    load_spans,
-    otlp_span_exporter,
-    render_summary,
-    render_traces,
-    replay_to_otlp,
-    select_run,
-    summarize,
-    traces,
-)
+
+if TYPE_CHECKING:
+    from agentmesh.tracing import SpanRecord
 
 __all__ = ["register"]
 
@@ -41,6 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show = commands.add_parser("show", help="each run as a tree of decisions and attempts")
     show.add_argument("file", metavar="FILE", help="JSONL trace file (--trace FILE)")
     show.add_argument("--run", metavar="ID", help="only this run id (or trace id prefix)")
+    show.add_argument("--json", action="store_true", help="print the trees as JSON")
     show.set_defaults(handler=_show)
 
     summary = commands.add_parser("summary", help="routing, failures, cost and latency figures")
@@ -68,30 +60,44 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _load(args: argparse.Namespace) -> list[SpanRecord] | None:
+    from agentmesh.tracing import TraceFileError, load_spans, select_run
+
     try:
         records = load_spans(args.file)
     except TraceFileError as exc:
-        print(f"agentmesh: {exc}", file=sys.stderr)
+        _unreadable(args, "trace_file_error", str(exc))
         return None
     run = getattr(args, "run", None)
     if run:
         records = select_run(records, run)
         if not records:
-            print(f"agentmesh: {args.file}: no run or trace {run!r}", file=sys.stderr)
+            _unreadable(args, "unknown_run", f"{args.file}: no run or trace {run!r}")
             return None
     return records
 
 
+def _unreadable(args: argparse.Namespace, kind: str, message: str) -> None:
+    print(f"agentmesh: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        emit_json({"file": args.file, "error": {"type": kind, "message": message}})
+
+
 def _show(args: argparse.Namespace) -> int:
+    from agentmesh.tracing import render_traces, traces
+
     records = _load(args)
     if records is None:
         return EXIT_CONFIG
-    if records:
+    if args.json:
+        emit_json({"file": args.file, "traces": [t.to_dict() for t in traces(records)]})
+    elif records:
         print(render_traces(traces(records)))
     return EXIT_OK
 
 
 def _summary(args: argparse.Namespace) -> int:
+    from agentmesh.tracing import render_summary, summarize
+
     records = _load(args)
     if records is None:
         return EXIT_CONFIG
@@ -104,6 +110,8 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from agentmesh.tracing import ExportFailed, otlp_span_exporter, replay_to_otlp
+
     headers = {}
     for item in args.header:
         name, sep, value = item.partition("=")

@@ -13,6 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from agentmesh._validation import describe_error
+from agentmesh._yaml import parse as parse_yaml
 from agentmesh.graph.checks import GraphError, Place
 from agentmesh.graph.runtime import Tool, as_tool
 from agentmesh.graph.spec import NODE_KINDS, GraphSpec, JudgeNode
@@ -159,8 +160,7 @@ def load_graph(path: str | Path) -> LoadedGraph:
     except OSError as exc:
         raise GraphError(str(path), [f"{path}: cannot read graph: {exc.strerror or exc}"]) from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data, root = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""

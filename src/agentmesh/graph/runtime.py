@@ -41,7 +41,7 @@ class ToolArgumentsError(ValueError):
 class RuntimeOptions(TypedDict, total=False):
     """Keyword options of :meth:`Runtime.build` and :meth:`Runtime.open`."""
 
-    prompts: PromptLibrary | str | Path
+    prompts: PromptLibrary | str | Path | None
     tools: Mapping[str, BaseTool | Callable[..., Any]] | None
     validators: Mapping[str, Check] | None
     state: RoutingState | None
@@ -132,7 +132,7 @@ class Runtime:
         cls,
         catalog: Catalog,
         *,
-        prompts: PromptLibrary | str | Path = "prompts",
+        prompts: PromptLibrary | str | Path | None = None,
         tools: Mapping[str, BaseTool | Callable[..., Any]] | None = None,
         validators: Mapping[str, Check] | None = None,
         state: RoutingState | None = None,
@@ -143,6 +143,8 @@ class Runtime:
 
         Prefer :meth:`open` (``async with``); ``build`` is for objects that live as
         long as the process, such as the graphs a LangGraph server imports.
+        ``prompts`` is a library or its folder; ``None`` (the default) is the
+        shipped templates (:func:`~agentmesh.prompts.shipped_prompts`).
 
         Raises:
             PromptError: The prompts folder is missing or invalid.

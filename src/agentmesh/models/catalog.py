@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from agentmesh._validation import describe_errors
+from agentmesh._yaml import parse as parse_yaml
 from agentmesh.models.spec import ModelSpec
 
 __all__ = ["Catalog", "CatalogError", "UnknownModel", "load_catalog"]
@@ -77,12 +78,8 @@ class Catalog(Mapping[str, ModelSpec]):
         return tuple(sorted(self._specs.values(), key=lambda s: (s.tier, s.pricing.output)))
 
 
-def _entry_lines(text: str) -> list[int]:
+def _entry_lines(root: yaml.Node | None) -> list[int]:
     """1-based line of each entry under ``models:``, or [] if the shape is unexpected."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return []
     if not isinstance(root, yaml.MappingNode):
         return []
     for key, value in root.value:
@@ -104,7 +101,7 @@ def load_catalog(path: str | Path) -> Catalog:
     except OSError as exc:
         raise CatalogError(f"{path}: cannot read catalog: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data, root = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
@@ -115,7 +112,7 @@ def load_catalog(path: str | Path) -> Catalog:
     unknown_keys = set(data) - {"models", "description"}
     if unknown_keys:
         raise CatalogError(f"{path}: unknown top-level keys: {', '.join(sorted(unknown_keys))}")
-    lines = _entry_lines(text)
+    lines = _entry_lines(root)
     specs: list[ModelSpec] = []
     seen: dict[str, int] = {}
     for index, entry in enumerate(data["models"]):

@@ -1,6 +1,7 @@
 """Prompts: one library of Jinja2 templates, rendered per model after routing.
 
-:class:`PromptLibrary` loads a folder (``prompts/``) of sandboxed templates;
+:class:`PromptLibrary` loads a folder of sandboxed templates (by default the
+shipped ones, :func:`shipped_prompts`: the repository's ``prompts/``);
 ``render(name, model, inputs)`` picks the variant for the chosen model
 (``name.<model-id>.j2`` > ``name.<family>.j2`` > ``name.<provider>.j2`` >
 ``name.j2``), checks the inputs against the front matter, and returns a
@@ -14,6 +15,7 @@ from agentmesh.prompts.inputs import InputSpec, InputType
 from agentmesh.prompts.library import PromptLibrary
 from agentmesh.prompts.messages import ROLES, MessageExtension
 from agentmesh.prompts.rendered import Match, ModelInfo, RenderedPrompt, model_info
+from agentmesh.prompts.shipped import shipped_prompts
 from agentmesh.prompts.templates import PromptTemplate, PromptVariant, Resolution, variant_key
 
 __all__ = [
@@ -33,5 +35,6 @@ __all__ = [
     "Resolution",
     "VariantFrontMatter",
     "model_info",
+    "shipped_prompts",
     "variant_key",
 ]

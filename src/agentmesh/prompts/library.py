@@ -2,7 +2,7 @@
 
 .. code-block:: python
 
-    library = PromptLibrary("prompts")
+    library = PromptLibrary()          # the shipped templates; or PromptLibrary("my/prompts")
     rendered = library.render("plan", spec, {"question": "Why is the sky blue?"})
     rendered.variant, rendered.hash     # 'plan.gemma.j2', '3f0c9a1e5b2d7c44'
     request = rendered.to_request(max_tokens=256)
@@ -30,6 +30,7 @@ from agentmesh.prompts.frontmatter import Format
 from agentmesh.prompts.inputs import check_inputs
 from agentmesh.prompts.messages import NONCE_KEY, MessageExtension, new_nonce, split_messages
 from agentmesh.prompts.rendered import RenderedPrompt, model_info
+from agentmesh.prompts.shipped import shipped_prompts
 from agentmesh.prompts.source import (
     SnapshotLoader,
     read_folder,
@@ -89,13 +90,13 @@ class PromptLibrary:
     stripped of surrounding whitespace.
     """
 
-    def __init__(self, folder: str | Path = "prompts") -> None:
-        """Load the folder.
+    def __init__(self, folder: str | Path | None = None) -> None:
+        """Load the folder (``None``: the shipped templates, :func:`shipped_prompts`).
 
         Raises:
             PromptError: The folder is missing, or a file is invalid.
         """
-        self._folder = Path(folder)
+        self._folder = shipped_prompts() if folder is None else Path(folder)
         files = read_folder(self._folder)
         self._paths = MappingProxyType({f.path: f.name for f in files.values()})
         self._env = ImmutableSandboxedEnvironment(
@@ -125,7 +126,7 @@ class PromptLibrary:
 
     @property
     def folder(self) -> Path:
-        """The prompts folder, as given."""
+        """The prompts folder, as given (the shipped one when none was)."""
         return self._folder
 
     @property

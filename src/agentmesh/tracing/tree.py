@@ -152,6 +152,39 @@ class Trace:
                 return str(run)
         return None
 
+    def span_dict(self, record: SpanRecord) -> dict[str, Any]:
+        """``record`` and its subtree as JSON-ready data (what ``trace show --json`` prints)."""
+        kind = span_type(record)
+        data: dict[str, Any] = {
+            "name": record.name,
+            "type": kind,
+            "span_id": record.span_id,
+            "node": self.node_of(record),
+            "start_ns": record.start_ns,
+            "duration_ms": round(record.duration_ms, 3),
+            "status": record.status,
+            "error": record.description if record.failed else None,
+        }
+        if kind == CHAT:
+            decision = self.decision_of(record)
+            data["model"] = model_of(record)
+            data["decision"] = decision.span_id if decision is not None else None
+        data["attributes"] = dict(record.attributes)
+        data["events"] = [
+            {"name": e.name, "time_unix_nano": e.time_unix_nano, "attributes": dict(e.attributes)}
+            for e in record.events
+        ]
+        data["children"] = [self.span_dict(child) for child in self.kids(record)]
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        """The trace as JSON-ready data: its ids and each root's tree of spans."""
+        return {
+            "trace_id": self.trace_id,
+            "run_id": self.run_id(),
+            "spans": [self.span_dict(root) for root in self.roots],
+        }
+
     def attribute(self, key: str) -> Any:
         """The first value of ``key`` on any root span (e.g. the workflow name)."""
         for root in self.roots:
