@@ -8,8 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from agentmesh import tracing
 from agentmesh.cli._common import (
     EXIT_CONFIG,
@@ -31,6 +29,7 @@ from agentmesh.routing import (
     StateError,
     open_state,
 )
+from agentmesh.routing.policy import read_policy_file
 
 __all__ = ["load_call_policy", "register"]
 
@@ -64,10 +63,7 @@ def load_call_policy(path: str | None, strategy: str | None) -> tuple[Policy, Re
     """
     if path is None:
         return Policy(strategy=strategy or "cheapest"), ResiliencePolicy()
-    try:
-        data: Any = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise PolicyError(f"{path}: cannot read policy: {exc}") from None
+    data: Any = read_policy_file(path)
     if not isinstance(data, dict):
         raise PolicyError(f"{path}: a policy is a mapping (strategy: ..., resilience: ...)")
     resilience = data.pop("resilience", None) or {}

@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from agentmesh._validation import describe_errors
+from agentmesh._yamlfile import parse_yaml
 from agentmesh.prompts.errors import PromptError
 from agentmesh.prompts.inputs import RESERVED_NAMES, InputSpec, check_inputs, valid_input_name
 
@@ -187,8 +188,7 @@ def parse_front_matter(
             error names the file, the line and the field.
     """
     try:
-        data = yaml.safe_load(header)
-        root = yaml.compose(header, Loader=yaml.SafeLoader)
+        data, root = parse_yaml(header)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)

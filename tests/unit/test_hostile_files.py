@@ -1,0 +1,114 @@
+"""Hostile files: bad bytes, deep nesting, alias bombs, huge files -> located errors, exit 2."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from agentmesh.cli import main
+from agentmesh.graph import GraphError, load_graph
+from agentmesh.limits import FileLimits, LimitError, RenderLimits
+from agentmesh.models import CatalogError, load_catalog
+from agentmesh.prompts import PromptError, PromptLibrary
+from agentmesh.routing import PolicyError, load_policy
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bomb(levels: int = 9) -> str:
+    """The "billion laughs" of YAML: 9 levels of 9 aliases each (~4e8 strings)."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, levels + 1):
+        before, this = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{this}: &{this} [" + ",".join([f"*{before}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+# (what the file holds, bytes, the line the error names, words of the error)
+HOSTILE: list[tuple[str, bytes, int | None, str]] = [
+    ("invalid UTF-8", b"name: x\n# \xff\n", 2, "not UTF-8 text: byte 0xff at column 3"),
+    ("deep nesting", b"name: x\nnodes: " + b"[" * 1000 + b"\n", 2, "nested deeper than 64"),
+    ("alias bomb", (bomb() + "name: *j\n").encode(), 6, "aliases expand to more than 100000"),
+    ("recursive alias", b"name: &a [*a]\n", 1, "an alias refers to a value that contains it"),
+    ("too large", b"# " + b"x" * 1_048_576 + b"\n", None, "larger than 1048576 bytes"),
+]
+IDS = [case[0] for case in HOSTILE]
+
+
+def located(message: str, path: Path, line: int | None, words: str) -> None:
+    assert (f"{path}:{line}:" if line else f"{path}:") in message
+    assert words in message
+
+
+LOADERS: dict[str, tuple[Callable[[Path], object], type[Exception]]] = {
+    "graph": (load_graph, GraphError),
+    "catalog": (load_catalog, CatalogError),
+    "policy": (load_policy, PolicyError),
+}
+
+
+@pytest.mark.parametrize("loader", sorted(LOADERS))
+@pytest.mark.parametrize(("case", "content", "line", "words"), HOSTILE, ids=IDS)
+def test_every_yaml_loader_refuses_hostile_files_naming_file_and_line(
+    tmp_path: Path, loader: str, case: str, content: bytes, line: int | None, words: str
+) -> None:
+    path = tmp_path / "hostile.yaml"
+    path.write_bytes(content)
+    load, error = LOADERS[loader]
+    with pytest.raises(error) as caught:
+        load(path)
+    located(str(caught.value), path, line, words)
+
+
+@pytest.mark.parametrize(("case", "content", "line", "words"), HOSTILE, ids=IDS)
+def test_validate_exits_2_on_hostile_graphs_and_catalogs(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    content: bytes,
+    line: int | None,
+    words: str,
+) -> None:
+    path = tmp_path / "hostile.yaml"
+    path.write_bytes(content)
+    sim = str(ROOT / "models" / "sim.yaml")
+    assert main(["validate", str(path), "--models", sim]) == 2
+    located(capsys.readouterr().err, path, line, words)
+    graph = str(ROOT / "graphs" / "research_report.yaml")
+    assert main(["validate", graph, "--models", str(path)]) == 2
+    located(capsys.readouterr().err, path, line, words)
+
+
+@pytest.mark.parametrize(("case", "content", "line", "words"), HOSTILE[:4], ids=IDS[:4])
+def test_front_matter_and_template_files_refuse_hostile_yaml(
+    tmp_path: Path, case: str, content: bytes, line: int | None, words: str
+) -> None:
+    (tmp_path / "t.j2").write_bytes(b"---\ndescription: d\n" + content + b"---\nhello\n")
+    with pytest.raises(PromptError) as caught:
+        PromptLibrary(tmp_path)
+    assert str(tmp_path / "t.j2") in str(caught.value)
+    assert words in str(caught.value)
+
+
+def test_limits_are_raised_through_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "g.yaml"
+    nested = "[" * 70 + "]" * 70
+    path.write_text(f"name: g\nnodes:\n  a: {{kind: tool, tool: t, input: {nested}}}\n")
+    with pytest.raises(GraphError, match="nested deeper than 64"):
+        load_graph(path)
+    monkeypatch.setenv("AGENTMESH_MAX_YAML_DEPTH", "100")
+    with pytest.raises(GraphError) as caught:
+        load_graph(path)
+    assert "nested deeper" not in str(caught.value)  # now read; the fields are what is wrong
+    assert FileLimits.from_env().max_depth == 100
+
+
+@pytest.mark.parametrize("value", ["x", "0", "-3", "1.5"])
+def test_a_bad_limit_variable_is_a_clear_error(value: str) -> None:
+    with pytest.raises(LimitError, match="AGENTMESH_MAX_FILE_BYTES"):
+        FileLimits.from_env({"AGENTMESH_MAX_FILE_BYTES": value})
+    assert RenderLimits.from_env({"AGENTMESH_MAX_RENDER_SECONDS": "0.5"}).max_seconds == 0.5
