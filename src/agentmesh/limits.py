@@ -62,7 +62,7 @@ class RenderLimits:
     """
 
     max_chars: int = 2_000_000
-    max_seconds: float = 5.0
+    max_seconds: float = 2.0
     max_iterations: int = 1_000_000
 
     @classmethod
