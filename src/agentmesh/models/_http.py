@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import httpx
 
+from agentmesh._redact import credential_values, redact_url
 from agentmesh.models.client import ModelClient
 from agentmesh.models.errors import (
     AuthError,
@@ -194,11 +195,12 @@ class HttpModelClient(ModelClient):
         super().__init__(spec)
         self._http = http
         self._url = url
+        self._shown_url = redact_url(url)
         self._headers = dict(headers)
-        self._secrets = secrets
+        self._secrets = (*secrets, *credential_values([url], headers))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(id={self.spec.id!r}, url={self._url!r})"
+        return f"{type(self).__name__}(id={self.spec.id!r}, url={self._shown_url!r})"
 
     def preview(self, value: object, limit: int = 120) -> str:
         """A short quoted excerpt of ``value`` for messages: redacted, then cut."""
@@ -213,11 +215,13 @@ class HttpModelClient(ModelClient):
         try:
             yield
         except httpx.TimeoutException as exc:
-            raise self.error(Timeout, f"{type(exc).__name__} talking to {self._url}") from None
+            raise self.error(
+                Timeout, f"{type(exc).__name__} talking to {self._shown_url}"
+            ) from None
         except (httpx.TransportError, httpx.StreamError) as exc:
             # Connection refused/reset, protocol errors, a stream cut short.
             detail = redact(str(exc) or type(exc).__name__, self._secrets)
-            raise self.error(Unavailable, f"{detail} ({self._url})") from None
+            raise self.error(Unavailable, f"{detail} ({self._shown_url})") from None
 
     def _timeout(self, seconds: float | None) -> httpx.Timeout:
         """Per-operation limits for one request (the gateway bounds the total)."""
