@@ -9,6 +9,9 @@ with a durable checkpointer it can be resumed by its run id.
 
 from __future__ import annotations
 
+import importlib
+import re
+import sqlite3
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,11 +22,14 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.errors import GraphRecursionError
 from langgraph.types import Durability
 
+from agentmesh._redact import scrub_credentials
+from agentmesh.graph.checkpoints import CheckpointError
 from agentmesh.graph.checks import Locate, check_graph, no_location
 from agentmesh.graph.compile import compile_graph
 from agentmesh.graph.nodes import NodeFailed
 from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import GraphSpec, JudgeNode
+from agentmesh.routing import StateError
 from agentmesh.tracing import record_error, workflow_span
 from agentmesh.tracing.attributes import COST_USD, RUN_STATUS
 
@@ -81,6 +87,48 @@ class RunResult:
 
 
 def _ignore(_: dict[str, Any]) -> None:
+    return None
+
+
+def _dependency_errors() -> tuple[tuple[type[BaseException], str, str], ...]:
+    """``(exception type, error type, what failed)`` of the stores a run depends on.
+
+    Built from what is installed: SQLite always, PostgreSQL and Redis with
+    their extras. An error of one of these inside a run ends the run as failed,
+    naming the store, instead of escaping ``GraphRunner.run``.
+    """
+    found: list[tuple[type[BaseException], str, str]] = [
+        (sqlite3.Error, "checkpoint_error", "checkpoint store"),
+        (CheckpointError, "checkpoint_error", "checkpoint store"),
+        (StateError, "state_error", "routing state"),
+    ]
+    for module, name, kind, what in (
+        ("psycopg", "Error", "checkpoint_error", "checkpoint store"),
+        ("redis.exceptions", "RedisError", "state_error", "routing state"),
+    ):
+        try:
+            found.append((getattr(importlib.import_module(module), name), kind, what))
+        except ImportError:
+            continue
+    return tuple(found)
+
+
+_TASK_NOTE = re.compile(r"During task with name '(?P<node>[^']+)'")
+
+
+def _dependency_failure(exc: BaseException, stores: Mapping[str, object]) -> dict[str, Any] | None:
+    """The run's ``error`` if ``exc`` is a failure of a store it depends on, else ``None``."""
+    for error_type, kind, what in _dependency_errors():
+        if isinstance(exc, error_type):
+            notes = " ".join(getattr(exc, "__notes__", ()))
+            task = _TASK_NOTE.search(notes)
+            store = type(stores[what]).__name__
+            detail = scrub_credentials(str(exc).strip() or type(exc).__name__)
+            return {
+                "type": kind,
+                "message": f"{what} ({store}) failed: {type(exc).__name__}: {detail}",
+                "node": task["node"] if task else None,
+            }
     return None
 
 
@@ -188,6 +236,7 @@ class GraphRunner:
         error: dict[str, Any] | None = None
         failed_steps: list[dict[str, Any]] = []
         notify: StepListener = on_step or _ignore
+        stores = {"checkpoint store": self.checkpointer, "routing state": self.runtime.router.state}
         with workflow_span(graph.name, run_id=run_id) as scope:
             try:
                 updates = compiled.astream(
@@ -206,13 +255,25 @@ class GraphRunner:
             except GraphRecursionError as exc:
                 error = {"type": "recursion_limit", "message": str(exc), "node": None}
                 record_error(scope.span, exc)
-            values = (await compiled.aget_state(config)).values
+            except Exception as exc:  # a store the run depends on failed: the run fails
+                error = _dependency_failure(exc, stores)
+                if error is None:
+                    raise
+                record_error(scope.span, exc)
+            try:
+                values = (await compiled.aget_state(config)).values
+            except Exception as exc:  # the store is gone: report what the run itself knows
+                failure = _dependency_failure(exc, stores)
+                if failure is None:
+                    raise
+                error = error or failure
+                values = {}
             steps = [*values.get("steps", []), *failed_steps]
             cost = sum(float(s["cost_usd"]) for s in steps)
             scope.set(RUN_STATUS, "failed" if error else "ok")
             scope.set(COST_USD, cost)
         if error is None and self._forget_finished:
-            await self.checkpointer.adelete_thread(run_id)
+            await self.checkpointer.adelete_thread(run_id)  # in memory: cannot fail
         return RunResult(
             run_id=run_id,
             workflow=graph.name,

@@ -1,0 +1,70 @@
+"""Real stores that are unreachable or go away mid-run: exit 2 before, a failed run after.
+
+PostgreSQL on 127.0.0.1:5432 (or ``AGENTMESH_TEST_POSTGRES``); Redis on
+127.0.0.1:6379 (or ``AGENTMESH_TEST_REDIS``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentmesh.cli import main
+from agentmesh.graph import Runtime, Workflow, open_checkpointer, run_graph
+from agentmesh.routing import Policy
+from agentmesh.testing import scripted_catalog, scripted_model
+from tests.integration.conftest import free_port
+from tests.integration.test_distributed import pg_schema, postgres_url  # noqa: F401 (fixture)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_an_unreachable_postgres_exits_2_before_the_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("psycopg")
+    monkeypatch.chdir(ROOT)
+    url = f"postgresql://agentmesh:planted-pg-Passw0rd@127.0.0.1:{free_port()}/test"
+    argv = ["run", "graphs/support_triage.yaml", "--models", "models/sim.yaml", "--input", "x"]
+    code = main([*argv, "--checkpoint", url])
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, "")
+    assert err.startswith(f"agentmesh: checkpoint postgresql://***@127.0.0.1:{url.split(':')[3]}")
+    assert "cannot use PostgreSQL" in err
+    assert "planted-pg-Passw0rd" not in err
+    assert "Traceback" not in err
+
+
+def chain(n: int) -> Workflow:
+    wf = Workflow("chain", policy=Policy(strategy="cheapest"))
+    for i in range(1, n + 1):
+        step = "$input" if i == 1 else f"$n{i - 1}"
+        wf.executor(f"n{i}", prompt="execute_step", inputs={"question": "$input", "step": step})
+        if i > 1:
+            wf.edge(f"n{i - 1}", f"n{i}")
+    return wf
+
+
+async def test_postgres_going_away_mid_run_fails_the_run_naming_the_store(
+    pg_schema: str,  # noqa: F811 (the fixture)
+) -> None:
+    import psycopg
+
+    catalog = scripted_catalog(scripted_model("m", reply="fine"))
+    async with open_checkpointer(pg_schema) as saver, Runtime.open(catalog) as runtime:
+        backend = saver.conn.info.backend_pid
+
+        def kill_after_first(step: dict[str, Any]) -> None:
+            if step["node"] == "n1":  # the server drops the store's connection
+                with psycopg.connect(postgres_url(), autocommit=True) as admin:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (backend,))
+
+        result = await run_graph(
+            chain(3).spec(), runtime, "q", checkpointer=saver, on_step=kill_after_first
+        )
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error["type"] == "checkpoint_error"
+    assert result.error["message"].startswith("checkpoint store (AsyncPostgresSaver) failed: ")
