@@ -112,3 +112,32 @@ def test_a_bad_limit_variable_is_a_clear_error(value: str) -> None:
     with pytest.raises(LimitError, match="AGENTMESH_MAX_FILE_BYTES"):
         FileLimits.from_env({"AGENTMESH_MAX_FILE_BYTES": value})
     assert RenderLimits.from_env({"AGENTMESH_MAX_RENDER_SECONDS": "0.5"}).max_seconds == 0.5
+
+
+# Found by the fuzz test (tests/unit/test_fuzz_inputs.py): each was a message naming no
+# file, or a RecursionError traceback.
+TEMPLATE_BODIES = [
+    ("hello {# never closed\n", 4, "syntax error: Missing end of comment tag"),
+    ("x\n{{ " + "[" * 400 + "1" + "]" * 400 + " }}\n", 5, "nested too deeply"),
+]
+
+
+@pytest.mark.parametrize(("body", "line", "words"), TEMPLATE_BODIES)
+def test_template_syntax_errors_name_file_and_line(
+    tmp_path: Path, body: str, line: int, words: str
+) -> None:
+    (tmp_path / "t.j2").write_text("---\ndescription: d\n---\n" + body)
+    with pytest.raises(PromptError) as caught:
+        PromptLibrary(tmp_path)
+    assert (caught.value.file, caught.value.line) == (str(tmp_path / "t.j2"), line)
+    assert words in str(caught.value)
+
+
+def test_a_render_with_no_message_names_the_file(tmp_path: Path) -> None:
+    from agentmesh.models import ModelSpec
+
+    (tmp_path / "t.j2").write_text("---\ndescription: d\n---\n{% user %} {% enduser %}\n")
+    model = ModelSpec.model_validate({"id": "m", "provider": "scripted", "model": "m"})
+    with pytest.raises(PromptError, match="rendered no messages") as caught:
+        PromptLibrary(tmp_path).render("t", model, {})
+    assert caught.value.file == str(tmp_path / "t.j2")

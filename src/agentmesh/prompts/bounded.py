@@ -33,7 +33,7 @@ from contextvars import ContextVar
 from functools import update_wrapper
 from typing import Any
 
-from jinja2 import nodes
+from jinja2 import TemplateSyntaxError, nodes
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import generate_lorem_ipsum
@@ -45,6 +45,7 @@ __all__ = ["BoundedSandbox", "RenderLimitExceeded", "render_bounded"]
 
 _LOOP_FILTER = "_agentmesh_bounded_loop"
 _SIZE_FILTER = "_agentmesh_bounded_size"
+_TOO_DEEP = "expressions or blocks nested too deeply to compile"
 _INT_BITS = 100_000
 """Largest integer an expression may build, in bits (about 30,000 digits)."""
 
@@ -307,6 +308,21 @@ def _check_binop(budget: _Budget, operator: str, left: Any, right: Any) -> None:
         _check_printf(budget, left, "a '%' format")
 
 
+def _deepest_line(source: str) -> int:
+    """1-based line where brackets nest deepest (where a too-deep template goes wrong)."""
+    depth, deepest, line, at = 0, 0, 1, 1
+    for char in source:
+        if char == "\n":
+            line += 1
+        elif char in "([{":
+            depth += 1
+            if depth > deepest:
+                deepest, at = depth, line
+        elif char in ")]}":
+            depth -= 1
+    return at
+
+
 class BoundedSandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox with renders bounded by :class:`~agentmesh.limits.RenderLimits`.
 
@@ -324,9 +340,24 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         self.globals["lipsum"] = _lipsum
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        template = super()._parse(source, name, filename)
-        guarded: nodes.Template = _Guard().visit(template)
+        try:
+            template = super()._parse(source, name, filename)
+            guarded: nodes.Template = _Guard().visit(template)
+        except RecursionError:  # Jinja's parser recurses once per nesting level
+            raise TemplateSyntaxError(_TOO_DEEP, _deepest_line(source), name, filename) from None
         return guarded
+
+    def _generate(
+        self,
+        source: nodes.Template,
+        name: str | None,
+        filename: str | None,
+        defer_init: bool = False,
+    ) -> str:
+        try:
+            return super()._generate(source, name, filename, defer_init)
+        except RecursionError:  # so does its code generator
+            raise TemplateSyntaxError(_TOO_DEEP, 1, name, filename) from None
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         """``left operator right``, refused if its result would exceed the limits."""

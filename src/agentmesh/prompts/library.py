@@ -49,7 +49,9 @@ def _chat(text: str, nonce: str, template: str, file: str) -> _Shape:
     if messages is None:
         messages = (HumanMessage(content=text.strip()),) if text.strip() else ()
     if not messages:
-        raise PromptError("rendered no messages (every message is empty)", template=template)
+        raise PromptError(
+            "rendered no messages (every message is empty)", template=template, file=file
+        )
     return messages, None
 
 
@@ -127,6 +129,10 @@ class PromptLibrary:
             for name in files:
                 self._env.get_template(name)
         except TemplateSyntaxError as exc:
+            if exc.filename is None and exc.name is not None and exc.name in self._paths:
+                # Jinja's lexer failures ("Missing end of comment tag") pass the
+                # filename where the name goes: put each back in its place.
+                exc.filename, exc.name = exc.name, self._paths[exc.name]
             raise from_syntax_error(exc, _template_name(exc.name or "")) from None
         self._templates = MappingProxyType(build_templates(self._folder, files, direct))
 
