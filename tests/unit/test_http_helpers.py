@@ -78,3 +78,18 @@ def test_token_estimate_is_plausible(text: str, low: int, high: int) -> None:
 def test_token_estimate_counts_at_least_one_token_per_word() -> None:
     assert estimate_tokens("pneumonoultramicroscopicsilicovolcanoconiosis") >= 1
     assert estimate_tokens("a " * 100) >= 100
+
+
+@pytest.mark.parametrize(
+    ("text", "at_least"),
+    [
+        ("人工智能是计算机科学的一个分支" * 3, 45),  # >= 1 token per CJK character
+        ("吾輩は猫である。名前はまだ無い。", 16),
+        ("대한민국은 동아시아의 한반도", 13),
+        ("😀😃😄😁😆😅😂🤣" * 15, 240),  # >= 2 tokens per emoji
+        ("Москва — столица России", 10),
+        ("The 東京 office 🏢 reported 収益 growth", 12),
+    ],
+)
+def test_estimates_never_undercount_non_latin_text(text: str, at_least: int) -> None:
+    assert estimate_tokens(text) >= at_least
