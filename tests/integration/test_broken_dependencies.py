@@ -68,3 +68,34 @@ async def test_postgres_going_away_mid_run_fails_the_run_naming_the_store(
     assert result.error is not None
     assert result.error["type"] == "checkpoint_error"
     assert result.error["message"].startswith("checkpoint store (AsyncPostgresSaver) failed: ")
+
+
+RUNS = 1000
+
+
+async def test_a_thousand_concurrent_runs_on_redis_state_all_finish() -> None:
+    import asyncio
+
+    from agentmesh.routing import open_state
+    from tests.integration.test_redis_state import REDIS_URL, require_redis, unique_prefix
+
+    require_redis()
+    catalog = scripted_catalog(scripted_model("m", reply="fine"))
+    spec = chain(2).spec()
+    prefix = unique_prefix("load")
+    async with (
+        open_state(f"{REDIS_URL}?prefix={prefix}&max_connections=32") as state,
+        Runtime.open(catalog, state=state) as runtime,
+    ):
+        try:
+            results = await asyncio.gather(
+                *(run_graph(spec, runtime, f"q{i}", run_id=f"r{i}") for i in range(RUNS)),
+                return_exceptions=True,
+            )
+        finally:
+            await state.clear()  # type: ignore[attr-defined]
+    raised = [r for r in results if isinstance(r, BaseException)]
+    assert not raised, f"{len(raised)} of {RUNS} runs raised, e.g. {raised[0]!r}"
+    statuses = [r.status for r in results if not isinstance(r, BaseException)]
+    errors = {str(r.error)[:300] for r in results if not isinstance(r, BaseException) and r.error}
+    assert statuses == ["ok"] * RUNS, errors
