@@ -7,7 +7,7 @@ PostgreSQL on 127.0.0.1:5432 (or ``AGENTMESH_TEST_POSTGRES``); Redis on
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -54,7 +54,7 @@ async def test_postgres_going_away_mid_run_fails_the_run_naming_the_store(
 
     catalog = scripted_catalog(scripted_model("m", reply="fine"))
     async with open_checkpointer(pg_schema) as saver, Runtime.open(catalog) as runtime:
-        backend = saver.conn.info.backend_pid
+        backend = cast(Any, saver).conn.info.backend_pid  # an AsyncPostgresSaver
 
         def kill_after_first(step: dict[str, Any]) -> None:
             if step["node"] == "n1":  # the server drops the store's connection
