@@ -99,3 +99,61 @@ async def test_a_thousand_concurrent_runs_on_redis_state_all_finish() -> None:
     statuses = [r.status for r in results if not isinstance(r, BaseException)]
     errors = {str(r.error)[:300] for r in results if not isinstance(r, BaseException) and r.error}
     assert statuses == ["ok"] * RUNS, errors
+
+
+async def _pg_rows(url: str) -> str:
+    import psycopg
+
+    text: list[str] = []
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        for table in ("checkpoints", "checkpoint_writes", "checkpoint_blobs"):
+            cursor = await conn.execute(f"SELECT * FROM {table}")  # noqa: S608 (fixed names)
+            for row in await cursor.fetchall():
+                for value in row:
+                    raw = bytes(value) if isinstance(value, bytes | memoryview) else None
+                    text.append(raw.decode("utf-8", "replace") if raw else str(value))
+    return "\n".join(text)
+
+
+def test_credentials_never_reach_postgres_checkpoints(
+    pg_schema: str,  # noqa: F811 (the fixture)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A fallback's step keeps the failed attempt's message: it is stored masked."""
+    import asyncio
+
+    import httpx
+
+    from agentmesh.models import gateway as gateway_module
+    from agentmesh.testing import openai_completion
+    from tests.unit.test_secrets_urls import PLANTED, catalog
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "refused.example.test":
+            told = f"url={request.url} headers={dict(request.headers)}"
+            raise httpx.ConnectError(f"cannot connect: {told}", request=request)
+        return openai_completion("fine")
+
+    monkeypatch.setenv("PLANTED_URL", "http://planted-env-user:planted-env-Passw0rd@ok.test/v1")
+    monkeypatch.setattr(
+        gateway_module,
+        "default_http_client",
+        lambda: httpx.AsyncClient(transport=httpx.MockTransport(answer)),
+    )
+    graph = tmp_path / "one.yaml"
+    graph.write_text(
+        "name: one\nnodes:\n  a: {kind: executor, prompt: execute_step, "
+        "inputs: {question: $input, step: $input}}\n"
+    )
+    prompts = str(ROOT / "prompts")
+    argv = ["run", str(graph), "--models", str(catalog(tmp_path)), "--prompts", prompts]
+    code = main([*argv, "--input", "q", "--checkpoint", pg_schema, "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "***@refused.example.test" in out, "the failed attempt is in the step, masked"
+    stored = asyncio.run(_pg_rows(pg_schema))
+    assert "refused.example.test" in stored, "the failed attempt was checkpointed"
+    for value in PLANTED:
+        assert value not in stored, f"{value!r} is in the checkpoint"
