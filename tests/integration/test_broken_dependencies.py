@@ -107,7 +107,7 @@ async def _pg_rows(url: str) -> str:
     text: list[str] = []
     async with await psycopg.AsyncConnection.connect(url) as conn:
         for table in ("checkpoints", "checkpoint_writes", "checkpoint_blobs"):
-            cursor = await conn.execute(f"SELECT * FROM {table}")  # noqa: S608 (fixed names)
+            cursor = await conn.execute(f"SELECT * FROM {table}")
             for row in await cursor.fetchall():
                 for value in row:
                     raw = bytes(value) if isinstance(value, bytes | memoryview) else None
