@@ -141,3 +141,21 @@ def test_a_render_with_no_message_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(PromptError, match="rendered no messages") as caught:
         PromptLibrary(tmp_path).render("t", model, {})
     assert caught.value.file == str(tmp_path / "t.j2")
+
+
+def test_json_files_nested_too_deeply_are_located_errors(tmp_path: Path) -> None:
+    import asyncio
+
+    from agentmesh.routing import InMemoryRoutingState
+    from agentmesh.routing.matrix import MatrixError, RoutingMatrix
+
+    deep = "[" * 100_000 + "]" * 100_000
+    (tmp_path / "schema.json").write_text(deep)
+    (tmp_path / "t.j2").write_text("---\ndescription: d\noutput_schema: schema.json\n---\nhi\n")
+    with pytest.raises(PromptError, match="not valid JSON") as caught:
+        PromptLibrary(tmp_path)
+    assert caught.value.file == str(tmp_path / "t.j2")
+    matrix = tmp_path / "matrix.json"
+    matrix.write_text(deep)
+    with pytest.raises(MatrixError, match=f"{matrix}: cannot read routing matrix"):
+        asyncio.run(RoutingMatrix.load(matrix, InMemoryRoutingState()))

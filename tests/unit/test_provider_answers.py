@@ -149,3 +149,23 @@ async def test_a_malformed_answer_falls_back_and_books_no_absurd_cost() -> None:
     assert kinds[-1] == ("good", None)
     assert ("bad", "malformed_response") in kinds
     assert 0 <= result.cost_usd < 1.0
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # Python's JSON parser recurses once per level
+
+
+@pytest.mark.parametrize("spec", [openai_spec(), anthropic_spec()], ids=["openai", "anthropic"])
+async def test_a_body_nested_too_deeply_is_malformed_not_a_recursion_error(
+    spec: ModelSpec,
+) -> None:
+    transport = RecordingTransport([httpx.Response(200, content=DEEP.encode())])
+    async with httpx.AsyncClient(transport=transport) as http:
+        gateway = Gateway(Catalog([spec]), http=http, environ={"ANTHROPIC_API_KEY": "k"})
+        with pytest.raises(MalformedResponse, match="not JSON"):
+            await gateway.invoke(spec.id, ModelRequest.of("hi"))
+
+
+async def test_tool_arguments_nested_too_deeply_are_malformed() -> None:
+    call = {"id": "1", "function": {"name": "f", "arguments": DEEP}}
+    with pytest.raises(MalformedResponse, match="not JSON"):
+        await invoke(openai_spec(), openai_body(message={"content": None, "tool_calls": [call]}))

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import httpx
 
+from agentmesh._jsontext import loads as json_loads
 from agentmesh._redact import credential_values, redact_url
 from agentmesh.models.client import ModelClient
 from agentmesh.models.errors import (
@@ -101,7 +102,7 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
 def _error_detail(body: str) -> str:
     """The provider's message from an error body, or the body itself, shortened."""
     try:
-        data = json.loads(body)
+        data = json_loads(body)
     except ValueError:
         return body.strip()[:_MAX_DETAIL]
     if isinstance(data, dict):
@@ -242,7 +243,7 @@ class HttpModelClient(ModelClient):
         if response.status_code >= 400:
             self._raise_for(response, response.text)
         try:
-            return response.json()
+            return json_loads(response.content)
         except ValueError:
             raise self.malformed(f"response is not JSON: {self.preview(response.text)}") from None
 
@@ -267,6 +268,6 @@ class HttpModelClient(ModelClient):
     def parse_json(self, data: str) -> Any:
         """Decode one JSON payload of a stream, or raise :class:`MalformedResponse`."""
         try:
-            return json.loads(data)
+            return json_loads(data)
         except ValueError:
             raise self.malformed(f"stream event is not JSON: {self.preview(data)}") from None

@@ -15,6 +15,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
 
+from agentmesh._jsontext import loads as json_loads
 from agentmesh.models._http import HttpModelClient, error_for_status
 from agentmesh.models.client import ClientContext, Stopwatch, token_count
 from agentmesh.models.errors import BadRequest, ContentFiltered
@@ -349,7 +350,7 @@ class AnthropicClient(HttpModelClient):
     def _tool_call(self, block: _Block) -> ToolCall:
         raw = "".join(block.parts) or "{}"
         try:
-            arguments = json.loads(raw)
+            arguments = json_loads(raw)
         except ValueError:
             raise self.malformed(
                 f"tool_use {block.name!r} input is not JSON: {self.preview(raw)}"

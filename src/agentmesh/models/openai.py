@@ -19,6 +19,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
+from agentmesh._jsontext import loads as json_loads
 from agentmesh.models._http import HttpModelClient, error_for_status
 from agentmesh.models.client import ClientContext, Stopwatch, token_count
 from agentmesh.models.errors import BadRequest, ContentFiltered
@@ -284,7 +285,7 @@ class OpenAIClient(HttpModelClient):
         if isinstance(arguments, dict):
             return ToolCall(id=call_id, name=name, arguments=arguments)
         try:
-            parsed = json.loads(str(arguments or "") or "{}")
+            parsed = json_loads(str(arguments or "") or "{}")
         except ValueError:
             raise self.malformed(
                 f"tool call {name!r} has arguments that are not JSON: {self.preview(arguments)}"

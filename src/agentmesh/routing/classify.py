@@ -8,12 +8,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
+from agentmesh._jsontext import loads as json_loads
 from agentmesh.routing.features import KEYWORDS, extract, profile
 
 if TYPE_CHECKING:
@@ -180,7 +180,7 @@ class LLMClassifier:
             ),
         )
         try:
-            verdict = json.loads(response.text)
+            verdict = json_loads(response.text)
             task, level = str(verdict["task"]), str(verdict["complexity"])
             score = _LEVEL_SCORE[level]
         except (ValueError, KeyError, TypeError):
