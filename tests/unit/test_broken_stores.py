@@ -143,3 +143,19 @@ async def test_a_redis_error_inside_a_run_is_a_failed_run_not_an_exception() -> 
         "node": "b",
     }
     assert [s["node"] for s in result.steps] == ["a"], "what finished is kept"
+
+
+async def test_resuming_from_a_failing_store_is_a_run_error_naming_it() -> None:
+    from agentmesh.graph import RunError
+
+    catalog = scripted_catalog(scripted_model("m", reply="fine"))
+    async with Runtime.open(catalog) as runtime:
+        with pytest.raises(RunError, match=r"cannot resume run 'r1': checkpoint store \(Failing"):
+            await run_graph(
+                two_steps().spec(),
+                runtime,
+                None,
+                checkpointer=FailingSaver(0),
+                run_id="r1",
+                resume=True,
+            )

@@ -225,18 +225,25 @@ class GraphRunner:
         config: Any = {"configurable": {"thread_id": run_id}, "recursion_limit": self._limit}
         budget = budget_usd if budget_usd is not None else graph.budget_usd
         start: dict[str, Any] | None
+        stores = {"checkpoint store": self.checkpointer, "routing state": self.runtime.router.state}
         if resume:
-            values = (await compiled.aget_state(config)).values
+            try:
+                values = (await compiled.aget_state(config)).values
+                if values:
+                    await _seed_budget(self.runtime, run_id, float(values.get("cost_usd", 0.0)))
+            except Exception as exc:  # nothing ran yet: the run cannot start
+                failure = _dependency_failure(exc, stores)
+                if failure is None:
+                    raise
+                raise RunError(f"cannot resume run {run_id!r}: {failure['message']}") from None
             if not values:
                 raise RunError(f"no run {run_id!r} in the checkpointer: nothing to resume")
-            await _seed_budget(self.runtime, run_id, float(values.get("cost_usd", 0.0)))
             start = None
         else:
             start = {"input": input or "", "run_id": run_id, "budget_usd": budget}
         error: dict[str, Any] | None = None
         failed_steps: list[dict[str, Any]] = []
         notify: StepListener = on_step or _ignore
-        stores = {"checkpoint store": self.checkpointer, "routing state": self.runtime.router.state}
         with workflow_span(graph.name, run_id=run_id) as scope:
             try:
                 updates = compiled.astream(
