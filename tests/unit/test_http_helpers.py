@@ -134,3 +134,18 @@ def test_closing_a_sync_loop_closes_the_http_client_made_on_it() -> None:
     loop.close()
     assert client.is_closed, "closed with its loop, as after asyncio.run"
     assert len(pool) == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "at_least"),
+    [
+        ("人工智能是计算机科学的一个分支" * 3, 45),  # >= 1 token per CJK character
+        ("吾輩は猫である。名前はまだ無い。", 16),
+        ("대한민국은 동아시아의 한반도", 13),
+        ("😀😃😄😁😆😅😂🤣" * 15, 240),  # >= 2 tokens per emoji
+        ("Москва — столица России", 10),
+        ("The 東京 office 🏢 reported 収益 growth", 12),
+    ],
+)
+def test_estimates_never_undercount_non_latin_text(text: str, at_least: int) -> None:
+    assert estimate_tokens(text) >= at_least

@@ -191,6 +191,7 @@ def test_render_error_as_json(capsys: pytest.CaptureFixture[str], broken: str) -
         "variable": "nope",
         "line": 8,
         "file": f"{broken}/t.j2",
+        "limit": None,
     }
     assert "undefined variable 'nope'" in err
 

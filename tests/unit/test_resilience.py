@@ -499,3 +499,57 @@ async def test_no_retry_after_the_breaker_opened_during_the_backoff(closing) -> 
     h.caller._sleep = sleep_while_another_caller_opens_it
     result = await h.call()
     assert trail(result) == [("a", "unavailable"), ("b", "ok")]
+
+
+async def test_a_failed_probe_reopens_and_the_cooldown_starts_again(
+    closing: list[Harness],
+) -> None:
+    """open -> probe fails -> open for a whole new cooldown (skipped) -> probe again -> closed."""
+    policy = ResiliencePolicy(breaker=BreakerPolicy(cooldown_s=10, half_open_probes=1))
+    h = Harness(m("a", fail_first=1), m("b", 2), policy=policy)  # a's first call fails
+    closing.append(h)
+    opened_at = h.clock.now
+    await h.state.set_breaker("a", BreakerState("open", until=opened_at + 10, reason="test"))
+    h.clock.now = opened_at + 25  # long past the first cooldown: the next call probes
+    failed = await h.call()
+    assert trail(failed) == [("a", "unavailable"), ("b", "ok")]
+    assert "(half-open probe)" in failed.attempts[0].reason
+    reopened = (await h.state.snapshot(["a"])).breakers["a"]
+    assert reopened.state == "open"
+    assert reopened.until == pytest.approx(h.clock.now + 10), "a whole cooldown from the failure"
+    assert reopened.reason == "probe failed: unavailable"
+    probe_failed_at = h.clock.now
+
+    h.clock.now = probe_failed_at + 9.5  # inside the new cooldown: a is not even tried
+    skipped = await h.call()
+    assert trail(skipped) == [("b", "ok")]
+    assert "circuit open" in next(e.why for e in skipped.decision.excluded if e.model == "a")
+
+    h.clock.now = probe_failed_at + 10.5  # the new cooldown is over: probe, and it recovers
+    recovered = await h.call()
+    assert trail(recovered) == [("a", "ok")]
+    assert [(e.old, e.new) for e in h.events] == [
+        ("open", "half_open"),
+        ("half_open", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ]
+    assert dict((await h.state.snapshot(["a"])).breakers) == {}
+
+
+async def test_a_failed_probe_with_retry_after_waits_the_longer_of_the_two() -> None:
+    clock = FakeClock()
+    state = InMemoryRoutingState(clock=clock)
+    breaker = CircuitBreaker(state, BreakerPolicy(cooldown_s=10, half_open_probes=1), clock)
+    await state.set_breaker("a", BreakerState("open", until=clock.now - 1, reason="test"))
+    assert (await breaker.admit("a")).probe
+    assert not (await breaker.admit("a")).allowed, "one probe at a time"
+    stats = await state.observe("a", latency_ms=None, error="rate_limited")
+    await breaker.on_failure("a", stats, "rate_limited", probe=True, retry_after=60)
+    reopened = (await state.snapshot(["a"])).breakers["a"]
+    assert reopened.state == "open"
+    assert reopened.until == pytest.approx(clock.now + 60)
+    clock.now += 59
+    assert not (await breaker.admit("a")).allowed
+    clock.now += 2
+    assert (await breaker.admit("a")).probe

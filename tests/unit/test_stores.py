@@ -233,3 +233,22 @@ def test_run_s_resume_hint_names_the_state_and_checkpoint_without_passwords(
     assert "--state redis://:***@127.0.0.1:6379/0 --resume r1" in err
     assert "pw@" not in err
     assert "s3cret" not in err
+
+
+def test_a_state_from_a_url_shares_one_blocking_pool_of_bounded_size() -> None:
+    from redis.asyncio import BlockingConnectionPool
+
+    from agentmesh.routing.redis_state import DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_TIMEOUT_S
+
+    default = RedisRoutingState.from_url("redis://10.9.8.7:6390/4")
+    pool = default.client.connection_pool
+    assert isinstance(pool, BlockingConnectionPool), "waits for a connection, never raises"
+    assert (pool.max_connections, pool.timeout) == (DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_TIMEOUT_S)
+    target, options = redis_options("redis://h/0?max_connections=8&pool_timeout_s=none")
+    assert options == {"max_connections": 8, "pool_timeout_s": None}
+    sized = RedisRoutingState.from_url(target, **options).client.connection_pool
+    assert (sized.max_connections, sized.timeout) == (8, None)  # type: ignore[attr-defined]
+    with pytest.raises(StateError, match="max_connections='0': must be at least 1"):
+        redis_options("redis://h/0?max_connections=0")
+    with pytest.raises(ValueError, match="max_connections"):
+        RedisRoutingState.from_url("redis://h/0", max_connections=0)

@@ -54,7 +54,7 @@ def _note(spec: ModelSpec) -> str:
 
 
 def _row(spec: ModelSpec) -> dict[str, Any]:
-    data = spec.model_dump(mode="json", exclude_defaults=False)
+    data = spec.shown()
     data["capabilities"] = sorted(data["capabilities"])
     data["tags"] = sorted(data["tags"])
     data["simulated"] = spec.simulated

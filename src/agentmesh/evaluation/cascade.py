@@ -363,7 +363,7 @@ class CascadeModel:
         """
         try:
             doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: deep nesting
             raise ValueError(f"{path}: cannot read cascade router: {exc}") from None
         if not isinstance(doc, dict) or doc.get("format") != CASCADE_FORMAT:
             raise ValueError(f"{path}: not a cascade router (format must be {CASCADE_FORMAT!r})")

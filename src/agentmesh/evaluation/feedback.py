@@ -81,10 +81,10 @@ def load_runs(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         raise DataError(f"{name}: cannot read: {exc}") from None
     try:
         docs: list[Any] = [json.loads(text)]
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         try:
             docs = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise DataError(f"{name}: not run JSON (agentmesh run --json): {exc}") from None
     runs = [d for d in docs if isinstance(d, dict) and isinstance(d.get("steps"), list)]
     if not runs:

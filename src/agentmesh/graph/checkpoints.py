@@ -11,12 +11,14 @@ import asyncio
 import importlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
+
+from agentmesh._redact import redact_url, scrub_credentials
 
 __all__ = ["CHECKPOINTERS", "CheckpointError", "open_checkpointer"]
 
@@ -30,15 +32,38 @@ async def _memory(_: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
     yield InMemorySaver()
 
 
+_PROBE: Any = {"configurable": {"thread_id": "agentmesh-store-check", "checkpoint_ns": ""}}
+"""A read of a thread no run uses: proves the store answers before the first model call."""
+
+
+def _prepare_file(path: Path, where: str) -> None:
+    """Refuse a directory as the database; create the folder of a new file."""
+    if path.is_dir():
+        raise CheckpointError(f"{where}: is a directory, not a database file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(f"{where}: cannot create its folder: {exc}") from None
+
+
 @asynccontextmanager
 async def _sqlite(target: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    import sqlite3
+
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     if not target:
         raise CheckpointError("sqlite: needs a path (sqlite:runs.db)")
+    where = f"checkpoint sqlite:{target}"
     if target != ":memory:":
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-    async with AsyncSqliteSaver.from_conn_string(target) as saver:
+        _prepare_file(Path(target), where)
+    async with AsyncExitStack() as stack:
+        try:
+            saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(target))
+            await saver.setup()
+            await saver.aget_tuple(_PROBE)
+        except (sqlite3.Error, OSError) as exc:
+            raise CheckpointError(f"{where}: not a usable SQLite database: {exc}") from None
         yield saver
 
 
@@ -53,8 +78,17 @@ async def _postgres(url: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
         raise CheckpointError(
             "postgres checkpoints need the extra: pip install 'agentmesh[postgres]'"
         ) from None
-    async with module.AsyncPostgresSaver.from_conn_string(url) as saver:
-        await _setup_once(saver)
+    from psycopg import Error as PostgresError
+
+    where = f"checkpoint {redact_url(url)}"
+    async with AsyncExitStack() as stack:
+        try:
+            saver = await stack.enter_async_context(module.AsyncPostgresSaver.from_conn_string(url))
+            await _setup_once(saver)
+            await saver.aget_tuple(_PROBE)
+        except (PostgresError, OSError) as exc:
+            detail = scrub_credentials(str(exc).strip() or type(exc).__name__)
+            raise CheckpointError(f"{where}: cannot use PostgreSQL: {detail}") from None
         yield saver
 
 
@@ -100,11 +134,15 @@ def open_checkpointer(url: str) -> AbstractAsyncContextManager[BaseCheckpointSav
     """Open the checkpointer ``url`` names (use ``async with``).
 
     Raises:
-        CheckpointError: Unknown scheme.
+        CheckpointError: Unknown scheme; or, on entering, a store that cannot
+            be used (a corrupt SQLite file, a directory, an unreachable or
+            refusing PostgreSQL), checked before any run starts.
     """
     scheme, _, rest = url.partition(":")
     opener = CHECKPOINTERS.get(scheme)
     if opener is None:
         known = ", ".join(f"{s}:" for s in CHECKPOINTERS)
-        raise CheckpointError(f"checkpoint {url!r}: unknown kind {scheme!r}; use {known}")
+        raise CheckpointError(
+            f"checkpoint {redact_url(url)!r}: unknown kind {scheme!r}; use {known}"
+        )
     return opener(url if scheme.startswith("postgres") else rest)

@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from agentmesh._validation import describe_error
-from agentmesh._yaml import parse as parse_yaml
+from agentmesh._yamlfile import YamlFileError, describe_yaml_error, parse_yaml, read_text
 from agentmesh.graph.checks import GraphError, Place
 from agentmesh.graph.runtime import Tool, as_tool
 from agentmesh.graph.spec import NODE_KINDS, GraphSpec, JudgeNode
@@ -147,30 +147,32 @@ def _describe(error: Any, where: Callable[[Sequence[str | int]], str]) -> str:
     return where(loc) + describe_error(error, loc)
 
 
+def _name(data: dict[str, Any], path: Path) -> str:
+    """The graph's name for an error: its ``name:`` if that is a short string, else the file's."""
+    name = data.get("name")
+    return name if isinstance(name, str) and 0 < len(name) <= 200 else path.stem
+
+
 def load_graph(path: str | Path) -> LoadedGraph:
     """Read and validate a YAML graph file.
 
     Raises:
-        GraphError: Unreadable file, invalid YAML, or fields that do not
+        GraphError: Unreadable file, invalid YAML, a file past the
+            :class:`~agentmesh.limits.FileLimits`, or fields that do not
             validate; each problem names ``file:line`` and the field.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise GraphError(str(path), [f"{path}: cannot read graph: {exc.strerror or exc}"]) from None
-    try:
-        data, root = parse_yaml(text)
+        data, root = parse_yaml(read_text(path, "graph"))
+    except YamlFileError as exc:
+        raise GraphError(str(path), [str(exc)]) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise GraphError(str(path), [f"{path}{where}: not valid YAML: {problem}"]) from None
+        raise GraphError(str(path), [describe_yaml_error(exc, path)]) from None
     if not isinstance(data, dict):
         raise GraphError(str(path), [f"{path}: a graph is a mapping (name:, nodes:, edges:)"])
     twice = _duplicates(root, path)
     if twice:
-        raise GraphError(str(data.get("name") or path.stem), twice)
+        raise GraphError(_name(data, path), twice)
     data.setdefault("name", path.stem)
     try:
         spec = GraphSpec.model_validate(data)
@@ -180,7 +182,7 @@ def load_graph(path: str | Path) -> LoadedGraph:
             line = _line(root, loc)
             return f"{path}:{line}: " if line else f"{path}: "
 
-        raise GraphError(str(data.get("name")), [_describe(e, at) for e in exc.errors()]) from None
+        raise GraphError(_name(data, path), [_describe(e, at) for e in exc.errors()]) from None
     return LoadedGraph(_files_beside(spec, path.parent), path, root)
 
 

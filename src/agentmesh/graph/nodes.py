@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
+from agentmesh._jsontext import loads as json_loads
 from agentmesh.graph.records import ErrorInfo, Step, usage_update
 from agentmesh.graph.runtime import Runtime, Tool, ToolArgumentsError
 from agentmesh.graph.spec import (
@@ -272,11 +273,11 @@ def answer(text: str, call: CallResult | None, branch: Branch, **extra: Any) -> 
 def parse_json(text: str) -> Any:
     """The JSON value in ``text`` (the first ``{...}`` object if there is prose around it)."""
     try:
-        return json.loads(text)
+        return json_loads(text)
     except ValueError:
         start, end = text.find("{"), text.rfind("}")
         if 0 <= start < end:
-            return json.loads(text[start : end + 1])
+            return json_loads(text[start : end + 1])
         raise
 
 

@@ -9,6 +9,9 @@ with a durable checkpointer it can be resumed by its run id.
 
 from __future__ import annotations
 
+import importlib
+import re
+import sqlite3
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,12 +22,15 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.errors import GraphRecursionError
 from langgraph.types import Durability
 
+from agentmesh._redact import scrub_credentials
+from agentmesh.graph.checkpoints import CheckpointError
 from agentmesh.graph.checks import Locate, check_graph, no_location
 from agentmesh.graph.compile import compile_graph
 from agentmesh.graph.nodes import NodeFailed
 from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import GraphSpec, JudgeNode
 from agentmesh.graph.state import RUN_START
+from agentmesh.routing import StateError
 from agentmesh.tracing import record_error, workflow_span
 from agentmesh.tracing.attributes import COST_USD, RUN_STATUS
 
@@ -82,6 +88,48 @@ class RunResult:
 
 
 def _ignore(_: dict[str, Any]) -> None:
+    return None
+
+
+def _dependency_errors() -> tuple[tuple[type[BaseException], str, str], ...]:
+    """``(exception type, error type, what failed)`` of the stores a run depends on.
+
+    Built from what is installed: SQLite always, PostgreSQL and Redis with
+    their extras. An error of one of these inside a run ends the run as failed,
+    naming the store, instead of escaping ``GraphRunner.run``.
+    """
+    found: list[tuple[type[BaseException], str, str]] = [
+        (sqlite3.Error, "checkpoint_error", "checkpoint store"),
+        (CheckpointError, "checkpoint_error", "checkpoint store"),
+        (StateError, "state_error", "routing state"),
+    ]
+    for module, name, kind, what in (
+        ("psycopg", "Error", "checkpoint_error", "checkpoint store"),
+        ("redis.exceptions", "RedisError", "state_error", "routing state"),
+    ):
+        try:
+            found.append((getattr(importlib.import_module(module), name), kind, what))
+        except ImportError:
+            continue
+    return tuple(found)
+
+
+_TASK_NOTE = re.compile(r"During task with name '(?P<node>[^']+)'")
+
+
+def _dependency_failure(exc: BaseException, stores: Mapping[str, object]) -> dict[str, Any] | None:
+    """The run's ``error`` if ``exc`` is a failure of a store it depends on, else ``None``."""
+    for error_type, kind, what in _dependency_errors():
+        if isinstance(exc, error_type):
+            notes = " ".join(getattr(exc, "__notes__", ()))
+            task = _TASK_NOTE.search(notes)
+            store = type(stores[what]).__name__
+            detail = scrub_credentials(str(exc).strip() or type(exc).__name__)
+            return {
+                "type": kind,
+                "message": f"{what} ({store}) failed: {type(exc).__name__}: {detail}",
+                "node": task["node"] if task else None,
+            }
     return None
 
 
@@ -169,11 +217,21 @@ class GraphRunner:
         config: Any = {"configurable": {"thread_id": run_id}, "recursion_limit": self._limit}
         budget = budget_usd if budget_usd is not None else graph.budget_usd
         start: dict[str, Any] | None
+        stores = {"checkpoint store": self.checkpointer, "routing state": self.runtime.router.state}
         if resume:
-            values = (await compiled.aget_state(config)).values
+            try:
+                values = (await compiled.aget_state(config)).values
+                if values:
+                    await self.runtime.router.seed_run_spending(
+                        run_id, float(values.get("cost_usd", 0.0))
+                    )
+            except Exception as exc:  # nothing ran yet: the run cannot start
+                failure = _dependency_failure(exc, stores)
+                if failure is None:
+                    raise
+                raise RunError(f"cannot resume run {run_id!r}: {failure['message']}") from None
             if not values:
                 raise RunError(f"no run {run_id!r} in the checkpointer: nothing to resume")
-            await self.runtime.router.seed_run_spending(run_id, float(values.get("cost_usd", 0.0)))
             start = None
         else:
             start = {"input": input or "", "run_id": run_id, "budget_usd": budget}
@@ -200,13 +258,25 @@ class GraphRunner:
             except GraphRecursionError as exc:
                 error = {"type": "recursion_limit", "message": str(exc), "node": None}
                 record_error(scope.span, exc)
-            values = (await compiled.aget_state(config)).values
+            except Exception as exc:  # a store the run depends on failed: the run fails
+                error = _dependency_failure(exc, stores)
+                if error is None:
+                    raise
+                record_error(scope.span, exc)
+            try:
+                values = (await compiled.aget_state(config)).values
+            except Exception as exc:  # the store is gone: report what the run itself knows
+                failure = _dependency_failure(exc, stores)
+                if failure is None:
+                    raise
+                error = error or failure
+                values = {}
             steps = [*values.get("steps", []), *failed_steps]
             cost = sum(float(s["cost_usd"]) for s in steps)
             scope.set(RUN_STATUS, "failed" if error else "ok")
             scope.set(COST_USD, cost)
         if error is None and self._forget_finished:
-            await self.checkpointer.adelete_thread(run_id)
+            await self.checkpointer.adelete_thread(run_id)  # in memory: cannot fail
         return RunResult(
             run_id=run_id,
             workflow=graph.name,

@@ -21,7 +21,6 @@ YAML graph its file is relative to the graph file.
 
 from __future__ import annotations
 
-import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -29,6 +28,7 @@ from typing import Any, ClassVar
 
 import jsonschema
 
+from agentmesh._jsontext import loads as json_loads
 from agentmesh.resilience.escalation import Verdict
 
 __all__ = [
@@ -173,7 +173,7 @@ class JsonSchema(RuleValidator):
     def __call__(self, text: str) -> Verdict:
         """Judge ``text``."""
         try:
-            data = json.loads(text)
+            data = json_loads(text)
         except ValueError as exc:
             return Verdict(False, 0.0, f"not JSON: {exc}")
         error = jsonschema.exceptions.best_match(self.validator.iter_errors(data))

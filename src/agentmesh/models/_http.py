@@ -19,6 +19,8 @@ from typing import Any, NoReturn
 
 import httpx
 
+from agentmesh._jsontext import loads as json_loads
+from agentmesh._redact import credential_values, redact_url
 from agentmesh.models.client import ModelClient
 from agentmesh.models.errors import (
     AuthError,
@@ -203,7 +205,7 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
 def _error_detail(body: str) -> str:
     """The provider's message from an error body, or the body itself, shortened."""
     try:
-        data = json.loads(body)
+        data = json_loads(body)
     except ValueError:
         return body.strip()[:_MAX_DETAIL]
     if isinstance(data, dict):
@@ -297,11 +299,12 @@ class HttpModelClient(ModelClient):
         super().__init__(spec)
         self._http = http
         self._url = url
+        self._shown_url = redact_url(url)
         self._headers = dict(headers)
-        self._secrets = secrets
+        self._secrets = (*secrets, *credential_values([url], headers))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(id={self.spec.id!r}, url={self._url!r})"
+        return f"{type(self).__name__}(id={self.spec.id!r}, url={self._shown_url!r})"
 
     async def http(self) -> httpx.AsyncClient:
         """The client to send on: the injected one, or the running loop's."""
@@ -322,11 +325,13 @@ class HttpModelClient(ModelClient):
         try:
             yield
         except httpx.TimeoutException as exc:
-            raise self.error(Timeout, f"{type(exc).__name__} talking to {self._url}") from None
+            raise self.error(
+                Timeout, f"{type(exc).__name__} talking to {self._shown_url}"
+            ) from None
         except (httpx.TransportError, httpx.StreamError) as exc:
             # Connection refused/reset, protocol errors, a stream cut short.
             detail = redact(str(exc) or type(exc).__name__, self._secrets)
-            raise self.error(Unavailable, f"{detail} ({self._url})") from None
+            raise self.error(Unavailable, f"{detail} ({self._shown_url})") from None
 
     def _timeout(self, seconds: float | None) -> httpx.Timeout:
         """Per-operation limits for one request (the gateway bounds the total)."""
@@ -348,7 +353,7 @@ class HttpModelClient(ModelClient):
         if response.status_code >= 400:
             self._raise_for(response, response.text)
         try:
-            return response.json()
+            return json_loads(response.content)
         except ValueError:
             raise self.malformed(f"response is not JSON: {self.preview(response.text)}") from None
 
@@ -374,6 +379,6 @@ class HttpModelClient(ModelClient):
     def parse_json(self, data: str) -> Any:
         """Decode one JSON payload of a stream, or raise :class:`MalformedResponse`."""
         try:
-            return json.loads(data)
+            return json_loads(data)
         except ValueError:
             raise self.malformed(f"stream event is not JSON: {self.preview(data)}") from None

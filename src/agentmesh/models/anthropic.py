@@ -15,8 +15,9 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
 
+from agentmesh._jsontext import loads as json_loads
 from agentmesh.models._http import HttpModelClient, error_for_status
-from agentmesh.models.client import ClientContext, Stopwatch
+from agentmesh.models.client import ClientContext, Stopwatch, token_count
 from agentmesh.models.errors import BadRequest, ContentFiltered
 from agentmesh.models.spec import ModelSpec, expand_env
 from agentmesh.models.types import (
@@ -231,6 +232,13 @@ class AnthropicClient(HttpModelClient):
         )
         if not isinstance(data, dict) or not isinstance(data.get("content"), list):
             raise self.malformed(f"no content in response: {self.preview(data)}")
+        for b in data["content"]:
+            if (
+                isinstance(b, dict)
+                and b.get("type") == "text"
+                and not isinstance(b.get("text"), str)
+            ):
+                raise self.malformed(f"a text block's text is not a string: {self.preview(b)}")
         blocks = [
             _Block(
                 kind=str(b.get("type")),
@@ -246,6 +254,8 @@ class AnthropicClient(HttpModelClient):
             if isinstance(b, dict)
         ]
         usage = data.get("usage") or {}
+        if not isinstance(usage, dict):
+            raise self.malformed(f"usage is not an object: {self.preview(usage)}")
         return self._response(
             request,
             blocks,
@@ -302,11 +312,13 @@ class AnthropicClient(HttpModelClient):
         *,
         stop_reason: str | None,
         model: str | None,
-        usage: tuple[int | None, int | None],
+        usage: tuple[object, object],
         watch: Stopwatch,
     ) -> ModelResponse:
         if stop_reason == "refusal":
             raise self.error(ContentFiltered, "the model refused to answer (stop_reason=refusal)")
+        if not any(b.kind in ("text", "tool_use") for b in blocks):
+            raise self.malformed("the answer has no text and no tool use (empty content)")
         text = "".join("".join(b.parts) for b in blocks if b.kind == "text")
         calls = tuple(self._tool_call(b) for b in blocks if b.kind == "tool_use")
         finish = _FINISH.get(stop_reason or "", "unknown")
@@ -318,7 +330,14 @@ class AnthropicClient(HttpModelClient):
         input_tokens, output_tokens = usage
         if input_tokens is None or output_tokens is None:
             raise self.malformed("response carries no usage")
-        counted = Usage(int(input_tokens), int(output_tokens))
+        counts = (
+            token_count(input_tokens, "input_tokens"),
+            token_count(output_tokens, "output_tokens"),
+        )
+        for counted_one in counts:
+            if isinstance(counted_one, str):
+                raise self.malformed(counted_one)
+        counted = Usage(int(counts[0]), int(counts[1]))
         return self.respond(
             text=text,
             tool_calls=calls,
@@ -331,7 +350,7 @@ class AnthropicClient(HttpModelClient):
     def _tool_call(self, block: _Block) -> ToolCall:
         raw = "".join(block.parts) or "{}"
         try:
-            arguments = json.loads(raw)
+            arguments = json_loads(raw)
         except ValueError:
             raise self.malformed(
                 f"tool_use {block.name!r} input is not JSON: {self.preview(raw)}"

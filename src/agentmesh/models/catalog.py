@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from agentmesh._validation import describe_errors
-from agentmesh._yaml import parse as parse_yaml
+from agentmesh._yamlfile import YamlFileError, describe_yaml_error, parse_yaml, read_text
 from agentmesh.models.spec import ModelSpec
 
 __all__ = ["Catalog", "CatalogError", "UnknownModel", "load_catalog"]
@@ -92,21 +92,17 @@ def load_catalog(path: str | Path) -> Catalog:
     """Load and validate a catalog file.
 
     Raises:
-        CatalogError: The file is missing or not YAML, has no ``models`` list,
-            or an entry is invalid; the message names file, line, entry and field.
+        CatalogError: The file is missing, not UTF-8 YAML or past the
+            :class:`~agentmesh.limits.FileLimits`, has no ``models`` list, or an
+            entry is invalid; the message names file, line, entry and field.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read catalog: {exc.strerror or exc}") from None
-    try:
-        data, root = parse_yaml(text)
+        data, root = parse_yaml(read_text(path, "catalog"))
+    except YamlFileError as exc:
+        raise CatalogError(str(exc)) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise CatalogError(f"{path}{where}: not valid YAML: {problem}") from None
+        raise CatalogError(describe_yaml_error(exc, path)) from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise CatalogError(f"{path}: expected a top-level 'models:' list")
     unknown_keys = set(data) - {"models", "description"}

@@ -9,6 +9,7 @@ Adapters are built from a :class:`ModelSpec` and a :class:`ClientContext` by a
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 
-from agentmesh.models.errors import AuthError, ModelError
+from agentmesh.models.errors import AuthError, MalformedResponse, ModelError
 from agentmesh.models.spec import ModelSpec
 from agentmesh.models.types import (
     FinishReason,
@@ -33,7 +34,31 @@ if TYPE_CHECKING:
 
     from agentmesh.models._http import LoopClients
 
-__all__ = ["ClientContext", "ClientFactory", "ModelClient", "Stopwatch"]
+__all__ = [
+    "MAX_REPORTED_TOKENS",
+    "ClientContext",
+    "ClientFactory",
+    "ModelClient",
+    "Stopwatch",
+    "token_count",
+]
+
+MAX_REPORTED_TOKENS = 100_000_000
+"""Largest token count one call may report: more is an absurd answer, not a bill."""
+
+
+def token_count(value: object, field: str) -> int | str:
+    """``value`` if it is a plausible token count, else why not (for a malformed answer).
+
+    A count is an ``int`` (not a bool, not a numeric string) in
+    ``[0, MAX_REPORTED_TOKENS]``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"usage {field} is not an integer (got {value!r:.40})"
+    if not 0 <= value <= MAX_REPORTED_TOKENS:
+        return f"usage {field} is out of range (got {value})"
+    return value
+
 
 E = TypeVar("E", bound=ModelError)
 
@@ -124,7 +149,23 @@ class ModelClient(ABC):
         tool_calls: tuple[ToolCall, ...] = (),
         reasoning: str = "",
     ) -> ModelResponse:
-        """A response of this client's model: timings read now, cost from the catalog price."""
+        """A response of this client's model: timings read now, cost from the catalog price.
+
+        Raises:
+            MalformedResponse: The usage is not two plausible token counts,
+                the text is not a string, or the cost is not a finite amount
+                >= 0 (so a provider's answer never books a negative or absurd
+                cost; the failure retries or falls back like any other).
+        """
+        for value, name in ((usage.input_tokens, "input"), (usage.output_tokens, "output")):
+            problem = token_count(value, name)
+            if isinstance(problem, str):
+                raise self.error(MalformedResponse, problem)
+        if not isinstance(text, str):
+            raise self.error(MalformedResponse, f"text is not a string (got {type(text).__name__})")
+        cost = self.spec.cost(usage.input_tokens, usage.output_tokens)
+        if not (math.isfinite(cost) and cost >= 0):
+            raise self.error(MalformedResponse, f"the answer would cost {cost} USD")
         latency_ms, ttft_ms = watch.read()
         return ModelResponse(
             model_id=self.spec.id,
@@ -136,7 +177,7 @@ class ModelClient(ABC):
             finish_reason=finish_reason,
             latency_ms=latency_ms,
             ttft_ms=ttft_ms,
-            cost_usd=self.spec.cost(usage.input_tokens, usage.output_tokens),
+            cost_usd=cost,
             simulated=self.spec.simulated,
             reasoning=reasoning,
         )

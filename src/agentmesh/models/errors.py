@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar
 
+from agentmesh._redact import scrub_credentials
+
 __all__ = [
     "AuthError",
     "BadRequest",
@@ -54,6 +56,7 @@ class ModelError(Exception):
         provider: str | None = None,
         status_code: int | None = None,
     ) -> None:
+        message = scrub_credentials(message)  # a URL's userinfo or a Basic token, wherever from
         super().__init__(message)
         self.message = message
         self.model_id = model_id
@@ -161,4 +164,4 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     for secret in secrets:
         if secret and len(secret) >= 6:
             text = text.replace(secret, "***")
-    return text
+    return scrub_credentials(text)

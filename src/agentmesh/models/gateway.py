@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Self
 
 import httpx
 
+from agentmesh._redact import credential_values
 from agentmesh.models._http import LoopClients
 from agentmesh.models.anthropic import AnthropicClient
 from agentmesh.models.catalog import Catalog
@@ -32,7 +33,7 @@ from agentmesh.models.langchain import LangChainClient
 from agentmesh.models.llamacpp import LlamaCppClient
 from agentmesh.models.openai import OpenAIClient
 from agentmesh.models.scripted import ScriptedClient
-from agentmesh.models.spec import ModelSpec, Provider
+from agentmesh.models.spec import ModelSpec, Provider, expand_env
 from agentmesh.models.types import ModelRequest, ModelResponse, StreamEvent
 from agentmesh.tracing import Attributes, ChatCall
 
@@ -108,7 +109,11 @@ class Gateway:
     def _secrets(self, spec: ModelSpec) -> tuple[str | None, ...]:
         """Values never to record for ``spec``: its API key and extra header values."""
         key = self._context.environ.get(spec.api_key_env) if spec.api_key_env else None
-        return (key, *spec.headers.values())
+        try:
+            url = expand_env(spec.base_url, dict(self._context.environ)) if spec.base_url else None
+        except KeyError:  # the adapter reports the unset variable
+            url = spec.base_url
+        return (key, *spec.headers.values(), *credential_values([url], spec.headers))
 
     def _chat_call(
         self, spec: ModelSpec, request: ModelRequest, attributes: Attributes | None, stream: bool

@@ -13,7 +13,6 @@ unchanged: they are bugs, not outages, and must not be retried.
 from __future__ import annotations
 
 import importlib
-import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -24,6 +23,7 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.runnables import Runnable
 
+from agentmesh._jsontext import loads as json_loads
 from agentmesh.models._http import error_for_status
 from agentmesh.models.client import ClientContext, ModelClient, Stopwatch
 from agentmesh.models.errors import (
@@ -157,7 +157,7 @@ class LangChainClient(ModelClient):
         )
         if request.response_format is not None:
             try:
-                json.loads(text)
+                json_loads(text)
             except ValueError:
                 raise self.error(
                     MalformedResponse,

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from langchain_core.messages import BaseMessage, SystemMessage
 
+from agentmesh._jsontext import loads as json_loads
 from agentmesh.models.client import ClientContext, ModelClient, Stopwatch
 from agentmesh.models.errors import BadRequest, ContextOverflow, MalformedResponse, ModelError
 from agentmesh.models.openai import to_openai_messages
@@ -219,7 +220,7 @@ class LlamaCppClient(ModelClient):
         if request.response_format is None:
             return
         try:
-            json.loads(text)
+            json_loads(text)
         except ValueError:
             raise self.error(
                 MalformedResponse,

@@ -19,8 +19,9 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
+from agentmesh._jsontext import loads as json_loads
 from agentmesh.models._http import HttpModelClient, error_for_status
-from agentmesh.models.client import ClientContext, Stopwatch
+from agentmesh.models.client import ClientContext, Stopwatch, token_count
 from agentmesh.models.errors import BadRequest, ContentFiltered
 from agentmesh.models.spec import ModelSpec, expand_env
 from agentmesh.models.tokens import estimate_message_tokens, estimate_tokens
@@ -192,7 +193,12 @@ class OpenAIClient(HttpModelClient):
             raise self.malformed("choice has no message object")
         if message.get("refusal"):
             raise self.error(ContentFiltered, str(message["refusal"])[:300])
+        content = message.get("content")
         raw_calls = message.get("tool_calls") or []
+        if content is None and not raw_calls:
+            raise self.malformed("the message has no content and no tool calls")
+        if content is not None and not isinstance(content, str):
+            raise self.malformed(f"message content is not a string: {self.preview(content)}")
         calls = tuple(
             self._tool_call(
                 c.get("id", ""), c["function"].get("name", ""), c["function"].get("arguments")
@@ -202,7 +208,7 @@ class OpenAIClient(HttpModelClient):
         )
         return self._response(
             request,
-            text=message.get("content") or "",
+            text=content or "",
             tool_calls=calls,
             finish=choice.get("finish_reason"),
             model=data.get("model"),
@@ -285,7 +291,7 @@ class OpenAIClient(HttpModelClient):
         if isinstance(arguments, dict):
             return ToolCall(id=call_id, name=name, arguments=arguments)
         try:
-            parsed = json.loads(str(arguments or "") or "{}")
+            parsed = json_loads(str(arguments or "") or "{}")
         except ValueError:
             raise self.malformed(
                 f"tool call {name!r} has arguments that are not JSON: {self.preview(arguments)}"
@@ -302,7 +308,7 @@ class OpenAIClient(HttpModelClient):
         tool_calls: tuple[ToolCall, ...],
         finish: str | None,
         model: str | None,
-        usage: Mapping[str, Any] | None,
+        usage: object,
         watch: Stopwatch,
         reasoning: str = "",
     ) -> ModelResponse:
@@ -311,6 +317,8 @@ class OpenAIClient(HttpModelClient):
                 ContentFiltered, "the provider stopped the answer by its content filter"
             )
         counted = _usage(usage)
+        if isinstance(counted, str):
+            raise self.malformed(counted)
         if counted is None:
             out = estimate_tokens(text) + sum(
                 estimate_tokens(c.name + json.dumps(dict(c.arguments))) for c in tool_calls
@@ -340,10 +348,16 @@ def _reasoning(message: Mapping[str, Any]) -> str:
     return ""
 
 
-def _usage(usage: Mapping[str, Any] | None) -> Usage | None:
-    if not usage:
+def _usage(usage: object) -> Usage | str | None:
+    """The reported usage; ``None`` if none was reported, a problem if it is not plausible."""
+    if usage is None or usage == {}:
         return None
-    try:
-        return Usage(int(usage["prompt_tokens"]), int(usage.get("completion_tokens") or 0))
-    except (KeyError, TypeError, ValueError):
-        return None
+    if not isinstance(usage, Mapping):
+        return f"usage is not an object (got {usage!r:.40})"
+    prompt = token_count(usage.get("prompt_tokens"), "prompt_tokens")
+    completion = usage.get("completion_tokens")
+    completion = 0 if completion is None else token_count(completion, "completion_tokens")
+    for counted in (prompt, completion):
+        if isinstance(counted, str):
+            return counted
+    return Usage(int(prompt), int(completion))

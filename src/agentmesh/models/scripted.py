@@ -19,6 +19,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 
+from agentmesh._jsontext import loads as json_loads
 from agentmesh.models.client import ClientContext, ModelClient, Stopwatch
 from agentmesh.models.errors import (
     AuthError,
@@ -177,7 +178,7 @@ class ScriptedClient(ModelClient):
             text = text.replace("{tool_result}", message_text(last))
         if request.response_format is not None:
             try:
-                json.loads(text)
+                json_loads(text)
             except ValueError:
                 schema = request.response_format.schema
                 shaped = shaped_like(schema, text) if schema else {"answer": text}

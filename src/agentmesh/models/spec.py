@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agentmesh._redact import redact_headers, redact_url
 
 __all__ = [
     "Capability",
@@ -202,7 +205,7 @@ class ModelSpec(_Frozen):
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^(https?://|\$\{)", value):
-            raise ValueError(f"must start with http:// or https:// (got {value!r})")
+            raise ValueError(f"must start with http:// or https:// (got {redact_url(value)!r})")
         return value
 
     @field_validator("target")
@@ -250,6 +253,24 @@ class ModelSpec(_Frozen):
                 f"context_window ({self.context_window})"
             )
         return self
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        """Fields for ``repr``: the URL's userinfo and sensitive header values masked."""
+        for name, value in super().__repr_args__():
+            if name == "base_url" and isinstance(value, str):
+                yield name, redact_url(value)
+            elif name == "headers" and isinstance(value, dict):
+                yield name, redact_headers(value)
+            else:
+                yield name, value
+
+    def shown(self) -> dict[str, Any]:
+        """The spec as JSON-ready data, with credentials masked (for listings)."""
+        data = self.model_dump(mode="json")
+        if data.get("base_url"):
+            data["base_url"] = redact_url(data["base_url"])
+        data["headers"] = redact_headers(data.get("headers") or {})
+        return data
 
     @property
     def simulated(self) -> bool:

@@ -16,6 +16,8 @@ from types import TracebackType
 from jinja2 import TemplateNotFound, TemplateSyntaxError, UndefinedError
 from jinja2.exceptions import SecurityError
 
+from agentmesh.prompts.bounded import RenderLimitExceeded
+
 __all__ = ["PromptError", "from_render_error", "from_syntax_error"]
 
 
@@ -29,6 +31,8 @@ class PromptError(ValueError):
         line: 1-based line in ``file``, if known.
         file: The file where it went wrong (a variant, a partial or the generic
             template), as a path under the prompts folder, if known.
+        limit: The :class:`~agentmesh.limits.RenderLimits` field a render
+            exceeded (``max_chars``, ``max_seconds``, ``max_iterations``), if any.
     """
 
     def __init__(
@@ -39,8 +43,10 @@ class PromptError(ValueError):
         variable: str | None = None,
         line: int | None = None,
         file: str | None = None,
+        limit: str | None = None,
     ) -> None:
         self.detail = detail
+        self.limit = limit
         self.template = template
         self.variable = variable
         self.line = line
@@ -64,6 +70,7 @@ class PromptError(ValueError):
             "variable": self.variable,
             "line": self.line,
             "file": self.file,
+            "limit": self.limit,
         }
 
 
@@ -121,6 +128,8 @@ def from_render_error(exc: Exception, template: str, files: Mapping[str, str]) -
     if isinstance(exc, TemplateSyntaxError):
         return from_syntax_error(exc, template)
     file, line = _innermost_template_frame(exc.__traceback__, files)
+    if isinstance(exc, RenderLimitExceeded):
+        return PromptError(exc.detail, template=template, line=line, file=file, limit=exc.limit)
     detail, variable = _describe(exc)
     return PromptError(detail, template=template, variable=variable, line=line, file=file)
 

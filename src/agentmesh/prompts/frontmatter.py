@@ -29,7 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from agentmesh._validation import describe_errors
-from agentmesh._yaml import parse as parse_yaml
+from agentmesh._yamlfile import parse_yaml
 from agentmesh.prompts.errors import PromptError
 from agentmesh.prompts.inputs import RESERVED_NAMES, InputSpec, check_inputs, valid_input_name
 

@@ -11,7 +11,6 @@ errors naming the template and the variable.
 from __future__ import annotations
 
 import copy
-import json
 import keyword
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -19,6 +18,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from agentmesh._jsontext import loads as json_loads
 from agentmesh.prompts.errors import PromptError
 
 __all__ = [
@@ -109,7 +109,7 @@ def _to_bool(value: object) -> bool:
 
 def _json(value: str, wanted: type) -> Any:
     try:
-        parsed = json.loads(value)
+        parsed = json_loads(value)
     except ValueError:
         raise ValueError(f"expected a JSON {wanted.__name__}, got {value!r}") from None
     if not isinstance(parsed, wanted):

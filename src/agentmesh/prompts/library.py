@@ -21,10 +21,11 @@ from pathlib import Path
 from types import MappingProxyType
 
 from jinja2 import StrictUndefined, TemplateSyntaxError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from langchain_core.messages import BaseMessage, HumanMessage
 
+from agentmesh.limits import RenderLimits
 from agentmesh.models import ModelSpec
+from agentmesh.prompts.bounded import BoundedSandbox, render_bounded
 from agentmesh.prompts.errors import PromptError, from_render_error, from_syntax_error
 from agentmesh.prompts.frontmatter import Format
 from agentmesh.prompts.inputs import check_inputs
@@ -49,7 +50,9 @@ def _chat(text: str, nonce: str, template: str, file: str) -> _Shape:
     if messages is None:
         messages = (HumanMessage(content=text.strip()),) if text.strip() else ()
     if not messages:
-        raise PromptError("rendered no messages (every message is empty)", template=template)
+        raise PromptError(
+            "rendered no messages (every message is empty)", template=template, file=file
+        )
     return messages, None
 
 
@@ -90,16 +93,25 @@ class PromptLibrary:
     stripped of surrounding whitespace.
     """
 
-    def __init__(self, folder: str | Path | None = None) -> None:
+    def __init__(
+        self, folder: str | Path | None = None, *, limits: RenderLimits | None = None
+    ) -> None:
         """Load the folder (``None``: the shipped templates, :func:`shipped_prompts`).
+
+        Args:
+            folder: The prompts folder.
+            limits: What one render may cost (default:
+                :meth:`RenderLimits.from_env`, so ``AGENTMESH_MAX_RENDER_*``
+                variables raise them).
 
         Raises:
             PromptError: The folder is missing, or a file is invalid.
         """
         self._folder = shipped_prompts() if folder is None else Path(folder)
+        self._limits = limits or RenderLimits.from_env()
         files = read_folder(self._folder)
         self._paths = MappingProxyType({f.path: f.name for f in files.values()})
-        self._env = ImmutableSandboxedEnvironment(
+        self._env = BoundedSandbox(
             loader=SnapshotLoader(MappingProxyType(files)),
             undefined=StrictUndefined,
             autoescape=False,
@@ -118,6 +130,10 @@ class PromptLibrary:
             for name in files:
                 self._env.get_template(name)
         except TemplateSyntaxError as exc:
+            if exc.filename is None and exc.name is not None and exc.name in self._paths:
+                # Jinja's lexer failures ("Missing end of comment tag") pass the
+                # filename where the name goes: put each back in its place.
+                exc.filename, exc.name = exc.name, self._paths[exc.name]
             raise from_syntax_error(exc, _template_name(exc.name or "")) from None
         self._templates = MappingProxyType(build_templates(self._folder, files, direct))
 
@@ -178,8 +194,9 @@ class PromptLibrary:
 
         Raises:
             PromptError: Unknown template, bad inputs, or a render failure
-                (undefined variable, sandbox violation...), naming the
-                template, the variable and the file and line.
+                (undefined variable, sandbox violation, a render limit
+                exceeded...), naming the template, the variable or limit
+                and the file and line.
         """
         template = self.template(name)
         chosen = resolve(template, model)
@@ -194,9 +211,14 @@ class PromptLibrary:
         nonce = new_nonce()
         context = {**values, "model": model_info(model), NONCE_KEY: nonce}
         try:
-            text = self._env.get_template(variant.file).render(context)
+            text = render_bounded(self._env.get_template(variant.file), context, self._limits)
         except Exception as exc:  # a template's failure, whatever raised it: report where
-            raise from_render_error(exc, name, self._paths) from exc
+            error = from_render_error(exc, name, self._paths)
+            if error.file is None and error.limit is not None:  # the output as a whole
+                error = PromptError(
+                    error.detail, template=name, file=variant.path, limit=error.limit
+                )
+            raise error from exc
         front = variant.front_matter
         messages, completion = _SHAPES[front.format](text, nonce, name, variant.path)
         schema = template.output_schema

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from jinja2 import BaseLoader, Environment, TemplateNotFound, nodes
 
+from agentmesh._yamlfile import YamlFileError, read_text
 from agentmesh.prompts.errors import PromptError
 from agentmesh.prompts.frontmatter import split_front_matter
 
@@ -102,9 +103,9 @@ def read_folder(folder: Path) -> dict[str, PromptFile]:
         if not path.resolve().is_relative_to(root):
             raise PromptError("the file links outside the prompts folder", file=shown)
         try:
-            text = _normalise(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PromptError(f"cannot read the file: {exc}", file=shown) from None
+            text = _normalise(read_text(path, "template"))
+        except YamlFileError as exc:
+            raise PromptError(exc.detail, file=shown, line=exc.line) from None
         file = PromptFile(name=name, path=shown, text=text, header=None, body=text)
         if file.is_template:
             if split_template_file(name) is None:

@@ -158,7 +158,7 @@ def _load_schema(folder: Path, ref: str, *, template: str, file: str, line: int 
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError:
         raise fail(f"file not found ({path})") from None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise fail(f"not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise fail("a JSON Schema is a JSON object")

@@ -7,11 +7,11 @@ budgets and records all come from the :class:`ResilientCaller` it is given.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from agentmesh._jsontext import loads as json_loads
 from agentmesh.models.spec import Capability
 from agentmesh.models.types import ModelRequest, ResponseFormat
 from agentmesh.resilience.call import Call, CallFailed
@@ -83,7 +83,7 @@ class LLMClassifier:
             return self._fallback(text, f"no classifier answer ({failure.kind}): {failure}")
         model, answer = result.model, result.response.text
         try:
-            verdict = json.loads(answer)
+            verdict = json_loads(answer)
             task, level = str(verdict["task"]), str(verdict["complexity"])
             score = _LEVEL_SCORE[level]
         except (ValueError, KeyError, TypeError):

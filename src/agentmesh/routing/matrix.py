@@ -87,7 +87,7 @@ class RoutingMatrix:
         """
         try:
             document = json.loads(await asyncio.to_thread(Path(path).read_text, encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: deep nesting
             raise MatrixError(f"{path}: cannot read routing matrix: {exc}") from None
         if not isinstance(document, dict) or document.get("format") != _FORMAT:
             raise MatrixError(f"{path}: not a routing matrix (format must be {_FORMAT!r})")

@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentmesh._validation import describe_errors
+from agentmesh._yamlfile import YamlFileError, describe_yaml_error, parse_yaml, read_text
 from agentmesh.models.spec import Capability
 from agentmesh.routing.constraints import Constraints
 from agentmesh.routing.strategies import STRATEGIES
@@ -108,6 +109,21 @@ class Policy(BaseModel):
             raise PolicyError(f"{source}: {describe_errors(exc)}") from None
 
 
+def _policy_document(path: str | Path) -> Any:
+    """The YAML document of a policy file, within :class:`~agentmesh.limits.FileLimits`.
+
+    Raises:
+        PolicyError: Unreadable, too large, not UTF-8, or not valid YAML;
+            names the file and line.
+    """
+    try:
+        return parse_yaml(read_text(Path(path), "policy"))[0]
+    except YamlFileError as exc:
+        raise PolicyError(str(exc)) from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(describe_yaml_error(exc, path)) from None
+
+
 def read_policy_file(
     path: str | Path, *, strategy: str | None = None
 ) -> tuple[Policy, Mapping[str, Any]]:
@@ -125,10 +141,7 @@ def read_policy_file(
     Raises:
         PolicyError: The file is unreadable, not a mapping, or not a valid policy.
     """
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise PolicyError(f"{path}: cannot read policy: {exc}") from None
+    data = _policy_document(path)
     if not isinstance(data, dict):
         raise PolicyError(f"{path}: a policy is a mapping (strategy: ..., min_tier: ...)")
     resilience = data.pop("resilience", None) or {}

@@ -54,10 +54,23 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-__all__ = ["DEFAULT_PREFIX", "RedisRoutingState", "decode_breaker", "encode_breaker"]
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_POOL_TIMEOUT_S",
+    "DEFAULT_PREFIX",
+    "RedisRoutingState",
+    "decode_breaker",
+    "encode_breaker",
+]
 
 DEFAULT_PREFIX = "agentmesh:"
 """Key prefix of the default routing view."""
+
+DEFAULT_MAX_CONNECTIONS = 64
+"""Connections one process's state opens at most (``?max_connections=`` in a state URL)."""
+
+DEFAULT_POOL_TIMEOUT_S = 20.0
+"""How long a command waits for a free connection (``?pool_timeout_s=``) before failing."""
 
 _DAY = 86_400.0
 _STATS_FIELDS = ("calls", "errors", "ewma", "p95", "streak", "streak_at", "last_error")
@@ -390,19 +403,39 @@ class RedisRoutingState:
         self._settle: AsyncScript = client.register_script(_SETTLE)
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> RedisRoutingState:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout_s: float | None = DEFAULT_POOL_TIMEOUT_S,
+        **options: Any,
+    ) -> RedisRoutingState:
         """A state over a new client for ``url`` (``redis://``, ``rediss://``, ``unix://``).
 
-        ``options`` are this class's keyword arguments; the client is closed by
-        :meth:`aclose`. No connection is made until the first command.
+        The client draws on one *blocking* pool of at most ``max_connections``:
+        a command that finds every connection busy waits up to
+        ``pool_timeout_s`` for one (``None``: as long as it takes) instead of
+        failing, so any number of concurrent runs in one process share the pool
+        (redis-py's default pool raises ``Too many connections`` past 100).
+        ``options`` are this class's keyword arguments; the client and its
+        pool are closed by :meth:`aclose`. No connection is made until the
+        first command.
 
         Raises:
             ImportError: The ``redis`` extra is not installed.
+            ValueError: ``max_connections`` below 1 or a negative timeout.
         """
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
 
-        client = Redis.from_url(url, decode_responses=True)
-        return cls(client, owns_client=True, **options)
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        if pool_timeout_s is not None and pool_timeout_s <= 0:
+            raise ValueError(f"pool_timeout_s must be positive (or none), got {pool_timeout_s}")
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=pool_timeout_s, decode_responses=True
+        )
+        return cls(Redis.from_pool(pool), owns_client=True, **options)
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self.prefix}{kind}:{name}"

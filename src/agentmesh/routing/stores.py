@@ -81,6 +81,8 @@ _REDIS_OPTIONS: Mapping[str, Callable[[str], Any]] = MappingProxyType(
         "counter_ttl_s": _seconds,
         "window": _window,
         "ewma_alpha": _alpha,
+        "max_connections": _window,
+        "pool_timeout_s": _seconds,
     }
 )
 

@@ -14,6 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from agentmesh._jsontext import loads as json_loads
 from agentmesh.models.spec import ModelSpec
 from agentmesh.synthesis.base import (
     Item,
@@ -53,7 +54,7 @@ def parse_pick(text: str, candidates: int) -> Pick:
             (1 to ``candidates``); the message says which.
     """
     try:
-        data = json.loads(text)
+        data = json_loads(text)
     except ValueError:
         raise ValueError(f"not JSON: {text[:80]!r}") from None
     if not isinstance(data, dict):

@@ -196,7 +196,7 @@ def parse_spans(lines: Iterable[str], *, source: str = "<trace>") -> list[SpanRe
             continue
         try:
             records.append(_record(json.loads(text), number))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise TraceFileError(source, number, str(exc) or type(exc).__name__) from None
     return records
 

@@ -37,6 +37,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from agentmesh._redact import scrub_credentials
 from agentmesh.tracing._state import spans_on
 from agentmesh.tracing.attributes import (
     ATTEMPT,
@@ -152,11 +153,15 @@ def _reset_capture(token: Any) -> None:
 
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:
-    """``text`` with every secret of 6 characters or more replaced by ``***``."""
+    """``text`` with every secret of 6 characters or more replaced by ``***``.
+
+    Credentials found by shape (a URL's ``user:pass@``, a ``Basic`` or
+    ``Bearer`` token) are masked too, whether or not they were listed.
+    """
     for secret in secrets:
         if secret and len(secret) >= 6 and secret in text:
             text = text.replace(secret, "***")
-    return text
+    return scrub_credentials(text)
 
 
 def to_json(value: Any) -> str:

@@ -276,7 +276,7 @@ class LearnedModel:
         """
         try:
             doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: deep nesting
             raise ValueError(f"{path}: cannot read learned router: {exc}") from None
         if not isinstance(doc, dict) or doc.get("format") != _LEARNED_FORMAT:
             raise ValueError(f"{path}: not a learned router (format must be {_LEARNED_FORMAT!r})")
