@@ -202,9 +202,13 @@ async def httpx_ask(base_url: str, arm: str) -> AsyncIterator[Ask]:
         yield ask
 
 
-def import_litellm() -> tuple[ModuleType | None, str]:
-    """Import litellm offline and quietly; return it (or ``None``) and its version or why not."""
-    os.environ.update(LITELLM_ENV)
+def import_litellm(env: Mapping[str, str] = LITELLM_ENV) -> tuple[ModuleType | None, str]:
+    """Import litellm offline and quietly; return it (or ``None``) and its version or why not.
+
+    ``env`` is set first (litellm reads it at import): by default the offline,
+    quiet settings; a benchmark may add its own (``faults.py``: backoff constants).
+    """
+    os.environ.update(env)
     try:
         import litellm
     except ImportError as exc:

@@ -95,7 +95,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import math
 import os
 import platform
@@ -106,10 +105,11 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import version
 from types import ModuleType
 from typing import Any
 
+import _peer_stack
 from _faults_support import LoopbackGuard, RemoteFaultServer, TimelineEntry
 from agentmesh.models.catalog import Catalog
 from agentmesh.models.errors import ModelError
@@ -715,23 +715,8 @@ async def baseline_arm(
 
 
 def import_litellm() -> tuple[ModuleType | None, str]:
-    """Import litellm offline and quietly; return it (or ``None``) and its version or why not."""
-    os.environ.update(LITELLM_ENV)
-    try:
-        import litellm
-    except ImportError as exc:
-        return None, f"litellm is not installed ({exc}); install it with: pip install -e '.[bench]'"
-    except Exception as exc:  # a broken install is a reason to skip, not to crash
-        return None, f"importing litellm failed: {type(exc).__name__}: {exc}"
-    litellm.suppress_debug_info = True
-    litellm.telemetry = False
-    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    try:
-        found = version("litellm")
-    except PackageNotFoundError:
-        found = str(getattr(litellm, "__version__", "unknown"))
-    return litellm, found
+    """LiteLLM imported offline and quietly, with backoff constants like agentmesh's."""
+    return _peer_stack.import_litellm({**_peer_stack.LITELLM_ENV, **LITELLM_ENV})
 
 
 def litellm_model_list(server: RemoteFaultServer, prefix: str) -> list[dict[str, Any]]:
