@@ -136,3 +136,14 @@ async def test_reasoning_fields_are_kept_as_reasoning_content() -> None:
     assert "".join(str(c.content) for c in chunks) == "4"
     assert chunks[-1].additional_kwargs["reasoning_content"] == "think more"
     await gateway.aclose()
+
+
+async def test_a_stream_the_consumer_stops_ends_its_span_without_an_error(spans) -> None:
+    from opentelemetry.trace import StatusCode
+
+    stream = _model().astream("hi")
+    first = await anext(stream)
+    assert first.content == "one "
+    await stream.aclose()
+    parent = next(s for s in spans.get_finished_spans() if s.name == "chat_model bot")
+    assert parent.status.status_code is not StatusCode.ERROR

@@ -452,6 +452,9 @@ class RoutedChatModel(BaseChatModel):
                             degraded=item.degraded,
                         )
                     item = await anext(items, None)
+        except GeneratorExit:  # the consumer stopped reading: not an error of the call
+            scope.end()
+            raise
         except BaseException as exc:
             scope.end(exc)
             raise
