@@ -31,6 +31,7 @@ from agentmesh.resilience import Call, CallFailed, ResilientCaller
 from agentmesh.routing import Policy, Router, RouteRequest, RoutingError
 from agentmesh.testing import scripted_model
 
+LOCAL = Path(__file__).resolve().parents[2] / "models" / "local.yaml"
 CHAT_TEMPLATE_TOKENS = 8  # what Gemma's chat template adds around one user turn
 
 PROMPTS = {
@@ -98,3 +99,44 @@ async def test_budget_overshoot_on_non_latin_prompts_is_at_most_5_percent(
     overshoot = (spent - budget) / budget
     assert calls >= 1, "the budget allows calls"
     assert overshoot <= 0.05, f"{language}: spent {spent:.6f} of {budget:.6f} in {calls} calls"
+
+
+async def test_a_llamacpp_model_s_reservation_counts_with_its_own_tokenizer(
+    gguf_path: Path,
+) -> None:
+    """The router reserves what the GGUF's tokenizer counts, not the inflated estimate.
+
+    The conservative estimate (never undercounting non-Latin text) is up to 3x
+    Gemma's count on CJK; with the model's own tokenizer at hand the node's
+    route request carries the exact count, which is what the call then bills.
+    """
+    from agentmesh.graph import Runtime, Workflow, run_graph
+    from agentmesh.models import load_catalog
+    from agentmesh.prompts import PromptLibrary
+    from agentmesh.routing import RouteDecision
+
+    seen: list[RouteRequest] = []
+
+    class Recording(Router):
+        async def route(self, request: RouteRequest, policy: Any = None) -> RouteDecision:
+            seen.append(request)
+            return await super().route(request, policy)
+
+    catalog = load_catalog(LOCAL)
+    gateway = Gateway(catalog)
+    assert gateway.token_counting_models() == ("gemma",)
+    wf = Workflow("cjk", policy=Policy(strategy="cheapest"))
+    wf.executor("say", prompt="execute_step", inputs={"question": "$input", "step": "answer"},
+                max_output_tokens=2)  # fmt: skip
+    runtime = Runtime(ResilientCaller(Recording(catalog), gateway), PromptLibrary())
+    try:
+        result = await run_graph(wf.spec(), runtime, PROMPTS["chinese"])
+    finally:
+        await gateway.aclose()
+    assert result.status == "ok", result.error
+    (request,) = seen
+    exact = request.prompt_tokens_by_model["gemma"]
+    billed = result.steps[0]["attempts"][-1]["input_tokens"]
+    assert exact == billed, "the reservation's prompt is what the call bills"
+    assert request.prompt_tokens is not None
+    assert request.prompt_tokens > 1.5 * exact, "the estimate alone would over-reserve"

@@ -9,7 +9,9 @@ from agentmesh.routing import (
     InMemoryRoutingState,
     NoRoute,
     Outcome,
+    Policy,
     Router,
+    RouteRequest,
 )
 from agentmesh.testing.conformance import FakeClock
 
@@ -179,3 +181,21 @@ async def test_caller_remaining_budget_is_honoured() -> None:
     with pytest.raises(BudgetExceeded) as info:
         await route(router, remaining_budget_usd=0.001)
     assert info.value.scope == "caller"
+
+
+async def test_a_model_s_own_token_count_sets_its_cost_and_window_check() -> None:
+    router = Router(
+        catalog(spec("counted", window=600, price=(1e6, 0)), spec("estimated", window=600)),
+        budgets=BudgetLimits(run_usd=100.0),
+    )
+    request = RouteRequest(
+        prompt="x",
+        prompt_tokens=1000,  # the conservative estimate: too big for either window
+        prompt_tokens_by_model={"counted": 20},  # what counted's own tokenizer says
+        max_output_tokens=10,
+        run_id="r",
+    )
+    decision = await router.route(request, Policy(strategy="cheapest"))
+    assert decision.chosen == "counted"
+    assert decision.reserved_usd == pytest.approx(20.0), "20 tokens at $1 each, not 1000"
+    assert "1000 prompt" in why(decision, "estimated")

@@ -123,7 +123,7 @@ class JudgeRunner(ModelNodeRunner):
         inputs = {k: v for k, v in inputs.items() if k in declared}
         reference, build = self.builder(node.prompt, inputs)
         request = self.route_request(
-            state, first_branch(branch["key"]), reference, self.capabilities(node.prompt)
+            state, first_branch(branch["key"]), reference, self.capabilities(node.prompt), build
         )
         outcome = await call_until(
             self.runtime.caller,

@@ -170,19 +170,31 @@ class ModelNodeRunner(NodeRunner):
         branch: Branch,
         reference: RenderedPrompt,
         capabilities: frozenset[Capability],
+        build: RequestBuilder,
     ) -> RouteRequest:
         """What this node asks the router for.
 
-        The prompt's tokens are counted on the rendered messages, per-message
+        The prompt's tokens are estimated on the rendered messages, per-message
         overhead included, as the gateway counts them for providers that
-        report no usage: the budget reservation is then the call's true worst case.
+        report no usage (an estimate that never undercounts): the budget
+        reservation is then the call's true worst case. Models whose own
+        tokenizer is at hand (``Gateway.token_counting_models``) count the
+        request built for them exactly, so their reservation is not inflated.
         """
+        gateway = self.runtime.caller.gateway
+        catalog = self.runtime.catalog
+        exact = {}
+        for model in gateway.token_counting_models():
+            counted = gateway.count_prompt_tokens(model, build(catalog[model]))
+            if counted is not None:
+                exact[model] = counted
         return RouteRequest(
             node=self.name,
             role=self.kind,
             task=self.node.task,
             prompt=reference.text,
             prompt_tokens=estimate_message_tokens(reference.messages),
+            prompt_tokens_by_model=exact,
             max_output_tokens=self.node.max_output_tokens,
             capabilities=capabilities,
             run_id=state.get("run_id"),
@@ -308,7 +320,7 @@ class PlannerRunner(ModelNodeRunner):
         inputs = self.inputs(values, state, branch)
         reference, build = self.builder(node.prompt, inputs)
         request = self.route_request(
-            state, branch, reference, self.capabilities(node.prompt) | {Capability.JSON}
+            state, branch, reference, self.capabilities(node.prompt) | {Capability.JSON}, build
         )
 
         def check(response: ModelResponse) -> Verdict:
@@ -357,7 +369,7 @@ class ExecutorRunner(ModelNodeRunner):
             node.prompt, self.inputs(node.inputs, state, branch), **options
         )
         request = self.route_request(
-            state, branch, reference, self.capabilities(node.prompt, bool(tools))
+            state, branch, reference, self.capabilities(node.prompt, bool(tools)), build
         )
         if branch["feedback"] is not None:
             build = add_feedback(build, branch["previous"] or "", branch["feedback"])

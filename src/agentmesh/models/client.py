@@ -14,7 +14,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import httpx
 
@@ -113,8 +113,19 @@ class ModelClient(ABC):
         spec: The catalog entry this client serves.
     """
 
+    counts_tokens: ClassVar[bool] = False
+    """Whether :meth:`count_prompt_tokens` counts with the model's own tokenizer."""
+
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
+
+    def count_prompt_tokens(self, request: ModelRequest) -> int | None:
+        """The prompt tokens of ``request`` as this model bills them, when it can tell.
+
+        Adapters whose tokenizer is at hand (``llamacpp``: the GGUF's own) count
+        exactly; the default is ``None``: routing then uses the estimate.
+        """
+        return None
 
     @abstractmethod
     async def invoke(self, request: ModelRequest) -> ModelResponse:

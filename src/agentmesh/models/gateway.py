@@ -88,6 +88,7 @@ class Gateway:
             chat_models=dict(chat_models or {}),
         )
         self._factories = {**PROVIDERS, **(factories or {})}
+        self._counting: tuple[str, ...] | None = None
         self._clients: dict[str, ModelClient] = {}
 
     def client(self, model_id: str) -> ModelClient:
@@ -102,6 +103,20 @@ class Gateway:
             found = self._factories[spec.provider](spec, self._context)
             self._clients[model_id] = found
         return found
+
+    def token_counting_models(self) -> tuple[str, ...]:
+        """Catalog models whose adapter counts prompt tokens with their own tokenizer."""
+        if self._counting is None:
+            self._counting = tuple(
+                s.id
+                for s in self.catalog.specs
+                if getattr(self._factories[s.provider], "counts_tokens", False)
+            )
+        return self._counting
+
+    def count_prompt_tokens(self, model_id: str, request: ModelRequest) -> int | None:
+        """``request``'s prompt tokens by ``model_id``'s own tokenizer, or ``None``."""
+        return self.client(model_id).count_prompt_tokens(request)
 
     def _deadline(self, model_id: str, request: ModelRequest) -> float:
         return request.timeout if request.timeout is not None else self.catalog[model_id].timeout_s

@@ -105,10 +105,13 @@ def format_transcript(messages: Sequence[BaseMessage]) -> str:
 class LlamaCppClient(ModelClient):
     """A GGUF model loaded in this process by llama.cpp."""
 
+    counts_tokens = True
+
     def __init__(self, spec: ModelSpec, ctx: ClientContext | None = None) -> None:
         super().__init__(spec)
         self._llama_cpp = _import_llama_cpp()
         self._model: Any = None
+        self._vocab: Any = None  # the GGUF's vocabulary alone: counts tokens beside a generation
         self._load_lock = threading.Lock()
         self._run_lock = asyncio.Lock()
         self._grammars: dict[str, Any] = {}
@@ -118,13 +121,48 @@ class LlamaCppClient(ModelClient):
         """Context size the model is loaded with."""
         return self.spec.n_ctx or self.spec.context_window
 
+    def _path(self) -> Path:
+        path = self.spec.model_path
+        resolved = Path(os.path.expanduser(path)) if path else bundled_model_path()
+        if not resolved.exists():
+            raise BadRequest(f"model_path {resolved} does not exist", model_id=self.spec.id)
+        return resolved
+
+    def count_prompt_tokens(self, request: ModelRequest) -> int | None:
+        """The prompt's tokens by the GGUF's own tokenizer, as the call will count them.
+
+        A vocabulary-only instance does the counting (loaded once, in
+        milliseconds, without the weights), so it never touches the context a
+        generation may be using in its worker thread. ``None`` if the file is missing.
+        """
+        try:
+            with self._load_lock:
+                if self._vocab is None:
+                    self._vocab = self._llama_cpp.Llama(
+                        model_path=str(self._path()), vocab_only=True, verbose=False
+                    )
+                vocab = self._vocab
+        except (BadRequest, ValueError, OSError):
+            return None
+        return self._prompt_tokens(vocab, request)
+
+    def _prompt_tokens(self, llm: Any, request: ModelRequest) -> int:
+        """Tokens of the prompt :meth:`_generate` sends for ``request``."""
+        if self.spec.prompt_style == "completion":
+            prompt = (
+                request.prompt
+                if request.prompt is not None
+                else format_transcript(request.messages)
+            )
+            return len(llm.tokenize(prompt.encode("utf-8")))
+        messages = to_openai_messages(request.messages)
+        rendered = "\n".join(str(m.get("content") or "") for m in messages)
+        return len(llm.tokenize(rendered.encode("utf-8"))) + 4 * len(messages)
+
     def _llm(self) -> Any:
         with self._load_lock:
             if self._model is None:
-                path = self.spec.model_path
-                resolved = Path(os.path.expanduser(path)) if path else bundled_model_path()
-                if not resolved.exists():
-                    raise BadRequest(f"model_path {resolved} does not exist", model_id=self.spec.id)
+                resolved = self._path()
                 self._model = self._llama_cpp.Llama(
                     model_path=str(resolved),
                     n_ctx=self.n_ctx,
@@ -187,13 +225,13 @@ class LlamaCppClient(ModelClient):
         ``stop``, once set, ends a completion-style generation at its next token.
         """
         llm = self._llm()
+        prompt_tokens = self._prompt_tokens(llm, request)
         if self.spec.prompt_style == "completion":
             prompt = (
                 request.prompt
                 if request.prompt is not None
                 else format_transcript(request.messages)
             )
-            prompt_tokens = len(llm.tokenize(prompt.encode("utf-8")))
             kwargs = self._kwargs(request, prompt_tokens)
             if stop is not None:
                 kwargs["stopping_criteria"] = self._llama_cpp.StoppingCriteriaList(
@@ -201,8 +239,6 @@ class LlamaCppClient(ModelClient):
                 )
             return prompt_tokens, llm.create_completion(prompt, stream=stream, **kwargs)
         messages = to_openai_messages(request.messages)
-        rendered = "\n".join(str(m.get("content") or "") for m in messages)
-        prompt_tokens = len(llm.tokenize(rendered.encode("utf-8"))) + 4 * len(messages)
         kwargs = self._kwargs(request, prompt_tokens)
         return prompt_tokens, llm.create_chat_completion(messages, stream=stream, **kwargs)
 

@@ -61,6 +61,10 @@ class RouteContext:
         cells, estimate, task = self.snapshot.quality, self.matrix.estimate, self.task
         return {s.id: estimate(s, task, cells.get(s.id)) for s in specs}
 
+    def prompt_tokens_for(self, spec: ModelSpec) -> int:
+        """The prompt's tokens on ``spec``: its own tokenizer's count, else the estimate."""
+        return self.request.prompt_tokens_by_model.get(spec.id, self.prompt_tokens)
+
     def output_tokens(self, spec: ModelSpec) -> int:
         """Output tokens this call may produce on ``spec``."""
         return min(self.request.max_output_tokens, spec.max_output_tokens)
@@ -69,7 +73,7 @@ class RouteContext:
         """USD cost of the call if it uses all its output tokens."""
         found = self.costs.get(spec.id)
         if found is None:
-            return spec.cost(self.prompt_tokens, self.output_tokens(spec))
+            return spec.cost(self.prompt_tokens_for(spec), self.output_tokens(spec))
         return found
 
     def remaining(self) -> tuple[str, float] | None:

@@ -88,10 +88,11 @@ class ContextWindowFilter:
         """Excluded when the call would not fit."""
         if spec.id not in ctx.overflowing:
             return None
-        needed = ctx.prompt_tokens + ctx.output_tokens(spec)
+        prompt = ctx.prompt_tokens_for(spec)
+        needed = prompt + ctx.output_tokens(spec)
         if needed > spec.context_window:
             return (
-                f"context window {spec.context_window} < {ctx.prompt_tokens} prompt + "
+                f"context window {spec.context_window} < {prompt} prompt + "
                 f"{ctx.output_tokens(spec)} output tokens"
             )
         return None

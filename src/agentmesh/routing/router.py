@@ -168,12 +168,14 @@ class Router:
         if tokens is None:
             tokens = estimate_tokens(request.prompt) + _PROMPT_OVERHEAD_TOKENS
         wanted = request.max_output_tokens
+        exact = request.prompt_tokens_by_model
         costs: dict[str, float] = {}
         overflowing: list[str] = []
         for model, per_in, per_out, cap, window in self._prices:
             out = wanted if wanted < cap else cap
-            costs[model] = tokens * per_in + out * per_out
-            if tokens + out > window:
+            count = exact.get(model, tokens) if exact else tokens
+            costs[model] = count * per_in + out * per_out
+            if count + out > window:
                 overflowing.append(model)
         budgets = dict(limits)
         ctx = RouteContext(

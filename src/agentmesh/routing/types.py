@@ -6,10 +6,14 @@ hot path, and are never parsed from user files (policies are; see ``policy.py``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import NamedTuple
 
 from agentmesh.models.spec import Capability
+
+_NO_COUNTS: Mapping[str, int] = MappingProxyType({})
 
 __all__ = [
     "BudgetExceeded",
@@ -33,6 +37,9 @@ class RouteRequest:
         task: Task label (``math``, ``code``...); ``None`` lets a classifier decide.
         prompt: The prompt text, for classifiers and token estimates.
         prompt_tokens: Estimated prompt tokens; ``None`` estimates from ``prompt``.
+        prompt_tokens_by_model: Exact prompt tokens for the models whose own
+            tokenizer counted them (``Gateway.count_prompt_tokens``); these
+            replace ``prompt_tokens`` in those models' costs and window checks.
         max_output_tokens: Output the call may produce; bounds the worst-case
             cost and must fit the context window with the prompt.
         capabilities: Capabilities the call needs (``json``, ``tools``...).
@@ -50,6 +57,7 @@ class RouteRequest:
     task: str | None = None
     prompt: str = ""
     prompt_tokens: int | None = None
+    prompt_tokens_by_model: Mapping[str, int] = field(default_factory=lambda: _NO_COUNTS)
     max_output_tokens: int = 1024
     capabilities: frozenset[Capability] = frozenset()
     remaining_budget_usd: float | None = None
