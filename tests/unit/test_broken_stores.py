@@ -159,3 +159,49 @@ async def test_resuming_from_a_failing_store_is_a_run_error_naming_it() -> None:
                 run_id="r1",
                 resume=True,
             )
+
+
+class _DroppedScript:
+    async def __call__(self, **_: Any) -> Any:
+        raise RedisConnectionError("Connection closed by server.")
+
+
+class _DroppedRedis:
+    """A Redis client whose every script fails as a dropped connection does."""
+
+    def register_script(self, _: str) -> _DroppedScript:
+        return _DroppedScript()
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_redis_failures_mid_call_are_state_errors_and_ask_reports_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import contextlib
+
+    from agentmesh import routing
+    from agentmesh.routing import RedisRoutingState, StateError
+
+    state = RedisRoutingState(_DroppedRedis())  # type: ignore[arg-type]
+
+    @contextlib.asynccontextmanager
+    async def dropped(_: str) -> Any:
+        yield state
+
+    monkeypatch.setattr(routing, "open_state", dropped)
+    catalog = tmp_path / "models.yaml"
+    catalog.write_text("models:\n  - {id: m, provider: scripted, model: m}\n")
+    code = main(
+        ["ask", "--prompt", "hi", "--models", str(catalog), "--state", "redis://127.0.0.1:1"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "routing state (Redis) failed in snapshot: ConnectionError" in err
+    assert "Traceback" not in err
+
+    import asyncio
+
+    with pytest.raises(StateError, match="failed in observe"):
+        asyncio.run(state.observe("m", latency_ms=1.0, error=None))

@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from agentmesh.routing.state import BreakerState, ModelStats, QualityCell, Snapshot
+from agentmesh.routing.state import BreakerState, ModelStats, QualityCell, Snapshot, StateError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -347,6 +347,25 @@ def _pairs(flat: Sequence[Any]) -> dict[str, str]:
     return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
+class _Guarded:
+    """A registered Lua script whose Redis errors become :class:`StateError` (named)."""
+
+    __slots__ = ("_name", "_script")
+
+    def __init__(self, script: AsyncScript, name: str) -> None:
+        self._script = script
+        self._name = name
+
+    async def __call__(self, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        from redis.exceptions import RedisError  # the redis extra is there: a client exists
+
+        try:
+            return await self._script(keys=keys, args=args)
+        except RedisError as exc:
+            detail = f"{type(exc).__name__}: {exc}"
+            raise StateError(f"routing state (Redis) failed in {self._name}: {detail}") from exc
+
+
 class RedisRoutingState:
     """`RoutingState` in Redis, shared by every process using the same prefix.
 
@@ -395,12 +414,12 @@ class RedisRoutingState:
         self._owns = owns_client
         self._breakers = f"{prefix}breakers"
         self._tasks = f"{prefix}tasks"
-        self._snapshot: AsyncScript = client.register_script(_SNAPSHOT)
-        self._observe: AsyncScript = client.register_script(_OBSERVE)
-        self._add_quality: AsyncScript = client.register_script(_ADD_QUALITY)
-        self._swap: AsyncScript = client.register_script(_SWAP_BREAKER)
-        self._reserve: AsyncScript = client.register_script(_RESERVE)
-        self._settle: AsyncScript = client.register_script(_SETTLE)
+        self._snapshot = _Guarded(client.register_script(_SNAPSHOT), "snapshot")
+        self._observe = _Guarded(client.register_script(_OBSERVE), "observe")
+        self._add_quality = _Guarded(client.register_script(_ADD_QUALITY), "add_quality")
+        self._swap = _Guarded(client.register_script(_SWAP_BREAKER), "swap_breaker")
+        self._reserve = _Guarded(client.register_script(_RESERVE), "reserve")
+        self._settle = _Guarded(client.register_script(_SETTLE), "settle")
 
     @classmethod
     def from_url(

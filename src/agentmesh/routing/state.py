@@ -26,7 +26,16 @@ __all__ = [
     "QualityCell",
     "RoutingState",
     "Snapshot",
+    "StateError",
 ]
+
+
+class StateError(ValueError):
+    """An unknown, invalid or unreachable routing state, or one that failed mid-call.
+
+    A shared store's own errors (e.g. redis-py's) become this, naming the store
+    and the operation, so everything above the state sees one error type.
+    """
 
 
 @dataclass(frozen=True, slots=True)

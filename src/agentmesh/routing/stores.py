@@ -21,13 +21,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from agentmesh.routing.redis_state import RedisRoutingState
-from agentmesh.routing.state import InMemoryRoutingState, RoutingState
+from agentmesh.routing.state import InMemoryRoutingState, RoutingState, StateError
 
 __all__ = ["STATE_STORES", "StateError", "open_state", "redacted", "redis_options"]
-
-
-class StateError(ValueError):
-    """An unknown, invalid or unreachable routing-state URL."""
 
 
 def redacted(url: str) -> str:
