@@ -102,7 +102,7 @@ async def test_budget_overshoot_on_non_latin_prompts_is_at_most_5_percent(
 
 
 async def test_a_llamacpp_model_s_reservation_counts_with_its_own_tokenizer(
-    gguf_path: Path,
+    gguf_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """The router reserves what the GGUF's tokenizer counts, not the inflated estimate.
 
@@ -140,3 +140,4 @@ async def test_a_llamacpp_model_s_reservation_counts_with_its_own_tokenizer(
     assert exact == billed, "the reservation's prompt is what the call bills"
     assert request.prompt_tokens is not None
     assert request.prompt_tokens > 1.5 * exact, "the estimate alone would over-reserve"
+    assert "llama_context" not in capfd.readouterr().err, "the vocabulary loads quietly"

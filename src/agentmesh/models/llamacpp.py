@@ -17,12 +17,14 @@ context used by two threads at once aborts the process).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from langchain_core.messages import BaseMessage, SystemMessage
 
@@ -57,6 +59,15 @@ def _import_llama_cpp() -> Any:
             "the llamacpp provider needs llama-cpp-python: pip install 'agentmesh[local]'"
         ) from exc
     return llama_cpp
+
+
+def _quiet() -> AbstractContextManager[Any]:
+    """llama-cpp-python's own stdout/stderr silencer (``nullcontext`` if it is gone)."""
+    try:
+        utils = importlib.import_module("llama_cpp._utils")
+        return cast("AbstractContextManager[Any]", utils.suppress_stdout_stderr(disable=False))
+    except (ImportError, AttributeError):
+        return nullcontext()
 
 
 def bundled_model_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -138,9 +149,10 @@ class LlamaCppClient(ModelClient):
         try:
             with self._load_lock:
                 if self._vocab is None:
-                    self._vocab = self._llama_cpp.Llama(
-                        model_path=str(self._path()), vocab_only=True, verbose=False
-                    )
+                    with _quiet():  # llama.cpp warns about the context of a vocab-only model
+                        self._vocab = self._llama_cpp.Llama(
+                            model_path=str(self._path()), vocab_only=True, verbose=False, n_ctx=8
+                        )
                 vocab = self._vocab
         except (BadRequest, ValueError, OSError):
             return None
