@@ -90,11 +90,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import version
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import _peer_stack
 import agentmesh.routing
 from _routing_fixtures import (
     LITELLM_MODEL_GROUP,
@@ -352,25 +353,8 @@ async def bench_agentmesh(
 
 
 def import_litellm() -> tuple[ModuleType | None, str]:
-    """Import litellm offline and quietly; return it (or ``None``) and its version or why not."""
-    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-    try:
-        import litellm
-    except ImportError as exc:
-        return None, f"litellm is not installed ({exc}); install it with: pip install -e '.[bench]'"
-    except Exception as exc:  # a broken install is a reason to skip, not to crash
-        return None, f"importing litellm failed: {type(exc).__name__}: {exc}"
-    import logging
-
-    litellm.suppress_debug_info = True
-    litellm.telemetry = False
-    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        found = version("litellm")
-    except PackageNotFoundError:
-        found = str(getattr(litellm, "__version__", "unknown"))
-    return litellm, found
+    """LiteLLM imported offline and quietly (the peer stack's one importer)."""
+    return _peer_stack.import_litellm()
 
 
 def litellm_latency_map(models: Sequence[SyntheticModel]) -> dict[str, Any]:
