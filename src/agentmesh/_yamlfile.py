@@ -92,25 +92,33 @@ class _BoundedLoader(yaml.SafeLoader):
             if self._depth > self._max_depth:
                 # types-PyYAML leaves peek_event unannotated; it returns the next Event.
                 event = self.peek_event()  # type: ignore[no-untyped-call]
-                mark: Mark | None = getattr(event, "start_mark", None)
-                raise ComposerError(
-                    None,
-                    None,
-                    f"nested deeper than {self._max_depth} levels "
-                    "(raise the limit with AGENTMESH_MAX_YAML_DEPTH)",
-                    mark,
-                )
+                raise _too_deep(self._max_depth, getattr(event, "start_mark", None))
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
 
-def _expanded_size(root: yaml.Node, max_nodes: int) -> None:
-    """Raise if ``root`` has more than ``max_nodes`` values with aliases expanded, or a cycle."""
+def _too_deep(max_depth: int, mark: Mark | None) -> ComposerError:
+    return ComposerError(
+        None,
+        None,
+        f"nested deeper than {max_depth} levels (raise the limit with AGENTMESH_MAX_YAML_DEPTH)",
+        mark,
+    )
+
+
+def _expanded_size(root: yaml.Node, max_nodes: int, max_depth: int | None = None) -> None:
+    """Raise if ``root`` has more than ``max_nodes`` values with aliases expanded, or a cycle.
+
+    With ``max_depth`` (a tree composed without a depth bound, by libyaml) the
+    same walk also refuses nesting deeper than that, before it recurses further.
+    """
     sizes: dict[int, int] = {}
     open_nodes: set[int] = set()
 
-    def size(node: yaml.Node) -> int:
+    def size(node: yaml.Node, depth: int) -> int:
+        if max_depth is not None and depth > max_depth:
+            raise _too_deep(max_depth, node.start_mark)
         key = id(node)
         if key in sizes:
             return sizes[key]
@@ -122,10 +130,10 @@ def _expanded_size(root: yaml.Node, max_nodes: int) -> None:
         total = 1
         if isinstance(node, yaml.MappingNode):
             for name, value in node.value:
-                total += size(name) + size(value)
+                total += size(name, depth + 1) + size(value, depth + 1)
         elif isinstance(node, yaml.SequenceNode):
             for item in node.value:
-                total += size(item)
+                total += size(item, depth + 1)
         open_nodes.discard(key)
         if total > max_nodes:
             raise ComposerError(
@@ -138,7 +146,7 @@ def _expanded_size(root: yaml.Node, max_nodes: int) -> None:
         sizes[key] = total
         return total
 
-    size(root)
+    size(root, 1)
 
 
 _FAST: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
@@ -160,29 +168,6 @@ def _flow_depth(text: str) -> int:
 _BRACKETS = re.compile(r"[\[\]{}]")
 
 
-def _tree_depth(root: yaml.Node, max_depth: int) -> None:
-    """Raise if the node tree nests deeper than ``max_depth`` (iterative: any depth is safe)."""
-    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
-    seen: set[int] = set()
-    while stack:
-        node, depth = stack.pop()
-        if depth > max_depth:
-            raise ComposerError(
-                None,
-                None,
-                f"nested deeper than {max_depth} levels "
-                "(raise the limit with AGENTMESH_MAX_YAML_DEPTH)",
-                node.start_mark,
-            )
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            stack.extend((n, depth + 1) for pair in node.value for n in pair)
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend((n, depth + 1) for n in node.value)
-
-
 def _fast_parse(text: str, limits: FileLimits) -> tuple[Any, yaml.Node | None] | None:
     """Libyaml's parse within the limits, or ``None`` to use the pure-Python loader.
 
@@ -201,8 +186,7 @@ def _fast_parse(text: str, limits: FileLimits) -> tuple[Any, yaml.Node | None] |
             return None
         if root is None:
             return None, None
-        _tree_depth(root, limits.max_depth)
-        _expanded_size(root, limits.max_nodes)
+        _expanded_size(root, limits.max_nodes, limits.max_depth)
         return loader.construct_document(root), root
     finally:
         loader.dispose()

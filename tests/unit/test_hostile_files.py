@@ -192,3 +192,6 @@ def test_libyaml_and_the_bounded_pure_python_loader_agree() -> None:
     assert _yamlfile._fast_parse(deep, limits) is None, "deep flow nesting never reaches libyaml"
     with pytest.raises(yaml.YAMLError, match="nested deeper than 64"):
         _yamlfile.parse_yaml(deep, limits)
+    block = "".join(f"{'  ' * i}k:\n" for i in range(100)) + "  " * 100 + "v\n"
+    with pytest.raises(yaml.YAMLError, match="nested deeper than 64"):  # libyaml's tree, too
+        _yamlfile.parse_yaml(block, limits)
