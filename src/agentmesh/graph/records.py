@@ -68,6 +68,7 @@ class Step:
         error: Why it failed, if it did.
         extra: Kind-specific fields (``plan``, ``notes``, ``tools``, ``tool``,
             ``verdict``, ``synthesis``, ``calls``, ``simulated``), as ``--json`` shows them.
+        spend: Tokens and cost of every attempt (derived).
     """
 
     node: str
@@ -82,6 +83,11 @@ class Step:
     output: Any = None
     error: ErrorInfo | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    spend: Spend = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Summed once: the record and the state's totals both read it.
+        object.__setattr__(self, "spend", Spend.total(a.spend for a in self.attempts))
 
     @classmethod
     def of_calls(
@@ -113,11 +119,6 @@ class Step:
             error,
             {"simulated": any(c.response.simulated for c in calls), **extra},
         )
-
-    @property
-    def spend(self) -> Spend:
-        """Tokens and cost of every attempt."""
-        return Spend.total(a.spend for a in self.attempts)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``agentmesh run --json`` (and of the graph state)."""
