@@ -350,18 +350,19 @@ def _pairs(flat: Sequence[Any]) -> dict[str, str]:
 class _Guarded:
     """A registered Lua script whose Redis errors become :class:`StateError` (named)."""
 
-    __slots__ = ("_name", "_script")
+    __slots__ = ("_errors", "_name", "_script")
 
     def __init__(self, script: AsyncScript, name: str) -> None:
-        self._script = script
-        self._name = name
-
-    async def __call__(self, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         from redis.exceptions import RedisError  # the redis extra is there: a client exists
 
+        self._script = script
+        self._name = name
+        self._errors = RedisError
+
+    async def __call__(self, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         try:
             return await self._script(keys=keys, args=args)
-        except RedisError as exc:
+        except self._errors as exc:
             detail = f"{type(exc).__name__}: {exc}"
             raise StateError(f"routing state (Redis) failed in {self._name}: {detail}") from exc
 
