@@ -38,9 +38,9 @@ def test_a_missing_or_invalid_keyword_is_named_by_its_python_name() -> None:
         wf.merge("final", synthesis="vote")
     assert problems(info.value) == ["merge node 'final': sources=: required field is missing"]
     with pytest.raises(GraphError) as info:
-        wf.executor("solve", prompt="p", max_tool_rounds=0)
+        wf.executor("solve", prompt="p", max_iterations=0)
     (problem,) = problems(info.value)
-    assert problem.startswith("executor node 'solve': max_tool_rounds=: ")
+    assert problem.startswith("executor node 'solve': max_iterations=: ")
     assert "(got 0)" in problem
 
 

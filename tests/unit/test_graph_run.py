@@ -347,8 +347,9 @@ async def test_an_executor_calls_tools_the_model_asks_for() -> None:
     assert result.status == "ok"
     assert result.output == "tool said PING!"
     step = result.steps[0]
-    assert step["tools"] == [{"tool": "shout", "arguments": {"text": "ping"}}]
-    assert len(step["attempts"]) == 2, "one call asking for the tool, one answering"
+    assert [c["tool"] for c in step["tool_calls"]] == ["shout"]
+    assert step["tool_calls"][0]["arguments"] == {"text": "ping"}
+    assert [len(s["attempts"]) for s in result.steps] == [1, 1], "one turn asking, one answering"
 
 
 async def test_a_compile_time_problem_fails_before_any_call() -> None:

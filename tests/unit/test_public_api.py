@@ -79,6 +79,7 @@ MODULES = [
     "agentmesh.cli.run",
     "agentmesh.cli",
     "agentmesh.graph",
+    "agentmesh.graph.agent",
     "agentmesh.graph.builder",
     "agentmesh.graph.checkpoints",
     "agentmesh.graph.checks",

@@ -60,6 +60,7 @@ _SYNONYMS: Mapping[str, str] = MappingProxyType(
         "template": "prompt",
         "validator": "validators",
         "strategy": "synthesis",
+        "max_tool_rounds": "max_iterations",
     }
 )
 """Wrong keywords people write, and the right ones (``difflib`` finds the rest)."""

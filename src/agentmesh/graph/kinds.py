@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from agentmesh.graph.agent import ExecutorRunner
 from agentmesh.graph.judge import JudgeRunner
 from agentmesh.graph.merge import MergeRunner
-from agentmesh.graph.nodes import ExecutorRunner, NodeRunner, PlannerRunner, ToolRunner
+from agentmesh.graph.nodes import NodeRunner, PlannerRunner, ToolRunner
 
 __all__ = ["NODE_RUNNERS"]
 

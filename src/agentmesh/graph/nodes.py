@@ -1,4 +1,4 @@
-"""What the planner, executor and tool nodes do when LangGraph runs them (and their base).
+"""What the planner and tool nodes do when LangGraph runs them (and their base).
 
 Every node is a small object with ``async __call__(state) -> update``; model
 calls go through the runtime's shared :class:`ResilientCaller` with a
@@ -17,13 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.messages import BaseMessage
 
 from agentmesh._jsontext import loads as json_loads
 from agentmesh.graph.records import ErrorInfo, Step, usage_update
 from agentmesh.graph.runtime import Runtime, Tool, ToolArgumentsError
 from agentmesh.graph.spec import (
-    ExecutorNode,
     GraphSpec,
     ModelNode,
     PlannerNode,
@@ -44,7 +43,6 @@ from agentmesh.resilience import (
     Verdict,
     call_until,
 )
-from agentmesh.resilience.escalation import add_feedback
 from agentmesh.resilience.policy import ResiliencePolicy
 from agentmesh.routing.policy import Policy
 from agentmesh.routing.types import RouteRequest
@@ -58,13 +56,15 @@ from agentmesh.tracing.attributes import (
 )
 
 __all__ = [
-    "ExecutorRunner",
     "ModelNodeRunner",
     "NodeFailed",
     "NodeRunner",
     "PlannerRunner",
     "ToolRunner",
     "answer",
+    "extended",
+    "maybe_json",
+    "parse_json",
     "resolve",
 ]
 
@@ -171,8 +171,9 @@ class ModelNodeRunner(NodeRunner):
         reference: RenderedPrompt,
         capabilities: frozenset[Capability],
         build: RequestBuilder,
+        extra: Sequence[BaseMessage] = (),
     ) -> RouteRequest:
-        """What this node asks the router for.
+        """What this node asks the router for (``extra``: messages ``build`` appends).
 
         The prompt's tokens are estimated on the rendered messages, per-message
         overhead included, as the gateway counts them for providers that
@@ -193,7 +194,7 @@ class ModelNodeRunner(NodeRunner):
             role=self.kind,
             task=self.node.task,
             prompt=reference.text,
-            prompt_tokens=estimate_message_tokens(reference.messages),
+            prompt_tokens=estimate_message_tokens([*reference.messages, *extra]),
             prompt_tokens_by_model=exact,
             max_output_tokens=self.node.max_output_tokens,
             capabilities=capabilities,
@@ -354,95 +355,20 @@ class PlannerRunner(ModelNodeRunner):
         return {"results": {self.name: {branch["key"]: result}}, **usage_update([record])}
 
 
-class ExecutorRunner(ModelNodeRunner):
-    """One routed call with the node's prompt; tool calls run and feed back, up to a limit."""
-
-    kind = "executor"
-    node: ExecutorNode
-
-    async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
-        """Render, route, call (tools in a loop), record."""
-        node = self.node
-        tools = [self.runtime.tools[t] for t in node.tools]
-        options: dict[str, Any] = {"tools": [t.spec() for t in tools]} if tools else {}
-        reference, build = self.builder(
-            node.prompt, self.inputs(node.inputs, state, branch), **options
-        )
-        request = self.route_request(
-            state, branch, reference, self.capabilities(node.prompt, bool(tools)), build
-        )
-        if branch["feedback"] is not None:
-            build = add_feedback(build, branch["previous"] or "", branch["feedback"])
-        calls: list[CallResult] = []
-        extra: list[BaseMessage] = []
-        tool_runs: list[dict[str, Any]] = []
-        for _ in range(node.max_tool_rounds + 1):
-            try:
-                call = await self.runtime.caller.call(self.call(request, _extended(build, extra)))
-            except CallFailed as failure:
-                if failure.kind == "no_route" and not calls and branch["previous"] is not None:
-                    return self._exhausted(branch, failure)
-                raise self.failed(branch, failure, calls) from None
-            calls.append(call)
-            wanted = call.response.tool_calls
-            if not wanted or len(calls) > node.max_tool_rounds:
-                break
-            extra.append(
-                AIMessage(
-                    call.response.text,
-                    tool_calls=[
-                        {"name": c.name, "args": dict(c.arguments), "id": c.id} for c in wanted
-                    ],
-                )
-            )
-            for tool_call in wanted:
-                text = await self._run_tool(tool_call.name, tool_call.arguments, tool_call.id)
-                tool_runs.append({"tool": tool_call.name, "arguments": dict(tool_call.arguments)})
-                extra.append(ToolMessage(text, tool_call_id=tool_call.id))
-        final = calls[-1]
-        text = final.response.text
-        data = _maybe_json(text) if Capability.JSON in request.capabilities else None
-        output = data if data is not None else text
-        record = self.step(branch, calls, output=output, tools=tool_runs)
-        result = answer(text, final, branch, data=data)
-        return {"results": {self.name: {branch["key"]: result}}, **usage_update([record])}
-
-    def _exhausted(self, branch: Branch, failure: CallFailed) -> dict[str, Any]:
-        """An escalated re-run with no stronger model left: keep the previous answer, say so."""
-        step = self.step(
-            branch, [], failure.attempts, status="no_stronger_model", error=_error_of(failure)
-        )
-        result = answer(branch["previous"] or "", None, branch, exhausted=True)
-        return {"results": {self.name: {branch["key"]: result}}, **usage_update([step])}
-
-    async def _run_tool(self, name: str, arguments: Mapping[str, Any], call_id: str) -> str:
-        tool = self.runtime.tools.get(name)
-        with tool_span(
-            name, call_id=call_id, arguments=dict(arguments), attributes={NODE_NAME: self.name}
-        ) as scope:
-            if tool is None or name not in self.node.tools:
-                return f"error: no tool named {name!r}; available: {', '.join(self.node.tools)}"
-            try:
-                value = await tool.run(arguments)
-            except ToolArgumentsError as exc:
-                return f"error: {exc}"
-            text = Tool.render(value)
-            scope.set_content("gen_ai.tool.call.result", text)
-            return text
-
-
 def _error_of(failure: CallFailed) -> ErrorInfo:
     return ErrorInfo(failure.kind, str(failure))
 
 
-def _maybe_json(text: str) -> Any:
+def maybe_json(text: str) -> Any:
+    """The JSON value in ``text``, or ``None`` when there is none."""
     try:
         return parse_json(text)
     except ValueError:
         return None
 
 
-def _extended(build: RequestBuilder, extra: Sequence[BaseMessage]) -> RequestBuilder:
+def extended(build: RequestBuilder, extra: Sequence[BaseMessage]) -> RequestBuilder:
+    """``build`` with ``extra`` messages (a conversation so far) after each model's prompt."""
     if not extra:
         return build
     turns = list(extra)

@@ -168,20 +168,44 @@ class PlannerNode(ModelNode):
 
 
 class ExecutorNode(ModelNode):
-    """Does one piece of work with a routed model and a prompt template; may call tools.
+    """Does one piece of work with a routed model and a prompt template; with tools, an agent.
+
+    With ``tools`` the node is a tool-using agent (``graph/agent.py``): the model
+    is called, the tools it asks for run (concurrently when one turn asks for
+    several), their results go back to it, and it is called again, until it
+    answers without a tool call. Every turn is a routed call, so a fallback or
+    an escalation may change the model mid-loop; the conversation carries over.
 
     Attributes:
         prompt: Template name.
         inputs: Template inputs (literals or references).
         tools: Names of tools (from the runtime's tool registry) the model may call.
-        max_tool_rounds: Most model turns that may request tools before answering.
+        max_iterations: Most model turns (routed calls) of one execution; a
+            model still asking for tools on the last one fails the node
+            (error type ``loop_limit``). Replaces ``max_tool_rounds`` (= this - 1).
+        on_tool_error: What a failed tool call does (the tool raised, is
+            unknown, or its arguments do not fit its schema): ``return`` the
+            error to the model as the tool's result, or ``fail`` the node with
+            error type ``tool_error`` naming the node and the tool.
     """
 
     kind: Literal["executor"] = "executor"
     prompt: str
     inputs: dict[str, Value] = Field(default_factory=dict)
     tools: tuple[str, ...] = ()
-    max_tool_rounds: Annotated[int, Field(ge=1, le=20)] = 4
+    max_iterations: Annotated[int, Field(ge=1, le=50)] = 5
+    on_tool_error: Literal["return", "fail"] = "return"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "max_tool_rounds" in value:
+            raise ValueError(
+                "max_tool_rounds was renamed max_iterations: model turns, one more than "
+                f"tool rounds (max_tool_rounds: {value['max_tool_rounds']} is "
+                "max_iterations: <that + 1>)"
+            )
+        return value
 
 
 class ToolNode(_Node):

@@ -52,6 +52,16 @@ def _user_text(messages: Sequence[BaseMessage]) -> str:
     return "\n".join(message_text(m) for m in messages if isinstance(m, HumanMessage))
 
 
+def _tool_results(messages: Sequence[BaseMessage]) -> str | None:
+    """The tool results the conversation ends with, joined by ``"; "`` (``None``: it does not)."""
+    trailing: list[str] = []
+    for message in reversed(messages):
+        if not isinstance(message, ToolMessage):
+            break
+        trailing.append(message_text(message))
+    return "; ".join(reversed(trailing)) if trailing else None
+
+
 def shaped_like(schema: Mapping[str, Any], text: str) -> Any:
     """A value following ``schema`` whose strings carry ``text`` (simulated structured output).
 
@@ -109,7 +119,10 @@ class ScriptedClient(ModelClient):
     def __init__(self, spec: ModelSpec, ctx: ClientContext | None = None) -> None:
         super().__init__(spec)
         self.behavior = spec.behavior or ScriptedBehavior()
-        self._rules = [(re.compile(r.match), r) for r in self.behavior.replies]
+        self._rules = [
+            (re.compile(r.match), re.compile(r.after) if r.after is not None else None, r)
+            for r in self.behavior.replies
+        ]
         self._random = random.Random(self.behavior.seed)
         self._lock = asyncio.Lock()
         self.calls = 0
@@ -132,35 +145,53 @@ class ScriptedClient(ModelClient):
                 error.retry_after = b.retry_after
             raise error
 
-    def _rule(self, prompt: str) -> ReplyRule | None:
-        return next((rule for pattern, rule in self._rules if pattern.search(prompt)), None)
+    def _rule(self, messages: Sequence[BaseMessage]) -> ReplyRule | None:
+        """The first rule matching the user messages (and, for ``after`` rules, the results)."""
+        prompt = _user_text(messages)
+        results = _tool_results(messages)
+        return next(
+            (
+                rule
+                for pattern, after, rule in self._rules
+                if pattern.search(prompt)
+                and (after is None or (results is not None and after.search(results)))
+            ),
+            None,
+        )
 
-    def tool_call_for(self, request: ModelRequest) -> ToolCall | None:
-        """The tool call this model makes for ``request``, if any (none after a tool result).
+    def tool_calls_for(self, request: ModelRequest) -> tuple[ToolCall, ...]:
+        """The tool calls this model makes for ``request`` (none: it answers with text).
 
-        A matching rule calls its tool when the request offers it. Otherwise a
-        request that forces a tool (``tool_choice`` naming it, or ``required``
-        with one tool, as LangChain's ``with_structured_output`` sends) gets a
-        call of that tool with arguments shaped by its parameter schema.
+        A matching rule calls its tools that the request offers, unless the
+        conversation already ends with tool results and the rule has no
+        ``after`` (it then answers). Otherwise a request that forces a tool
+        (``tool_choice`` naming it, or ``required`` with one tool, as
+        LangChain's ``with_structured_output`` sends) gets a call of that tool
+        with arguments shaped by its parameter schema.
         """
-        if not request.tools or isinstance(request.messages[-1], ToolMessage):
-            return None
+        if not request.tools:
+            return ()
+        answered = isinstance(request.messages[-1], ToolMessage)
         offered = {t.name: t for t in request.tools}
-        rule = self._rule(_user_text(request.messages))
-        if rule is not None and rule.tool is not None and rule.tool in offered:
-            self._tool_calls += 1
-            return ToolCall(f"call_{self._tool_calls}", rule.tool, dict(rule.arguments))
+        rule = self._rule(request.messages)
+        if rule is not None and (rule.after is not None or not answered):
+            wanted = [c for c in rule.tool_calls if c.tool in offered]
+            if wanted:
+                return tuple(self._numbered(c.tool, dict(c.arguments)) for c in wanted)
+        if answered:
+            return ()
         forced = request.tool_choice
         if forced == "required" and len(offered) == 1:
             forced = next(iter(offered))
         if forced not in offered:
-            return None
+            return ()
         tool = offered[forced]
         arguments = shaped_like(tool.parameters, last_user_text(request.messages))
+        return (self._numbered(tool.name, arguments if isinstance(arguments, dict) else {}),)
+
+    def _numbered(self, tool: str, arguments: dict[str, Any]) -> ToolCall:
         self._tool_calls += 1
-        return ToolCall(
-            f"call_{self._tool_calls}", tool.name, arguments if isinstance(arguments, dict) else {}
-        )
+        return ToolCall(f"call_{self._tool_calls}", tool, arguments)
 
     def reply_for(self, request: ModelRequest) -> str:
         """The text this model answers ``request`` with (no failure, no delay).
@@ -170,12 +201,12 @@ class ScriptedClient(ModelClient):
         ``{"answer": reply}``.
         """
         prompt = last_user_text(request.messages)
-        rule = self._rule(_user_text(request.messages))
+        rule = self._rule(request.messages)
         template = rule.reply if rule is not None else self.behavior.reply
         text = template.replace("{model}", self.spec.id).replace("{prompt}", prompt)
-        last = request.messages[-1] if request.messages else None
-        if isinstance(last, ToolMessage):
-            text = text.replace("{tool_result}", message_text(last))
+        results = _tool_results(request.messages)
+        if results is not None:
+            text = text.replace("{tool_result}", results)
         if request.response_format is not None:
             try:
                 json_loads(text)
@@ -218,32 +249,31 @@ class ScriptedClient(ModelClient):
             watch=watch,
         )
 
-    async def _call_tool(
-        self, request: ModelRequest, call: ToolCall, watch: Stopwatch
+    async def _call_tools(
+        self, request: ModelRequest, calls: tuple[ToolCall, ...], watch: Stopwatch
     ) -> ModelResponse:
-        """The answer that makes ``call`` (no text), after the configured latency."""
+        """The answer that makes ``calls`` (no text), after the configured latency."""
         input_tokens = estimate_message_tokens(request.messages)
         self._check_fits(request, input_tokens)
         if self.behavior.latency_ms:
             await asyncio.sleep(self.behavior.latency_ms / 1000.0)
+        arguments = sum(estimate_tokens(json.dumps(c.arguments)) for c in calls)
         return self.respond(
             text="",
-            usage=Usage(
-                input_tokens, 1 + estimate_tokens(json.dumps(call.arguments)), estimated=True
-            ),
+            usage=Usage(input_tokens, len(calls) + arguments, estimated=True),
             finish_reason="tool_calls",
             served_model=f"scripted:{self.spec.model}",
             watch=watch,
-            tool_calls=(call,),
+            tool_calls=calls,
         )
 
     async def invoke(self, request: ModelRequest) -> ModelResponse:
         """Answer ``request`` after the configured latency, or fail as configured."""
         watch = Stopwatch()
         await self._admit()
-        call = self.tool_call_for(request)
-        if call is not None:
-            return await self._call_tool(request, call, watch)
+        calls = self.tool_calls_for(request)
+        if calls:
+            return await self._call_tools(request, calls, watch)
         text, input_tokens, output_tokens, truncated = self._pieces(request)
         delay = self.behavior.latency_ms + self.behavior.ms_per_output_token * output_tokens
         if delay:
@@ -257,9 +287,9 @@ class ScriptedClient(ModelClient):
         """
         watch = Stopwatch()
         await self._admit()
-        call = self.tool_call_for(request)
-        if call is not None:
-            yield StreamEvent(response=await self._call_tool(request, call, watch))
+        calls = self.tool_calls_for(request)
+        if calls:
+            yield StreamEvent(response=await self._call_tools(request, calls, watch))
             return
         text, input_tokens, output_tokens, truncated = self._pieces(request)
         if self.behavior.latency_ms:

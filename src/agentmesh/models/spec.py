@@ -25,6 +25,7 @@ __all__ = [
     "Provider",
     "ReplyRule",
     "ScriptedBehavior",
+    "ScriptedToolCall",
     "expand_env",
 ]
 
@@ -75,27 +76,47 @@ class Pricing(_Frozen):
         return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
 
 
+class ScriptedToolCall(_Frozen):
+    """One tool call a scripted reply makes: the tool's name and its arguments."""
+
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
 class ReplyRule(_Frozen):
     """A scripted reply used when ``match`` (a regex) is found in the conversation's user messages.
 
-    With ``tool`` set, a request offering that tool is answered by a call to it
-    with ``arguments``; once the tool's result is in the conversation, ``reply``
-    answers, with ``{tool_result}`` replaced by that result.
+    With ``tool`` set (or ``calls``, several tool calls in one turn), a request
+    offering those tools is answered by calls to them; once their results are
+    in the conversation, ``reply`` answers, with ``{tool_result}`` replaced by
+    them (the trailing tool results, joined by ``"; "``). With ``after`` set the
+    rule applies only right after tool results matching that regex: rules with
+    ``after`` placed before a rule without it script an agent's later rounds.
     """
 
     match: str
-    reply: str
+    reply: str = ""
     tool: str | None = None
     arguments: dict[str, Any] = Field(default_factory=dict)
+    calls: tuple[ScriptedToolCall, ...] = ()
+    after: str | None = None
 
-    @field_validator("match")
+    @field_validator("match", "after")
     @classmethod
-    def _compiles(cls, value: str) -> str:
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         try:
             re.compile(value)
         except re.error as exc:
             raise ValueError(f"invalid regex {value!r}: {exc}") from exc
         return value
+
+    @property
+    def tool_calls(self) -> tuple[ScriptedToolCall, ...]:
+        """Every tool call of the rule (``tool`` first, then ``calls``)."""
+        first = (ScriptedToolCall(tool=self.tool, arguments=self.arguments),) if self.tool else ()
+        return (*first, *self.calls)
 
 
 class ScriptedBehavior(_Frozen):
