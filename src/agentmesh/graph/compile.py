@@ -22,6 +22,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph._internal._runnable import RunnableCallable
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -30,6 +31,7 @@ from langgraph.types import Overwrite, Send
 from agentmesh.graph.checks import check_graph
 from agentmesh.graph.judge import JudgeRunner
 from agentmesh.graph.kinds import NODE_RUNNERS
+from agentmesh.graph.nodes import NodeRunner
 from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import END_NODE, GraphSpec, JudgeNode, MergeNode, PlannerNode
 from agentmesh.graph.state import PER_RUN, RUN_START, Branch, RunState
@@ -119,6 +121,22 @@ def _run_id(state: RunState, config: RunnableConfig) -> str:
     return str(fresh) if fresh else uuid.uuid4().hex[:12]
 
 
+def _node(runner: NodeRunner) -> RunnableCallable:
+    """The LangGraph node of ``runner``: async, and sync on the runtime's private loop.
+
+    Nodes are written once, async; ``invoke()``/``stream()`` of the compiled
+    graph run each one on :attr:`Runtime.sync_loop` (concurrent branches
+    together on that loop), in a copy of the calling thread's context, so
+    LangGraph's config and the OpenTelemetry span reach the node.
+    """
+    loop = runner.runtime.sync_loop
+
+    def sync(state: RunState) -> dict[str, Any]:
+        return loop.run(runner(state))
+
+    return RunnableCallable(sync, runner, name=runner.name, trace=False)
+
+
 class _StartRun:
     """The :data:`RUN_START` node: a run's fields reset, its id and budget set."""
 
@@ -156,7 +174,7 @@ def compile_graph(
     builder.add_node(RUN_START, _StartRun(graph))
     builder.add_edge(START, RUN_START)
     for name, runner in runners.items():
-        builder.add_node(name, runner)
+        builder.add_node(name, _node(runner))
     for entry in graph.entries:
         builder.add_edge(RUN_START, entry)
     waiting = {

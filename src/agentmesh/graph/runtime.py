@@ -8,6 +8,7 @@ rule validators that nodes refer to by name.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 
 from agentmesh._validation import describe_errors
 from agentmesh.graph.validators import Check
+from agentmesh.integrations.sync_loop import SyncLoop
 from agentmesh.models.catalog import Catalog
 from agentmesh.models.gateway import Gateway
 from agentmesh.models.types import ToolSpec
@@ -110,12 +112,17 @@ class Runtime:
         prompts: The prompt library nodes render from.
         tools: Tools by name (what ``tool:`` nodes and executors' ``tools:`` name).
         validators: Custom rule checks by name (judges' ``validators:``).
+        sync_loop: Where the sync API of compiled graphs (``invoke``, ``stream``)
+            runs the nodes, which are async: one private loop in a thread, so
+            the gateway's connection pools live on one loop (started on first
+            use; :meth:`close` or :meth:`aclose` stops it).
     """
 
     caller: ResilientCaller
     prompts: PromptLibrary
     tools: Mapping[str, Tool] = field(default_factory=dict)
     validators: Mapping[str, Check] = field(default_factory=dict)
+    sync_loop: SyncLoop = field(default_factory=SyncLoop, repr=False, compare=False)
 
     @property
     def router(self) -> Router:
@@ -159,8 +166,18 @@ class Runtime:
         )
 
     async def aclose(self) -> None:
-        """Close the gateway (pooled connections, loaded weights)."""
+        """Close the gateway (pooled connections, loaded weights) and the sync API's loop."""
         await self.caller.gateway.aclose()
+        await asyncio.to_thread(self.sync_loop.close)
+
+    def close(self) -> None:
+        """:meth:`aclose` for sync code (after ``invoke``/``stream`` of compiled graphs).
+
+        Raises:
+            RuntimeError: Called on a running event loop (``await aclose()`` there).
+        """
+        self.sync_loop.run(self.caller.gateway.aclose())
+        self.sync_loop.close()
 
     @classmethod
     @asynccontextmanager

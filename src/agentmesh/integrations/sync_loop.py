@@ -84,8 +84,9 @@ class SyncLoop:
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError(
-                "a synchronous RoutedChatModel call made on agentmesh's own event loop "
-                "would deadlock; await the async method (ainvoke, astream...) instead"
+                "a synchronous agentmesh call (RoutedChatModel, compiled graph) made on "
+                "agentmesh's own event loop would deadlock; await the async method "
+                "(ainvoke, astream...) instead"
             )
         context = contextvars.copy_context()
         done: concurrent.futures.Future[T] = concurrent.futures.Future()
