@@ -1,9 +1,10 @@
 """``agentmesh run | validate | graph | schema``: workflows from the command line.
 
-- ``run GRAPH --models FILE --input TEXT [--json] [--trace FILE] [--budget USD]
+- ``run GRAPH --models FILE --input TEXT [--json | --stream] [--trace FILE] [--budget USD]
   [--checkpoint URL] [--resume RUN_ID] [--state URL] [--global-budget USD]``:
   progress on stderr, the answer on stdout (``--json``: the whole
-  :class:`~agentmesh.graph.RunResult`).
+  :class:`~agentmesh.graph.RunResult`; ``--stream``: the output node's tokens
+  as they arrive).
 - ``validate GRAPH [--models FILE] [--json]``: every compile-time check, no call made;
   catalog entries that will surprise (no pricing...) are warnings on stderr.
 - ``graph GRAPH``: the graph as Mermaid (LangGraph's own drawing; no prompts needed).
@@ -41,6 +42,7 @@ from agentmesh.cli._common import (
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from agentmesh.cli._stream import TokenWriter
     from agentmesh.graph import LoadedGraph, RunResult, Runtime
     from agentmesh.models import Catalog
     from agentmesh.prompts import PromptLibrary
@@ -58,6 +60,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     source.add_argument("--input", metavar="TEXT", help="the run's input")
     source.add_argument("--resume", metavar="RUN_ID", help="continue a checkpointed run")
     run.add_argument("--json", action="store_true", help="print the run as JSON (steps included)")
+    run.add_argument(
+        "--stream",
+        action="store_true",
+        help="write the output node's tokens to stdout as they arrive (not with --json)",
+    )
     run.add_argument("--trace", metavar="FILE", help="append the run's spans to FILE (JSONL)")
     run.add_argument(
         "--budget", metavar="USD", type=_usd, help="run budget, > 0 (default: the graph's)"
@@ -161,7 +168,11 @@ async def _opened(
 
 
 async def _execute(
-    args: argparse.Namespace, loaded: LoadedGraph, catalog: Catalog, prompts: PromptLibrary
+    args: argparse.Namespace,
+    loaded: LoadedGraph,
+    catalog: Catalog,
+    prompts: PromptLibrary,
+    tokens: TokenWriter | None = None,
 ) -> RunResult:
     from rich.console import Console
 
@@ -185,16 +196,37 @@ async def _execute(
             checkpointer=saver,
             resume=args.resume is not None,
             on_step=progress,
+            on_token=tokens,
             locate=loaded.locate,
         )
 
 
-def _report(args: argparse.Namespace, result: RunResult) -> int:
+def _token_writer(args: argparse.Namespace, loaded: LoadedGraph) -> TokenWriter | None:
+    """``--stream``: the writer of the output node's tokens, else ``None``."""
+    if not args.stream:
+        return None
+    from agentmesh.cli._stream import TokenWriter
+
+    node = loaded.spec.output_node
+    kind = loaded.spec.nodes[node].kind
+    if kind != "executor" and not args.quiet:
+        print(
+            f"# --stream: {kind} nodes do not stream; {node}'s answer comes at the end",
+            file=sys.stderr,
+        )
+    return TokenWriter(node, sys.stdout)
+
+
+def _report(
+    args: argparse.Namespace, result: RunResult, streamed: TokenWriter | None = None
+) -> int:
     from agentmesh.routing.stores import redacted
 
+    if streamed is not None:
+        streamed.close()
     if args.json:
         emit_json(result.to_dict())
-    elif result.status == "ok":
+    elif result.status == "ok" and not (streamed is not None and streamed.wrote):
         print(result.output or "")
     notes = [f"run {result.run_id}: {result.status}, ${result.cost_usd:.6f}"]
     if result.error is not None:
@@ -223,26 +255,29 @@ def _run(args: argparse.Namespace) -> int:
     from agentmesh.prompts import PromptError
     from agentmesh.routing import StateError
 
+    if args.stream and args.json:
+        return _fail("--stream writes tokens to stdout, --json a JSON document: choose one")
     catalog = open_catalog(args.models)
     if catalog is None:
         return EXIT_CONFIG
     try:
         loaded = load_graph(args.graph)
         prompts = open_prompts(args.prompts)
+        tokens = _token_writer(args, loaded)
         if args.trace:
             Path(args.trace).parent.mkdir(parents=True, exist_ok=True)
             with tracing.configure(jsonl=args.trace):
-                result = asyncio.run(_execute(args, loaded, catalog, prompts))
+                result = asyncio.run(_execute(args, loaded, catalog, prompts, tokens))
             if not args.quiet:
                 print(
                     f"# trace appended to {args.trace} (agentmesh trace show {args.trace})",
                     file=sys.stderr,
                 )
         else:
-            result = asyncio.run(_execute(args, loaded, catalog, prompts))
+            result = asyncio.run(_execute(args, loaded, catalog, prompts, tokens))
     except (GraphError, PromptError, CheckpointError, RunError, StateError) as exc:
         return _fail(exc)
-    return _report(args, result)
+    return _report(args, result, tokens)
 
 
 def _error_json(exc: Exception) -> dict[str, Any]:

@@ -26,6 +26,7 @@ answer.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,12 +39,13 @@ from agentmesh.graph.records import ErrorInfo, Step, usage_update
 from agentmesh.graph.runtime import Tool, ToolArgumentsError
 from agentmesh.graph.spec import ExecutorNode
 from agentmesh.graph.state import Branch, RunState
+from agentmesh.graph.streaming import routed_call
 from agentmesh.models.spec import Capability
 from agentmesh.models.types import ToolCall
 from agentmesh.resilience import CallFailed, CallResult
 from agentmesh.resilience.escalation import add_feedback
 from agentmesh.tracing import SpanScope, record_error, tool_span
-from agentmesh.tracing.attributes import ERROR_TYPE, NODE_NAME
+from agentmesh.tracing.attributes import ERROR_TYPE, NODE_NAME, NODE_TIME_TO_FIRST_TOKEN
 
 __all__ = ["ExecutorRunner", "ToolRun", "run_tool"]
 
@@ -153,15 +155,17 @@ class ExecutorRunner(ModelNodeRunner):
             build = add_feedback(build, branch["previous"] or "", branch["feedback"])
         turns: list[BaseMessage] = []
         steps: list[Step] = []
-        agent: dict[str, Any] = {}
+        started, streamed = time.perf_counter(), False
         for iteration in range(1, node.max_iterations + 1):
-            if tools:
-                agent = {"iteration": iteration}
+            agent: dict[str, Any] = {"iteration": iteration} if tools else {}
             turn = extended(build, turns)
             if turns:
                 request = self.route_request(state, branch, reference, capabilities, turn, turns)
+            began = time.perf_counter()
             try:
-                call = await self.runtime.caller.call(self.call(request, turn))
+                call, first = await routed_call(
+                    self.runtime.caller, self.call(request, turn), branch
+                )
             except CallFailed as failure:
                 if failure.kind == "no_route" and iteration == 1 and branch["previous"] is not None:
                     return self._exhausted(branch, failure)
@@ -169,6 +173,11 @@ class ExecutorRunner(ModelNodeRunner):
                     branch, [], failure.attempts, status="failed", error=_error_of(failure), **agent
                 )
                 raise NodeFailed(self.name, failure.kind, str(failure), [*steps, step]) from None
+            if first is not None:
+                agent["ttft_ms"] = round((first - began) * 1000.0, 2)
+                if not streamed:
+                    streamed = True
+                    scope.set(NODE_TIME_TO_FIRST_TOKEN, first - started)
             wanted = call.response.tool_calls
             if not wanted or not tools:
                 text = call.response.text

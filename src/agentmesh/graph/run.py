@@ -30,6 +30,7 @@ from agentmesh.graph.nodes import NodeFailed
 from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import GraphSpec, JudgeNode
 from agentmesh.graph.state import RUN_START
+from agentmesh.graph.streaming import TokenHandler, TokenListener
 from agentmesh.routing import StateError
 from agentmesh.tracing import record_error, workflow_span
 from agentmesh.tracing.attributes import COST_USD, RUN_STATUS
@@ -197,6 +198,7 @@ class GraphRunner:
         budget_usd: float | None = None,
         resume: bool = False,
         on_step: StepListener | None = None,
+        on_token: TokenListener | None = None,
     ) -> RunResult:
         """Run on ``input`` (or resume run ``run_id``).
 
@@ -206,6 +208,8 @@ class GraphRunner:
             budget_usd: Run budget; default the graph's ``budget_usd``.
             resume: Continue run ``run_id`` from its last checkpoint.
             on_step: Called with each step record as it completes (progress).
+            on_token: Called with each token executor nodes stream, as it
+                arrives (given, their calls are streamed: ``graph/streaming.py``).
 
         Raises:
             RunError: Nothing to resume.
@@ -215,6 +219,8 @@ class GraphRunner:
         graph, compiled = self.graph, self.compiled
         run_id = run_id or uuid.uuid4().hex[:12]
         config: Any = {"configurable": {"thread_id": run_id}, "recursion_limit": self._limit}
+        if on_token is not None:
+            config["callbacks"] = [TokenHandler(on_token)]
         budget = budget_usd if budget_usd is not None else graph.budget_usd
         start: dict[str, Any] | None
         stores = {"checkpoint store": self.checkpointer, "routing state": self.runtime.router.state}
@@ -304,6 +310,7 @@ async def run_graph(
     checkpointer: BaseCheckpointSaver[Any] | None = None,
     resume: bool = False,
     on_step: StepListener | None = None,
+    on_token: TokenListener | None = None,
     locate: Locate = no_location,
 ) -> RunResult:
     """Check, compile and run ``graph`` once (see :class:`GraphRunner` to run many times).
@@ -314,5 +321,10 @@ async def run_graph(
     """
     runner = GraphRunner(graph, runtime, checkpointer=checkpointer, locate=locate)
     return await runner.run(
-        input, run_id=run_id, budget_usd=budget_usd, resume=resume, on_step=on_step
+        input,
+        run_id=run_id,
+        budget_usd=budget_usd,
+        resume=resume,
+        on_step=on_step,
+        on_token=on_token,
     )

@@ -41,8 +41,9 @@ from agentmesh.routing.policy import Policy
 from agentmesh.routing.router import Router
 from agentmesh.routing.types import NoRoute, Outcome, RouteDecision, RouteRequest
 from agentmesh.tracing import attempt_attributes, record_breaker_transition, record_fallback
+from agentmesh.tracing.attributes import ATTEMPT
 
-__all__ = ["ResilientCaller", "Streamed"]
+__all__ = ["FirstToken", "ResilientCaller", "Streamed"]
 
 Sleep = Callable[[float], Awaitable[None]]
 Invoke = Callable[["_Run", str, ModelRequest, Mapping[str, Any]], Awaitable[ModelResponse]]
@@ -50,6 +51,9 @@ Invoke = Callable[["_Run", str, ModelRequest, Mapping[str, Any]], Awaitable[Mode
 
 Streamed = str | CallResult
 """What :meth:`ResilientCaller.stream` yields: text deltas, then the call's result."""
+
+FirstToken = Callable[[str, int], None]
+"""Told which model and attempt (number) is streamed, before its first delta."""
 
 
 def _trace_transition(event: BreakerEvent) -> None:
@@ -146,7 +150,9 @@ class ResilientCaller:
         """
         return await self._run(self._start(call, self._invoke))
 
-    async def stream(self, call: Call) -> AsyncIterator[Streamed]:
+    async def stream(
+        self, call: Call, *, on_first_token: FirstToken | None = None
+    ) -> AsyncIterator[Streamed]:
         """Serve ``call``, yielding the answer's text as it arrives, then the result.
 
         Each item is a text delta (``str``) until the last, the
@@ -155,10 +161,16 @@ class ResilientCaller:
         streamed instead. A consensus decision yields its winner as one delta.
         A consumer that stops reading cancels the call.
 
+        Args:
+            call: What to serve.
+            on_first_token: Called with the model id and attempt number (as on
+                its ``chat`` span) of the attempt whose text is streamed, just
+                before its first delta is yielded (never for an answer without text).
+
         Raises:
             CallFailed: No model served it, or the streaming model failed mid-answer.
         """
-        queue: asyncio.Queue[str | CallResult | Exception] = asyncio.Queue()
+        queue: asyncio.Queue[str | CallResult | Exception | tuple[str, int]] = asyncio.Queue()
 
         async def invoke(
             at: _Run, model: str, request: ModelRequest, attrs: Mapping[str, Any]
@@ -173,6 +185,8 @@ class ResilientCaller:
                     if event.response is not None:
                         final = event.response
                     elif event.delta and at is run:  # consensus members are not streamed
+                        if not run.committed:
+                            queue.put_nowait((model, int(attrs.get(ATTEMPT, 0))))
                         run.committed = True
                         queue.put_nowait(event.delta)
             if final is None:
@@ -191,6 +205,7 @@ class ResilientCaller:
                 queue.put_nowait(exc)
                 return
             if not run.committed and result.response.text:  # a consensus, or no text deltas
+                queue.put_nowait((result.model, len(result.attempts)))
                 queue.put_nowait(result.response.text)
             queue.put_nowait(result)
 
@@ -200,6 +215,10 @@ class ResilientCaller:
                 item = await queue.get()
                 if isinstance(item, Exception):
                     raise item
+                if isinstance(item, tuple):
+                    if on_first_token is not None:
+                        on_first_token(*item)
+                    continue
                 yield item
                 if isinstance(item, CallResult):
                     return

@@ -72,6 +72,7 @@ __all__ = [
     "MODEL_ID",
     "NODE_KIND",
     "NODE_NAME",
+    "NODE_TIME_TO_FIRST_TOKEN",
     "NODE_BRANCH",
     "NODE_MODELS",
     "NODE_ROLE",
@@ -162,6 +163,8 @@ NODE_BRANCH: Final = "agentmesh.node.branch"
 """The branch a node execution served (a fan-out step ``01``...; empty otherwise)."""
 NODE_MODELS: Final = "agentmesh.node.models"
 """Models that answered in a node execution, comma-separated."""
+NODE_TIME_TO_FIRST_TOKEN: Final = "agentmesh.node.time_to_first_token"
+"""Seconds from a node's start to its first streamed token (streamed executions only)."""
 RUN_STATUS: Final = "agentmesh.run.status"
 """``ok`` or ``failed``, on the workflow span."""
 
