@@ -134,6 +134,15 @@ def test_every_graph_can_be_served_by_every_shipped_catalog(catalog: str) -> Non
 
     models = load_catalog(EXAMPLES.parent / "models" / f"{catalog}.yaml")
     prompts = PromptLibrary(EXAMPLES.parent / "prompts")
+    from agentmesh.graph import ExecutorNode, GraphError
+    from agentmesh.models import Capability
+
+    calls_tools = any(Capability.TOOLS in s.capabilities for s in models.specs)
     for path in sorted((EXAMPLES.parent / "graphs").glob("*.yaml")):
         loaded = load_graph(path)
+        agents = [n for n in loaded.spec.nodes.values() if isinstance(n, ExecutorNode) and n.tools]
+        if agents and not calls_tools:  # the embedded base model calls no tools: refused up front
+            with pytest.raises(GraphError, match="lacks tools"):
+                check_graph(loaded.spec, models, prompts, loaded.tools(), locate=loaded.locate)
+            continue
         check_graph(loaded.spec, models, prompts, loaded.tools(), locate=loaded.locate)

@@ -346,3 +346,46 @@ def test_the_cli_reports_a_raising_tool_without_a_traceback(
         assert record["error"]["type"] == "tool_error"
         assert record["error"]["node"] == "act"
         assert "failed at node act: tool_error: tool 'explode'" in err
+
+
+# --- graphs/react_agent.yaml ---------------------------------------------------------------
+
+
+async def test_the_react_agent_makes_two_tool_rounds_and_survives_a_raising_tool() -> None:
+    from .test_graph_run import GRAPHS, POPULATION, SIM
+
+    loaded = GRAPHS["react_agent"]
+    async with Runtime.open(SIM, prompts=shipped(), tools=loaded.tools()) as runtime:
+        result = await run_graph(loaded.spec, runtime, POPULATION, locate=loaded.locate)
+    assert result.status == "ok", result.error
+    rounds = [s["tool_calls"] for s in result.steps if s["tool_calls"]]
+    assert len(rounds) == 2, "lookups, then the calculator"
+    assert [c["tool"] for c in rounds[0]] == ["lookup"] * 3
+    assert [c["ok"] for c in rounds[0]] == [True, True, False]
+    assert "KeyError" in rounds[0][2]["error"]
+    assert "'Atlantis population'" in rounds[0][2]["error"]
+    assert [(c["tool"], c["ok"]) for c in rounds[1]] == [("calculator", True)]
+    assert result.output is not None
+    assert "1395326" in result.output
+    assert result.simulated
+
+
+def test_the_react_tools_refuse_what_they_cannot_do() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "react_tools", ROOT / "examples/tools/react_tools.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    tools = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tools)
+    assert tools.calculator("(522250 + 873076) * 2 - 1") == "2790651"
+    assert tools.calculator("7 / 2") == "3.5"
+    with pytest.raises(ValueError, match="only numbers"):
+        tools.calculator("__import__('os').system('true')")
+    with pytest.raises(ZeroDivisionError):
+        tools.calculator("1 / 0")
+    assert tools.lookup("  LYON   population ") == "Lyon: 522250 inhabitants (2021 census)"
+    with pytest.raises(KeyError, match="no entry for 'Atlantis'"):
+        tools.lookup("Atlantis")

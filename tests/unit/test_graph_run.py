@@ -444,7 +444,13 @@ async def test_a_run_is_one_trace_with_node_spans_parenting_routes_and_calls(
 
 DIFF = Path("prompts/review_code.j2").read_text().split("diff: |")[1]
 MUFFINS = "A bakery sells muffins at $3 each or 4 for $10. What is the lowest price for 10 muffins?"
-INPUTS = {"code_review": DIFF, "math_consensus": MUFFINS, "math_cascade": MUFFINS}
+POPULATION = "What is the combined population of Lyon, Marseille and Atlantis?"
+INPUTS = {
+    "code_review": DIFF,
+    "math_consensus": MUFFINS,
+    "math_cascade": MUFFINS,
+    "react_agent": POPULATION,
+}
 GRAPHS = {p.stem: load_graph(p) for p in sorted(Path("graphs").glob("*.yaml"))}
 SIM = load_catalog("models/sim.yaml")
 
@@ -453,7 +459,7 @@ SIM = load_catalog("models/sim.yaml")
 async def test_every_shipped_graph_runs_on_the_simulated_pool(name: str) -> None:
     loaded = GRAPHS[name]
     text = INPUTS.get(name, "Should a 12-person company move its file storage to the cloud?")
-    async with Runtime.open(SIM, prompts=shipped()) as runtime:
+    async with Runtime.open(SIM, prompts=shipped(), tools=loaded.tools()) as runtime:
         result = await run_graph(loaded.spec, runtime, text, locate=loaded.locate)
     assert result.status == "ok", result.error
     assert result.output

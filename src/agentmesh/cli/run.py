@@ -137,9 +137,12 @@ class _Progress:
         route = step.get("route") or {}
         model = step.get("model") or "no model"
         why = f" — {route['reason']}" if route.get("reason") else ""
+        turn = f" turn {step['iteration']}" if "iteration" in step else ""
+        calls = [f"{c['tool']}{'' if c['ok'] else ' (failed)'}" for c in step.get("tool_calls", ())]
+        tools = f" → {', '.join(calls)}" if calls else ""
         self.console.print(
-            f"{mark} {step['node']}{branch}[/] {step['kind']} {step['status']}: "
-            f"{model}{level} ${step['cost_usd']:.6f}{why}",
+            f"{mark} {step['node']}{branch}[/] {step['kind']}{turn} {step['status']}: "
+            f"{model}{level} ${step['cost_usd']:.6f}{tools}{why}",
             highlight=False,
             markup=True,
             soft_wrap=True,
