@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from langchain_core.tools import tool
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -16,10 +17,17 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from agentmesh.cli import main
 from agentmesh.graph import GraphError, RunResult, Runtime, Workflow, as_tool, run_graph
 from agentmesh.graph.agent import run_tool
-from agentmesh.models import Catalog
+from agentmesh.models import Catalog, Gateway, ModelSpec
 from agentmesh.models.errors import Unavailable
 from agentmesh.models.types import ModelRequest, ModelResponse, ToolCall
-from agentmesh.testing import scripted_model
+from agentmesh.resilience import ResilientCaller
+from agentmesh.routing import Router
+from agentmesh.testing import (
+    RecordingTransport,
+    anthropic_message,
+    openai_completion,
+    scripted_model,
+)
 
 from .test_graph_run import shipped, shout, tiers
 from .test_tracing_support import span_fixture
@@ -389,3 +397,75 @@ def test_the_react_tools_refuse_what_they_cannot_do() -> None:
     assert tools.lookup("  LYON   population ") == "Lyon: 522250 inhabitants (2021 census)"
     with pytest.raises(KeyError, match="no entry for 'Atlantis'"):
         tools.lookup("Atlantis")
+
+
+# --- the loop over real wire formats ----------------------------------------------------------
+
+
+def _wire_runtime(spec: ModelSpec, transport: RecordingTransport, tools: dict[str, Any]) -> Runtime:
+    catalog = Catalog([spec])
+    gateway = Gateway(
+        catalog, http=httpx.AsyncClient(transport=transport), environ={"KEY": "sk-test"}
+    )
+    return Runtime(
+        ResilientCaller(Router(catalog), gateway),
+        shipped(),
+        {name: as_tool(t, name) for name, t in tools.items()},
+    )
+
+
+async def test_openai_parallel_tool_calls_and_their_results_go_over_the_wire() -> None:
+    spec = ModelSpec(
+        id="oai", provider="openai", model="gpt-x", base_url="http://llm.test/v1",
+        capabilities=["tools"],
+    )  # fmt: skip
+    asked = [
+        {"id": "c1", "name": "boom", "arguments": json.dumps({"text": "x"})},
+        {"id": "c2", "name": "shout", "arguments": json.dumps({"text": "y"})},
+    ]
+    transport = RecordingTransport(
+        [
+            openai_completion(None, tool_calls=asked, finish_reason="tool_calls"),
+            openai_completion("done"),
+        ]
+    )
+    runtime = _wire_runtime(spec, transport, {"boom": boom, "shout": shout})
+    try:
+        result = await run_graph(agent("boom", "shout").spec(), runtime, "q")
+    finally:
+        await runtime.aclose()
+    assert result.status == "ok", result.error
+    assert result.output == "done"
+    first, second = transport.bodies()
+    assert {t["function"]["name"] for t in first["tools"]} == {"boom", "shout"}
+    *_, assistant, r1, r2 = second["messages"]
+    assert [c["id"] for c in assistant["tool_calls"]] == ["c1", "c2"]
+    assert (r1["role"], r1["tool_call_id"]) == ("tool", "c1")
+    assert r1["content"] == "error: tool 'boom' raised RuntimeError: cannot handle x"
+    assert (r2["tool_call_id"], r2["content"]) == ("c2", "Y!")
+
+
+async def test_anthropic_gets_a_failed_tool_call_as_an_error_result() -> None:
+    spec = ModelSpec(
+        id="claude", provider="anthropic", model="claude-x", base_url="http://claude.test",
+        api_key_env="KEY", capabilities=["tools"],
+    )  # fmt: skip
+    uses = [
+        {"id": "t1", "name": "boom", "input": {"text": "x"}},
+        {"id": "t2", "name": "shout", "input": {"text": "y"}},
+    ]
+    transport = RecordingTransport(
+        [anthropic_message("", tool_uses=uses, stop_reason="tool_use"), anthropic_message("done")]
+    )
+    runtime = _wire_runtime(spec, transport, {"boom": boom, "shout": shout})
+    try:
+        result = await run_graph(agent("boom", "shout").spec(), runtime, "q")
+    finally:
+        await runtime.aclose()
+    assert result.output == "done"
+    results = transport.bodies()[1]["messages"][-1]
+    assert results["role"] == "user", "both results in one user turn"
+    assert [(b["tool_use_id"], b.get("is_error", False)) for b in results["content"]] == [
+        ("t1", True),
+        ("t2", False),
+    ]

@@ -173,8 +173,8 @@ class Runtime:
     def close(self) -> None:
         """:meth:`aclose` for sync code (after ``invoke``/``stream`` of compiled graphs).
 
-        Raises:
-            RuntimeError: Called on a running event loop (``await aclose()`` there).
+        On a thread whose event loop is running, prefer ``await aclose()``:
+        this blocks that loop until the gateway is closed.
         """
         self.sync_loop.run(self.caller.gateway.aclose())
         self.sync_loop.close()

@@ -71,13 +71,14 @@ def to_anthropic_messages(
             continue
         if isinstance(message, ToolMessage):
             role = "user"
-            blocks = [
-                {
-                    "type": "tool_result",
-                    "tool_use_id": message.tool_call_id,
-                    "content": message_text(message),
-                }
-            ]
+            result: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": message.tool_call_id,
+                "content": message_text(message),
+            }
+            if message.status == "error":  # the tool failed: its text is the error
+                result["is_error"] = True
+            blocks = [result]
         elif message.type in ("human", "ai"):
             role = "user" if message.type == "human" else "assistant"
             blocks = _content_blocks(message)
