@@ -32,6 +32,17 @@ class SyncLoop:
 
     def __init__(self) -> None:
         self._forget()
+        self._fork_hook = False  # registered when the loop first starts (most never do)
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def _watch_forks(self) -> None:
+        if self._fork_hook:
+            return
+        self._fork_hook = True
         ref = weakref.ref(self)
 
         def forget_in_child() -> None:  # the thread does not survive a fork
@@ -41,14 +52,10 @@ class SyncLoop:
 
         os.register_at_fork(after_in_child=forget_in_child)
 
-    def _forget(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
     def _running(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
+                self._watch_forks()
                 loop = asyncio.new_event_loop()
                 thread = threading.Thread(
                     target=loop.run_forever, name="agentmesh-sync-loop", daemon=True
