@@ -129,6 +129,14 @@ async def test_on_token_gets_each_delta_and_steps_and_spans_record_ttft(
     assert node.attributes["agentmesh.node.time_to_first_token"] > 0
 
 
+async def test_workflow_run_takes_a_token_listener_too() -> None:
+    tokens: list[Token] = []
+    catalog = Catalog([scripted_model("m1", reply=ANSWER)])
+    async with Runtime.open(catalog, prompts=shipped()) as runtime:
+        result = await one_node().run(runtime, "q", on_token=tokens.append)
+    assert "".join(t.text for t in tokens) == result.output == ANSWER
+
+
 async def test_without_listeners_nothing_is_streamed_and_no_ttft_is_recorded() -> None:
     catalog = Catalog([scripted_model("m1", reply=ANSWER)])
     async with Runtime.open(catalog, prompts=shipped()) as runtime:

@@ -42,6 +42,7 @@ from agentmesh.graph.spec import (
     PlannerNode,
     ToolNode,
 )
+from agentmesh.graph.streaming import TokenListener
 
 __all__ = ["Workflow"]
 
@@ -229,6 +230,7 @@ class Workflow:
         checkpointer: BaseCheckpointSaver[Any] | None = None,
         resume: bool = False,
         on_step: StepListener | None = None,
+        on_token: TokenListener | None = None,
     ) -> RunResult:
         """Run it (see :func:`run_graph`)."""
         return await run_graph(
@@ -240,4 +242,5 @@ class Workflow:
             checkpointer=checkpointer,
             resume=resume,
             on_step=on_step,
+            on_token=on_token,
         )
