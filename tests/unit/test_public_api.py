@@ -93,6 +93,7 @@ MODULES = [
     "agentmesh.graph.runtime",
     "agentmesh.graph.spec",
     "agentmesh.graph.state",
+    "agentmesh.graph.streaming",
     "agentmesh.graph.validators",
     "agentmesh.integrations",
     "agentmesh.integrations.langchain_chat",
