@@ -1,7 +1,7 @@
 """``agentmesh run | validate | graph | schema``: workflows from the command line.
 
 - ``run GRAPH --models FILE --input TEXT [--json] [--trace FILE] [--budget USD]
-  [--checkpoint URL] [--resume RUN_ID] [--state URL] [--global-budget USD]``:
+  [--checkpoint URL] [--resume RUN_ID] [--state URL] [--cache URL] [--global-budget USD]``:
   progress on stderr, the answer on stdout (``--json``: the whole
   :class:`~agentmesh.graph.RunResult`).
 - ``validate GRAPH [--models FILE] [--json]``: every compile-time check, no call made;
@@ -30,6 +30,7 @@ from agentmesh.cli._common import (
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
+    add_cache_option,
     add_models_option,
     add_prompts_option,
     add_state_option,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from agentmesh.graph import LoadedGraph, RunResult, Runtime
     from agentmesh.models import Catalog
     from agentmesh.prompts import PromptLibrary
+    from agentmesh.resilience import ResponseCache
     from agentmesh.routing import BudgetLimits, RoutingState
 
 __all__ = ["register"]
@@ -69,6 +71,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="memory (default), sqlite:PATH, or postgres://... (extra postgres)",
     )
     add_state_option(run)
+    add_cache_option(run)
     run.add_argument(
         "--global-budget",
         metavar="USD",
@@ -153,10 +156,13 @@ async def _opened(
     prompts: PromptLibrary,
     state: RoutingState | None = None,
     budgets: BudgetLimits | None = None,
+    cache: ResponseCache | None = None,
 ) -> AsyncIterator[Runtime]:
     from agentmesh.graph import Runtime
 
-    async with Runtime.open(catalog, prompts=prompts, state=state, budgets=budgets) as runtime:
+    async with Runtime.open(
+        catalog, prompts=prompts, state=state, budgets=budgets, cache=cache
+    ) as runtime:
         yield _runtime_for(loaded, runtime)
 
 
@@ -166,14 +172,16 @@ async def _execute(
     from rich.console import Console
 
     from agentmesh.graph import open_checkpointer, run_graph
+    from agentmesh.resilience import maybe_cache
     from agentmesh.routing import BudgetLimits, open_state
 
     progress = None if args.quiet else _Progress(Console(stderr=True))
     async with (
         open_checkpointer(args.checkpoint) as saver,
         open_state(args.state) as state,
+        maybe_cache(args.cache) as cache,
         _opened(
-            loaded, catalog, prompts, state, BudgetLimits(global_usd=args.global_budget)
+            loaded, catalog, prompts, state, BudgetLimits(global_usd=args.global_budget), cache
         ) as runtime,
     ):
         return await run_graph(
@@ -221,6 +229,7 @@ def _run(args: argparse.Namespace) -> int:
     from agentmesh import tracing
     from agentmesh.graph import CheckpointError, GraphError, RunError, load_graph
     from agentmesh.prompts import PromptError
+    from agentmesh.resilience import CacheError
     from agentmesh.routing import StateError
 
     catalog = open_catalog(args.models)
@@ -240,7 +249,7 @@ def _run(args: argparse.Namespace) -> int:
                 )
         else:
             result = asyncio.run(_execute(args, loaded, catalog, prompts))
-    except (GraphError, PromptError, CheckpointError, RunError, StateError) as exc:
+    except (GraphError, PromptError, CheckpointError, RunError, StateError, CacheError) as exc:
         return _fail(exc)
     return _report(args, result)
 

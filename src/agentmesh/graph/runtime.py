@@ -26,7 +26,7 @@ from agentmesh.models.catalog import Catalog
 from agentmesh.models.gateway import Gateway
 from agentmesh.models.types import ToolSpec
 from agentmesh.prompts import PromptLibrary
-from agentmesh.resilience import ResiliencePolicy, ResilientCaller
+from agentmesh.resilience import ResiliencePolicy, ResilientCaller, ResponseCache
 from agentmesh.routing import Router
 from agentmesh.routing.policy import BudgetLimits
 from agentmesh.routing.state import RoutingState
@@ -47,6 +47,7 @@ class RuntimeOptions(TypedDict, total=False):
     state: RoutingState | None
     budgets: BudgetLimits | None
     resilience: ResiliencePolicy | None
+    cache: ResponseCache | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,7 @@ class Runtime:
         state: RoutingState | None = None,
         budgets: BudgetLimits | None = None,
         resilience: ResiliencePolicy | None = None,
+        cache: ResponseCache | None = None,
     ) -> Runtime:
         """A runtime over a new router and gateway; :meth:`aclose` it when done.
 
@@ -145,6 +147,8 @@ class Runtime:
         long as the process, such as the graphs a LangGraph server imports.
         ``prompts`` is a library or its folder; ``None`` (the default) is the
         shipped templates (:func:`~agentmesh.prompts.shipped_prompts`).
+        ``cache`` is the response cache of every call (``--cache``); the caller
+        does not close it.
 
         Raises:
             PromptError: The prompts folder is missing or invalid.
@@ -152,7 +156,7 @@ class Runtime:
         library = prompts if isinstance(prompts, PromptLibrary) else PromptLibrary(prompts)
         router = Router(catalog, state=state, budgets=budgets)
         return cls(
-            ResilientCaller(router, Gateway(catalog), resilience),
+            ResilientCaller(router, Gateway(catalog), resilience, cache=cache),
             library,
             {name: as_tool(t, name) for name, t in (tools or {}).items()},
             dict(validators or {}),

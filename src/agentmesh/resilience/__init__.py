@@ -7,6 +7,16 @@ escalation driven by a check, and graceful degradation; every attempt recorded.
 """
 
 from agentmesh.resilience.breaker import Admission, BreakerEvent, CircuitBreaker
+from agentmesh.resilience.cache import (
+    CachedAnswer,
+    CacheError,
+    CacheRule,
+    MemoryCache,
+    RedisCache,
+    ResponseCache,
+    maybe_cache,
+    open_cache,
+)
 from agentmesh.resilience.call import Attempt, Call, CallFailed, CallResult, RequestBuilder, Spend
 from agentmesh.resilience.caller import ResilientCaller, Streamed
 from agentmesh.resilience.classifier import LLMClassifier
@@ -38,6 +48,14 @@ __all__ = [
     "BreakerEvent",
     "Call",
     "BreakerPolicy",
+    "CacheError",
+    "CacheRule",
+    "CachedAnswer",
+    "MemoryCache",
+    "RedisCache",
+    "ResponseCache",
+    "maybe_cache",
+    "open_cache",
     "CallFailed",
     "CallResult",
     "Check",

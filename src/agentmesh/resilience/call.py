@@ -149,7 +149,9 @@ class Attempt(Billed):
         latency_ms: Call latency (``None`` when skipped or no answer came).
         ttft_ms: Time to the first token (equal to the latency when not streamed).
         spend: Tokens and cost billed (an empty answer is billed though rejected).
-        waited_s: Backoff slept before this attempt.
+        waited_s: Backoff slept before this attempt (and any wait for the
+            local rate limiter).
+        cached: Served from the response cache: no model was called, nothing billed.
     """
 
     model: str
@@ -162,6 +164,7 @@ class Attempt(Billed):
     ttft_ms: float | None = None
     spend: Spend = Spend()
     waited_s: float = 0.0
+    cached: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (``attempts`` of ``--json`` step records)."""
@@ -175,6 +178,7 @@ class Attempt(Billed):
             **self.spend.to_dict(),
             "reason": self.reason,
             "waited_s": round(self.waited_s, 4),
+            "cached": self.cached,
         }
 
 
@@ -219,6 +223,11 @@ class CallResult:
         return Spend.total(a.spend for a in self.attempts)
 
     @property
+    def cached(self) -> bool:
+        """The answer came from the response cache (the serving attempt was a hit)."""
+        return bool(self.attempts) and self.attempts[-1].cached and not self.members
+
+    @property
     def cost_usd(self) -> float:
         """Cost of every attempt together."""
         return self.spend.cost_usd
@@ -239,6 +248,7 @@ class CallResult:
             "degraded": self.degraded,
             "degraded_reason": self.degraded_reason,
             "simulated": r.simulated,
+            "cached": self.cached,
             "decision": {
                 "strategy": self.decision.strategy,
                 "chosen": self.decision.chosen,

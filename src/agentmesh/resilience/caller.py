@@ -34,6 +34,15 @@ from agentmesh.models.errors import MalformedResponse, ModelError, Timeout
 from agentmesh.models.gateway import Gateway
 from agentmesh.models.types import ModelRequest, ModelResponse, StreamEvent
 from agentmesh.resilience.breaker import BreakerEvent, CircuitBreaker
+from agentmesh.resilience.cache import (
+    CachedAnswer,
+    CacheError,
+    CacheRule,
+    MemoryCache,
+    ResponseCache,
+    cache_key,
+    cacheable,
+)
 from agentmesh.resilience.call import Attempt, Call, CallFailed, CallResult, Spend
 from agentmesh.resilience.policy import BreakerPolicy, ResiliencePolicy, RetryBudgetPolicy
 from agentmesh.resilience.retry import RetryBudget, backoff_delay
@@ -41,6 +50,7 @@ from agentmesh.routing.policy import Policy
 from agentmesh.routing.router import Router
 from agentmesh.routing.types import NoRoute, Outcome, RouteDecision, RouteRequest
 from agentmesh.tracing import attempt_attributes, record_breaker_transition, record_fallback
+from agentmesh.tracing.controls import CACHE_HIT, CACHE_SAVED_USD, cache_span
 
 __all__ = ["ResilientCaller", "Streamed"]
 
@@ -84,6 +94,9 @@ class ResilientCaller:
         sleep: How to wait between retries (tests inject a fake).
         rng: Random source of the jitter.
         breaker_listeners: Called with each breaker transition.
+        cache: The response cache; with one, deterministic calls are cached
+            unless a policy or entry says ``cache: false``. Without one, calls
+            whose policy or entry says ``cache: true`` use a cache in memory.
     """
 
     def __init__(
@@ -96,6 +109,7 @@ class ResilientCaller:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         breaker_listeners: Sequence[Callable[[BreakerEvent], None]] = (),
+        cache: ResponseCache | None = None,
     ) -> None:
         self.router = router
         self.gateway = gateway
@@ -106,6 +120,8 @@ class ResilientCaller:
         self._retry_budgets: dict[RetryBudgetPolicy, RetryBudget] = {}
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self.cache = cache
+        self._own_cache: MemoryCache | None = None
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -404,7 +420,17 @@ class ResilientCaller:
         why: str,
         probe: bool,
     ) -> ModelResponse | ModelError:
-        """Call one model, retrying what may be retried; the response or the last error."""
+        """Call one model, retrying what may be retried; the response or the last error.
+
+        The gateway controls are steps of this routine: a cache lookup first
+        (a hit ends it at no cost), then each attempt, and the answer is stored
+        in the cache once it is known to be good.
+        """
+        lookup = None if probe else self._cache_for(run, model, request)
+        if lookup is not None:
+            hit = await self._cached(run, decision, model, lookup, why)
+            if hit is not None:
+                return hit
         retry = run.resilience.retry
         window = run.resilience.breaker.window_s
         waited = 0.0
@@ -490,8 +516,66 @@ class ResilientCaller:
                     waited_s=waited,
                 )
             )
+            if lookup is not None and cacheable(response, allow_empty=run.call.allow_empty):
+                await self._store(lookup, response)
             return response
         raise AssertionError("unreachable: the loop returns")  # pragma: no cover
+
+    # --- the response cache step ------------------------------------------------------------
+
+    def _cache_for(self, run: _Run, model: str, request: ModelRequest) -> _Lookup | None:
+        """The cache, key and lifetime of ``request`` to ``model``, or ``None`` if not cached."""
+        rule = CacheRule.of(
+            default=self.cache is not None,
+            policy=run.call.routing or self.router.policy,
+            spec=self.router.catalog[model],
+            request=request,
+        )
+        if not rule.enabled:
+            return None
+        cache = self.cache
+        if cache is None:  # asked for by a policy or entry, no cache given: this process's
+            cache = self._own_cache = self._own_cache or MemoryCache()
+        return _Lookup(cache, cache_key(model, request), rule)
+
+    async def _cached(
+        self, run: _Run, decision: RouteDecision, model: str, lookup: _Lookup, why: str
+    ) -> ModelResponse | None:
+        """The cached answer as a free attempt (the decision's hold released), or ``None``."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with cache_span(model, decision.request.node) as scope:
+            try:
+                found = await lookup.cache.get(lookup.key)
+            except CacheError as exc:  # an unreachable cache is a miss, never a failed call
+                scope.set("error.type", "cache_unavailable")
+                scope.set("agentmesh.cache.error", str(exc))
+                found = None
+            scope.set(CACHE_HIT, found is not None)
+            if found is None:
+                return None
+            scope.set(CACHE_SAVED_USD, found.response.cost_usd)
+        await self.router.release(decision)
+        response = found.served((loop.time() - started) * 1000)
+        run.attempts.append(
+            Attempt(
+                model,
+                "ok",
+                f"{why} (cache hit)",
+                decision.decision_id,
+                latency_ms=response.latency_ms,
+                ttft_ms=response.ttft_ms,
+                cached=True,
+            )
+        )
+        return response
+
+    @staticmethod
+    async def _store(lookup: _Lookup, response: ModelResponse) -> None:
+        """Keep a good answer (a cache that cannot be written to is skipped)."""
+        with suppress(CacheError):
+            answer = CachedAnswer(response, time.time())
+            await lookup.cache.put(lookup.key, answer, lookup.rule.ttl_s)
 
     async def _retry_delay(
         self, run: _Run, model: str, error: ModelError, number: int, probe: bool
@@ -511,6 +595,15 @@ class ResilientCaller:
         if run.deadline is not None and asyncio.get_running_loop().time() + delay >= run.deadline:
             return None
         return delay
+
+
+@dataclass(frozen=True, slots=True)
+class _Lookup:
+    """Where one call's answer is looked up and stored."""
+
+    cache: ResponseCache
+    key: str
+    rule: CacheRule
 
 
 def _outcome(
