@@ -49,6 +49,7 @@ MODULES = [
     "agentmesh.resilience.classifier",
     "agentmesh.resilience.escalation",
     "agentmesh.resilience.cache",
+    "agentmesh.resilience.limiter",
     "agentmesh.testing.fault_server",
     "agentmesh.prompts",
     "agentmesh.synthesis",

@@ -21,7 +21,7 @@ from agentmesh.cli._common import (
 
 if TYPE_CHECKING:
     from agentmesh.models import Catalog
-    from agentmesh.resilience import ResiliencePolicy, ResponseCache
+    from agentmesh.resilience import RateLimiter, ResiliencePolicy, ResponseCache
     from agentmesh.routing import Policy, Router
 
 __all__ = ["register"]
@@ -52,14 +52,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 async def _run(
     args: argparse.Namespace, catalog: Catalog, routing: Policy, res: ResiliencePolicy
 ) -> int:
-    from agentmesh.resilience import CacheError, maybe_cache
+    from agentmesh.resilience import CacheError, LimiterError, maybe_cache, maybe_limiter
     from agentmesh.routing import Router, StateError, open_state
 
     try:
-        async with open_state(args.state) as state, maybe_cache(args.cache) as cache:
+        async with (
+            open_state(args.state) as state,
+            maybe_cache(args.cache) as cache,
+            maybe_limiter(catalog.specs, args.state) as limiter,
+        ):
             router = Router(catalog, policy=routing, state=state)
-            return await _call(args, catalog, res, router, cache)
-    except (StateError, CacheError) as exc:
+            return await _call(args, catalog, res, router, cache, limiter)
+    except (StateError, CacheError, LimiterError) as exc:
         print(f"agentmesh: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
@@ -70,6 +74,7 @@ async def _call(
     res: ResiliencePolicy,
     router: Router,
     cache: ResponseCache | None,
+    limiter: RateLimiter | None,
 ) -> int:
     from agentmesh.models import Gateway, ModelRequest
     from agentmesh.resilience import Call, CallFailed, ResilientCaller
@@ -84,7 +89,7 @@ async def _call(
     )
     call = ModelRequest.of(args.prompt, system=args.system, max_tokens=args.max_tokens)
     async with Gateway(catalog) as gateway:
-        caller = ResilientCaller(router, gateway, res, cache=cache)
+        caller = ResilientCaller(router, gateway, res, cache=cache, limiter=limiter)
         try:
             result = await caller.call(Call(request, call))
         except CallFailed as failure:

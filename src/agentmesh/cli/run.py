@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from agentmesh.graph import LoadedGraph, RunResult, Runtime
     from agentmesh.models import Catalog
     from agentmesh.prompts import PromptLibrary
-    from agentmesh.resilience import ResponseCache
+    from agentmesh.resilience import RateLimiter, ResponseCache
     from agentmesh.routing import BudgetLimits, RoutingState
 
 __all__ = ["register"]
@@ -157,11 +157,12 @@ async def _opened(
     state: RoutingState | None = None,
     budgets: BudgetLimits | None = None,
     cache: ResponseCache | None = None,
+    limiter: RateLimiter | None = None,
 ) -> AsyncIterator[Runtime]:
     from agentmesh.graph import Runtime
 
     async with Runtime.open(
-        catalog, prompts=prompts, state=state, budgets=budgets, cache=cache
+        catalog, prompts=prompts, state=state, budgets=budgets, cache=cache, limiter=limiter
     ) as runtime:
         yield _runtime_for(loaded, runtime)
 
@@ -172,7 +173,7 @@ async def _execute(
     from rich.console import Console
 
     from agentmesh.graph import open_checkpointer, run_graph
-    from agentmesh.resilience import maybe_cache
+    from agentmesh.resilience import maybe_cache, maybe_limiter
     from agentmesh.routing import BudgetLimits, open_state
 
     progress = None if args.quiet else _Progress(Console(stderr=True))
@@ -180,8 +181,15 @@ async def _execute(
         open_checkpointer(args.checkpoint) as saver,
         open_state(args.state) as state,
         maybe_cache(args.cache) as cache,
+        maybe_limiter(catalog.specs, args.state) as limiter,
         _opened(
-            loaded, catalog, prompts, state, BudgetLimits(global_usd=args.global_budget), cache
+            loaded,
+            catalog,
+            prompts,
+            state,
+            BudgetLimits(global_usd=args.global_budget),
+            cache,
+            limiter,
         ) as runtime,
     ):
         return await run_graph(
@@ -229,7 +237,7 @@ def _run(args: argparse.Namespace) -> int:
     from agentmesh import tracing
     from agentmesh.graph import CheckpointError, GraphError, RunError, load_graph
     from agentmesh.prompts import PromptError
-    from agentmesh.resilience import CacheError
+    from agentmesh.resilience import CacheError, LimiterError
     from agentmesh.routing import StateError
 
     catalog = open_catalog(args.models)
@@ -249,7 +257,15 @@ def _run(args: argparse.Namespace) -> int:
                 )
         else:
             result = asyncio.run(_execute(args, loaded, catalog, prompts))
-    except (GraphError, PromptError, CheckpointError, RunError, StateError, CacheError) as exc:
+    except (
+        GraphError,
+        PromptError,
+        CheckpointError,
+        RunError,
+        StateError,
+        CacheError,
+        LimiterError,
+    ) as exc:
         return _fail(exc)
     return _report(args, result)
 

@@ -28,6 +28,13 @@ from agentmesh.resilience.escalation import (
     call_until,
     with_feedback,
 )
+from agentmesh.resilience.limiter import (
+    LimiterError,
+    Permit,
+    RateLimiter,
+    maybe_limiter,
+    open_limiter,
+)
 from agentmesh.resilience.policy import (
     DEFAULT_ACTIONS,
     Action,
@@ -56,6 +63,11 @@ __all__ = [
     "ResponseCache",
     "maybe_cache",
     "open_cache",
+    "LimiterError",
+    "Permit",
+    "RateLimiter",
+    "maybe_limiter",
+    "open_limiter",
     "CallFailed",
     "CallResult",
     "Check",

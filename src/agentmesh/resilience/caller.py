@@ -28,10 +28,14 @@ from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, cast
 
-from agentmesh.models.errors import MalformedResponse, ModelError, Timeout
+from agentmesh.models.controls import RateLimits
+from agentmesh.models.errors import MalformedResponse, ModelError, RateLimited, Timeout
 from agentmesh.models.gateway import Gateway
+from agentmesh.models.spec import ModelSpec
+from agentmesh.models.tokens import estimate_tokens
 from agentmesh.models.types import ModelRequest, ModelResponse, StreamEvent
 from agentmesh.resilience.breaker import BreakerEvent, CircuitBreaker
 from agentmesh.resilience.cache import (
@@ -44,13 +48,22 @@ from agentmesh.resilience.cache import (
     cacheable,
 )
 from agentmesh.resilience.call import Attempt, Call, CallFailed, CallResult, Spend
+from agentmesh.resilience.limiter import Permit, RateLimiter, wait_for
 from agentmesh.resilience.policy import BreakerPolicy, ResiliencePolicy, RetryBudgetPolicy
 from agentmesh.resilience.retry import RetryBudget, backoff_delay
+from agentmesh.routing.filters import LocalRateLimitFilter
 from agentmesh.routing.policy import Policy
 from agentmesh.routing.router import Router
 from agentmesh.routing.types import NoRoute, Outcome, RouteDecision, RouteRequest
 from agentmesh.tracing import attempt_attributes, record_breaker_transition, record_fallback
-from agentmesh.tracing.controls import CACHE_HIT, CACHE_SAVED_USD, cache_span
+from agentmesh.tracing.controls import (
+    CACHE_HIT,
+    CACHE_SAVED_USD,
+    RATELIMIT_LIMIT,
+    RATELIMIT_WAIT_S,
+    cache_span,
+    ratelimit_span,
+)
 
 __all__ = ["ResilientCaller", "Streamed"]
 
@@ -97,6 +110,9 @@ class ResilientCaller:
         cache: The response cache; with one, deterministic calls are cached
             unless a policy or entry says ``cache: false``. Without one, calls
             whose policy or entry says ``cache: true`` use a cache in memory.
+        limiter: Enforces the catalog entries' ``limits`` (shared through Redis
+            with :func:`~agentmesh.resilience.limiter.open_limiter`); without
+            one, a catalog with limits gets one in this process's memory.
     """
 
     def __init__(
@@ -110,6 +126,7 @@ class ResilientCaller:
         rng: random.Random | None = None,
         breaker_listeners: Sequence[Callable[[BreakerEvent], None]] = (),
         cache: ResponseCache | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.router = router
         self.gateway = gateway
@@ -121,6 +138,7 @@ class ResilientCaller:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self.cache = cache
+        self.limiter = limiter
         self._own_cache: MemoryCache | None = None
 
     @property
@@ -256,11 +274,16 @@ class ResilientCaller:
 
     async def _serve(self, run: _Run) -> CallResult:
         request = run.call.route
-        route_request, routing, degraded_reason = request, run.call.routing, ""
+        routing, degraded_reason = run.call.routing, ""
+        route_request = await self._with_saturated(request)
         while True:
             try:
                 decision = await self.router.route(route_request, routing)
             except NoRoute as exc:
+                if route_request.saturated and any(e.by == LIMITED for e in exc.excluded):
+                    # Only saturated models fit: choose among them, and wait at admission.
+                    route_request = replace(route_request, saturated=MappingProxyType({}))
+                    continue
                 if degraded_reason or not self._may_degrade(run, exc):
                     raise CallFailed(run.last_error or exc, run.attempts) from None
                 degraded_reason = self._degradation(exc)
@@ -449,8 +472,15 @@ class ResilientCaller:
             }
             billed = Spend()
             latency: float | None = None
+            permit, queued = await self._admit(run, decision, model, request, reason)
+            if permit is None:
+                return cast(ModelError, run.last_error)
+            waited += queued
             try:
-                response = await run.invoke(run, model, request, traced)
+                try:
+                    response = await run.invoke(run, model, request, traced)
+                finally:
+                    await self._release(permit)
                 billed, latency = Spend.of(response), response.latency_ms
                 if not run.call.allow_empty and _empty(response):
                     raise MalformedResponse("empty reply: no text and no tool call", model_id=model)
@@ -473,6 +503,9 @@ class ResilientCaller:
                     )
                 )
                 run.retry_budget.on_failure(model)
+                retry_after = getattr(error, "retry_after", None)
+                if self.limiter is not None and retry_after:
+                    await self.limiter.block(model, retry_after)
                 await run.breaker.on_failure(
                     model,
                     stats,
@@ -520,6 +553,66 @@ class ResilientCaller:
                 await self._store(lookup, response)
             return response
         raise AssertionError("unreachable: the loop returns")  # pragma: no cover
+
+    # --- the rate limiter step ---------------------------------------------------------------
+
+    def _limited(self) -> tuple[ModelSpec, ...]:
+        return tuple(s for s in self.router.catalog.specs if s.limits is not None)
+
+    async def _with_saturated(self, request: RouteRequest) -> RouteRequest:
+        """``request`` with the models whose local limit is full now (for the router to skip)."""
+        limited = self._limited()
+        if not limited:
+            return request
+        limiter = self._limiter()
+        tokens = _tokens(request, None)
+        saturated = await limiter.saturated(limited, tokens)
+        return replace(request, saturated=MappingProxyType(saturated)) if saturated else request
+
+    def _limiter(self) -> RateLimiter:
+        if self.limiter is None:  # the catalog has limits, none was given: this process's
+            self.limiter = RateLimiter()
+        return self.limiter
+
+    async def _admit(
+        self, run: _Run, decision: RouteDecision, model: str, request: ModelRequest, why: str
+    ) -> tuple[Permit | None, float]:
+        """Admission by the model's local limits, waiting up to ``max_wait``; ``(permit, waited)``.
+
+        A model still full after ``max_wait`` is an attempt ``skipped`` with a
+        local ``rate_limited`` error (never counted against the model's breaker).
+        """
+        spec = self.router.catalog[model]
+        if spec.limits is None:
+            return _FREE, 0.0
+        limiter = self._limiter()
+        tokens = _tokens(decision.request, request.max_tokens)
+        permit = await limiter.acquire(spec, tokens)
+        if permit is not None:
+            return permit, 0.0
+        with ratelimit_span(model, decision.request.node) as scope:
+            permit, waited = await wait_for(limiter, spec, tokens, self._sleep)
+            scope.set(RATELIMIT_WAIT_S, waited)
+            scope.set(RATELIMIT_LIMIT, _limit_names(spec.limits))
+        if permit is None:
+            message = f"rate_limited_locally: still full after max_wait {waited:.2f} s"
+            run.last_error = RateLimited(message, model_id=model)
+            run.attempts.append(
+                Attempt(
+                    model,
+                    "skipped",
+                    why,
+                    decision.decision_id,
+                    error_type="rate_limited",
+                    message=message,
+                    waited_s=waited,
+                )
+            )
+        return permit, waited
+
+    async def _release(self, permit: Permit) -> None:
+        if permit is not _FREE and self.limiter is not None:
+            await self.limiter.release(permit)
 
     # --- the response cache step ------------------------------------------------------------
 
@@ -595,6 +688,25 @@ class ResilientCaller:
         if run.deadline is not None and asyncio.get_running_loop().time() + delay >= run.deadline:
             return None
         return delay
+
+
+_FREE = Permit("")
+"""The permit of a model without limits."""
+
+LIMITED = LocalRateLimitFilter.name
+
+
+def _tokens(request: RouteRequest, max_tokens: int | None) -> int:
+    """What a call counts against a tokens-per-minute limit: prompt estimate plus output cap."""
+    prompt = request.prompt_tokens
+    if prompt is None:
+        prompt = estimate_tokens(request.prompt)
+    return prompt + (max_tokens if max_tokens is not None else request.max_output_tokens)
+
+
+def _limit_names(limits: RateLimits) -> str:
+    named = {"rpm": limits.rpm, "tpm": limits.tpm, "concurrency": limits.concurrency}
+    return ",".join(name for name, value in named.items() if value)
 
 
 @dataclass(frozen=True, slots=True)
