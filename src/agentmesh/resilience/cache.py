@@ -22,12 +22,13 @@ A resumed run is not a cache user: its checkpoints already hold its answers.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -39,11 +40,13 @@ from agentmesh.models.controls import CacheSetting
 from agentmesh.models.spec import ModelSpec
 from agentmesh.models.types import ModelRequest, ModelResponse, ToolCall, Usage
 from agentmesh.routing.policy import Policy
+from agentmesh.tracing.controls import CACHE_HIT, CACHE_SAVED_USD, cache_span
 
 __all__ = [
     "CACHE_STORES",
     "CacheError",
     "CacheRule",
+    "CacheStep",
     "CachedAnswer",
     "MemoryCache",
     "RedisCache",
@@ -340,6 +343,68 @@ class CacheRule:
             enabled = default or any(level is not None for level in levels)
         ttl = policy.ttl if policy is not None and policy.ttl is not None else spec.ttl
         return cls(enabled, ttl)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """Where one call's answer is looked up and stored, and for how long."""
+
+    cache: ResponseCache
+    key: str
+    rule: CacheRule
+
+
+class CacheStep:
+    """The cache step of the attempt routine: look up before a model is called, store after.
+
+    Args:
+        cache: The cache given to the caller (``--cache``); ``None``: calls
+            whose policy or entry says ``cache: true`` use one in memory.
+    """
+
+    def __init__(self, cache: ResponseCache | None) -> None:
+        self.cache = cache
+        self._own: MemoryCache | None = None
+
+    def plan(self, policy: Policy | None, spec: ModelSpec, request: ModelRequest) -> Lookup | None:
+        """Where ``request`` to ``spec`` is cached, or ``None`` when it is not."""
+        rule = CacheRule.of(
+            default=self.cache is not None, policy=policy, spec=spec, request=request
+        )
+        if not rule.enabled:
+            return None
+        cache = self.cache
+        if cache is None:
+            cache = self._own = self._own or MemoryCache()
+        return Lookup(cache, cache_key(spec.id, request), rule)
+
+    @staticmethod
+    async def lookup(plan: Lookup, model: str, node: str | None) -> ModelResponse | None:
+        """The stored answer served free (traced as ``cache {model}``), or ``None``.
+
+        An unreachable cache is a miss, never a failed call.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with cache_span(model, node) as scope:
+            try:
+                found = await plan.cache.get(plan.key)
+            except CacheError as exc:
+                scope.set("error.type", "cache_unavailable")
+                scope.set("agentmesh.cache.error", str(exc))
+                found = None
+            scope.set(CACHE_HIT, found is not None)
+            if found is None:
+                return None
+            scope.set(CACHE_SAVED_USD, found.response.cost_usd)
+        return found.served((loop.time() - started) * 1000)
+
+    @staticmethod
+    async def store(plan: Lookup, response: ModelResponse, *, allow_empty: bool) -> None:
+        """Keep ``response`` if it is a good answer (a cache that fails to write is skipped)."""
+        if cacheable(response, allow_empty=allow_empty):
+            with suppress(CacheError):
+                await plan.cache.put(plan.key, CachedAnswer(response, time.time()), plan.rule.ttl_s)
 
 
 # --- backends by URL ---------------------------------------------------------------------

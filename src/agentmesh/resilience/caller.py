@@ -31,24 +31,13 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, cast
 
-from agentmesh.models.controls import RateLimits
 from agentmesh.models.errors import MalformedResponse, ModelError, RateLimited, Timeout
 from agentmesh.models.gateway import Gateway
-from agentmesh.models.spec import ModelSpec
-from agentmesh.models.tokens import estimate_tokens
 from agentmesh.models.types import ModelRequest, ModelResponse, StreamEvent
 from agentmesh.resilience.breaker import BreakerEvent, CircuitBreaker
-from agentmesh.resilience.cache import (
-    CachedAnswer,
-    CacheError,
-    CacheRule,
-    MemoryCache,
-    ResponseCache,
-    cache_key,
-    cacheable,
-)
+from agentmesh.resilience.cache import CacheStep, ResponseCache
 from agentmesh.resilience.call import Attempt, Call, CallFailed, CallResult, Spend
-from agentmesh.resilience.limiter import Permit, RateLimiter, wait_for
+from agentmesh.resilience.limiter import LimitStep, RateLimiter
 from agentmesh.resilience.policy import BreakerPolicy, ResiliencePolicy, RetryBudgetPolicy
 from agentmesh.resilience.retry import RetryBudget, backoff_delay
 from agentmesh.routing.filters import LocalRateLimitFilter
@@ -56,14 +45,6 @@ from agentmesh.routing.policy import Policy
 from agentmesh.routing.router import Router
 from agentmesh.routing.types import NoRoute, Outcome, RouteDecision, RouteRequest
 from agentmesh.tracing import attempt_attributes, record_breaker_transition, record_fallback
-from agentmesh.tracing.controls import (
-    CACHE_HIT,
-    CACHE_SAVED_USD,
-    RATELIMIT_LIMIT,
-    RATELIMIT_WAIT_S,
-    cache_span,
-    ratelimit_span,
-)
 
 __all__ = ["ResilientCaller", "Streamed"]
 
@@ -137,9 +118,18 @@ class ResilientCaller:
         self._retry_budgets: dict[RetryBudgetPolicy, RetryBudget] = {}
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self.cache = cache
-        self.limiter = limiter
-        self._own_cache: MemoryCache | None = None
+        self._cache = CacheStep(cache)
+        self._limits = LimitStep(limiter, sleep)
+
+    @property
+    def cache(self) -> ResponseCache | None:
+        """The response cache given (``None``: only what policies ask for, in memory)."""
+        return self._cache.cache
+
+    @property
+    def limiter(self) -> RateLimiter | None:
+        """The rate limiter (made in memory when a catalog entry with ``limits`` needs one)."""
+        return self._limits.limiter
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -275,7 +265,7 @@ class ResilientCaller:
     async def _serve(self, run: _Run) -> CallResult:
         request = run.call.route
         routing, degraded_reason = run.call.routing, ""
-        route_request = await self._with_saturated(request)
+        route_request = await self._limits.mark_saturated(self.router.catalog.specs, request)
         while True:
             try:
                 decision = await self.router.route(route_request, routing)
@@ -449,10 +439,27 @@ class ResilientCaller:
         (a hit ends it at no cost), then each attempt, and the answer is stored
         in the cache once it is known to be good.
         """
-        lookup = None if probe else self._cache_for(run, model, request)
+        spec = self.router.catalog[model]
+        lookup = (
+            None
+            if probe
+            else self._cache.plan(run.call.routing or self.router.policy, spec, request)
+        )
         if lookup is not None:
-            hit = await self._cached(run, decision, model, lookup, why)
+            hit = await self._cache.lookup(lookup, model, decision.request.node)
             if hit is not None:
+                await self.router.release(decision)
+                run.attempts.append(
+                    Attempt(
+                        model,
+                        "ok",
+                        f"{why} (cache hit)",
+                        decision.decision_id,
+                        latency_ms=hit.latency_ms,
+                        ttft_ms=hit.ttft_ms,
+                        cached=True,
+                    )
+                )
                 return hit
         retry = run.resilience.retry
         window = run.resilience.breaker.window_s
@@ -472,15 +479,15 @@ class ResilientCaller:
             }
             billed = Spend()
             latency: float | None = None
-            permit, queued = await self._admit(run, decision, model, request, reason)
-            if permit is None:
-                return cast(ModelError, run.last_error)
+            permit, queued = await self._limits.admit(spec, decision.request, request.max_tokens)
             waited += queued
+            if permit is None:
+                return self._still_full(run, decision, model, reason, waited)
             try:
                 try:
                     response = await run.invoke(run, model, request, traced)
                 finally:
-                    await self._release(permit)
+                    await self._limits.release(permit)
                 billed, latency = Spend.of(response), response.latency_ms
                 if not run.call.allow_empty and _empty(response):
                     raise MalformedResponse("empty reply: no text and no tool call", model_id=model)
@@ -504,14 +511,13 @@ class ResilientCaller:
                 )
                 run.retry_budget.on_failure(model)
                 retry_after = getattr(error, "retry_after", None)
-                if self.limiter is not None and retry_after:
-                    await self.limiter.block(model, retry_after)
+                await self._limits.block(model, retry_after)
                 await run.breaker.on_failure(
                     model,
                     stats,
                     error.kind,
                     probe=probe,
-                    retry_after=getattr(error, "retry_after", None),
+                    retry_after=retry_after,
                 )
                 delay = (
                     None
@@ -549,126 +555,33 @@ class ResilientCaller:
                     waited_s=waited,
                 )
             )
-            if lookup is not None and cacheable(response, allow_empty=run.call.allow_empty):
-                await self._store(lookup, response)
+            if lookup is not None:
+                await self._cache.store(lookup, response, allow_empty=run.call.allow_empty)
             return response
         raise AssertionError("unreachable: the loop returns")  # pragma: no cover
 
-    # --- the rate limiter step ---------------------------------------------------------------
+    @staticmethod
+    def _still_full(
+        run: _Run, decision: RouteDecision, model: str, why: str, waited: float
+    ) -> ModelError:
+        """A model whose local limit stayed full for ``max_wait``: skipped, as on a 429.
 
-    def _limited(self) -> tuple[ModelSpec, ...]:
-        return tuple(s for s in self.router.catalog.specs if s.limits is not None)
-
-    async def _with_saturated(self, request: RouteRequest) -> RouteRequest:
-        """``request`` with the models whose local limit is full now (for the router to skip)."""
-        limited = self._limited()
-        if not limited:
-            return request
-        limiter = self._limiter()
-        tokens = _tokens(request, None)
-        saturated = await limiter.saturated(limited, tokens)
-        return replace(request, saturated=MappingProxyType(saturated)) if saturated else request
-
-    def _limiter(self) -> RateLimiter:
-        if self.limiter is None:  # the catalog has limits, none was given: this process's
-            self.limiter = RateLimiter()
-        return self.limiter
-
-    async def _admit(
-        self, run: _Run, decision: RouteDecision, model: str, request: ModelRequest, why: str
-    ) -> tuple[Permit | None, float]:
-        """Admission by the model's local limits, waiting up to ``max_wait``; ``(permit, waited)``.
-
-        A model still full after ``max_wait`` is an attempt ``skipped`` with a
-        local ``rate_limited`` error (never counted against the model's breaker).
+        Never counted against the model's breaker or statistics: it was not called.
         """
-        spec = self.router.catalog[model]
-        if spec.limits is None:
-            return _FREE, 0.0
-        limiter = self._limiter()
-        tokens = _tokens(decision.request, request.max_tokens)
-        permit = await limiter.acquire(spec, tokens)
-        if permit is not None:
-            return permit, 0.0
-        with ratelimit_span(model, decision.request.node) as scope:
-            permit, waited = await wait_for(limiter, spec, tokens, self._sleep)
-            scope.set(RATELIMIT_WAIT_S, waited)
-            scope.set(RATELIMIT_LIMIT, _limit_names(spec.limits))
-        if permit is None:
-            message = f"rate_limited_locally: still full after max_wait {waited:.2f} s"
-            run.last_error = RateLimited(message, model_id=model)
-            run.attempts.append(
-                Attempt(
-                    model,
-                    "skipped",
-                    why,
-                    decision.decision_id,
-                    error_type="rate_limited",
-                    message=message,
-                    waited_s=waited,
-                )
-            )
-        return permit, waited
-
-    async def _release(self, permit: Permit) -> None:
-        if permit is not _FREE and self.limiter is not None:
-            await self.limiter.release(permit)
-
-    # --- the response cache step ------------------------------------------------------------
-
-    def _cache_for(self, run: _Run, model: str, request: ModelRequest) -> _Lookup | None:
-        """The cache, key and lifetime of ``request`` to ``model``, or ``None`` if not cached."""
-        rule = CacheRule.of(
-            default=self.cache is not None,
-            policy=run.call.routing or self.router.policy,
-            spec=self.router.catalog[model],
-            request=request,
-        )
-        if not rule.enabled:
-            return None
-        cache = self.cache
-        if cache is None:  # asked for by a policy or entry, no cache given: this process's
-            cache = self._own_cache = self._own_cache or MemoryCache()
-        return _Lookup(cache, cache_key(model, request), rule)
-
-    async def _cached(
-        self, run: _Run, decision: RouteDecision, model: str, lookup: _Lookup, why: str
-    ) -> ModelResponse | None:
-        """The cached answer as a free attempt (the decision's hold released), or ``None``."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        with cache_span(model, decision.request.node) as scope:
-            try:
-                found = await lookup.cache.get(lookup.key)
-            except CacheError as exc:  # an unreachable cache is a miss, never a failed call
-                scope.set("error.type", "cache_unavailable")
-                scope.set("agentmesh.cache.error", str(exc))
-                found = None
-            scope.set(CACHE_HIT, found is not None)
-            if found is None:
-                return None
-            scope.set(CACHE_SAVED_USD, found.response.cost_usd)
-        await self.router.release(decision)
-        response = found.served((loop.time() - started) * 1000)
+        message = f"rate_limited_locally: still full after max_wait {waited:.2f} s"
+        run.last_error = RateLimited(message, model_id=model)
         run.attempts.append(
             Attempt(
                 model,
-                "ok",
-                f"{why} (cache hit)",
+                "skipped",
+                why,
                 decision.decision_id,
-                latency_ms=response.latency_ms,
-                ttft_ms=response.ttft_ms,
-                cached=True,
+                error_type="rate_limited",
+                message=message,
+                waited_s=waited,
             )
         )
-        return response
-
-    @staticmethod
-    async def _store(lookup: _Lookup, response: ModelResponse) -> None:
-        """Keep a good answer (a cache that cannot be written to is skipped)."""
-        with suppress(CacheError):
-            answer = CachedAnswer(response, time.time())
-            await lookup.cache.put(lookup.key, answer, lookup.rule.ttl_s)
+        return run.last_error
 
     async def _retry_delay(
         self, run: _Run, model: str, error: ModelError, number: int, probe: bool
@@ -690,32 +603,7 @@ class ResilientCaller:
         return delay
 
 
-_FREE = Permit("")
-"""The permit of a model without limits."""
-
 LIMITED = LocalRateLimitFilter.name
-
-
-def _tokens(request: RouteRequest, max_tokens: int | None) -> int:
-    """What a call counts against a tokens-per-minute limit: prompt estimate plus output cap."""
-    prompt = request.prompt_tokens
-    if prompt is None:
-        prompt = estimate_tokens(request.prompt)
-    return prompt + (max_tokens if max_tokens is not None else request.max_output_tokens)
-
-
-def _limit_names(limits: RateLimits) -> str:
-    named = {"rpm": limits.rpm, "tpm": limits.tpm, "concurrency": limits.concurrency}
-    return ",".join(name for name, value in named.items() if value)
-
-
-@dataclass(frozen=True, slots=True)
-class _Lookup:
-    """Where one call's answer is looked up and stored."""
-
-    cache: ResponseCache
-    key: str
-    rule: CacheRule
 
 
 def _outcome(

@@ -29,13 +29,18 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from agentmesh.models.controls import RateLimits
 from agentmesh.models.spec import ModelSpec
+from agentmesh.models.tokens import estimate_tokens
+from agentmesh.routing.types import RouteRequest
+from agentmesh.tracing.controls import RATELIMIT_LIMIT, RATELIMIT_WAIT_S, ratelimit_span
 
 __all__ = [
+    "LimitStep",
     "LimiterError",
     "Permit",
     "RateLimiter",
@@ -429,3 +434,81 @@ async def wait_for(
         pause = min(max(await limiter.retry_in(spec), 0.005), max_wait - waited)
         await sleep(pause)
         waited += pause
+
+
+FREE = Permit("")
+"""The permit of a model without limits."""
+
+
+def call_tokens(request: RouteRequest, max_tokens: int | None) -> int:
+    """What a call counts against a tokens-per-window limit: prompt estimate plus output cap."""
+    prompt = request.prompt_tokens
+    if prompt is None:
+        prompt = estimate_tokens(request.prompt)
+    return prompt + (max_tokens if max_tokens is not None else request.max_output_tokens)
+
+
+def _limit_names(limits: RateLimits) -> str:
+    named = {"rpm": limits.rpm, "tpm": limits.tpm, "concurrency": limits.concurrency}
+    return ",".join(name for name, value in named.items() if value)
+
+
+class LimitStep:
+    """The rate-limit step of the attempt routine: before routing, and before each call.
+
+    Args:
+        limiter: The limiter given to the caller; ``None``: one in this
+            process's memory, made when a catalog entry first needs it.
+        sleep: How to wait for a saturated model.
+    """
+
+    def __init__(
+        self, limiter: RateLimiter | None, sleep: Callable[[float], Awaitable[None]]
+    ) -> None:
+        self.limiter = limiter
+        self._sleep = sleep
+
+    def _get(self) -> RateLimiter:
+        if self.limiter is None:
+            self.limiter = RateLimiter()
+        return self.limiter
+
+    async def mark_saturated(
+        self, specs: Iterable[ModelSpec], request: RouteRequest
+    ) -> RouteRequest:
+        """``request`` with the models whose limit is full now, for the router to skip."""
+        limited = [s for s in specs if s.limits is not None]
+        if not limited:
+            return request
+        saturated = await self._get().saturated(limited, call_tokens(request, None))
+        return replace(request, saturated=MappingProxyType(saturated)) if saturated else request
+
+    async def admit(
+        self, spec: ModelSpec, request: RouteRequest, max_tokens: int | None
+    ) -> tuple[Permit | None, float]:
+        """Admit a call to ``spec``, waiting up to its ``max_wait``: ``(permit, waited)``.
+
+        ``None`` when it is still full then; a wait is traced as ``ratelimit {model}``.
+        """
+        if spec.limits is None:
+            return FREE, 0.0
+        limiter = self._get()
+        tokens = call_tokens(request, max_tokens)
+        permit = await limiter.acquire(spec, tokens)
+        if permit is not None:
+            return permit, 0.0
+        with ratelimit_span(spec.id, request.node) as scope:
+            permit, waited = await wait_for(limiter, spec, tokens, self._sleep)
+            scope.set(RATELIMIT_WAIT_S, waited)
+            scope.set(RATELIMIT_LIMIT, _limit_names(spec.limits))
+        return permit, waited
+
+    async def release(self, permit: Permit) -> None:
+        """The call ended (see :meth:`RateLimiter.release`)."""
+        if permit is not FREE and self.limiter is not None:
+            await self.limiter.release(permit)
+
+    async def block(self, model: str, retry_after: float | None) -> None:
+        """A provider's 429 asked to wait ``retry_after`` seconds."""
+        if retry_after and self.limiter is not None:
+            await self.limiter.block(model, retry_after)
