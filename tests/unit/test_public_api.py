@@ -50,6 +50,8 @@ MODULES = [
     "agentmesh.resilience.escalation",
     "agentmesh.resilience.cache",
     "agentmesh.resilience.limiter",
+    "agentmesh.resilience.hedge",
+    "agentmesh.resilience.redaction",
     "agentmesh.testing.fault_server",
     "agentmesh.prompts",
     "agentmesh.synthesis",

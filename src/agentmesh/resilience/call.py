@@ -131,7 +131,7 @@ class Billed:
         return self.spend.cost_usd
 
 
-AttemptOutcome = Literal["ok", "error", "skipped"]
+AttemptOutcome = Literal["ok", "error", "skipped", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +140,8 @@ class Attempt(Billed):
 
     Attributes:
         model: Catalog id.
-        outcome: ``ok``, ``error``, or ``skipped`` (not called: circuit open...).
+        outcome: ``ok``, ``error``, ``skipped`` (not called: circuit open...), or
+            ``cancelled`` (a hedge race's loser, cut off when another answered).
         reason: Why this attempt was made (``primary``, ``retry 1 after
             rate_limited``, ``fallback after unavailable on m1``...).
         decision_id: The routing decision it belongs to.

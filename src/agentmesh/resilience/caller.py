@@ -31,14 +31,17 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, cast
 
-from agentmesh.models.errors import MalformedResponse, ModelError, RateLimited, Timeout
+from agentmesh.models.errors import BadRequest, MalformedResponse, ModelError, RateLimited, Timeout
 from agentmesh.models.gateway import Gateway
+from agentmesh.models.tokens import estimate_tokens
 from agentmesh.models.types import ModelRequest, ModelResponse, StreamEvent
 from agentmesh.resilience.breaker import BreakerEvent, CircuitBreaker
 from agentmesh.resilience.cache import CacheStep, ResponseCache
 from agentmesh.resilience.call import Attempt, Call, CallFailed, CallResult, Spend
+from agentmesh.resilience.hedge import Racer, hedge_delay_s, race
 from agentmesh.resilience.limiter import LimitStep, RateLimiter
 from agentmesh.resilience.policy import BreakerPolicy, ResiliencePolicy, RetryBudgetPolicy
+from agentmesh.resilience.redaction import RedactionError, RedactStep
 from agentmesh.resilience.retry import RetryBudget, backoff_delay
 from agentmesh.routing.filters import LocalRateLimitFilter
 from agentmesh.routing.policy import Policy
@@ -120,6 +123,7 @@ class ResilientCaller:
         self._rng = rng or random.Random()
         self._cache = CacheStep(cache)
         self._limits = LimitStep(limiter, sleep)
+        self._redact = RedactStep()
 
     @property
     def cache(self) -> ResponseCache | None:
@@ -368,7 +372,7 @@ class ResilientCaller:
             if admission.probe:
                 why += " (half-open probe)"
             built = run.call.build(self.router.catalog[model])
-            served = await self._try_model(run, decision, model, built, why, admission.probe)
+            served = await self._attempt(run, decision, model, built, why, admission.probe)
             if isinstance(served, ModelResponse):
                 return CallResult(
                     served,
@@ -422,6 +426,77 @@ class ResilientCaller:
             agreement=best / len(members),
         )
 
+    # --- the hedge step: the attempt, raced by the next candidate when slow --------------
+
+    async def _attempt(
+        self,
+        run: _Run,
+        decision: RouteDecision,
+        model: str,
+        request: ModelRequest,
+        why: str,
+        probe: bool,
+    ) -> ModelResponse | ModelError:
+        """:meth:`_try_model`, hedged when the policy says so (not for streams or probes)."""
+        policy = (run.call.routing or self.router.policy).hedge
+        if policy is None or run.streaming or probe:
+            return await self._try_model(run, decision, model, request, why, probe)
+        order = (decision.chosen, *decision.fallbacks)
+        if not [m for m in order if m not in run.tried]:
+            return await self._try_model(run, decision, model, request, why, probe)
+
+        async def p95() -> float | None:
+            stats = (await self.router.state.snapshot([model])).stats.get(model)
+            return None if stats is None else stats.p95_latency_ms
+
+        after_s = await hedge_delay_s(policy, p95)
+        if after_s is None:
+            return await self._try_model(run, decision, model, request, why, probe)
+
+        async def start_extra() -> Racer | None:
+            for extra in order:
+                if extra in run.tried or len(run.tried) >= run.resilience.max_models:
+                    continue
+                run.tried.add(extra)
+                admission = await run.breaker.admit(extra)
+                hedged = await self.router.hedge(decision, extra) if admission.allowed else None
+                if hedged is None:
+                    continue
+                built = run.call.build(self.router.catalog[extra])
+                note = f"hedge after {after_s * 1000:.0f} ms without an answer from {model}"
+                attempt = self._try_model(run, hedged, extra, built, note, admission.probe)
+                return Racer(extra, hedged, asyncio.create_task(attempt))
+            return None
+
+        first = Racer(
+            model,
+            decision,
+            asyncio.create_task(self._try_model(run, decision, model, request, why, probe)),
+        )
+        ended = await race(first, after_s, start_extra, policy, decision.request.node)
+        at = len(run.attempts) - 1  # losers go before the winner's attempt, which stays last
+        for loser in ended.cut:
+            run.attempts.insert(at, await self._charge_cut(loser, ended.winner.model))
+        return ended.served
+
+    async def _charge_cut(self, loser: Racer, winner: str) -> Attempt:
+        """A hedge's loser, cancelled: its prompt is charged (the provider got it) and recorded."""
+        spec = self.router.catalog[loser.model]
+        route = loser.decision.request
+        tokens = route.prompt_tokens_by_model.get(loser.model, route.prompt_tokens)
+        if tokens is None:
+            tokens = estimate_tokens(route.prompt)
+        spend = Spend(tokens, 0, spec.cost(tokens, 0))
+        await self.router.settle_cut(loser.decision, spend.cost_usd)
+        return Attempt(
+            loser.model,
+            "cancelled",
+            f"hedge race lost to {winner}",
+            loser.decision.decision_id,
+            message="cancelled: another model answered first (its prompt is charged)",
+            spend=spend,
+        )
+
     # --- the single attempt routine -----------------------------------------------------
 
     async def _try_model(
@@ -435,16 +510,20 @@ class ResilientCaller:
     ) -> ModelResponse | ModelError:
         """Call one model, retrying what may be retried; the response or the last error.
 
-        The gateway controls are steps of this routine: a cache lookup first
-        (a hit ends it at no cost), then each attempt, and the answer is stored
-        in the cache once it is known to be good.
+        The gateway controls are steps of this routine, in order: a cache
+        lookup (a hit ends it at no cost), redaction of what the model may
+        receive, and for each attempt the rate limiter's admission, the call,
+        the record; the answer (restored from placeholders when asked) is
+        stored in the cache once it is known to be good.
         """
         spec = self.router.catalog[model]
-        lookup = (
-            None
-            if probe
-            else self._cache.plan(run.call.routing or self.router.policy, spec, request)
-        )
+        policy = run.call.routing or self.router.policy
+        lookup = None if probe else self._cache.plan(policy, spec, request)
+        try:
+            sent, redaction = self._redact.apply(policy, spec, request)
+        except RedactionError as exc:
+            run.last_error = BadRequest(str(exc), model_id=model)
+            return run.last_error
         if lookup is not None:
             hit = await self._cache.lookup(lookup, model, decision.request.node)
             if hit is not None:
@@ -485,7 +564,7 @@ class ResilientCaller:
                 return self._still_full(run, decision, model, reason, waited)
             try:
                 try:
-                    response = await run.invoke(run, model, request, traced)
+                    response = await run.invoke(run, model, sent, traced)
                 finally:
                     await self._limits.release(permit)
                 billed, latency = Spend.of(response), response.latency_ms
@@ -555,6 +634,7 @@ class ResilientCaller:
                     waited_s=waited,
                 )
             )
+            response = self._redact.restore(policy, response, redaction)
             if lookup is not None:
                 await self._cache.store(lookup, response, allow_empty=run.call.allow_empty)
             return response

@@ -56,8 +56,9 @@ class Policy(BaseModel):
         ttl: Seconds a cached answer of these calls lives.
         hedge: Delayed hedged requests (race the next candidate when slow).
         redact: Redact what is sent to models tagged ``external``.
+        unredact: Put the redacted values back into the answer (by placeholder).
 
-    The last four are gateway controls, applied by the resilient caller; the
+    The last five are gateway controls, applied by the resilient caller; the
     router itself reads none of them.
     """
 
@@ -77,6 +78,7 @@ class Policy(BaseModel):
     ttl: Annotated[float | None, Field(gt=0)] = None
     hedge: HedgePolicy | None = None
     redact: RedactSetting | None = None
+    unredact: bool = False
 
     @field_validator("redact")
     @classmethod

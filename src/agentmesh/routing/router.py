@@ -354,6 +354,57 @@ class Router:
         if self._open.pop(decision.decision_id, None) is not None:
             await self.state.settle(decision.budget_keys, 0.0, 0.0, hold=decision.decision_id)
 
+    async def hedge(self, decision: RouteDecision, model: str) -> RouteDecision | None:
+        """A decision for a hedged extra call to ``model`` beside ``decision``'s own.
+
+        The extra call's worst case is reserved against the same budgets, under
+        its own hold, before it starts; record it on the returned decision.
+        ``None`` when a budget refuses (then no hedge is made).
+        """
+        request = decision.request
+        tokens = request.prompt_tokens_by_model.get(model, request.prompt_tokens)
+        if tokens is None:
+            tokens = estimate_tokens(request.prompt) + _PROMPT_OVERHEAD_TOKENS
+        spec = self.catalog[model]
+        amount = spec.cost(tokens, min(request.max_output_tokens, spec.max_output_tokens))
+        hedge_id = f"{decision.decision_id}-hedge-{model}"
+        limits = self.budgets.keys(request.run_id, request.run_budget_usd)
+        if limits:
+            refused = await self.state.reserve(
+                limits, amount, hold=hedge_id, lease_s=self.budgets.lease_s
+            )
+            if refused is not None:
+                return None
+            self._open[hedge_id] = amount
+        return RouteDecision(
+            chosen=model,
+            strategy=decision.strategy,
+            reason=f"hedge of {decision.chosen}",
+            candidates=decision.candidates,
+            excluded=decision.excluded,
+            fallbacks=(),
+            selected=(model,),
+            task=decision.task,
+            request=request,
+            reserved_usd=amount if limits else 0.0,
+            budget_keys=tuple(key for key, _ in limits),
+            decision_id=hedge_id,
+        )
+
+    async def settle_cut(self, decision: RouteDecision, cost_usd: float) -> None:
+        """Settle a call cut off on purpose (a hedge's loser) at what it is known to cost.
+
+        Unlike :meth:`record` nothing is learnt about the model: it was not its fault.
+        """
+        held = self._open.pop(decision.decision_id, None)
+        if decision.budget_keys:
+            await self.state.settle(
+                decision.budget_keys,
+                held or 0.0,
+                cost_usd,
+                hold=None if held is None else decision.decision_id,
+            )
+
     def abandon(self, decision: RouteDecision) -> None:
         """Forget a decision whose call was cut off (cancelled, deadline) before it reported.
 

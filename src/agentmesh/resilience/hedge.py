@@ -1,0 +1,135 @@
+"""Delayed hedged requests: one step of the attempt routine, around the call itself.
+
+A policy's ``hedge: {after_ms: N | p95, max_extra: 1}`` lets an attempt that
+has not answered after the delay race the decision's next candidate: the first
+good answer wins and the others are cancelled (their HTTP requests are closed
+by the cancellation, so the provider stops generating). Every extra call's
+worst case is reserved against the budgets before it starts; a cancelled
+loser is charged what it is known to have cost, its prompt (the provider
+received it; nothing of its answer came back).
+
+``after_ms: p95`` waits for the first model's observed p95 latency, so only
+the slowest twentieth of its calls are hedged (none until it has a p95).
+Each race is traced as ``hedge {model}`` (delay, extra model, winner).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from agentmesh.models.controls import HedgePolicy
+from agentmesh.models.errors import ModelError
+from agentmesh.models.types import ModelResponse
+from agentmesh.routing.types import RouteDecision
+from agentmesh.tracing.controls import HEDGE_AFTER_MS, HEDGE_MODEL, HEDGE_WINNER, hedge_span
+
+__all__ = ["Racer", "Race", "hedge_delay_s", "race"]
+
+Served = ModelResponse | ModelError
+
+
+@dataclass(slots=True)
+class Racer:
+    """One call of a race: its model, the decision it is recorded on, its task."""
+
+    model: str
+    decision: RouteDecision
+    task: asyncio.Task[Served]
+
+
+@dataclass(slots=True)
+class Race:
+    """How a race ended.
+
+    Attributes:
+        served: The winner's answer, or the last error when every racer failed.
+        winner: The racer that answered (the last to fail, when none did).
+        cut: Racers cancelled because another won (still running then).
+        hedged: Whether an extra call was started at all.
+    """
+
+    served: Served
+    winner: Racer
+    cut: list[Racer] = field(default_factory=list)
+    hedged: bool = False
+
+
+async def hedge_delay_s(
+    policy: HedgePolicy, p95_ms: Callable[[], Awaitable[float | None]]
+) -> float | None:
+    """Seconds before the first extra call, or ``None`` when there is nothing to wait on."""
+    if policy.after_ms == "p95":
+        observed = await p95_ms()
+        return None if observed is None else observed / 1000
+    return policy.after_ms / 1000
+
+
+async def race(
+    first: Racer,
+    after_s: float,
+    start_extra: Callable[[], Awaitable[Racer | None]],
+    policy: HedgePolicy,
+    node: str | None,
+) -> Race:
+    """Run ``first``, racing it with an extra call each ``after_s`` it has not answered.
+
+    At most ``policy.max_extra`` extra calls; the first good answer wins and
+    the others are cancelled. ``start_extra`` returns ``None`` when no other
+    candidate may start (none left, circuit open, budget refused); the race
+    then goes on with what runs.
+    """
+    racers = [first]
+    try:
+        return await _run(racers, after_s, start_extra, policy, node)
+    finally:  # cancelled from outside (a deadline): no racer outlives the race
+        await _cancel([r for r in racers if not r.task.done()])
+
+
+async def _run(
+    racers: list[Racer],
+    after_s: float,
+    start_extra: Callable[[], Awaitable[Racer | None]],
+    policy: HedgePolicy,
+    node: str | None,
+) -> Race:
+    first = last = racers[0]
+    pending: set[asyncio.Task[Served]] = {first.task}
+    extras = 0
+    with hedge_span(first.model, node) as scope:
+        scope.set(HEDGE_AFTER_MS, round(after_s * 1000, 3))
+        while pending:
+            may_start = extras < policy.max_extra
+            done, pending = await asyncio.wait(
+                pending,
+                timeout=after_s if may_start else None,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if not done:
+                extras += 1
+                extra = await start_extra()
+                if extra is None:
+                    extras = policy.max_extra  # nothing else can start: wait for what runs
+                    continue
+                scope.set(HEDGE_MODEL, extra.model)
+                racers.append(extra)
+                pending.add(extra.task)
+                continue
+            for racer in racers:
+                if racer.task in done:
+                    last = racer
+                    if isinstance(racer.task.result(), ModelResponse):
+                        cut = [r for r in racers if r is not racer and not r.task.done()]
+                        await _cancel(cut)
+                        scope.set(HEDGE_WINNER, racer.model)
+                        return Race(racer.task.result(), racer, cut, len(racers) > 1)
+        scope.set(HEDGE_WINNER, "")
+    return Race(last.task.result(), last, [], len(racers) > 1)
+
+
+async def _cancel(racers: list[Racer]) -> None:
+    """Cancel ``racers`` and wait until they have unwound (their connections closed)."""
+    for racer in racers:
+        racer.task.cancel()
+    await asyncio.gather(*(r.task for r in racers), return_exceptions=True)
