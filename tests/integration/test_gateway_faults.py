@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -89,3 +90,30 @@ async def test_planted_values_never_reach_the_servers_request_log(server) -> Non
         assert value not in body
     assert "<EMAIL_1>" in body  # the same address in both messages: one placeholder
     assert "<EMAIL_2>" not in body
+
+
+async def test_health_probes_open_and_close_the_breaker_of_a_real_endpoint(server) -> None:
+    from agentmesh.resilience import HealthProber, ResiliencePolicy
+
+    now = [1000.0]
+    server.plan("probed", FaultPlan(mode="error", status=503))
+    catalog = Catalog([_spec(server, "probed", 1, health={"interval_s": 5})])
+    policy = ResiliencePolicy(breaker={"failure_threshold": 2, "cooldown_s": 10})
+
+    async def breaker() -> str:
+        found = (await caller.router.state.snapshot(["probed"])).breakers.get("probed")
+        return "closed" if found is None else found.state
+
+    async with Gateway(catalog) as gateway:
+        caller = ResilientCaller(Router(catalog), gateway, policy, clock=lambda: now[0])
+        prober = HealthProber(caller, clock=lambda: now[0])
+        for _ in range(2):
+            await prober.tick()
+            now[0] += 5
+        assert await breaker() == "open"
+        server.plan("probed", FaultPlan())
+        now[0] += 10
+        await prober.tick()
+        assert await breaker() == "closed"
+    assert server.requests["probed"] == 3
+    assert all(json.loads(r.body)["max_tokens"] == 1 for r in server.log)

@@ -52,6 +52,7 @@ MODULES = [
     "agentmesh.resilience.limiter",
     "agentmesh.resilience.hedge",
     "agentmesh.resilience.redaction",
+    "agentmesh.resilience.health",
     "agentmesh.testing.fault_server",
     "agentmesh.prompts",
     "agentmesh.synthesis",

@@ -28,6 +28,7 @@ from agentmesh.resilience.escalation import (
     call_until,
     with_feedback,
 )
+from agentmesh.resilience.health import HealthProber
 from agentmesh.resilience.limiter import (
     LimiterError,
     Permit,
@@ -63,6 +64,7 @@ __all__ = [
     "ResponseCache",
     "maybe_cache",
     "open_cache",
+    "HealthProber",
     "LimiterError",
     "Permit",
     "RateLimiter",
