@@ -53,6 +53,7 @@ MODULES = [
     "agentmesh.resilience.hedge",
     "agentmesh.resilience.redaction",
     "agentmesh.resilience.health",
+    "agentmesh.resilience.live",
     "agentmesh.testing.fault_server",
     "agentmesh.prompts",
     "agentmesh.synthesis",

@@ -36,6 +36,7 @@ from agentmesh.resilience.limiter import (
     maybe_limiter,
     open_limiter,
 )
+from agentmesh.resilience.live import LiveCatalog, Reload
 from agentmesh.resilience.policy import (
     DEFAULT_ACTIONS,
     Action,
@@ -66,6 +67,8 @@ __all__ = [
     "open_cache",
     "HealthProber",
     "LimiterError",
+    "LiveCatalog",
+    "Reload",
     "Permit",
     "RateLimiter",
     "maybe_limiter",

@@ -77,11 +77,22 @@ class Router:
         self.matrix = matrix if matrix is not None else RoutingMatrix()
         self.classifier: Classifier = classifier if classifier is not None else RuleClassifier()
         self.budgets = budgets if budgets is not None else BudgetLimits()
+        self._index(catalog)
+        self._filters = tuple(filters)
+        self._filters_own_escalation = tuple(
+            TierFilter(escalate=False) if isinstance(f, TierFilter) else f for f in filters
+        )
+        self._strategies: dict[int, tuple[Policy, Strategy[Any]]] = {}
+        self._open: dict[str, float] = {}
+        self._prefix = os.urandom(4).hex()
+        self._ids_seq = count(1)
+
+    def _index(self, catalog: Catalog) -> None:
+        """Read once what every decision needs of ``catalog``."""
         self._specs: tuple[ModelSpec, ...] = catalog.specs
         self._ids = tuple(s.id for s in self._specs)
         self._min_tier = min(s.tier for s in self._specs)
-        # (id, USD per input token, USD per output token, output cap, window): the numbers
-        # every decision needs, read once.
+        # (id, USD per input token, USD per output token, output cap, window).
         self._prices = tuple(
             (
                 s.id,
@@ -92,14 +103,22 @@ class Router:
             )
             for s in self._specs
         )
-        self._filters = tuple(filters)
-        self._filters_own_escalation = tuple(
-            TierFilter(escalate=False) if isinstance(f, TierFilter) else f for f in filters
-        )
-        self._strategies: dict[int, tuple[Policy, Strategy[Any]]] = {}
-        self._open: dict[str, float] = {}
-        self._prefix = os.urandom(4).hex()
-        self._ids_seq = count(1)
+
+    def use_catalog(self, catalog: Catalog, policy: Policy | None = None) -> None:
+        """Route over ``catalog`` (and ``policy``, if given) from the next decision on.
+
+        A live reload: decisions already made keep their models; what the state
+        holds (statistics, breakers, budgets, quality) stays, by model id.
+
+        Raises:
+            ValueError: The catalog is empty.
+        """
+        if not len(catalog):
+            raise ValueError(f"{catalog.source}: a router needs at least one model")
+        self._index(catalog)
+        self.catalog = catalog
+        if policy is not None:
+            self.policy = policy
 
     def strategy_for(self, policy: Policy) -> Strategy[Any]:
         """The strategy instance of ``policy``, built once per policy object."""
