@@ -54,6 +54,7 @@ MODULES = [
     "agentmesh.resilience.redaction",
     "agentmesh.resilience.health",
     "agentmesh.resilience.live",
+    "agentmesh.resilience.background",
     "agentmesh.testing.fault_server",
     "agentmesh.prompts",
     "agentmesh.synthesis",

@@ -270,3 +270,23 @@ async def test_trace_summary_reports_the_hit_rate_and_the_savings(tmp_path: Path
     assert (cache["lookups"], cache["hits"], cache["hit_rate"]) == (3, 2, 0.6667)
     assert cache["saved_usd"] == pytest.approx(2 * first.cost_usd)
     assert "cache: 2/3 hits (66.7%)" in tracing.render_summary(summary)
+
+
+def test_run_json_steps_say_whether_they_were_cached(capsys) -> None:
+    argv = [
+        "run",
+        str(REPO / "graphs" / "code_review.yaml"),
+        "--models",
+        str(REPO / "models" / "sim.yaml"),
+        "--input",
+        "diff --git a/x.py b/x.py\n@@ -1 +1 @@\n-a\n+b",
+        "--json",
+        "--quiet",
+        "--cache",
+        "memory",
+    ]
+    assert main(argv) == 0
+    steps = json.loads(capsys.readouterr().out)["steps"]
+    model_steps = [s for s in steps if s["attempts"]]
+    assert model_steps
+    assert all(s["cached"] is False for s in model_steps)  # one run, nothing seen before

@@ -22,20 +22,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
-from types import TracebackType
-from typing import Self
 
 from agentmesh.models.errors import ModelError
 from agentmesh.models.spec import ModelSpec
 from agentmesh.models.types import ModelRequest
+from agentmesh.resilience.background import BackgroundLoop
 from agentmesh.resilience.caller import ResilientCaller
 from agentmesh.tracing.controls import HEALTH_OK, health_span
 
 __all__ = ["HealthProber"]
 
 
-class HealthProber:
+class HealthProber(BackgroundLoop):
     """Probes every catalog entry with ``health:`` on its own interval; share one per process.
 
     Args:
@@ -55,7 +53,6 @@ class HealthProber:
         self._clock = clock
         self._sleep = sleep
         self._due: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
 
     def _probed(self) -> list[ModelSpec]:
         # Read each round: a reloaded catalog's entries are probed from then on.
@@ -120,19 +117,3 @@ class HealthProber:
         """Probe forever (until cancelled)."""
         while True:
             await self._sleep(await self.tick())
-
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self.run())
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None

@@ -20,13 +20,11 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from agentmesh.models.catalog import CatalogError, load_catalog
+from agentmesh.resilience.background import BackgroundLoop
 from agentmesh.resilience.caller import ResilientCaller
 from agentmesh.resilience.policy import load_call_policy
 from agentmesh.routing.policy import PolicyError
@@ -63,7 +61,7 @@ def _signature(path: Path | None) -> tuple[int, int] | None:
     return (found.st_mtime_ns, found.st_size)
 
 
-class LiveCatalog:
+class LiveCatalog(BackgroundLoop):
     """Keeps ``caller`` on the current contents of a catalog file (and a policy file).
 
     Args:
@@ -90,7 +88,6 @@ class LiveCatalog:
         self.error: str | None = None
         self._sleep = sleep
         self._seen = self._signatures()
-        self._task: asyncio.Task[None] | None = None
 
     def _signatures(self) -> tuple[tuple[int, int] | None, ...]:
         return (_signature(self.catalog_path), _signature(self.policy_path))
@@ -133,19 +130,3 @@ class LiveCatalog:
         while True:
             await self._sleep(self.interval_s)
             await self.check()
-
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self.run())
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
