@@ -5,8 +5,11 @@ What is measured
     ``backup`` (tier 2, the same price), are endpoints of agentmesh's loopback
     ``FaultServer`` in ``slow`` mode: a seeded share of each endpoint's requests
     is answered after ``--slow-s`` seconds (3 s), the others at once. Each arm
-    sends ``--requests`` calls (600) at ``--concurrency`` (40) through
-    ``ResilientCaller.call`` on fresh endpoints (same plans, same seeds):
+    sends ``--requests`` calls (600) through ``ResilientCaller.call`` on fresh
+    endpoints (same plans, same seeds), open loop: one call starts every
+    ``1 / --rate`` seconds (100 per second) whatever the others do, so both arms
+    meet the same offered load (a closed loop of N workers would give the
+    hedged arm, whose workers are not parked on slow answers, more load):
 
     * ``unhedged``: ``Policy(strategy="cheapest")``.
     * ``hedged``: the same plus ``hedge: {after_ms: --after-ms (200), max_extra: 1}``:
@@ -29,7 +32,7 @@ How to read the output (one JSON object on stdout)
     ``ratios`` are hedged / unhedged of the same run; ``target`` is the
     issue's: p99 <= 0.4x at cost <= 1.15x.
 
-Run: ``python benchmarks/hedging.py`` (about 30 s).
+Run: ``python benchmarks/hedging.py`` (about 40 s).
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ async def _arm(
     latencies: list[float] = []
     cost = 0.0
     hedges = failures = 0
-    gate = asyncio.Semaphore(args.concurrency)
+    loop = asyncio.get_running_loop()
     async with Gateway(catalog) as gateway:
         caller = ResilientCaller(Router(catalog, policy=policy), gateway)
 
@@ -91,19 +94,23 @@ async def _arm(
                 ModelRequest.of(prompt, max_tokens=4),
                 routing=policy,
             )
-            async with gate:
-                started = time.perf_counter()
-                try:
-                    result = await caller.call(call)
-                except CallFailed as failed:
-                    failures += 1
-                    cost += failed.spend.cost_usd
-                else:
-                    cost += result.cost_usd
-                    hedges += any(a.reason.startswith("hedge") for a in result.attempts)
-                latencies.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            try:
+                result = await caller.call(call)
+            except CallFailed as failed:
+                failures += 1
+                cost += failed.spend.cost_usd
+            else:
+                cost += result.cost_usd
+                hedges += any(a.reason.startswith("hedge") for a in result.attempts)
+            latencies.append((time.perf_counter() - started) * 1000)
 
-        await asyncio.gather(*(one(i) for i in range(args.requests)))
+        start = loop.time()
+        calls = []
+        for i in range(args.requests):
+            await asyncio.sleep(max(0.0, start + i / args.rate - loop.time()))
+            calls.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*calls)
     await asyncio.sleep(args.slow_s + 0.5)  # cut requests' handlers wake up and count themselves
     names = [f"{prefix}-primary", f"{prefix}-backup"]
     return {
@@ -152,7 +159,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "scenarios": {"same_tail_on_both": both},
         "settings": {
             "requests": args.requests,
-            "concurrency": args.concurrency,
+            "rate_per_s": args.rate,
             "slow_s": args.slow_s,
             "tail": args.tail,
             "backup_tail": args.backup_tail,
@@ -166,7 +173,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=600)
-    parser.add_argument("--concurrency", type=int, default=40)
+    parser.add_argument("--rate", type=float, default=100.0, help="calls started per second")
     parser.add_argument("--slow-s", type=float, default=3.0)
     parser.add_argument("--tail", type=float, default=0.10)
     parser.add_argument("--backup-tail", type=float, default=0.02)

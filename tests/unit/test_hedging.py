@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentmesh.models import Gateway, ModelRequest
-from agentmesh.resilience import Call, ResilientCaller
+from agentmesh.resilience import Call, CallResult, ResilientCaller
 from agentmesh.routing import BudgetLimits, Policy, PolicyError, Router, RouteRequest
 from agentmesh.testing import scripted_catalog, scripted_model
 
@@ -94,3 +94,27 @@ async def test_a_failing_first_model_falls_back_as_without_a_hedge() -> None:
 def test_a_bad_hedge_is_an_error_naming_the_field() -> None:
     with pytest.raises(PolicyError, match=r"hedge\.after_ms"):
         Policy.from_mapping({"hedge": {"after_ms": -5}}, source="p.yaml")
+
+
+async def test_a_streamed_call_is_won_by_the_first_model_to_send_a_token() -> None:
+    caller, router = _pool(slow_ms=5000)
+    items = [item async for item in caller.stream(_call({"after_ms": 20}))]
+    *deltas, result = items
+    assert isinstance(result, CallResult)
+    assert result.model == "second"
+    assert "".join(str(d) for d in deltas) == result.response.text
+    assert [(a.model, a.outcome) for a in result.attempts] == [
+        ("first", "cancelled"),
+        ("second", "ok"),
+    ]
+    assert result.attempts[1].reason.endswith("(streamed)")
+    spent = (await router.state.snapshot((), budget_keys=["run:r1"])).spent["run:r1"]
+    assert spent == pytest.approx(result.cost_usd)
+
+
+async def test_a_stream_whose_first_model_answers_in_time_is_not_hedged() -> None:
+    caller, _ = _pool(slow_ms=1)
+    items = [item async for item in caller.stream(_call({"after_ms": 5000}))]
+    result = items[-1]
+    assert isinstance(result, CallResult)
+    assert [a.model for a in result.attempts] == ["first"]

@@ -39,6 +39,7 @@ MODULES = [
     "agentmesh.routing.router",
     "agentmesh.routing.redis_state",
     "agentmesh.routing.stores",
+    "agentmesh.routing.verdict_cache",
     "agentmesh.testing.conformance",
     "agentmesh.resilience",
     "agentmesh.resilience.policy",

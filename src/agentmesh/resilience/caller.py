@@ -78,6 +78,16 @@ class _Run:
     last_error: ModelError | None = None
     streaming: bool = False  # attempts stream their answer (``stream()``)
     committed: bool = False  # streamed text reached the consumer: no retry, no fallback
+    owner: str | None = None  # the model whose deltas are streamed (the first to send one)
+    claimed: asyncio.Event | None = None  # set when ``owner`` is (a hedged stream's race)
+
+    def claims(self, model: str) -> bool:
+        """Whether ``model``'s delta may be streamed: the first to send one owns the stream."""
+        if self.owner is None:
+            self.owner = model
+            if self.claimed is not None:
+                self.claimed.set()
+        return self.owner == model
 
 
 class ResilientCaller:
@@ -200,7 +210,8 @@ class ResilientCaller:
                 async for event in stream:
                     if event.response is not None:
                         final = event.response
-                    elif event.delta and at is run:  # consensus members are not streamed
+                    elif event.delta and at is run and run.claims(model):
+                        # consensus members are not streamed; nor is a hedge race's loser
                         run.committed = True
                         queue.put_nowait(event.delta)
             if final is None:
@@ -437,9 +448,12 @@ class ResilientCaller:
         why: str,
         probe: bool,
     ) -> ModelResponse | ModelError:
-        """:meth:`_try_model`, hedged when the policy says so (not for streams or probes)."""
+        """:meth:`_try_model`, hedged when the policy says so (never a probe).
+
+        A streamed call's race is won by the first model to send a token.
+        """
         policy = (run.call.routing or self.router.policy).hedge
-        if policy is None or run.streaming or probe:
+        if policy is None or probe or run.committed:
             return await self._try_model(run, decision, model, request, why, probe)
         order = (decision.chosen, *decision.fallbacks)
         if not [m for m in order if m not in run.tried]:
@@ -464,6 +478,8 @@ class ResilientCaller:
                     continue
                 built = run.call.build(self.router.catalog[extra])
                 note = f"hedge after {after_s * 1000:.0f} ms without an answer from {model}"
+                if run.streaming:
+                    note += " (streamed)"
                 attempt = self._try_model(run, hedged, extra, built, note, admission.probe)
                 return Racer(extra, hedged, asyncio.create_task(attempt))
             return None
@@ -473,7 +489,13 @@ class ResilientCaller:
             decision,
             asyncio.create_task(self._try_model(run, decision, model, request, why, probe)),
         )
-        ended = await race(first, after_s, start_extra, policy, decision.request.node)
+        run.claimed = asyncio.Event() if run.streaming else None
+        try:
+            ended = await race(
+                first, after_s, start_extra, policy, decision.request.node, run.claimed, run
+            )
+        finally:
+            run.claimed = None
         at = len(run.attempts) - 1  # losers go before the winner's attempt, which stays last
         for loser in ended.cut:
             run.attempts.insert(at, await self._charge_cut(loser, ended.winner.model))

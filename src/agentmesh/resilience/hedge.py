@@ -18,16 +18,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from agentmesh.models.controls import HedgePolicy
 from agentmesh.models.errors import ModelError
 from agentmesh.models.types import ModelResponse
 from agentmesh.routing.types import RouteDecision
+from agentmesh.tracing import SpanScope
 from agentmesh.tracing.controls import HEDGE_AFTER_MS, HEDGE_MODEL, HEDGE_WINNER, hedge_span
 
 __all__ = ["Racer", "Race", "hedge_delay_s", "race"]
 
 Served = ModelResponse | ModelError
+
+
+class Owned(Protocol):
+    """Who owns a streamed call's output (the caller's run)."""
+
+    owner: str | None
 
 
 @dataclass(slots=True)
@@ -72,17 +80,21 @@ async def race(
     start_extra: Callable[[], Awaitable[Racer | None]],
     policy: HedgePolicy,
     node: str | None,
+    answered: asyncio.Event | None = None,
+    stream: Owned | None = None,
 ) -> Race:
     """Run ``first``, racing it with an extra call each ``after_s`` it has not answered.
 
     At most ``policy.max_extra`` extra calls; the first good answer wins and
     the others are cancelled. ``start_extra`` returns ``None`` when no other
     candidate may start (none left, circuit open, budget refused); the race
-    then goes on with what runs.
+    then goes on with what runs. For a stream, ``answered`` is set when a
+    racer sends the first token and ``stream.owner`` names it: that racer wins
+    at once (the others are cut) and the race returns when its stream ends.
     """
     racers = [first]
     try:
-        return await _run(racers, after_s, start_extra, policy, node)
+        return await _run(racers, after_s, start_extra, policy, node, answered, stream)
     finally:  # cancelled from outside (a deadline): no racer outlives the race
         await _cancel([r for r in racers if not r.task.done()])
 
@@ -93,39 +105,57 @@ async def _run(
     start_extra: Callable[[], Awaitable[Racer | None]],
     policy: HedgePolicy,
     node: str | None,
+    answered: asyncio.Event | None,
+    stream: Owned | None,
 ) -> Race:
     first = last = racers[0]
-    pending: set[asyncio.Task[Served]] = {first.task}
+    pending: set[asyncio.Future[Served]] = {first.task}
     extras = 0
-    with hedge_span(first.model, node) as scope:
-        scope.set(HEDGE_AFTER_MS, round(after_s * 1000, 3))
-        while pending:
-            may_start = extras < policy.max_extra
-            done, pending = await asyncio.wait(
-                pending,
-                timeout=after_s if may_start else None,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if not done:
-                extras += 1
-                extra = await start_extra()
-                if extra is None:
-                    extras = policy.max_extra  # nothing else can start: wait for what runs
+    token = None if answered is None else asyncio.ensure_future(answered.wait())
+    try:
+        with hedge_span(first.model, node) as scope:
+            scope.set(HEDGE_AFTER_MS, round(after_s * 1000, 3))
+            while pending:
+                watched: set[asyncio.Future[Any]] = set(pending)
+                if token is not None:
+                    watched.add(token)
+                done, _ = await asyncio.wait(
+                    watched,
+                    timeout=after_s if extras < policy.max_extra else None,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if token is not None and token in done and stream is not None:
+                    owner = next(r for r in racers if r.model == stream.owner)
+                    return await _won(owner, racers, scope)
+                if not done:  # no answer in time: start an extra racer
+                    extras += 1
+                    extra = await start_extra()
+                    if extra is None:
+                        extras = policy.max_extra  # nothing else can start: wait for what runs
+                        continue
+                    scope.set(HEDGE_MODEL, extra.model)
+                    racers.append(extra)
+                    pending.add(extra.task)
                     continue
-                scope.set(HEDGE_MODEL, extra.model)
-                racers.append(extra)
-                pending.add(extra.task)
-                continue
-            for racer in racers:
-                if racer.task in done:
-                    last = racer
-                    if isinstance(racer.task.result(), ModelResponse):
-                        cut = [r for r in racers if r is not racer and not r.task.done()]
-                        await _cancel(cut)
-                        scope.set(HEDGE_WINNER, racer.model)
-                        return Race(racer.task.result(), racer, cut, len(racers) > 1)
-        scope.set(HEDGE_WINNER, "")
-    return Race(last.task.result(), last, [], len(racers) > 1)
+                pending -= done
+                for racer in racers:
+                    if racer.task in done:
+                        last = racer
+                        if isinstance(racer.task.result(), ModelResponse):
+                            return await _won(racer, racers, scope)
+            scope.set(HEDGE_WINNER, "")
+        return Race(last.task.result(), last, [], len(racers) > 1)
+    finally:
+        if token is not None:
+            token.cancel()
+
+
+async def _won(winner: Racer, racers: list[Racer], scope: SpanScope) -> Race:
+    """``winner`` answered first: cut the others, then its whole answer (a stream's end)."""
+    cut = [r for r in racers if r is not winner and not r.task.done()]
+    await _cancel(cut)
+    scope.set(HEDGE_WINNER, winner.model)
+    return Race(await winner.task, winner, cut, len(racers) > 1)
 
 
 async def _cancel(racers: list[Racer]) -> None:
