@@ -33,12 +33,11 @@ from typing import Any, cast
 
 from agentmesh.models.errors import BadRequest, MalformedResponse, ModelError, RateLimited, Timeout
 from agentmesh.models.gateway import Gateway
-from agentmesh.models.tokens import estimate_tokens
 from agentmesh.models.types import ModelRequest, ModelResponse, StreamEvent
 from agentmesh.resilience.breaker import BreakerEvent, CircuitBreaker
 from agentmesh.resilience.cache import CacheStep, ResponseCache
 from agentmesh.resilience.call import Attempt, Call, CallFailed, CallResult, Spend
-from agentmesh.resilience.hedge import Racer, hedge_delay_s, race
+from agentmesh.resilience.hedge import Racer, charge_cut, hedge_delay_s, race
 from agentmesh.resilience.limiter import LimitStep, RateLimiter
 from agentmesh.resilience.policy import BreakerPolicy, ResiliencePolicy, RetryBudgetPolicy
 from agentmesh.resilience.redaction import RedactionError, RedactStep
@@ -498,26 +497,8 @@ class ResilientCaller:
             run.claimed = None
         at = len(run.attempts) - 1  # losers go before the winner's attempt, which stays last
         for loser in ended.cut:
-            run.attempts.insert(at, await self._charge_cut(loser, ended.winner.model))
+            run.attempts.insert(at, await charge_cut(self.router, loser, ended.winner.model))
         return ended.served
-
-    async def _charge_cut(self, loser: Racer, winner: str) -> Attempt:
-        """A hedge's loser, cancelled: its prompt is charged (the provider got it) and recorded."""
-        spec = self.router.catalog[loser.model]
-        route = loser.decision.request
-        tokens = route.prompt_tokens_by_model.get(loser.model, route.prompt_tokens)
-        if tokens is None:
-            tokens = estimate_tokens(route.prompt)
-        spend = Spend(tokens, 0, spec.cost(tokens, 0))
-        await self.router.settle_cut(loser.decision, spend.cost_usd)
-        return Attempt(
-            loser.model,
-            "cancelled",
-            f"hedge race lost to {winner}",
-            loser.decision.decision_id,
-            message="cancelled: another model answered first (its prompt is charged)",
-            spend=spend,
-        )
 
     # --- the single attempt routine -----------------------------------------------------
 

@@ -22,12 +22,15 @@ from typing import Any, Protocol
 
 from agentmesh.models.controls import HedgePolicy
 from agentmesh.models.errors import ModelError
+from agentmesh.models.tokens import estimate_tokens
 from agentmesh.models.types import ModelResponse
+from agentmesh.resilience.call import Attempt, Spend
+from agentmesh.routing.router import Router
 from agentmesh.routing.types import RouteDecision
 from agentmesh.tracing import SpanScope
 from agentmesh.tracing.controls import HEDGE_AFTER_MS, HEDGE_MODEL, HEDGE_WINNER, hedge_span
 
-__all__ = ["Racer", "Race", "hedge_delay_s", "race"]
+__all__ = ["Race", "Racer", "charge_cut", "hedge_delay_s", "race"]
 
 Served = ModelResponse | ModelError
 
@@ -163,3 +166,22 @@ async def _cancel(racers: list[Racer]) -> None:
     for racer in racers:
         racer.task.cancel()
     await asyncio.gather(*(r.task for r in racers), return_exceptions=True)
+
+
+async def charge_cut(router: Router, loser: Racer, winner: str) -> Attempt:
+    """A loser, cancelled: charge its prompt (the provider got it) and say so in an attempt."""
+    spec = router.catalog[loser.model]
+    route = loser.decision.request
+    tokens = route.prompt_tokens_by_model.get(loser.model, route.prompt_tokens)
+    if tokens is None:
+        tokens = estimate_tokens(route.prompt)
+    spend = Spend(tokens, 0, spec.cost(tokens, 0))
+    await router.settle_cut(loser.decision, spend.cost_usd)
+    return Attempt(
+        loser.model,
+        "cancelled",
+        f"hedge race lost to {winner}",
+        loser.decision.decision_id,
+        message="cancelled: another model answered first (its prompt is charged)",
+        spend=spend,
+    )
