@@ -40,6 +40,7 @@ bench: install
 	$(PY) benchmarks/gateway_overhead.py
 	$(PY) benchmarks/routing_overhead.py
 	$(PY) benchmarks/faults.py
+	$(PY) benchmarks/hedging.py
 	$(PY) benchmarks/tracing_overhead.py
 	$(PY) benchmarks/node_overhead.py
 	$(PY) benchmarks/node_overhead.py --arms peer
