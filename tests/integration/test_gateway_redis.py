@@ -155,3 +155,25 @@ def test_four_processes_never_exceed_a_shared_rpm_and_lose_or_double_no_call(
 
     assert busiest <= 60, busiest
     assert arrivals[-1] - arrivals[0] >= 3 * window * 0.9  # it was paced, not let through
+
+
+async def test_token_and_concurrency_limits_are_shared_through_redis() -> None:
+    require_redis()
+    from agentmesh.resilience import open_limiter
+    from agentmesh.testing import scripted_model
+
+    prefix = unique_prefix("tpm")
+    url = f"{REDIS_URL}?prefix={prefix}"
+    spec = scripted_model("m", fields={"limits": {"tpm": 100, "concurrency": 1}})
+    try:
+        async with open_limiter(url) as one, open_limiter(url) as two:
+            first = await one.acquire(spec, 60)
+            assert first is not None
+            assert await two.acquire(spec, 10) is None  # the one slot is held by the other
+            await one.release(first)
+            assert await two.acquire(spec, 60) is None  # 120 tokens would pass 100
+            saturated = await two.saturated([spec], 60)
+            assert saturated == {"m": "tpm 100 per 60 s reached"}
+            assert await two.acquire(spec, 30) is not None
+    finally:
+        _delete(prefix)
