@@ -6,7 +6,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-EXTRAS ?= local,dev,otlp,redis,postgres,eval,ecosystem
+EXTRAS ?= local,dev,otlp,redis,limits,postgres,eval,ecosystem
 # llama-cpp-python compiles llama.cpp: a portable, text-only build (~5 min on 2 cores,
 # cached by pip afterwards).
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
@@ -40,6 +40,7 @@ bench: install
 	$(PY) benchmarks/gateway_overhead.py
 	$(PY) benchmarks/routing_overhead.py
 	$(PY) benchmarks/faults.py
+	$(PY) benchmarks/hedging.py
 	$(PY) benchmarks/tracing_overhead.py
 	$(PY) benchmarks/node_overhead.py
 	$(PY) benchmarks/node_overhead.py --arms peer

@@ -25,6 +25,7 @@ __all__ = [
     "PROMPTS_VARIABLE",
     "add_models_option",
     "add_prompts_option",
+    "add_cache_option",
     "add_state_option",
     "emit_json",
     "open_catalog",
@@ -88,6 +89,18 @@ def add_state_option(parser: argparse.ArgumentParser) -> None:
         help="routing state (breakers, latencies, budgets, counters, quality): memory "
         "(default; this process only) or redis://HOST:PORT/DB shared by every process "
         "(extra redis; ?prefix=NAME: for a separate view); default: $AGENTMESH_STATE",
+    )
+
+
+def add_cache_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--cache URL`` (default: ``$AGENTMESH_CACHE``, else no response cache)."""
+    parser.add_argument(
+        "--cache",
+        metavar="URL",
+        default=os.environ.get("AGENTMESH_CACHE") or None,
+        help="response cache: memory (this process) or redis://HOST:PORT/DB[?prefix=NAME&ttl=S] "
+        "(shared, extra redis); temperature-0 calls are then cached unless a policy, node or "
+        "catalog entry says cache: false; default: $AGENTMESH_CACHE, else none",
     )
 
 

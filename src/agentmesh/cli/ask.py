@@ -12,6 +12,7 @@ from agentmesh.cli._common import (
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
+    add_cache_option,
     add_models_option,
     add_state_option,
     emit_json,
@@ -20,7 +21,7 @@ from agentmesh.cli._common import (
 
 if TYPE_CHECKING:
     from agentmesh.models import Catalog
-    from agentmesh.resilience import ResiliencePolicy
+    from agentmesh.resilience import RateLimiter, ResiliencePolicy, ResponseCache
     from agentmesh.routing import Policy, Router
 
 __all__ = ["register"]
@@ -44,20 +45,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON object with attempts")
     parser.add_argument("--trace", metavar="FILE", help="append the call's spans to FILE (JSONL)")
     add_state_option(parser)
+    add_cache_option(parser)
     parser.set_defaults(handler=_ask)
 
 
 async def _run(
     args: argparse.Namespace, catalog: Catalog, routing: Policy, res: ResiliencePolicy
 ) -> int:
+    from agentmesh.resilience import CacheError, LimiterError, maybe_cache, maybe_limiter
     from agentmesh.routing import Router, StateError, open_state
 
     try:
-        async with open_state(args.state) as state:
-            return await _call(
-                args, catalog, routing, res, Router(catalog, policy=routing, state=state)
-            )
-    except StateError as exc:
+        async with (
+            open_state(args.state) as state,
+            maybe_cache(args.cache) as cache,
+            maybe_limiter(catalog.specs, args.state) as limiter,
+        ):
+            router = Router(catalog, policy=routing, state=state)
+            return await _call(args, catalog, res, router, cache, limiter)
+    except (StateError, CacheError, LimiterError) as exc:
         print(f"agentmesh: {exc}", file=sys.stderr)
         return EXIT_CONFIG
 
@@ -65,9 +71,10 @@ async def _run(
 async def _call(
     args: argparse.Namespace,
     catalog: Catalog,
-    routing: Policy,
     res: ResiliencePolicy,
     router: Router,
+    cache: ResponseCache | None,
+    limiter: RateLimiter | None,
 ) -> int:
     from agentmesh.models import Gateway, ModelRequest
     from agentmesh.resilience import Call, CallFailed, ResilientCaller
@@ -82,7 +89,7 @@ async def _call(
     )
     call = ModelRequest.of(args.prompt, system=args.system, max_tokens=args.max_tokens)
     async with Gateway(catalog) as gateway:
-        caller = ResilientCaller(router, gateway, res)
+        caller = ResilientCaller(router, gateway, res, cache=cache, limiter=limiter)
         try:
             result = await caller.call(Call(request, call))
         except CallFailed as failure:
@@ -105,6 +112,8 @@ async def _call(
     notes = [f"served by {result.model} ({result.decision.reason})", f"attempts: {tried}"]
     if result.degraded:
         notes.append(f"DEGRADED: {result.degraded_reason}")
+    if result.cached:
+        notes.append("served from the response cache ($0)")
     if result.response.simulated:
         notes.append("simulated answer (scripted model)")
     print("\n".join(f"# {n}" for n in notes), file=sys.stderr)

@@ -1,7 +1,7 @@
 """``agentmesh run | validate | graph | schema``: workflows from the command line.
 
 - ``run GRAPH --models FILE --input TEXT [--json | --stream] [--trace FILE] [--budget USD]
-  [--checkpoint URL] [--resume RUN_ID] [--state URL] [--global-budget USD]``:
+  [--checkpoint URL] [--resume RUN_ID] [--state URL] [--cache URL] [--global-budget USD]``:
   progress on stderr, the answer on stdout (``--json``: the whole
   :class:`~agentmesh.graph.RunResult`; ``--stream``: the output node's tokens
   as they arrive).
@@ -31,6 +31,7 @@ from agentmesh.cli._common import (
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
+    add_cache_option,
     add_models_option,
     add_prompts_option,
     add_state_option,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from agentmesh.graph import LoadedGraph, RunResult, Runtime
     from agentmesh.models import Catalog
     from agentmesh.prompts import PromptLibrary
+    from agentmesh.resilience import RateLimiter, ResponseCache
     from agentmesh.routing import BudgetLimits, RoutingState
 
 __all__ = ["register"]
@@ -76,6 +78,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="memory (default), sqlite:PATH, or postgres://... (extra postgres)",
     )
     add_state_option(run)
+    add_cache_option(run)
     run.add_argument(
         "--global-budget",
         metavar="USD",
@@ -163,10 +166,14 @@ async def _opened(
     prompts: PromptLibrary,
     state: RoutingState | None = None,
     budgets: BudgetLimits | None = None,
+    cache: ResponseCache | None = None,
+    limiter: RateLimiter | None = None,
 ) -> AsyncIterator[Runtime]:
     from agentmesh.graph import Runtime
 
-    async with Runtime.open(catalog, prompts=prompts, state=state, budgets=budgets) as runtime:
+    async with Runtime.open(
+        catalog, prompts=prompts, state=state, budgets=budgets, cache=cache, limiter=limiter
+    ) as runtime:
         yield _runtime_for(loaded, runtime)
 
 
@@ -180,14 +187,23 @@ async def _execute(
     from rich.console import Console
 
     from agentmesh.graph import open_checkpointer, run_graph
+    from agentmesh.resilience import maybe_cache, maybe_limiter
     from agentmesh.routing import BudgetLimits, open_state
 
     progress = None if args.quiet else _Progress(Console(stderr=True))
     async with (
         open_checkpointer(args.checkpoint) as saver,
         open_state(args.state) as state,
+        maybe_cache(args.cache) as cache,
+        maybe_limiter(catalog.specs, args.state) as limiter,
         _opened(
-            loaded, catalog, prompts, state, BudgetLimits(global_usd=args.global_budget)
+            loaded,
+            catalog,
+            prompts,
+            state,
+            BudgetLimits(global_usd=args.global_budget),
+            cache,
+            limiter,
         ) as runtime,
     ):
         return await run_graph(
@@ -256,6 +272,7 @@ def _run(args: argparse.Namespace) -> int:
     from agentmesh import tracing
     from agentmesh.graph import CheckpointError, GraphError, RunError, load_graph
     from agentmesh.prompts import PromptError
+    from agentmesh.resilience import CacheError, LimiterError
     from agentmesh.routing import StateError
 
     if args.stream and args.json:
@@ -278,7 +295,15 @@ def _run(args: argparse.Namespace) -> int:
                 )
         else:
             result = asyncio.run(_execute(args, loaded, catalog, prompts, tokens))
-    except (GraphError, PromptError, CheckpointError, RunError, StateError) as exc:
+    except (
+        GraphError,
+        PromptError,
+        CheckpointError,
+        RunError,
+        StateError,
+        CacheError,
+        LimiterError,
+    ) as exc:
         return _fail(exc)
     return _report(args, result, tokens)
 

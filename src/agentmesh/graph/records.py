@@ -67,7 +67,8 @@ class Step:
         output: The node's answer (its structured value when it has one), if any.
         error: Why it failed, if it did.
         extra: Kind-specific fields (``plan``, ``notes``, ``tools``, ``tool``,
-            ``verdict``, ``synthesis``, ``calls``, ``simulated``), as ``--json`` shows them.
+            ``verdict``, ``synthesis``, ``calls``, ``simulated``, ``cached``: every
+            call of the step was served by the response cache), as ``--json`` shows them.
         spend: Tokens and cost of every attempt (derived).
     """
 
@@ -117,7 +118,11 @@ class Step:
             RouteSummary.of(last) if last is not None else None,
             output,
             error,
-            {"simulated": any(c.response.simulated for c in calls), **extra},
+            {
+                "simulated": any(c.response.simulated for c in calls),
+                "cached": bool(calls) and all(c.cached for c in calls),
+                **extra,
+            },
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from agentmesh.models.catalog import Catalog
 from agentmesh.models.gateway import Gateway
 from agentmesh.models.types import ToolSpec
 from agentmesh.prompts import PromptLibrary
-from agentmesh.resilience import ResiliencePolicy, ResilientCaller
+from agentmesh.resilience import RateLimiter, ResiliencePolicy, ResilientCaller, ResponseCache
 from agentmesh.routing import Router
 from agentmesh.routing.policy import BudgetLimits
 from agentmesh.routing.state import RoutingState
@@ -49,6 +49,8 @@ class RuntimeOptions(TypedDict, total=False):
     state: RoutingState | None
     budgets: BudgetLimits | None
     resilience: ResiliencePolicy | None
+    cache: ResponseCache | None
+    limiter: RateLimiter | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,8 @@ class Runtime:
         state: RoutingState | None = None,
         budgets: BudgetLimits | None = None,
         resilience: ResiliencePolicy | None = None,
+        cache: ResponseCache | None = None,
+        limiter: RateLimiter | None = None,
     ) -> Runtime:
         """A runtime over a new router and gateway; :meth:`aclose` it when done.
 
@@ -152,6 +156,9 @@ class Runtime:
         long as the process, such as the graphs a LangGraph server imports.
         ``prompts`` is a library or its folder; ``None`` (the default) is the
         shipped templates (:func:`~agentmesh.prompts.shipped_prompts`).
+        ``cache`` is the response cache of every call (``--cache``) and
+        ``limiter`` enforces the catalog's ``limits`` (shared with ``--state``);
+        the runtime closes neither.
 
         Raises:
             PromptError: The prompts folder is missing or invalid.
@@ -159,7 +166,7 @@ class Runtime:
         library = prompts if isinstance(prompts, PromptLibrary) else PromptLibrary(prompts)
         router = Router(catalog, state=state, budgets=budgets)
         return cls(
-            ResilientCaller(router, Gateway(catalog), resilience),
+            ResilientCaller(router, Gateway(catalog), resilience, cache=cache, limiter=limiter),
             library,
             {name: as_tool(t, name) for name, t in (tools or {}).items()},
             dict(validators or {}),

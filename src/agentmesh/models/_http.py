@@ -180,8 +180,42 @@ def _finish_dead(keeper: AsyncGenerator[None, None] | None) -> None:
         closing.close()
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(text: str) -> float | None:
+    """``6m0s``, ``1.5s``, ``20ms`` (OpenAI's ``x-ratelimit-reset-*``) or bare seconds."""
+    text = text.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
+
+
+def _ratelimit_reset(headers: Mapping[str, str]) -> float | None:
+    """The longest ``x-ratelimit-reset-{requests,tokens}`` of a limit whose remaining is 0."""
+    waits = []
+    for kind in ("requests", "tokens"):
+        remaining = headers.get(f"x-ratelimit-remaining-{kind}")
+        reset = headers.get(f"x-ratelimit-reset-{kind}")
+        if reset is not None and (remaining is None or remaining.strip() == "0"):
+            seconds = _duration(reset)
+            if seconds is not None:
+                waits.append(seconds)
+    return max(waits) if waits else None
+
+
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date)."""
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date).
+
+    Without either, the ``x-ratelimit-reset-requests`` / ``-tokens`` of an
+    exhausted limit (``x-ratelimit-remaining-*: 0``) say it.
+    """
     millis = headers.get("retry-after-ms")
     if millis is not None:
         try:
@@ -190,7 +224,7 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
             pass
     value = headers.get("retry-after")
     if value is None:
-        return None
+        return _ratelimit_reset(headers)
     try:
         return max(0.0, float(value))
     except ValueError:

@@ -91,6 +91,20 @@ class Gateway:
         self._counting: tuple[str, ...] | None = None
         self._clients: dict[str, ModelClient] = {}
 
+    async def use_catalog(self, catalog: Catalog) -> None:
+        """Call the models of ``catalog`` from now on (a live reload).
+
+        Clients of entries that changed or left are closed and built again on
+        their next call (HTTP calls under way finish on the shared pool; an
+        in-process model's weights are freed, so its call under way may fail
+        and fall back).
+        """
+        old, self.catalog = self.catalog, catalog
+        self._counting = None
+        for model_id in list(self._clients):
+            if model_id not in catalog or catalog[model_id] != old.get(model_id):
+                await self._clients.pop(model_id).aclose()
+
     def client(self, model_id: str) -> ModelClient:
         """The client for ``model_id``, built on first use.
 

@@ -16,6 +16,13 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agentmesh._redact import redact_headers, redact_url
+from agentmesh.models.controls import (
+    CacheSetting,
+    HealthProbe,
+    RateLimits,
+    RedactSetting,
+    check_redact,
+)
 
 __all__ = [
     "Capability",
@@ -195,6 +202,12 @@ class ModelSpec(_Frozen):
         target: ``langchain`` only: ``"module:ClassName"`` of a ``BaseChatModel``.
         params: ``langchain`` only: keyword arguments for that class.
         behavior: ``scripted`` only: how the simulated model answers.
+        cache: Response caching of this model's answers (``None``: the
+            caller's default; see :data:`~agentmesh.models.controls.CacheSetting`).
+        ttl: Seconds a cached answer of this model lives.
+        limits: Client-side rate limits (rpm, tpm, concurrency).
+        redact: Redact what is sent to this model when it is tagged ``external``.
+        health: Periodic health probes feeding its circuit breaker.
     """
 
     id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
@@ -221,6 +234,16 @@ class ModelSpec(_Frozen):
     target: str | None = None
     params: dict[str, object] = Field(default_factory=dict)
     behavior: ScriptedBehavior | None = None
+    cache: CacheSetting | None = None
+    ttl: Annotated[float | None, Field(gt=0)] = None
+    limits: RateLimits | None = None
+    redact: RedactSetting | None = None
+    health: HealthProbe | None = None
+
+    @field_validator("redact")
+    @classmethod
+    def _redactor(cls, value: RedactSetting | None) -> RedactSetting | None:
+        return check_redact(value)
 
     @field_validator("base_url")
     @classmethod

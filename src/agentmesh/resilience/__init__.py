@@ -7,6 +7,16 @@ escalation driven by a check, and graceful degradation; every attempt recorded.
 """
 
 from agentmesh.resilience.breaker import Admission, BreakerEvent, CircuitBreaker
+from agentmesh.resilience.cache import (
+    CachedAnswer,
+    CacheError,
+    CacheRule,
+    MemoryCache,
+    RedisCache,
+    ResponseCache,
+    maybe_cache,
+    open_cache,
+)
 from agentmesh.resilience.call import Attempt, Call, CallFailed, CallResult, RequestBuilder, Spend
 from agentmesh.resilience.caller import ResilientCaller, Streamed
 from agentmesh.resilience.classifier import LLMClassifier
@@ -18,6 +28,15 @@ from agentmesh.resilience.escalation import (
     call_until,
     with_feedback,
 )
+from agentmesh.resilience.health import HealthProber
+from agentmesh.resilience.limiter import (
+    LimiterError,
+    Permit,
+    RateLimiter,
+    maybe_limiter,
+    open_limiter,
+)
+from agentmesh.resilience.live import LiveCatalog, Reload
 from agentmesh.resilience.policy import (
     DEFAULT_ACTIONS,
     Action,
@@ -38,6 +57,22 @@ __all__ = [
     "BreakerEvent",
     "Call",
     "BreakerPolicy",
+    "CacheError",
+    "CacheRule",
+    "CachedAnswer",
+    "MemoryCache",
+    "RedisCache",
+    "ResponseCache",
+    "maybe_cache",
+    "open_cache",
+    "HealthProber",
+    "LimiterError",
+    "LiveCatalog",
+    "Reload",
+    "Permit",
+    "RateLimiter",
+    "maybe_limiter",
+    "open_limiter",
     "CallFailed",
     "CallResult",
     "Check",

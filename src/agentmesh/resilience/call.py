@@ -131,7 +131,7 @@ class Billed:
         return self.spend.cost_usd
 
 
-AttemptOutcome = Literal["ok", "error", "skipped"]
+AttemptOutcome = Literal["ok", "error", "skipped", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +140,8 @@ class Attempt(Billed):
 
     Attributes:
         model: Catalog id.
-        outcome: ``ok``, ``error``, or ``skipped`` (not called: circuit open...).
+        outcome: ``ok``, ``error``, ``skipped`` (not called: circuit open...), or
+            ``cancelled`` (a hedge race's loser, cut off when another answered).
         reason: Why this attempt was made (``primary``, ``retry 1 after
             rate_limited``, ``fallback after unavailable on m1``...).
         decision_id: The routing decision it belongs to.
@@ -149,7 +150,9 @@ class Attempt(Billed):
         latency_ms: Call latency (``None`` when skipped or no answer came).
         ttft_ms: Time to the first token (equal to the latency when not streamed).
         spend: Tokens and cost billed (an empty answer is billed though rejected).
-        waited_s: Backoff slept before this attempt.
+        waited_s: Backoff slept before this attempt (and any wait for the
+            local rate limiter).
+        cached: Served from the response cache: no model was called, nothing billed.
     """
 
     model: str
@@ -162,6 +165,7 @@ class Attempt(Billed):
     ttft_ms: float | None = None
     spend: Spend = Spend()
     waited_s: float = 0.0
+    cached: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (``attempts`` of ``--json`` step records)."""
@@ -175,6 +179,7 @@ class Attempt(Billed):
             **self.spend.to_dict(),
             "reason": self.reason,
             "waited_s": round(self.waited_s, 4),
+            "cached": self.cached,
         }
 
 
@@ -219,6 +224,11 @@ class CallResult:
         return Spend.total(a.spend for a in self.attempts)
 
     @property
+    def cached(self) -> bool:
+        """The answer came from the response cache (the serving attempt was a hit)."""
+        return bool(self.attempts) and self.attempts[-1].cached and not self.members
+
+    @property
     def cost_usd(self) -> float:
         """Cost of every attempt together."""
         return self.spend.cost_usd
@@ -239,6 +249,7 @@ class CallResult:
             "degraded": self.degraded,
             "degraded_reason": self.degraded_reason,
             "simulated": r.simulated,
+            "cached": self.cached,
             "decision": {
                 "strategy": self.decision.strategy,
                 "chosen": self.decision.chosen,

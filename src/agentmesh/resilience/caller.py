@@ -28,15 +28,21 @@ from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, cast
 
-from agentmesh.models.errors import MalformedResponse, ModelError, Timeout
+from agentmesh.models.errors import BadRequest, MalformedResponse, ModelError, RateLimited, Timeout
 from agentmesh.models.gateway import Gateway
 from agentmesh.models.types import ModelRequest, ModelResponse, StreamEvent
 from agentmesh.resilience.breaker import BreakerEvent, CircuitBreaker
+from agentmesh.resilience.cache import CacheStep, ResponseCache
 from agentmesh.resilience.call import Attempt, Call, CallFailed, CallResult, Spend
+from agentmesh.resilience.hedge import Racer, charge_cut, hedge_delay_s, race
+from agentmesh.resilience.limiter import LimitStep, RateLimiter
 from agentmesh.resilience.policy import BreakerPolicy, ResiliencePolicy, RetryBudgetPolicy
+from agentmesh.resilience.redaction import RedactionError, RedactStep
 from agentmesh.resilience.retry import RetryBudget, backoff_delay
+from agentmesh.routing.filters import LocalRateLimitFilter
 from agentmesh.routing.policy import Policy
 from agentmesh.routing.router import Router
 from agentmesh.routing.types import NoRoute, Outcome, RouteDecision, RouteRequest
@@ -75,6 +81,16 @@ class _Run:
     last_error: ModelError | None = None
     streaming: bool = False  # attempts stream their answer (``stream()``)
     committed: bool = False  # streamed text reached the consumer: no retry, no fallback
+    owner: str | None = None  # the model whose deltas are streamed (the first to send one)
+    claimed: asyncio.Event | None = None  # set when ``owner`` is (a hedged stream's race)
+
+    def claims(self, model: str) -> bool:
+        """Whether ``model``'s delta may be streamed: the first to send one owns the stream."""
+        if self.owner is None:
+            self.owner = model
+            if self.claimed is not None:
+                self.claimed.set()
+        return self.owner == model
 
 
 class ResilientCaller:
@@ -88,6 +104,12 @@ class ResilientCaller:
         sleep: How to wait between retries (tests inject a fake).
         rng: Random source of the jitter.
         breaker_listeners: Called with each breaker transition.
+        cache: The response cache; with one, deterministic calls are cached
+            unless a policy or entry says ``cache: false``. Without one, calls
+            whose policy or entry says ``cache: true`` use a cache in memory.
+        limiter: Enforces the catalog entries' ``limits`` (shared through Redis
+            with :func:`~agentmesh.resilience.limiter.open_limiter`); without
+            one, a catalog with limits gets one in this process's memory.
     """
 
     def __init__(
@@ -100,6 +122,8 @@ class ResilientCaller:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         breaker_listeners: Sequence[Callable[[BreakerEvent], None]] = (),
+        cache: ResponseCache | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.router = router
         self.gateway = gateway
@@ -110,6 +134,19 @@ class ResilientCaller:
         self._retry_budgets: dict[RetryBudgetPolicy, RetryBudget] = {}
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._cache = CacheStep(cache)
+        self._limits = LimitStep(limiter, sleep)
+        self._redact = RedactStep()
+
+    @property
+    def cache(self) -> ResponseCache | None:
+        """The response cache given (``None``: only what policies ask for, in memory)."""
+        return self._cache.cache
+
+    @property
+    def limiter(self) -> RateLimiter | None:
+        """The rate limiter (made in memory when a catalog entry with ``limits`` needs one)."""
+        return self._limits.limiter
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -184,7 +221,8 @@ class ResilientCaller:
                 async for event in stream:
                     if event.response is not None:
                         final = event.response
-                    elif event.delta and at is run:  # consensus members are not streamed
+                    elif event.delta and at is run and run.claims(model):
+                        # consensus members are not streamed; nor is a hedge race's loser
                         if not run.committed:
                             queue.put_nowait((model, int(attrs.get(ATTEMPT, 0))))
                         run.committed = True
@@ -259,11 +297,16 @@ class ResilientCaller:
 
     async def _serve(self, run: _Run) -> CallResult:
         request = run.call.route
-        route_request, routing, degraded_reason = request, run.call.routing, ""
+        routing, degraded_reason = run.call.routing, ""
+        route_request = await self._limits.mark_saturated(self.router.catalog.specs, request)
         while True:
             try:
                 decision = await self.router.route(route_request, routing)
             except NoRoute as exc:
+                if route_request.saturated and any(e.by == LIMITED for e in exc.excluded):
+                    # Only saturated models fit: choose among them, and wait at admission.
+                    route_request = replace(route_request, saturated=MappingProxyType({}))
+                    continue
                 if degraded_reason or not self._may_degrade(run, exc):
                     raise CallFailed(run.last_error or exc, run.attempts) from None
                 degraded_reason = self._degradation(exc)
@@ -358,7 +401,7 @@ class ResilientCaller:
             if admission.probe:
                 why += " (half-open probe)"
             built = run.call.build(self.router.catalog[model])
-            served = await self._try_model(run, decision, model, built, why, admission.probe)
+            served = await self._attempt(run, decision, model, built, why, admission.probe)
             if isinstance(served, ModelResponse):
                 return CallResult(
                     served,
@@ -412,6 +455,70 @@ class ResilientCaller:
             agreement=best / len(members),
         )
 
+    # --- the hedge step: the attempt, raced by the next candidate when slow --------------
+
+    async def _attempt(
+        self,
+        run: _Run,
+        decision: RouteDecision,
+        model: str,
+        request: ModelRequest,
+        why: str,
+        probe: bool,
+    ) -> ModelResponse | ModelError:
+        """:meth:`_try_model`, hedged when the policy says so (never a probe).
+
+        A streamed call's race is won by the first model to send a token.
+        """
+        policy = (run.call.routing or self.router.policy).hedge
+        if policy is None or probe or run.committed:
+            return await self._try_model(run, decision, model, request, why, probe)
+        order = (decision.chosen, *decision.fallbacks)
+        if not [m for m in order if m not in run.tried]:
+            return await self._try_model(run, decision, model, request, why, probe)
+
+        async def p95() -> float | None:
+            stats = (await self.router.state.snapshot([model])).stats.get(model)
+            return None if stats is None else stats.p95_latency_ms
+
+        after_s = await hedge_delay_s(policy, p95)
+        if after_s is None:
+            return await self._try_model(run, decision, model, request, why, probe)
+
+        async def start_extra() -> Racer | None:
+            for extra in order:
+                if extra in run.tried or len(run.tried) >= run.resilience.max_models:
+                    continue
+                run.tried.add(extra)
+                admission = await run.breaker.admit(extra)
+                hedged = await self.router.hedge(decision, extra) if admission.allowed else None
+                if hedged is None:
+                    continue
+                built = run.call.build(self.router.catalog[extra])
+                note = f"hedge after {after_s * 1000:.0f} ms without an answer from {model}"
+                if run.streaming:
+                    note += " (streamed)"
+                attempt = self._try_model(run, hedged, extra, built, note, admission.probe)
+                return Racer(extra, hedged, asyncio.create_task(attempt))
+            return None
+
+        first = Racer(
+            model,
+            decision,
+            asyncio.create_task(self._try_model(run, decision, model, request, why, probe)),
+        )
+        run.claimed = asyncio.Event() if run.streaming else None
+        try:
+            ended = await race(
+                first, after_s, start_extra, policy, decision.request.node, run.claimed, run
+            )
+        finally:
+            run.claimed = None
+        at = len(run.attempts) - 1  # losers go before the winner's attempt, which stays last
+        for loser in ended.cut:
+            run.attempts.insert(at, await charge_cut(self.router, loser, ended.winner.model))
+        return ended.served
+
     # --- the single attempt routine -----------------------------------------------------
 
     async def _try_model(
@@ -423,7 +530,38 @@ class ResilientCaller:
         why: str,
         probe: bool,
     ) -> ModelResponse | ModelError:
-        """Call one model, retrying what may be retried; the response or the last error."""
+        """Call one model, retrying what may be retried; the response or the last error.
+
+        The gateway controls are steps of this routine, in order: a cache
+        lookup (a hit ends it at no cost), redaction of what the model may
+        receive, and for each attempt the rate limiter's admission, the call,
+        the record; the answer (restored from placeholders when asked) is
+        stored in the cache once it is known to be good.
+        """
+        spec = self.router.catalog[model]
+        policy = run.call.routing or self.router.policy
+        lookup = None if probe else self._cache.plan(policy, spec, request)
+        try:
+            sent, redaction = self._redact.apply(policy, spec, request)
+        except RedactionError as exc:
+            run.last_error = BadRequest(str(exc), model_id=model)
+            return run.last_error
+        if lookup is not None:
+            hit = await self._cache.lookup(lookup, model, decision.request.node)
+            if hit is not None:
+                await self.router.release(decision)
+                run.attempts.append(
+                    Attempt(
+                        model,
+                        "ok",
+                        f"{why} (cache hit)",
+                        decision.decision_id,
+                        latency_ms=hit.latency_ms,
+                        ttft_ms=hit.ttft_ms,
+                        cached=True,
+                    )
+                )
+                return hit
         retry = run.resilience.retry
         window = run.resilience.breaker.window_s
         waited = 0.0
@@ -442,8 +580,15 @@ class ResilientCaller:
             }
             billed = Spend()
             latency: float | None = None
+            permit, queued = await self._limits.admit(spec, decision.request, request.max_tokens)
+            waited += queued
+            if permit is None:
+                return self._still_full(run, decision, model, reason, waited)
             try:
-                response = await run.invoke(run, model, request, traced)
+                try:
+                    response = await run.invoke(run, model, sent, traced)
+                finally:
+                    await self._limits.release(permit)
                 billed, latency = Spend.of(response), response.latency_ms
                 if not run.call.allow_empty and _empty(response):
                     raise MalformedResponse("empty reply: no text and no tool call", model_id=model)
@@ -466,12 +611,14 @@ class ResilientCaller:
                     )
                 )
                 run.retry_budget.on_failure(model)
+                retry_after = getattr(error, "retry_after", None)
+                await self._limits.block(model, retry_after)
                 await run.breaker.on_failure(
                     model,
                     stats,
                     error.kind,
                     probe=probe,
-                    retry_after=getattr(error, "retry_after", None),
+                    retry_after=retry_after,
                 )
                 delay = (
                     None
@@ -509,8 +656,34 @@ class ResilientCaller:
                     waited_s=waited,
                 )
             )
+            response = self._redact.restore(policy, response, redaction)
+            if lookup is not None:
+                await self._cache.store(lookup, response, allow_empty=run.call.allow_empty)
             return response
         raise AssertionError("unreachable: the loop returns")  # pragma: no cover
+
+    @staticmethod
+    def _still_full(
+        run: _Run, decision: RouteDecision, model: str, why: str, waited: float
+    ) -> ModelError:
+        """A model whose local limit stayed full for ``max_wait``: skipped, as on a 429.
+
+        Never counted against the model's breaker or statistics: it was not called.
+        """
+        message = f"rate_limited_locally: still full after max_wait {waited:.2f} s"
+        run.last_error = RateLimited(message, model_id=model)
+        run.attempts.append(
+            Attempt(
+                model,
+                "skipped",
+                why,
+                decision.decision_id,
+                error_type="rate_limited",
+                message=message,
+                waited_s=waited,
+            )
+        )
+        return run.last_error
 
     async def _retry_delay(
         self, run: _Run, model: str, error: ModelError, number: int, probe: bool
@@ -530,6 +703,9 @@ class ResilientCaller:
         if run.deadline is not None and asyncio.get_running_loop().time() + delay >= run.deadline:
             return None
         return delay
+
+
+LIMITED = LocalRateLimitFilter.name
 
 
 def _outcome(

@@ -22,6 +22,7 @@ __all__ = [
     "Filter",
     "HealthFilter",
     "LatencyFilter",
+    "LocalRateLimitFilter",
     "QualityFloorFilter",
     "TagFilter",
     "TierFilter",
@@ -175,6 +176,25 @@ class HealthFilter:
         return f"circuit open until {until} UTC{reason}"
 
 
+class LocalRateLimitFilter:
+    """Models whose client-side rate limit is full now (``RouteRequest.saturated``).
+
+    The caller fills ``saturated`` from its limiter; when this filter leaves no
+    model, the caller routes again without it and waits for the chosen one.
+    """
+
+    name: ClassVar[str] = "rate_limited_locally"
+
+    def active(self, ctx: RouteContext) -> bool:
+        """See :meth:`Filter.active`."""
+        return bool(ctx.request.saturated)
+
+    def why_not(self, spec: ModelSpec, ctx: RouteContext) -> str | None:
+        """Excluded while its local rate limit is full."""
+        why = ctx.request.saturated.get(spec.id)
+        return None if why is None else f"rate_limited_locally: {why}"
+
+
 class LatencyFilter:
     """Observed p95 latency must meet the latency SLO (unobserved models pass)."""
 
@@ -250,6 +270,7 @@ DEFAULT_FILTERS: tuple[Filter, ...] = (
     TierFilter(),
     TagFilter(),
     HealthFilter(),
+    LocalRateLimitFilter(),
     LatencyFilter(),
     QualityFloorFilter(),
     BudgetFilter(),

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentmesh._validation import describe_errors
 from agentmesh._yamlfile import YamlFileError, describe_yaml_error, parse_yaml, read_text
+from agentmesh.models.controls import CacheSetting, HedgePolicy, RedactSetting, check_redact
 from agentmesh.models.spec import Capability
 from agentmesh.routing.constraints import Constraints
 from agentmesh.routing.strategies import STRATEGIES
@@ -50,6 +51,15 @@ class Policy(BaseModel):
         latency_slo_ms: Highest acceptable observed p95 latency.
         max_cost_usd: Highest acceptable worst-case cost per call.
         params: The strategy's own parameters.
+        cache: Response caching of the calls it routes (``None``: the
+            caller's default; ``false`` wins over every other level).
+        ttl: Seconds a cached answer of these calls lives.
+        hedge: Delayed hedged requests (race the next candidate when slow).
+        redact: Redact what is sent to models tagged ``external``.
+        unredact: Put the redacted values back into the answer (by placeholder).
+
+    The last five are gateway controls, applied by the resilient caller; the
+    router itself reads none of them.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -64,6 +74,16 @@ class Policy(BaseModel):
     latency_slo_ms: Annotated[float | None, Field(gt=0)] = None
     max_cost_usd: Annotated[float | None, Field(ge=0)] = None
     params: dict[str, Any] = Field(default_factory=dict)
+    cache: CacheSetting | None = None
+    ttl: Annotated[float | None, Field(gt=0)] = None
+    hedge: HedgePolicy | None = None
+    redact: RedactSetting | None = None
+    unredact: bool = False
+
+    @field_validator("redact")
+    @classmethod
+    def _redactor(cls, value: RedactSetting | None) -> RedactSetting | None:
+        return check_redact(value)
 
     @model_validator(mode="after")
     def _check(self) -> Policy:

@@ -77,11 +77,22 @@ class Router:
         self.matrix = matrix if matrix is not None else RoutingMatrix()
         self.classifier: Classifier = classifier if classifier is not None else RuleClassifier()
         self.budgets = budgets if budgets is not None else BudgetLimits()
+        self._index(catalog)
+        self._filters = tuple(filters)
+        self._filters_own_escalation = tuple(
+            TierFilter(escalate=False) if isinstance(f, TierFilter) else f for f in filters
+        )
+        self._strategies: dict[int, tuple[Policy, Strategy[Any]]] = {}
+        self._open: dict[str, float] = {}
+        self._prefix = os.urandom(4).hex()
+        self._ids_seq = count(1)
+
+    def _index(self, catalog: Catalog) -> None:
+        """Read once what every decision needs of ``catalog``."""
         self._specs: tuple[ModelSpec, ...] = catalog.specs
         self._ids = tuple(s.id for s in self._specs)
         self._min_tier = min(s.tier for s in self._specs)
-        # (id, USD per input token, USD per output token, output cap, window): the numbers
-        # every decision needs, read once.
+        # (id, USD per input token, USD per output token, output cap, window).
         self._prices = tuple(
             (
                 s.id,
@@ -92,14 +103,22 @@ class Router:
             )
             for s in self._specs
         )
-        self._filters = tuple(filters)
-        self._filters_own_escalation = tuple(
-            TierFilter(escalate=False) if isinstance(f, TierFilter) else f for f in filters
-        )
-        self._strategies: dict[int, tuple[Policy, Strategy[Any]]] = {}
-        self._open: dict[str, float] = {}
-        self._prefix = os.urandom(4).hex()
-        self._ids_seq = count(1)
+
+    def use_catalog(self, catalog: Catalog, policy: Policy | None = None) -> None:
+        """Route over ``catalog`` (and ``policy``, if given) from the next decision on.
+
+        A live reload: decisions already made keep their models; what the state
+        holds (statistics, breakers, budgets, quality) stays, by model id.
+
+        Raises:
+            ValueError: The catalog is empty.
+        """
+        if not len(catalog):
+            raise ValueError(f"{catalog.source}: a router needs at least one model")
+        self._index(catalog)
+        self.catalog = catalog
+        if policy is not None:
+            self.policy = policy
 
     def strategy_for(self, policy: Policy) -> Strategy[Any]:
         """The strategy instance of ``policy``, built once per policy object."""
@@ -353,6 +372,57 @@ class Router:
         """Return a decision's reservation unused (when no call was made on it)."""
         if self._open.pop(decision.decision_id, None) is not None:
             await self.state.settle(decision.budget_keys, 0.0, 0.0, hold=decision.decision_id)
+
+    async def hedge(self, decision: RouteDecision, model: str) -> RouteDecision | None:
+        """A decision for a hedged extra call to ``model`` beside ``decision``'s own.
+
+        The extra call's worst case is reserved against the same budgets, under
+        its own hold, before it starts; record it on the returned decision.
+        ``None`` when a budget refuses (then no hedge is made).
+        """
+        request = decision.request
+        tokens = request.prompt_tokens_by_model.get(model, request.prompt_tokens)
+        if tokens is None:
+            tokens = estimate_tokens(request.prompt) + _PROMPT_OVERHEAD_TOKENS
+        spec = self.catalog[model]
+        amount = spec.cost(tokens, min(request.max_output_tokens, spec.max_output_tokens))
+        hedge_id = f"{decision.decision_id}-hedge-{model}"
+        limits = self.budgets.keys(request.run_id, request.run_budget_usd)
+        if limits:
+            refused = await self.state.reserve(
+                limits, amount, hold=hedge_id, lease_s=self.budgets.lease_s
+            )
+            if refused is not None:
+                return None
+            self._open[hedge_id] = amount
+        return RouteDecision(
+            chosen=model,
+            strategy=decision.strategy,
+            reason=f"hedge of {decision.chosen}",
+            candidates=decision.candidates,
+            excluded=decision.excluded,
+            fallbacks=(),
+            selected=(model,),
+            task=decision.task,
+            request=request,
+            reserved_usd=amount if limits else 0.0,
+            budget_keys=tuple(key for key, _ in limits),
+            decision_id=hedge_id,
+        )
+
+    async def settle_cut(self, decision: RouteDecision, cost_usd: float) -> None:
+        """Settle a call cut off on purpose (a hedge's loser) at what it is known to cost.
+
+        Unlike :meth:`record` nothing is learnt about the model: it was not its fault.
+        """
+        held = self._open.pop(decision.decision_id, None)
+        if decision.budget_keys:
+            await self.state.settle(
+                decision.budget_keys,
+                held or 0.0,
+                cost_usd,
+                hold=None if held is None else decision.decision_id,
+            )
 
     def abandon(self, decision: RouteDecision) -> None:
         """Forget a decision whose call was cut off (cancelled, deadline) before it reported.

@@ -14,6 +14,7 @@ from typing import NamedTuple
 from agentmesh.models.spec import Capability
 
 _NO_COUNTS: Mapping[str, int] = MappingProxyType({})
+_NO_REASONS: Mapping[str, str] = MappingProxyType({})
 
 __all__ = [
     "BudgetExceeded",
@@ -50,6 +51,8 @@ class RouteRequest:
         round: The step's round: 1 first, 2 for its redo after a judge's rejection...
         escalation: How many tiers above the cheapest acceptable one to start from.
         exclude: Model ids not to use (e.g. those that already failed this step).
+        saturated: Models whose client-side rate limit is reached right now
+            (the caller's limiter), with why; excluded as ``rate_limited_locally``.
     """
 
     node: str = "default"
@@ -66,6 +69,7 @@ class RouteRequest:
     round: int = 1
     escalation: int = 0
     exclude: frozenset[str] = frozenset()
+    saturated: Mapping[str, str] = field(default_factory=lambda: _NO_REASONS)
 
 
 class Candidate(NamedTuple):

@@ -16,6 +16,12 @@ body that is not JSON). ``fail_rate`` (seeded) and ``fail_first`` decide which
 requests misbehave; the others answer normally. Plans can be swapped while
 the server runs (an outage mid-run). Pure stdlib asyncio, in its own thread;
 it only ever binds 127.0.0.1.
+
+Every request is kept in :attr:`FaultServer.log` (endpoint, arrival time on
+the server's monotonic clock, body), so tests can check what reached the
+"provider": how many calls in any window, that none was lost or doubled,
+that nothing redacted was sent. A client that hangs up while its answer is
+delayed (a cancelled hedge) is counted in :attr:`FaultServer.abandoned`.
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ import asyncio
 import json
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self
 
-__all__ = ["FaultPlan", "FaultServer"]
+__all__ = ["FaultPlan", "FaultServer", "Received"]
 
 Mode = Literal["ok", "error", "rate_limit", "slow", "drop", "malformed"]
 
@@ -48,6 +55,7 @@ class FaultPlan:
         fail_first: The first N requests get the fault regardless of ``fail_rate``.
         seed: Seed of the ``fail_rate`` draws.
         reply: Text of normal answers.
+        headers: Extra headers of faulty answers (e.g. ``x-ratelimit-reset-requests``).
     """
 
     mode: Mode = "ok"
@@ -58,6 +66,22 @@ class FaultPlan:
     fail_first: int = 0
     seed: int = 0
     reply: str = "ok"
+    headers: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One request as the server saw it.
+
+    Attributes:
+        endpoint: The endpoint name (first path segment).
+        at: Arrival time, ``time.monotonic()`` of the server's process.
+        body: The request body, decoded as UTF-8.
+    """
+
+    endpoint: str
+    at: float
+    body: str
 
 
 def _response(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> bytes:
@@ -107,6 +131,8 @@ class FaultServer:
         requests: Requests received, by endpoint name.
         faults: Faults injected, by endpoint name.
         connections: TCP connections accepted.
+        log: Every request received, in arrival order.
+        abandoned: Delayed answers whose client had hung up, by endpoint name.
     """
 
     def __init__(self, port: int = 0) -> None:
@@ -120,6 +146,8 @@ class FaultServer:
         self._writers: set[asyncio.StreamWriter] = set()
         self.requests: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
+        self.abandoned: Counter[str] = Counter()
+        self.log: list[Received] = []
         self.connections = 0
 
     @property
@@ -136,8 +164,9 @@ class FaultServer:
         with self._lock:
             self._endpoints[name] = _Endpoint(plan)
 
-    def _decide(self, name: str) -> tuple[FaultPlan, bool]:
+    def _decide(self, name: str, body: bytes) -> tuple[FaultPlan, bool]:
         with self._lock:
+            self.log.append(Received(name, time.monotonic(), body.decode("utf-8", "replace")))
             endpoint = self._endpoints.get(name)
             if endpoint is None:
                 return FaultPlan(mode="error", status=404, fail_rate=1.0), True
@@ -162,9 +191,13 @@ class FaultServer:
                         length = int(value.strip())
                 body = await reader.readexactly(length) if length else b""
                 name = path.strip("/").split("/")[0]
-                plan, faulty = self._decide(name)
+                plan, faulty = self._decide(name, body)
                 if plan.delay_s and (faulty or plan.mode != "slow"):
                     await asyncio.sleep(plan.delay_s)
+                    if reader.at_eof():  # the client hung up while waiting (a cancelled call)
+                        with self._lock:
+                            self.abandoned[name] += 1
+                        return
                 if faulty and plan.mode == "drop":
                     writer.transport.abort()
                     return
@@ -188,10 +221,11 @@ class FaultServer:
             return _response(200, b'{"choices": [ this is not json')
         if plan.mode == "rate_limit":
             headers = {} if plan.retry_after is None else {"retry-after": f"{plan.retry_after:g}"}
+            headers.update(plan.headers or {})
             error = {"error": {"message": "Rate limit reached", "type": "rate_limit"}}
             return _response(429, json.dumps(error).encode(), headers)
         error = {"error": {"message": f"injected fault {plan.status}", "type": "server_error"}}
-        return _response(plan.status, json.dumps(error).encode())
+        return _response(plan.status, json.dumps(error).encode(), plan.headers)
 
     def _serve(self) -> None:
         loop = asyncio.new_event_loop()

@@ -4,7 +4,9 @@ Per node: decisions, the routing distribution over models, calls, errors,
 fallback rate (calls made on a fallback model / calls), escalation rate
 (decisions above escalation level 0 / decisions), tokens and cost. Per model:
 decisions, calls, errors by type, fallback calls, tokens, cost, and p50/p95
-latency of successful calls (nearest rank). Rates are ``None`` when there is
+latency of successful calls (nearest rank). Gateway controls: response-cache
+lookups, hits, hit rate and the cost the hits saved; local rate-limiter waits;
+hedged attempts and how many the hedge won. Rates are ``None`` when there is
 nothing to divide by.
 """
 
@@ -23,6 +25,13 @@ from agentmesh.tracing.attributes import (
     GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_OUTPUT_TOKENS,
     ROUTE_CHOSEN,
+)
+from agentmesh.tracing.controls import (
+    CACHE_HIT,
+    CACHE_SAVED_USD,
+    HEDGE_MODEL,
+    HEDGE_WINNER,
+    RATELIMIT_WAIT_S,
 )
 from agentmesh.tracing.reader import SpanRecord
 from agentmesh.tracing.tree import CHAT, ROUTE, model_of, span_type, traces
@@ -106,14 +115,53 @@ class _Node(_Calls):
         return out
 
 
+@dataclass
+class _Controls:
+    lookups: int = 0
+    hits: int = 0
+    saved_usd: float = 0.0
+    waits: int = 0
+    waited_s: float = 0.0
+    hedges: int = 0
+    hedge_wins: int = 0
+
+    def add(self, record: SpanRecord) -> None:
+        attrs = record.attributes
+        if CACHE_HIT in attrs:
+            self.lookups += 1
+            if attrs[CACHE_HIT]:
+                self.hits += 1
+                self.saved_usd += float(attrs.get(CACHE_SAVED_USD, 0.0))
+        if RATELIMIT_WAIT_S in attrs:
+            self.waits += 1
+            self.waited_s += float(attrs[RATELIMIT_WAIT_S])
+        if HEDGE_MODEL in attrs:
+            self.hedges += 1
+            self.hedge_wins += attrs.get(HEDGE_WINNER) == attrs[HEDGE_MODEL]
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "cache": {
+                "lookups": self.lookups,
+                "hits": self.hits,
+                "hit_rate": _rate(self.hits, self.lookups),
+                "saved_usd": round(self.saved_usd, 9),
+            },
+            "rate_limit": {"waits": self.waits, "waited_s": round(self.waited_s, 4)},
+            "hedge": {"hedged": self.hedges, "won_by_hedge": self.hedge_wins},
+        }
+
+
 def summarize(records: Sequence[SpanRecord]) -> dict[str, Any]:
     """The summary of every trace in ``records``, as a JSON-ready mapping."""
     nodes: dict[str, _Node] = defaultdict(_Node)
     models: dict[str, _Calls] = defaultdict(_Calls)
     total = _Node()
+    controls = _Controls()
     grouped = traces(records)
     for trace in grouped:
         for record in trace.spans:
+            controls.add(record)
             kind = span_type(record)
             if kind == ROUTE:
                 node = nodes[trace.node_of(record) or "-"]
@@ -152,6 +200,7 @@ def summarize(records: Sequence[SpanRecord]) -> dict[str, Any]:
         "runs": len({t.run_id() for t in grouped if t.run_id() is not None}),
         "spans": len(records),
         "totals": totals,
+        "controls": controls.report(),
         "nodes": {name: stats.report() for name, stats in sorted(nodes.items())},
         "models": model_reports,
     }
@@ -185,6 +234,16 @@ def render_summary(summary: dict[str, Any], *, width: int | None = None) -> str:
         f"escalation rate {_pct(t['escalation_rate'])}, tokens "
         f"{t['input_tokens']}/{t['output_tokens']}, cost ${t['cost_usd']:.6f}"
     )
+    c = summary.get("controls")
+    if c is not None and (
+        c["cache"]["lookups"] or c["rate_limit"]["waits"] or c["hedge"]["hedged"]
+    ):
+        head += (
+            f"\ncache: {c['cache']['hits']}/{c['cache']['lookups']} hits "
+            f"({_pct(c['cache']['hit_rate'])}), saved ${c['cache']['saved_usd']:.6f}; "
+            f"rate-limit waits: {c['rate_limit']['waits']} ({c['rate_limit']['waited_s']:.2f} s); "
+            f"hedged: {c['hedge']['hedged']} (won by the hedge: {c['hedge']['won_by_hedge']})"
+        )
     nodes = table_text(
         ("NODE", *_COUNTS, "ROUTED TO"),
         (
