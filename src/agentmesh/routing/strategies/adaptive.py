@@ -158,7 +158,7 @@ class ConsensusStrategy(Strategy[ConsensusParams]):
 
     async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
         """Rank by quality, then pick ``k`` with diversity."""
-        ranked = by_quality(candidates, ctx)
+        pool = by_quality(candidates, ctx)
         specs = {s.id: s for s in candidates}
         by = self.params.diverse_by
 
@@ -168,15 +168,15 @@ class ConsensusStrategy(Strategy[ConsensusParams]):
 
         chosen: list[str] = []
         seen: set[str] = set()
-        for c in ranked:
+        for c in pool:
             if len(chosen) < self.params.k and key(c.model) not in seen:
                 chosen.append(c.model)
                 seen.add(key(c.model))
-        for c in ranked:
+        for c in pool:
             if len(chosen) < self.params.k and c.model not in chosen:
                 chosen.append(c.model)
         order = {m: i for i, m in enumerate(chosen)}
-        ranked = tuple(sorted(ranked, key=lambda c: order.get(c.model, len(order))))
+        ranked = tuple(sorted(pool, key=lambda c: order.get(c.model, len(order))))
         kinds = sorted({key(m) for m in chosen})
         short = f" (only {len(chosen)} eligible)" if len(chosen) < self.params.k else ""
         spread = f" across {by} {', '.join(kinds)}" if by != "none" else ""
