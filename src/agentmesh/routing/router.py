@@ -360,6 +360,15 @@ class Router:
         if spent_usd > known:
             await self.state.settle([key], 0.0, spent_usd - known)
 
+    async def end_run(self, run_id: str) -> None:
+        """Release a finished run's budget: its spending and holds are forgotten.
+
+        Call it when the run is over (a workflow runner does, ok or failed); a
+        resumed run re-seeds its spending (:meth:`seed_run_spending`). Until then,
+        and for runs that crash before it, the state's run TTL bounds the memory.
+        """
+        await self.state.forget_budgets([f"run:{run_id}"])
+
     async def release(self, decision: RouteDecision) -> None:
         """Return a decision's reservation unused (when no call was made on it)."""
         if self._open.pop(decision.decision_id, None) is not None:
