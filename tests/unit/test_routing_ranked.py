@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentmesh.cli.route import _show
 from agentmesh.models import ModelSpec
-from agentmesh.routing import Policy, Router, RouteRequest
+from agentmesh.routing import InMemoryRoutingState, Policy, Router, RouteRequest, Snapshot
 from agentmesh.routing.context import Costs, PriceTable
 from agentmesh.routing.ranked import Fallbacks, Ranked, first_model
 from agentmesh.routing.strategies import basic
@@ -135,3 +136,36 @@ def test_costs_read_one_or_all_match_each_models_own_cost(
     assert set(bulk) == {"a", "b"}
     assert len(bulk) == 2
     assert "a" in bulk
+
+
+class _Recording(InMemoryRoutingState):
+    """Records the models each snapshot was asked to read statistics for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[str, ...]] = []
+
+    async def snapshot(self, models: Sequence[str], **kwargs: Any) -> Snapshot:
+        self.asked.append(tuple(models))
+        return await super().snapshot(models, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "fields", "reads"),
+    [
+        ("cheapest", {}, False),
+        ("round_robin", {}, False),
+        ("least_latency", {}, True),
+        ("cheapest", {"latency_slo_ms": 500.0}, True),
+    ],
+)
+async def test_only_routes_that_read_statistics_ask_the_state_for_them(
+    strategy: str, fields: dict[str, Any], reads: bool
+) -> None:
+    state = _Recording()
+    await state.observe("a", latency_ms=900.0, error=None)
+    router = Router(catalog(spec("a"), spec("b")), state=state)
+    decision = await route(router, strategy, **fields)
+    assert state.asked == [("a", "b") if reads else ()]
+    if fields:
+        assert decision.chosen == "b", "the latency filter still saw a's p95"

@@ -163,8 +163,9 @@ class Router:
             verdict = await self.classifier.classify(request.prompt)
         task = request.task if request.task is not None else (verdict.task if verdict else None)
         limits = self.budgets.keys(request.run_id, request.run_budget_usd)
+        reads_stats = strategy.needs_stats or constraints.latency_slo_ms is not None
         snapshot = await self.state.snapshot(
-            self._ids,
+            self._ids if reads_stats else (),
             task=task,
             budget_keys=[key for key, _ in limits],
             counter=strategy.counter_key(request),

@@ -264,7 +264,7 @@ class InMemoryRoutingState:
         # Values are immutable, so shallow copies (made in C) are a consistent view;
         # entries for models outside ``models`` are harmless extras.
         with self._lock:
-            stats = self._stats.copy()
+            stats = self._stats.copy() if models else {}
             breakers = self._breakers.copy() if self._breakers else {}
             quality = self._quality.get(task, {}).copy() if task is not None else {}
             now = self._clock()

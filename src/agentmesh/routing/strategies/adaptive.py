@@ -42,6 +42,7 @@ class TaskStrategy(Strategy[StrategyParams]):
     """The model with the best quality estimate for the (classified) task."""
 
     name = "task"
+    needs_stats = False
     needs_task = True
 
     async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
@@ -76,6 +77,7 @@ class ComplexityStrategy(Strategy[ComplexityParams]):
     """
 
     name = "complexity"
+    needs_stats = False
     Params = ComplexityParams
     needs_classification = True
 
@@ -111,6 +113,7 @@ class CascadeStrategy(Strategy[CascadeParams]):
     """
 
     name = "cascade"
+    needs_stats = False
     Params = CascadeParams
     handles_escalation = True
 
@@ -153,6 +156,7 @@ class ConsensusStrategy(Strategy[ConsensusParams]):
     """Selects ``k`` models for a vote: the best of each distinct family first, then the best."""
 
     name = "consensus"
+    needs_stats = False
     Params = ConsensusParams
     needs_task = True
 
@@ -317,6 +321,7 @@ class LearnedStrategy(Strategy[LearnedParams]):
     """
 
     name = "learned"
+    needs_stats = False
     Params = LearnedParams
 
     def __init__(self, params: LearnedParams) -> None:

@@ -66,6 +66,12 @@ class Strategy(ABC, Generic[P]):
             the task is given (the ``complexity`` strategy reads the level).
         handles_escalation: The strategy reads ``request.escalation`` itself;
             otherwise the tier filter raises the minimum tier by it.
+        needs_stats: The strategy reads ``ctx.snapshot.stats`` (observed latency,
+            errors). When neither it nor the latency filter does, the router reads
+            no model's statistics: the snapshot's cost then does not grow with the
+            catalog (one Redis script reads the breakers, counter and budgets
+            only). True by default, so a strategy written before this flag keeps
+            its statistics; the built-in ones that never read them say False.
     """
 
     name: ClassVar[str]
@@ -73,6 +79,7 @@ class Strategy(ABC, Generic[P]):
     needs_task: ClassVar[bool] = False
     needs_classification: ClassVar[bool] = False
     handles_escalation: ClassVar[bool] = False
+    needs_stats: ClassVar[bool] = True
 
     def __init__(self, params: P) -> None:
         self.params = params

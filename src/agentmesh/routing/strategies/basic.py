@@ -50,6 +50,7 @@ class RoundRobinStrategy(Strategy[RoundRobinParams]):
     """
 
     name = "round_robin"
+    needs_stats = False
     Params = RoundRobinParams
 
     def counter_key(self, request: RouteRequest) -> str | None:
@@ -146,6 +147,7 @@ class CheapestStrategy(Strategy[StrategyParams]):
     """Cheapest worst-case cost among the eligible models (the quality floor is a filter)."""
 
     name = "cheapest"
+    needs_stats = False
 
     async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
         """Lowest worst-case cost first."""
@@ -172,6 +174,7 @@ class QualityPerCostStrategy(Strategy[QualityPerCostParams]):
     """Most estimated quality per dollar, from the routing matrix."""
 
     name = "quality_per_cost"
+    needs_stats = False
     Params = QualityPerCostParams
     needs_task = True
 
@@ -216,6 +219,7 @@ class BudgetStrategy(Strategy[BudgetParams]):
     """
 
     name = "budget"
+    needs_stats = False
     Params = BudgetParams
     needs_task = True
 
