@@ -306,6 +306,12 @@ def raw_graph(shape: str, ask: peer.Ask) -> Any:
         graph.add_edge("work", END)
         return graph
 
+    return raw_chain(graph, NODES[shape], ask)
+
+
+def raw_chain(graph: Any, count: int, ask: peer.Ask) -> Any:
+    """``graph`` with ``count`` executors in a line, ``n{i}`` asking with ``n{i-1}``'s answer."""
+
     def executor(name: str, previous: str | None) -> Callable[[RawState], Awaitable[Any]]:
         async def node(state: RawState) -> dict[str, Any]:
             step = state["results"][previous] if previous else "Estimate the yearly cost."
@@ -314,7 +320,6 @@ def raw_graph(shape: str, ask: peer.Ask) -> Any:
 
         return node
 
-    count = NODES[shape]
     for i in range(1, count + 1):
         graph.add_node(f"n{i}", executor(f"n{i}", f"n{i - 1}" if i > 1 else None))
         graph.add_edge(START if i == 1 else f"n{i - 1}", f"n{i}")

@@ -53,12 +53,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import Annotated, Any, TypedDict
+from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import StateGraph
 
 import _peer_stack as peer
+from node_overhead import RawState, raw_chain
 
 MODEL = "m"
 QUESTION = "Should our 12-person company move its file storage to the cloud?"
@@ -92,32 +93,9 @@ def agentmesh_spec(nodes: int) -> Any:
     return wf.spec()
 
 
-def _merge(left: dict[str, str], right: dict[str, str]) -> dict[str, str]:
-    return {**left, **right}
-
-
-class RawState(TypedDict, total=False):
-    input: str
-    results: Annotated[dict[str, str], _merge]
-
-
 def raw_graph(nodes: int, ask: peer.Ask) -> Any:
-    """The chain as a plain LangGraph ``StateGraph`` whose nodes ``await ask(prompt)``."""
-    graph = StateGraph(RawState)
-
-    def executor(name: str, previous: str | None) -> Callable[[RawState], Awaitable[Any]]:
-        async def node(state: RawState) -> dict[str, Any]:
-            step = state["results"][previous] if previous else "Estimate the yearly cost."
-            prompt = f"Overall question: {state['input']}\n\nStep to carry out: {step}"
-            return {"results": {name: await ask(prompt)}}
-
-        return node
-
-    for i in range(1, nodes + 1):
-        graph.add_node(f"n{i}", executor(f"n{i}", f"n{i - 1}" if i > 1 else None))
-        graph.add_edge(START if i == 1 else f"n{i - 1}", f"n{i}")
-    graph.add_edge(f"n{nodes}", END)
-    return graph
+    """The chain as a plain LangGraph ``StateGraph`` (``node_overhead``'s raw chain)."""
+    return raw_chain(StateGraph(RawState), nodes, ask)
 
 
 def rss_mb() -> float:
