@@ -15,6 +15,7 @@ from agentmesh.routing.context import Costs, PriceTable
 from agentmesh.routing.ranked import Fallbacks, Ranked, first_model
 from agentmesh.routing.strategies import basic
 from agentmesh.tracing import attributes as A
+from agentmesh.tracing import decision as decision_span
 
 from .routing_helpers import catalog, request, route, spec
 from .test_tracing_support import span_fixture
@@ -81,6 +82,9 @@ async def test_route_formats_no_note_until_the_decision_is_read(
         return original(s, score)
 
     monkeypatch.setattr(basic, "_cost_note", counting)
+    # An untraced process (an earlier test may have installed a global provider).
+    monkeypatch.setattr(decision_span, "spans_on", lambda: False)
+    monkeypatch.setattr(decision_span, "metrics_on", lambda: False)
     router = Router(catalog(*(spec(f"m{i}", price=(1.0 + i, 2.0)) for i in range(50))))
     decision = await route(router, "cheapest")
     assert decision.chosen == "m0"
