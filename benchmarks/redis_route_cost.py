@@ -15,7 +15,11 @@ What is measured
     False): their snapshot script reads the breakers, the round-robin counter and
     the budgets, whatever the catalog's size. ``least_latency`` reads every
     candidate's statistics, so its script grows with the catalog (what every
-    strategy paid before).
+    strategy paid before). ``least_latency_cached`` is ``least_latency`` on a
+    state with ``stats_cache_s=0.5``: one full read per half second per process,
+    the other snapshots reading breakers, counter and budgets only (other
+    processes' observations are at most 0.5 s stale); its decisions are spaced
+    10 ms apart (100 a second), so one in 50 reads every model's statistics.
 
 How to read the output (one JSON object on stdout)
     ``sizes[N][strategy]``: ``commands_per_route`` (by command and in total),
@@ -55,6 +59,9 @@ SIZES = (10, 100, 1000)
 STRATEGIES = ("cheapest", "round_robin", "least_latency")
 FLAT = ("cheapest", "round_robin")
 SLOW_US = 1000
+CACHE_S = 0.5
+CACHED = "least_latency_cached"
+SPACING_S = 0.01
 
 
 def free_port() -> int:
@@ -111,24 +118,34 @@ def command_stats(info: dict[str, Any]) -> dict[str, tuple[int, int]]:
     return out
 
 
-async def measure(state: RedisRoutingState, size: int, routes: int) -> dict[str, Any]:
-    """Every strategy's commands, server time and slowlog at ``size`` models."""
+async def measure(
+    state: RedisRoutingState, cached: RedisRoutingState, size: int, routes: int
+) -> dict[str, Any]:
+    """Every strategy's commands, server time and slowlog at ``size`` models.
+
+    ``cached`` is a state over the same keys with ``stats_cache_s=CACHE_S``,
+    measured with ``least_latency`` as ``least_latency_cached``.
+    """
     models = synthetic_models(size)
     for model in models:
         for latency in model.latencies_ms:
             await state.observe(model.spec.id, latency_ms=latency, error=None)
-    router = Router(agentmesh_catalog(models), state=state)
+    catalog = agentmesh_catalog(models)
+    routers = {"plain": Router(catalog, state=state), "cached": Router(catalog, state=cached)}
     request = RouteRequest(prompt=PROMPT, node="bench")
     client: Any = state.client
     out: dict[str, Any] = {}
-    for name in STRATEGIES:
-        policy = Policy(strategy=name)
+    for name in (*STRATEGIES, CACHED):
+        policy = Policy(strategy="least_latency" if name == CACHED else name)
+        router = routers["cached" if name == CACHED else "plain"]
         for _ in range(5):
             await router.route(request, policy)
         await client.config_resetstat()
         await client.slowlog_reset()
         for _ in range(routes):
             await router.route(request, policy)
+            if name == CACHED:  # 100 decisions/s: the cache expires every 50 decisions
+                await asyncio.sleep(SPACING_S)
         stats = command_stats(await client.info("commandstats"))
         slow = await client.slowlog_get(10000)
         scripts = [e for e in slow if e["command"].split()[0].lower() in (b"evalsha", "evalsha")]
@@ -166,13 +183,14 @@ async def run(routes: int, sizes: Sequence[int]) -> dict[str, Any]:
         try:
             results: dict[str, Any] = {}
             for size in sizes:
-                state = RedisRoutingState.from_url(
-                    f"redis://127.0.0.1:{port}/0", prefix=f"bench:{uuid.uuid4().hex[:8]}:"
-                )
+                url, prefix = f"redis://127.0.0.1:{port}/0", f"bench:{uuid.uuid4().hex[:8]}:"
+                state = RedisRoutingState.from_url(url, prefix=prefix)
+                cached = RedisRoutingState.from_url(url, prefix=prefix, stats_cache_s=CACHE_S)
                 try:
-                    results[str(size)] = await measure(state, size, routes)
+                    results[str(size)] = await measure(state, cached, size, routes)
                 finally:
                     await state.aclose()
+                    await cached.aclose()
             redis_version = (await state_info(port))["redis_version"]
         finally:
             server.terminate()

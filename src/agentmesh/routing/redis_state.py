@@ -128,6 +128,13 @@ class RedisRoutingState:
             (``None``: never). A resumed run re-seeds its spending from its
             checkpoint, so nothing needed is lost.
         counter_ttl_s: Round-robin counters expire this long after their last use.
+        stats_cache_s: A snapshot reuses the model statistics it read for this
+            long in this process (0: read them every time), so a strategy that
+            reads every model's statistics (``least_latency``) pays one large
+            script per period instead of one per decision. Staleness is bounded
+            by it: other processes' observations show up within ``stats_cache_s``,
+            this process's own at once (an ``observe`` drops the cache). Breakers,
+            counters, budgets and quality are always read fresh.
         owns_client: Close ``client`` in :meth:`aclose`.
     """
 
@@ -142,6 +149,7 @@ class RedisRoutingState:
         stats_ttl_s: float | None = _DAY,
         run_ttl_s: float | None = 7 * _DAY,
         counter_ttl_s: float | None = _DAY,
+        stats_cache_s: float = 0.0,
         owns_client: bool = False,
     ) -> None:
         if not 0 < ewma_alpha <= 1:
@@ -156,7 +164,12 @@ class RedisRoutingState:
         self._stats_ttl = _ms(stats_ttl_s)
         self._run_ttl = _ms(run_ttl_s)
         self._counter_ttl = _ms(counter_ttl_s)
+        if stats_cache_s < 0:
+            raise ValueError(f"stats_cache_s must be >= 0, got {stats_cache_s}")
         self._owns = owns_client
+        self._stats_cache_s = stats_cache_s
+        # (models read, when, their stats): the last statistics read, while fresh.
+        self._stats_cache: tuple[tuple[str, ...], float, dict[str, ModelStats]] | None = None
         self._breakers = f"{prefix}breakers"
         self._tasks = f"{prefix}tasks"
         self._snapshot = _Guarded(client.register_script(_SNAPSHOT), "snapshot")
@@ -238,7 +251,16 @@ class RedisRoutingState:
         budget_keys: Sequence[str] = (),
         counter: str | None = None,
     ) -> Snapshot:
-        """Read what a decision needs (and increment ``counter``) in one script."""
+        """Read what a decision needs (and increment ``counter``) in one script.
+
+        With ``stats_cache_s``, statistics read less than that long ago for the
+        same models are reused and the script reads none.
+        """
+        now = self._clock()
+        wanted = tuple(models)
+        cached = self._stats_cache
+        reuse = cached is not None and now - cached[1] < self._stats_cache_s and cached[0] == wanted
+        models = () if reuse else wanted
         keys = [self._breakers]
         if task is not None:
             keys.append(self._key("quality", task))
@@ -246,7 +268,6 @@ class RedisRoutingState:
             keys.append(self._key("counter", counter))
         keys.extend(self._key("stats", m) for m in models)
         keys.extend(self._budget_keys(budget_keys))
-        now = self._clock()
         args = (
             len(models),
             len(budget_keys),
@@ -258,8 +279,13 @@ class RedisRoutingState:
         reply = json.loads(await self._snapshot(keys=keys, args=args))
         breakers, quality, count, stats, spent = reply
         # cjson writes an empty Lua table as an object ({}); every table here is a list.
+        read = {m: _stats(f) for m, f in zip(models, stats or (), strict=True) if f}
+        if reuse and cached is not None:
+            read = cached[2]
+        elif wanted and self._stats_cache_s > 0:
+            self._stats_cache = (wanted, now, read)
         return Snapshot(
-            stats={m: _stats(f) for m, f in zip(models, stats or (), strict=True) if f},
+            stats=read,
             breakers={m: decode_breaker(b) for m, b in _pairs(breakers or ()).items()},
             quality={m: _cell(c) for m, c in _pairs(quality or ()).items()},
             spent={k: _float(v) or 0.0 for k, v in zip(budget_keys, spent or (), strict=True)},
@@ -288,6 +314,7 @@ class RedisRoutingState:
                 self._stats_ttl,
             ],
         )
+        self._stats_cache = None  # this process sees its own observations at once
         return _stats([_text(f) for f in fields])
 
     async def add_quality(self, task: str, model: str, total: float, count: int = 1) -> QualityCell:
