@@ -48,6 +48,7 @@ def test_best_first_then_cheaper_lower_tier_id_on_ties() -> None:
     assert ranked[-1].model == "d"
     assert len(ranked) == 4
     assert ranked == [tuple(c) for c in ranked], "compares by value"
+    assert hash(ranked) == hash(Ranked(specs, [1.0, 1.0, 1.0, 0.0], costs, note))
 
 
 def test_an_ordered_rotation_is_kept_as_given() -> None:

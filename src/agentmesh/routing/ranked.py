@@ -121,6 +121,9 @@ class Ranked(Sequence[Candidate]):
             return tuple(self) == tuple(other)
         return NotImplemented
 
+    def __hash__(self) -> int:  # immutable in content: the lazy parts only cache
+        return hash(tuple(self.models()))
+
     def __repr__(self) -> str:
         return f"Ranked({list(self)!r})"
 
@@ -170,6 +173,9 @@ class Fallbacks(Sequence[str]):
         if isinstance(other, Sequence) and not isinstance(other, str):
             return self._all() == tuple(other)
         return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._all())
 
     def __repr__(self) -> str:
         return f"Fallbacks({list(self._all())!r})"
