@@ -81,6 +81,11 @@ class Costs(Mapping[str, float]):
                 ]
         return self._values
 
+    @property
+    def table(self) -> PriceTable:
+        """The catalog's price columns these costs are computed from."""
+        return self._table
+
     def column(self, specs: Sequence[ModelSpec]) -> list[float]:
         """The costs of ``specs``, in their order (the whole catalog's: no lookups)."""
         if specs is self._table.specs:
@@ -154,6 +159,13 @@ class RouteContext(NamedTuple):
         """Every model's worst-case cost, computed at once (see :class:`Costs`)."""
         costs = self.costs
         return costs.all() if isinstance(costs, Costs) else costs
+
+    def ids_of(self, specs: Sequence[ModelSpec]) -> Sequence[str]:
+        """The ids of ``specs`` in order (the catalog's own, precomputed, for the whole catalog)."""
+        costs = self.costs
+        if isinstance(costs, Costs) and specs is costs.table.specs:
+            return costs.table.ids
+        return [s.id for s in specs]
 
     def cost_column(self, specs: Sequence[ModelSpec]) -> list[float]:
         """The worst-case costs of ``specs``, in their order, computed at once."""

@@ -119,10 +119,9 @@ class LeastLatencyStrategy(Strategy[LeastLatencyParams]):
         pick = _LATENCY[metric]
         unseen = 1.0 if self.params.explore else -1e12
         stats = ctx.snapshot.stats
-        get = stats.get
         scores = [
-            unseen if (seen := get(spec.id)) is None or (value := pick(seen)) is None else -value
-            for spec in candidates
+            unseen if seen is None or (value := pick(seen)) is None else -value
+            for seen in map(stats.get, ctx.ids_of(candidates))
         ]
 
         def latency(model: str) -> float | None:
