@@ -133,6 +133,9 @@ def test_costs_read_one_or_all_match_each_models_own_cost(
     want = {s.id: s.cost(exact.get(s.id, 40), min(wanted, s.max_output_tokens)) for s in specs}
     one = Costs(table, 40, wanted, exact)
     assert {m: one[m] for m in ("b", "a")} == pytest.approx(want), "one model at a time"
+    many = Costs(table, 40, wanted, exact)
+    reads = [many[m] for _ in range(10) for m in ("a", "b")]  # past 8: one pass for all
+    assert reads == pytest.approx([want["a"], want["b"]] * 10)
     bulk = Costs(table, 40, wanted, exact)
     assert bulk.column(table.specs) == pytest.approx([want["a"], want["b"]])
     assert bulk.column([specs[1]]) == pytest.approx([want["b"]])

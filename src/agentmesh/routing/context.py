@@ -45,7 +45,9 @@ class Costs(Mapping[str, float]):
     One model's cost is computed on its own (the reservation, a tie-break);
     :meth:`column` and :meth:`all` compute every model's at once, in one pass
     over the price columns, for the strategies and filters that read them all
-    (``cheapest``, the budget filter); later reads use that pass.
+    (``cheapest``, the budget filter); later reads use that pass. Past
+    ``_SINGLE_READS`` one-model reads (a filter walking every model) the next
+    read makes that pass too.
 
     Args:
         table: The catalog's price columns.
@@ -54,7 +56,9 @@ class Costs(Mapping[str, float]):
         exact: Exact prompt tokens for the models whose tokenizer counted them.
     """
 
-    __slots__ = ("_all", "_exact", "_table", "_tokens", "_values", "_wanted")
+    __slots__ = ("_all", "_exact", "_reads", "_table", "_tokens", "_values", "_wanted")
+
+    _SINGLE_READS = 8
 
     def __init__(
         self, table: PriceTable, tokens: int, wanted: int, exact: Mapping[str, int]
@@ -65,6 +69,7 @@ class Costs(Mapping[str, float]):
         self._exact = exact
         self._values: list[float] | None = None
         self._all: dict[str, float] | None = None
+        self._reads = 0
 
     def _column(self) -> list[float]:
         if self._values is None:
@@ -106,6 +111,9 @@ class Costs(Mapping[str, float]):
         at = t.index[model]
         if self._values is not None:
             return self._values[at]
+        self._reads += 1
+        if self._reads > self._SINGLE_READS:
+            return self._column()[at]
         wanted, cap = self._wanted, t.caps[at]
         tokens = self._exact.get(model, self._tokens) if self._exact else self._tokens
         return tokens * t.per_in[at] + (wanted if wanted < cap else cap) * t.per_out[at]
