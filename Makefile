@@ -47,4 +47,6 @@ bench: install
 	$(PY) benchmarks/node_instructions.py
 	$(PY) benchmarks/router_eval.py
 	$(PY) benchmarks/state_overhead.py
+	$(PY) benchmarks/run_concurrency.py
+	$(PY) benchmarks/redis_route_cost.py
 	$(PY) benchmarks/startup.py

@@ -72,7 +72,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import httpx
@@ -90,6 +90,9 @@ TARGET_ADDED_MEDIAN_MS = 0.5
 ARM_HEADER = "x-bench-arm"
 BASELINE = "baseline"
 AGENTMESH = "agentmesh"
+OPENAI = "openai"
+TARGET_P99_VS_OPENAI = 2.0
+"""At 64 callers: agentmesh calls/s >= the openai SDK's, p99 <= this times its p99 (#26)."""
 DEFAULT_CLIENT = "default-client"
 PROMPT = "Reply with the word ok."
 FULL_CALLS = 4000
@@ -129,6 +132,21 @@ def arm_client(arm: str) -> httpx.AsyncClient:
     client = default_http_client()
     client.headers[ARM_HEADER] = arm
     return client
+
+
+def openai_client(base_url: str) -> Any:
+    """The ``openai`` SDK's own async client on the stub (its default pool), or ``None``.
+
+    No retries (the stub never fails; a retry would hide a slow call), the arm's
+    header for the server's connection counts.
+    """
+    try:
+        import openai
+    except ImportError:
+        return None
+    return openai.AsyncOpenAI(
+        base_url=base_url, api_key="x", max_retries=0, default_headers={ARM_HEADER: OPENAI}
+    )
 
 
 def stub_spec(model_id: str, base_url: str, headers: Mapping[str, str] | None = None) -> ModelSpec:
@@ -200,6 +218,7 @@ async def measure_level(
     baseline_http = arm_client(BASELINE)
     gateway_http = arm_client(AGENTMESH)
     gateway = Gateway(Catalog([stub_spec("stub", server.base_url)]), http=gateway_http)
+    sdk = openai_client(server.base_url)
 
     async def baseline_call() -> None:
         response = await baseline_http.post(url, json=body)
@@ -208,7 +227,13 @@ async def measure_level(
     async def agentmesh_call() -> None:
         await gateway.invoke("stub", request)
 
+    async def openai_call() -> None:
+        if sdk is not None:
+            await sdk.chat.completions.create(**body)
+
     arms: dict[str, Call] = {BASELINE: baseline_call, AGENTMESH: agentmesh_call}
+    if sdk is not None:
+        arms[OPENAI] = openai_call
     per_worker = SEQUENTIAL_ROUND if concurrency == 1 else CALLS_PER_WORKER_PER_ROUND
     rounds = max(2, math.ceil(calls / (concurrency * per_worker)))
     samples = {arm: ArmSamples() for arm in arms}
@@ -221,10 +246,12 @@ async def measure_level(
         answer = await gateway.invoke("stub", request)
         if answer.text != "ok" or answer.usage.input_tokens != 5:
             raise RuntimeError(f"unexpected gateway answer: {answer!r}")
-        for arm in (BASELINE, AGENTMESH, BASELINE, AGENTMESH):
+        names = list(arms)
+        for arm in names * 2:
             await run_round(arms[arm], concurrency, max(1, per_worker // 2))
         for index in range(rounds):
-            order = (BASELINE, AGENTMESH) if index % 2 == 0 else (AGENTMESH, BASELINE)
+            shift = index % len(names)
+            order = names[shift:] + names[:shift]
             for arm in order:
                 gc.collect()
                 latencies, wall = await run_round(arms[arm], concurrency, per_worker)
@@ -235,8 +262,22 @@ async def measure_level(
         await gateway.aclose()
         await baseline_http.aclose()
         await gateway_http.aclose()
+        if sdk is not None:
+            await sdk.close()
     base = summarize(samples[BASELINE], *arm_counts(before, after, BASELINE))
     mesh = summarize(samples[AGENTMESH], *arm_counts(before, after, AGENTMESH))
+    vs_sdk: dict[str, Any] = {"skipped": "the openai package is not installed"}
+    if sdk is not None:
+        theirs = summarize(samples[OPENAI], *arm_counts(before, after, OPENAI))
+        vs_sdk = {
+            "openai": theirs,
+            "throughput_ratio": round(mesh["throughput_rps"] / theirs["throughput_rps"], 3),
+            "p99_ratio": round(mesh["p99_ms"] / theirs["p99_ms"], 3),
+            "added_median_ms": round(mesh["median_ms"] - theirs["median_ms"], 4),
+        }
+        vs_sdk["meets"] = (
+            vs_sdk["throughput_ratio"] >= 1.0 and vs_sdk["p99_ratio"] <= TARGET_P99_VS_OPENAI
+        )
     return {
         "concurrency": concurrency,
         "calls": len(samples[BASELINE].latencies),
@@ -251,6 +292,7 @@ async def measure_level(
         ),
         "added_median_within_target": mesh["median_ms"] - base["median_ms"]
         <= TARGET_ADDED_MEDIAN_MS,
+        "vs_openai_sdk": vs_sdk,
     }
 
 
@@ -315,6 +357,7 @@ async def run(calls: int) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "httpx": version("httpx"),
         "httpcore": version("httpcore"),
+        "openai": _version_or_none("openai"),
         "server": "stdlib asyncio HTTP/1.1 stub in a separate process",
         "server_port": server.port,
         "request_body": body,
@@ -325,7 +368,23 @@ async def run(calls: int) -> dict[str, Any]:
         "target_basis": TARGET_BASIS,
         "pooled": pooled,
         "meets_target": pooled and all(r["added_median_within_target"] for r in results),
+        "target_vs_openai_sdk": (
+            f"at 64 callers: agentmesh calls/s >= openai SDK calls/s and p99 <= "
+            f"{TARGET_P99_VS_OPENAI:g}x its p99, and <= {TARGET_ADDED_MEDIAN_MS} ms added "
+            "median over bare httpx at 1 caller"
+        ),
+        "meets_vs_openai_sdk": all(
+            r["vs_openai_sdk"].get("meets") for r in results if r["concurrency"] > 1
+        )
+        and results[0]["added_median_within_target"],
     }
+
+
+def _version_or_none(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,6 +85,7 @@ _ROUTE = {
     "agentmesh.route.reason": "cheapest capable: m ($0.000000 worst case)",
     "agentmesh.route.candidates": ("m",),
     "agentmesh.route.candidates.scores": (-0.0,),
+    "agentmesh.route.candidates.notes": ("$0.000000 worst case",),
     "agentmesh.route.fallbacks": (),
     "agentmesh.route.decision_id": "b7275c88-1",
 }

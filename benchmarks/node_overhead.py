@@ -41,8 +41,10 @@ once installed, and an installed provider turns agentmesh's spans on)
 
 How it is timed
     Each run (one graph invocation) is timed on its own with
-    ``time.perf_counter_ns()`` after untimed warm-up runs, the garbage collector
-    collected before and disabled during each block of runs. Inside a process the
+    ``time.perf_counter_ns()`` after untimed warm-up runs, with the garbage
+    collector on, as users run (collected once before the first block; it used to
+    be disabled during each block, which hid the cost of agentmesh's larger object
+    churn from the ratios). Inside a process the
     shapes (and modes) alternate block by block; the processes alternate
     (``raw``, ``agentmesh_off``, ``agentmesh_on``, rotated every round) for
     ``--rounds`` rounds, so slow phases of a shared machine hit every variant. A
@@ -304,6 +306,12 @@ def raw_graph(shape: str, ask: peer.Ask) -> Any:
         graph.add_edge("work", END)
         return graph
 
+    return raw_chain(graph, NODES[shape], ask)
+
+
+def raw_chain(graph: Any, count: int, ask: peer.Ask) -> Any:
+    """``graph`` with ``count`` executors in a line, ``n{i}`` asking with ``n{i-1}``'s answer."""
+
     def executor(name: str, previous: str | None) -> Callable[[RawState], Awaitable[Any]]:
         async def node(state: RawState) -> dict[str, Any]:
             step = state["results"][previous] if previous else "Estimate the yearly cost."
@@ -312,7 +320,6 @@ def raw_graph(shape: str, ask: peer.Ask) -> Any:
 
         return node
 
-    count = NODES[shape]
     for i in range(1, count + 1):
         graph.add_node(f"n{i}", executor(f"n{i}", f"n{i - 1}" if i > 1 else None))
         graph.add_edge(START if i == 1 else f"n{i - 1}", f"n{i}")
@@ -457,7 +464,9 @@ async def raw_child(args: ChildArgs) -> dict[str, Any]:
     from agentmesh.models import Gateway
 
     async with Gateway(catalog()) as gateway:
-        times, _ = await measure(raw_runners(peer.gateway_ask(gateway, MODEL)), plans(args.quick))
+        times, _ = await measure(
+            raw_runners(peer.gateway_ask(gateway, MODEL)), plans(args.quick), gc_on=True
+        )
     return {"times_ns": times}
 
 
@@ -466,7 +475,7 @@ async def agentmesh_off_child(args: ChildArgs) -> dict[str, Any]:
     from agentmesh.graph import Runtime
 
     async with Runtime.open(catalog(), prompts=PROMPTS) as runtime:
-        times, _ = await measure(agentmesh_runners(runtime), plans(args.quick))
+        times, _ = await measure(agentmesh_runners(runtime), plans(args.quick), gc_on=True)
     return {"times_ns": times}
 
 
@@ -479,7 +488,7 @@ async def agentmesh_on_child(args: ChildArgs) -> dict[str, Any]:
         async with Runtime.open(catalog(), prompts=PROMPTS) as runtime:
             runners = agentmesh_runners(runtime)
             written = span_counter(handle, args.trace_file)
-            times, facts = await measure(runners, plans(args.quick), written)
+            times, facts = await measure(runners, plans(args.quick), written, gc_on=True)
     expected = sum(facts["spans_per_run"][k] * n for k, n in facts["runs"].items())
     facts |= {"spans_expected": expected, "spans_written": count_lines(args.trace_file)}
     return {"times_ns": times, "tracing": facts}

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.errors import GraphRecursionError
 from langgraph.types import Durability
 
@@ -26,6 +25,7 @@ from agentmesh._redact import scrub_credentials
 from agentmesh.graph.checkpoints import CheckpointError
 from agentmesh.graph.checks import Locate, check_graph, no_location
 from agentmesh.graph.compile import compile_graph
+from agentmesh.graph.memory_saver import RunMemorySaver
 from agentmesh.graph.nodes import NodeFailed
 from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import GraphSpec, JudgeNode
@@ -186,7 +186,7 @@ class GraphRunner:
         # the running step. The default in-memory one dies with the process: "async"
         # (stored while the next step runs) is enough, and cheaper.
         self._durability: Durability = "sync" if checkpointer is not None else "async"
-        self.checkpointer = checkpointer if checkpointer is not None else InMemorySaver()
+        self.checkpointer = checkpointer if checkpointer is not None else RunMemorySaver()
         self.compiled = compile_graph(graph, runtime, checkpointer=self.checkpointer, check=False)
         self._limit = _recursion_limit(graph)
 
@@ -283,6 +283,7 @@ class GraphRunner:
             scope.set(COST_USD, cost)
         if error is None and self._forget_finished:
             await self.checkpointer.adelete_thread(run_id)  # in memory: cannot fail
+        await self._release_budget(run_id)
         return RunResult(
             run_id=run_id,
             workflow=graph.name,
@@ -298,6 +299,18 @@ class GraphRunner:
             simulated=any(s.get("simulated") for s in steps),
             resumed=resume,
         )
+
+    async def _release_budget(self, run_id: str) -> None:
+        """Forget the run's budget in the routing state (the run TTL covers a failure here)."""
+        try:
+            await self.runtime.router.end_run(run_id)
+        except Exception as exc:  # cleanup only: the result is complete, the TTL frees it
+            stores = {
+                "checkpoint store": self.checkpointer,
+                "routing state": self.runtime.router.state,
+            }
+            if _dependency_failure(exc, stores) is None:
+                raise
 
 
 async def run_graph(

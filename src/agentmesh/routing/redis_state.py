@@ -43,11 +43,27 @@ key                                 type      expires
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
+from agentmesh.routing.redis_scripts import (
+    _ADD_QUALITY,
+    _OBSERVE,
+    _RESERVE,
+    _SETTLE,
+    _SNAPSHOT,
+    _SWAP_BREAKER,
+    _arg,
+    _cell,
+    _float,
+    _ms,
+    _pairs,
+    _stats,
+    _text,
+    decode_breaker,
+    encode_breaker,
+)
 from agentmesh.routing.state import BreakerState, ModelStats, QualityCell, Snapshot, StateError
 
 if TYPE_CHECKING:
@@ -73,278 +89,6 @@ DEFAULT_POOL_TIMEOUT_S = 20.0
 """How long a command waits for a free connection (``?pool_timeout_s=``) before failing."""
 
 _DAY = 86_400.0
-_STATS_FIELDS = ("calls", "errors", "ewma", "p95", "streak", "streak_at", "last_error")
-_BREAKER_STATES = frozenset({"closed", "open", "half_open"})
-
-# Shared Lua helpers: exact float formatting (17 significant digits round-trip a double).
-_LUA_NUM = """
-local function num(x) return string.format('%.17g', x) end
-local function put(key, value, ttl)
-  if ttl > 0 then redis.call('SET', key, value, 'PX', ttl) else redis.call('SET', key, value) end
-end
--- Settled spending of a budget plus its live holds, in the holds' insertion order (as the
--- in-memory state adds them). drop: delete expired holds on the way.
-local function spending(budget, holds, now, drop)
-  local spent = tonumber(redis.call('GET', budget) or '0')
-  local flat = redis.call('HGETALL', holds)
-  for j = 1, #flat, 2 do
-    local amount, expires = string.match(flat[j + 1], '^(%S+) (%S+)$')
-    if expires ~= '-' and tonumber(expires) <= now then
-      if drop then redis.call('HDEL', holds, flat[j]) end
-    else
-      spent = spent + tonumber(amount)
-    end
-  end
-  return spent
-end
-"""
-
-# KEYS: breakers, [quality], [counter], stats x n, budgets x m, their hold hashes x m
-# ARGV: n, m, has_quality, has_counter, counter_ttl_ms, now
-_SNAPSHOT = (
-    _LUA_NUM
-    + """
-local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])
-local i = 2
-local quality, counter = {}, false
-local breakers = redis.call('HGETALL', KEYS[1])
-if ARGV[3] == '1' then quality = redis.call('HGETALL', KEYS[i]); i = i + 1 end
-if ARGV[4] == '1' then
-  counter = redis.call('INCR', KEYS[i]) - 1
-  local ttl = tonumber(ARGV[5])
-  if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
-  i = i + 1
-end
-local stats = {}
-for j = 1, n do
-  local f = redis.call('HMGET', KEYS[i], 'calls', 'errors', 'ewma', 'p95', 'streak',
-                       'streak_at', 'last_error')
-  if f[1] then stats[j] = f else stats[j] = false end
-  i = i + 1
-end
-local spent = {}
-local now = tonumber(ARGV[6])
-for j = 1, m do
-  spent[j] = num(spending(KEYS[i], KEYS[i + m], now, false))
-  i = i + 1
-end
--- One JSON string: parsed by json.loads (C) instead of ~100 nested RESP elements parsed
--- one by one by the client (halves the snapshot's cost). Every number is already a
--- string (exact), except the counter (an integer).
-return cjson.encode({breakers, quality, counter, stats, spent})
-"""
-)
-
-# KEYS: stats hash, latency list
-# ARGV: latency_ms or '', error or '', failure_window_s, now, alpha, window, ttl_ms
-_OBSERVE = (
-    _LUA_NUM
-    + """
-local f = redis.call('HMGET', KEYS[1], 'calls', 'errors', 'ewma', 'p95', 'streak',
-                     'streak_at', 'last_error')
-local calls = (tonumber(f[1]) or 0) + 1
-local errors = tonumber(f[2]) or 0
-local ewma, p95 = f[3] or '', f[4] or ''
-local streak = tonumber(f[5]) or 0
-local started, last = f[6] or '', f[7] or ''
-if ARGV[2] ~= '' then
-  errors = errors + 1
-  if started == '' or tonumber(ARGV[4]) - tonumber(started) > tonumber(ARGV[3]) then
-    streak, started = 1, ARGV[4]
-  else
-    streak = streak + 1
-  end
-  last = ARGV[2]
-else
-  streak, started = 0, ''
-  if ARGV[1] ~= '' then
-    local ms = tonumber(ARGV[1])
-    redis.call('LPUSH', KEYS[2], ARGV[1])
-    redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
-    if ewma == '' then
-      ewma = ARGV[1]
-    else
-      local e = tonumber(ewma)
-      ewma = num(e + tonumber(ARGV[5]) * (ms - e))
-    end
-    local window = redis.call('LRANGE', KEYS[2], 0, -1)
-    local sorted = {}
-    for k, v in ipairs(window) do sorted[k] = tonumber(v) end
-    table.sort(sorted)
-    local rank = math.min(#sorted - 1, math.floor(0.95 * #sorted))
-    p95 = num(sorted[rank + 1])
-  end
-end
-local out = {tostring(calls), tostring(errors), ewma, p95, tostring(streak), started, last}
-redis.call('HSET', KEYS[1], 'calls', out[1], 'errors', out[2], 'ewma', out[3], 'p95', out[4],
-           'streak', out[5], 'streak_at', out[6], 'last_error', out[7])
-local ttl = tonumber(ARGV[7])
-if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end
-end
-return out
-"""
-)
-
-# KEYS: quality:{task}, tasks.  ARGV: model, total, count, task
-_ADD_QUALITY = (
-    _LUA_NUM
-    + """
-local total, count = 0, 0
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-if old then
-  local t, c = string.match(old, '^(%S+) (%S+)$')
-  total, count = tonumber(t), tonumber(c)
-end
-local cell = num(total + tonumber(ARGV[2])) .. ' ' .. string.format('%d', count + tonumber(ARGV[3]))
-redis.call('HSET', KEYS[1], ARGV[1], cell)
-redis.call('SADD', KEYS[2], ARGV[4])
-return cell
-"""
-)
-
-# KEYS: breakers.  ARGV: model, expected ('' = closed), new ('' = closed)
-_SWAP_BREAKER = """
-local current = redis.call('HGET', KEYS[1], ARGV[1]) or ''
-if current ~= ARGV[2] then return 0 end
-if ARGV[3] == '' then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-else
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-end
-return 1
-"""
-
-# KEYS: budget keys (k), then their hold hashes (k).
-# ARGV: amount, k limits, k ttls (ms, 0 = none), hold ('' = none), now, expiry ('-' = none),
-#       lease (ms, 0 = none)
-# Returns 0 when reserved, else the 1-based index of the first limit that refuses.
-_RESERVE = (
-    _LUA_NUM
-    + """
-local amount, k = tonumber(ARGV[1]), #KEYS / 2
-local hold, now = ARGV[2 + 2 * k], tonumber(ARGV[3 + 2 * k])
-local expiry, lease = ARGV[4 + 2 * k], tonumber(ARGV[5 + 2 * k])
-for i = 1, k do
-  local spent = spending(KEYS[i], KEYS[k + i], now, true)
-  if spent + amount > tonumber(ARGV[1 + i]) + 1e-12 then return i end
-end
-for i = 1, k do
-  local ttl = tonumber(ARGV[1 + k + i])
-  if hold == '' then
-    put(KEYS[i], num(tonumber(redis.call('GET', KEYS[i]) or '0') + amount), ttl)
-  else
-    local holds = KEYS[k + i]
-    local existed = redis.call('EXISTS', holds) == 1
-    redis.call('HSET', holds, hold, num(amount) .. ' ' .. expiry)
-    -- The hash lives as long as its longest-lived hold could: never shortened.
-    local want = math.max(lease, ttl)
-    if lease == 0 and ttl == 0 then want = 0 end
-    local current = redis.call('PTTL', holds)
-    if want == 0 then
-      if current >= 0 then redis.call('PERSIST', holds) end
-    elseif not existed or (current >= 0 and current < want) then
-      redis.call('PEXPIRE', holds, want)
-    end
-  end
-end
-return 0
-"""
-)
-
-# KEYS: budget keys (k), then their hold hashes (k).
-# ARGV: reserved, actual, k ttls (ms, 0 = none), hold ('' = none)
-_SETTLE = (
-    _LUA_NUM
-    + """
-local reserved, actual, k = tonumber(ARGV[1]), tonumber(ARGV[2]), #KEYS / 2
-local hold = ARGV[3 + k]
-for i = 1, k do
-  local spent = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if hold == '' then
-    spent = spent - reserved + actual
-    if spent < 0 then spent = 0 end
-  else
-    redis.call('HDEL', KEYS[k + i], hold)
-    spent = spent + actual
-  end
-  put(KEYS[i], num(spent), tonumber(ARGV[2 + i]))
-end
-return 0
-"""
-)
-
-
-def _text(value: Any) -> str:
-    """A reply value as text (clients may or may not decode responses)."""
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _float(value: Any) -> float | None:
-    text = "" if value is None else _text(value)
-    return float(text) if text else None
-
-
-def _arg(value: float) -> str:
-    """A float as an exact Lua number literal (``repr`` round-trips; infinities spelled out)."""
-    value = float(value) + 0.0  # -0.0 -> 0.0
-    if math.isinf(value):
-        return "1e999" if value > 0 else "-1e999"
-    return repr(value)
-
-
-def _ms(seconds: float | None) -> int:
-    """A TTL in whole milliseconds for Lua (0 = never expires)."""
-    return 0 if seconds is None or seconds <= 0 else max(1, round(seconds * 1000))
-
-
-def encode_breaker(breaker: BreakerState) -> str:
-    """The stored form of a breaker; ``""`` for the default closed one (never stored).
-
-    Encoding is canonical (``repr`` of floats), so equal breakers encode equally
-    and the compare-and-set can compare strings on the server. Closed breakers
-    other than the default one encode to a value that is never stored, so a
-    compare-and-set expecting them fails, as in memory.
-    """
-    if breaker == BreakerState():
-        return ""
-    return f"{breaker.state}|{_arg(breaker.until)}|{int(breaker.probes)}|{breaker.reason}"
-
-
-def decode_breaker(stored: str) -> BreakerState:
-    """Inverse of :func:`encode_breaker`."""
-    if not stored:
-        return BreakerState()
-    state, until, probes, reason = stored.split("|", 3)
-    if state not in _BREAKER_STATES:
-        raise ValueError(f"stored breaker {stored!r}: unknown state {state!r}")
-    kind = cast(Literal["closed", "open", "half_open"], state)
-    return BreakerState(kind, until=float(until), reason=reason, probes=int(probes))
-
-
-def _stats(fields: Sequence[str]) -> ModelStats:
-    """Stats from the stored fields (``_STATS_FIELDS`` order, text, ``""`` for none)."""
-    calls, errors, ewma, p95, streak, started, last = fields
-    return ModelStats(
-        calls=int(calls),
-        errors=int(errors),
-        ewma_latency_ms=float(ewma) if ewma else None,
-        p95_latency_ms=float(p95) if p95 else None,
-        consecutive_failures=int(streak),
-        streak_started_at=float(started) if started else None,
-        last_error=last or None,
-    )
-
-
-def _cell(stored: Any) -> QualityCell:
-    total, count = _text(stored).split(" ")
-    return QualityCell(float(total), int(count))
-
-
-def _pairs(flat: Sequence[Any]) -> dict[str, str]:
-    """A flat ``[field, value, ...]`` reply (HGETALL inside Lua) as a dict."""
-    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
 class _Guarded:
@@ -384,6 +128,13 @@ class RedisRoutingState:
             (``None``: never). A resumed run re-seeds its spending from its
             checkpoint, so nothing needed is lost.
         counter_ttl_s: Round-robin counters expire this long after their last use.
+        stats_cache_s: A snapshot reuses the model statistics it read for this
+            long in this process (0: read them every time), so a strategy that
+            reads every model's statistics (``least_latency``) pays one large
+            script per period instead of one per decision. Staleness is bounded
+            by it: other processes' observations show up within ``stats_cache_s``,
+            this process's own at once (an ``observe`` drops the cache). Breakers,
+            counters, budgets and quality are always read fresh.
         owns_client: Close ``client`` in :meth:`aclose`.
     """
 
@@ -398,6 +149,7 @@ class RedisRoutingState:
         stats_ttl_s: float | None = _DAY,
         run_ttl_s: float | None = 7 * _DAY,
         counter_ttl_s: float | None = _DAY,
+        stats_cache_s: float = 0.0,
         owns_client: bool = False,
     ) -> None:
         if not 0 < ewma_alpha <= 1:
@@ -412,7 +164,12 @@ class RedisRoutingState:
         self._stats_ttl = _ms(stats_ttl_s)
         self._run_ttl = _ms(run_ttl_s)
         self._counter_ttl = _ms(counter_ttl_s)
+        if stats_cache_s < 0:
+            raise ValueError(f"stats_cache_s must be >= 0, got {stats_cache_s}")
         self._owns = owns_client
+        self._stats_cache_s = stats_cache_s
+        # (models read, when, their stats): the last statistics read, while fresh.
+        self._stats_cache: tuple[tuple[str, ...], float, dict[str, ModelStats]] | None = None
         self._breakers = f"{prefix}breakers"
         self._tasks = f"{prefix}tasks"
         self._snapshot = _Guarded(client.register_script(_SNAPSHOT), "snapshot")
@@ -494,7 +251,16 @@ class RedisRoutingState:
         budget_keys: Sequence[str] = (),
         counter: str | None = None,
     ) -> Snapshot:
-        """Read what a decision needs (and increment ``counter``) in one script."""
+        """Read what a decision needs (and increment ``counter``) in one script.
+
+        With ``stats_cache_s``, statistics read less than that long ago for the
+        same models are reused and the script reads none.
+        """
+        now = self._clock()
+        wanted = tuple(models)
+        cached = self._stats_cache
+        reuse = cached is not None and now - cached[1] < self._stats_cache_s and cached[0] == wanted
+        models = () if reuse else wanted
         keys = [self._breakers]
         if task is not None:
             keys.append(self._key("quality", task))
@@ -502,7 +268,6 @@ class RedisRoutingState:
             keys.append(self._key("counter", counter))
         keys.extend(self._key("stats", m) for m in models)
         keys.extend(self._budget_keys(budget_keys))
-        now = self._clock()
         args = (
             len(models),
             len(budget_keys),
@@ -514,8 +279,13 @@ class RedisRoutingState:
         reply = json.loads(await self._snapshot(keys=keys, args=args))
         breakers, quality, count, stats, spent = reply
         # cjson writes an empty Lua table as an object ({}); every table here is a list.
+        read = {m: _stats(f) for m, f in zip(models, stats or (), strict=True) if f}
+        if reuse and cached is not None:
+            read = cached[2]
+        elif wanted and self._stats_cache_s > 0:
+            self._stats_cache = (wanted, now, read)
         return Snapshot(
-            stats={m: _stats(f) for m, f in zip(models, stats or (), strict=True) if f},
+            stats=read,
             breakers={m: decode_breaker(b) for m, b in _pairs(breakers or ()).items()},
             quality={m: _cell(c) for m, c in _pairs(quality or ()).items()},
             spent={k: _float(v) or 0.0 for k, v in zip(budget_keys, spent or (), strict=True)},
@@ -544,6 +314,7 @@ class RedisRoutingState:
                 self._stats_ttl,
             ],
         )
+        self._stats_cache = None  # this process sees its own observations at once
         return _stats([_text(f) for f in fields])
 
     async def add_quality(self, task: str, model: str, total: float, count: int = 1) -> QualityCell:
@@ -628,6 +399,11 @@ class RedisRoutingState:
                 hold or "",
             ],
         )
+
+    async def forget_budgets(self, keys: Sequence[str]) -> None:
+        """Delete the keys' totals and hold hashes (one ``DEL``)."""
+        if keys:
+            await cast(Any, self.client).delete(*self._budget_keys(keys))
 
     def _budget_keys(self, keys: Sequence[str]) -> list[str]:
         """The scripts' KEYS for budgets: each budget's total, then each one's hold hash."""

@@ -22,15 +22,18 @@ from agentmesh.models.catalog import Catalog
 from agentmesh.models.spec import ModelSpec
 from agentmesh.models.tokens import estimate_tokens
 from agentmesh.routing.classify import Classifier, RuleClassifier
-from agentmesh.routing.context import RouteContext
+from agentmesh.routing.constraints import Constraints
+from agentmesh.routing.context import Costs, PriceTable, RouteContext
 from agentmesh.routing.filters import DEFAULT_FILTERS, Filter, TierFilter
 from agentmesh.routing.matrix import RoutingMatrix
 from agentmesh.routing.policy import BudgetLimits, Policy
+from agentmesh.routing.ranked import Fallbacks, first_model
 from agentmesh.routing.state import InMemoryRoutingState, ModelStats, RoutingState
 from agentmesh.routing.strategies import Strategy, build_strategy
 from agentmesh.routing.strategies.base import Ranking
 from agentmesh.routing.types import (
     BudgetExceeded,
+    Candidate,
     Exclusion,
     NoRoute,
     Outcome,
@@ -82,7 +85,8 @@ class Router:
         self._filters_own_escalation = tuple(
             TierFilter(escalate=False) if isinstance(f, TierFilter) else f for f in filters
         )
-        self._strategies: dict[int, tuple[Policy, Strategy[Any]]] = {}
+        # id(policy) -> (policy, its strategy, its bounds for requests needing no capability)
+        self._strategies: dict[int, tuple[Policy, Strategy[Any], Constraints]] = {}
         self._open: dict[str, float] = {}
         self._prefix = os.urandom(4).hex()
         self._ids_seq = count(1)
@@ -92,17 +96,13 @@ class Router:
         self._specs: tuple[ModelSpec, ...] = catalog.specs
         self._ids = tuple(s.id for s in self._specs)
         self._min_tier = min(s.tier for s in self._specs)
-        # (id, USD per input token, USD per output token, output cap, window).
-        self._prices = tuple(
-            (
-                s.id,
-                s.pricing.input / 1e6,
-                s.pricing.output / 1e6,
-                s.max_output_tokens,
-                s.context_window,
-            )
-            for s in self._specs
-        )
+        # The price columns every call's worst-case cost reads; (id, output cap,
+        # window) for the context-window check, and the bounds under which no
+        # model can overflow (so most decisions skip the check's loop).
+        self._prices = PriceTable(self._specs)
+        self._windows = tuple((s.id, s.max_output_tokens, s.context_window) for s in self._specs)
+        self._fits_any_output = min(s.context_window - s.max_output_tokens for s in self._specs)
+        self._min_window = min(s.context_window for s in self._specs)
 
     def use_catalog(self, catalog: Catalog, policy: Policy | None = None) -> None:
         """Route over ``catalog`` (and ``policy``, if given) from the next decision on.
@@ -116,17 +116,23 @@ class Router:
         if not len(catalog):
             raise ValueError(f"{catalog.source}: a router needs at least one model")
         self._index(catalog)
+        self._strategies.clear()  # strategies may index the catalog they were built on
         self.catalog = catalog
         if policy is not None:
             self.policy = policy
 
     def strategy_for(self, policy: Policy) -> Strategy[Any]:
         """The strategy instance of ``policy``, built once per policy object."""
+        return self._compiled(policy)[1]
+
+    def _compiled(self, policy: Policy) -> tuple[Policy, Strategy[Any], Constraints]:
+        """``policy``'s strategy and plain bounds, made once per policy object (frozen)."""
         found = self._strategies.get(id(policy))
         if found is None or found[0] is not policy:
-            found = (policy, build_strategy(policy.strategy, policy.params))
+            strategy = build_strategy(policy.strategy, policy.params)
+            found = (policy, strategy, policy.constraints(RouteRequest()))
             self._strategies[id(policy)] = found
-        return found[1]
+        return found
 
     async def route(self, request: RouteRequest, policy: Policy | None = None) -> RouteDecision:
         """Choose a model for ``request`` under ``policy`` (default: the router's).
@@ -168,8 +174,9 @@ class Router:
             return decision
 
     async def _decide(self, request: RouteRequest, policy: Policy) -> RouteDecision:
-        strategy = self.strategy_for(policy)
-        constraints = policy.constraints(request)
+        _, strategy, constraints = self._compiled(policy)
+        if request.capabilities:
+            constraints = policy.constraints(request)
         verdict = None
         if strategy.needs_classification or (
             request.task is None and (strategy.needs_task or constraints.quality_floor is not None)
@@ -177,8 +184,9 @@ class Router:
             verdict = await self.classifier.classify(request.prompt)
         task = request.task if request.task is not None else (verdict.task if verdict else None)
         limits = self.budgets.keys(request.run_id, request.run_budget_usd)
+        reads_stats = strategy.needs_stats or constraints.latency_slo_ms is not None
         snapshot = await self.state.snapshot(
-            self._ids,
+            self._ids if reads_stats else (),
             task=task,
             budget_keys=[key for key, _ in limits],
             counter=strategy.counter_key(request),
@@ -188,14 +196,15 @@ class Router:
             tokens = estimate_tokens(request.prompt) + _PROMPT_OVERHEAD_TOKENS
         wanted = request.max_output_tokens
         exact = request.prompt_tokens_by_model
-        costs: dict[str, float] = {}
-        overflowing: list[str] = []
-        for model, per_in, per_out, cap, window in self._prices:
-            out = wanted if wanted < cap else cap
-            count = exact.get(model, tokens) if exact else tokens
-            costs[model] = count * per_in + out * per_out
-            if count + out > window:
-                overflowing.append(model)
+        overflowing: frozenset[str] = frozenset()
+        if exact or (tokens > self._fits_any_output and tokens + wanted > self._min_window):
+            overflowing = frozenset(
+                model
+                for model, cap, window in self._windows
+                if (exact.get(model, tokens) if exact else tokens)
+                + (wanted if wanted < cap else cap)
+                > window
+            )
         budgets = dict(limits)
         ctx = RouteContext(
             request=request,
@@ -206,8 +215,8 @@ class Router:
             classification=verdict,
             prompt_tokens=tokens,
             budgets=budgets,
-            costs=costs,
-            overflowing=frozenset(overflowing),
+            costs=Costs(self._prices, tokens, wanted, exact),
+            overflowing=overflowing,
             tightest=RouteContext.tightest_budget(
                 budgets, snapshot.spent, request.remaining_budget_usd
             ),
@@ -215,16 +224,18 @@ class Router:
         )
         filters = self._filters_own_escalation if strategy.handles_escalation else self._filters
         active = [f for f in filters if f.active(ctx)]
-        eligible: list[ModelSpec] = []
+        eligible: Sequence[ModelSpec] = self._specs
         excluded: list[Exclusion] = []
-        for spec in self._specs:
-            for check in active:
-                why = check.why_not(spec, ctx)
-                if why is not None:
-                    excluded.append(Exclusion(spec.id, why, check.name))
-                    break
-            else:
-                eligible.append(spec)
+        if active:
+            eligible = []
+            for spec in self._specs:
+                for check in active:
+                    why = check.why_not(spec, ctx)
+                    if why is not None:
+                        excluded.append(Exclusion(spec.id, why, check.name))
+                        break
+                else:
+                    eligible.append(spec)
         if not eligible:
             raise self._no_route(ctx, excluded)
         ranking = await strategy.rank(eligible, ctx)
@@ -263,11 +274,13 @@ class Router:
         limits: tuple[tuple[str, float], ...],
     ) -> RouteDecision:
         """Reserve the worst case of the first affordable choice and build the decision."""
-        ranked = list(ranking.ranked)
-        selected = ranking.selected or (ranked[0].model,)
+        ranked: Sequence[Candidate] = ranking.ranked
+        first = first_model(ranked)
+        selected = ranking.selected or (first,)
         reserved = 0.0
         decision_id = f"{self._prefix}-{next(self._ids_seq)}"
         if limits:
+            refusals: set[str] = set()
             while True:
                 amount = sum(ctx.worst_cost(self.catalog[m]) for m in selected)
                 refused = await self.state.reserve(
@@ -278,8 +291,9 @@ class Router:
                     break
                 why = f"reservation of ${amount:.6f} refused by budget {refused} (spent meanwhile)"
                 excluded.extend(Exclusion(m, why, "budget") for m in selected)
-                ranked = [c for c in ranked if c.model not in selected]
-                if ranking.selected or not ranked:
+                refusals.update(selected)
+                left = [c for c in ranked if c.model not in refusals]
+                if ranking.selected or not left:
                     limit = dict(limits)[refused]
                     raise BudgetExceeded(
                         ctx.request,
@@ -289,19 +303,19 @@ class Router:
                         remaining_usd=limit - ctx.snapshot.spent.get(refused, 0.0),
                         limit_usd=limit,
                     )
+                ranked = tuple(left)
                 selected = (ranked[0].model,)
-        if limits:
             self._open[decision_id] = reserved
         chosen = selected[0]
         return RouteDecision(
             chosen=chosen,
             strategy=strategy.name,
             reason=ranking.reason
-            if chosen == ranking.ranked[0].model
+            if chosen == first
             else (f"{ranking.reason}; reserved budget only for {chosen}"),
-            candidates=tuple(ranked),
+            candidates=ranked,
             excluded=tuple(excluded),
-            fallbacks=tuple(c.model for c in ranked if c.model not in selected),
+            fallbacks=Fallbacks(ranked, selected),
             selected=tuple(selected),
             task=ctx.task,
             request=ctx.request,
@@ -367,6 +381,15 @@ class Router:
         known = snapshot.spent.get(key, 0.0)
         if spent_usd > known:
             await self.state.settle([key], 0.0, spent_usd - known)
+
+    async def end_run(self, run_id: str) -> None:
+        """Release a finished run's budget: its spending and holds are forgotten.
+
+        Call it when the run is over (a workflow runner does, ok or failed); a
+        resumed run re-seeds its spending (:meth:`seed_run_spending`). Until then,
+        and for runs that crash before it, the state's run TTL bounds the memory.
+        """
+        await self.state.forget_budgets([f"run:{run_id}"])
 
     async def release(self, decision: RouteDecision) -> None:
         """Return a decision's reservation unused (when no call was made on it)."""

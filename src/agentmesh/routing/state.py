@@ -198,6 +198,15 @@ class RoutingState(Protocol):
         """
         ...
 
+    async def forget_budgets(self, keys: Sequence[str]) -> None:
+        """Drop the spending and holds of ``keys`` (a finished run's ``run:{id}``).
+
+        A run's budget is needed only while it runs (a resumed run re-seeds it
+        from its checkpoint), so the runner releases it at the run's end; the
+        run TTL remains for runs that crashed before releasing.
+        """
+        ...
+
 
 class InMemoryRoutingState:
     """`RoutingState` in this process's memory, safe across threads.
@@ -207,8 +216,9 @@ class InMemoryRoutingState:
         window: Latencies kept per model for the p95.
         clock: Epoch-seconds clock (injectable for tests).
         run_ttl_s: A ``run:{id}`` budget is forgotten this long after its last
-            write (as in Redis), so a long-lived process does not keep every
-            run's spending forever; ``None`` keeps them.
+            write (as in Redis), so a long-lived process does not keep the
+            spending of runs that crashed before releasing it (a finished run
+            releases its own: :meth:`forget_budgets`); ``None`` keeps them.
     """
 
     _SWEEP_EVERY = 1024
@@ -254,7 +264,7 @@ class InMemoryRoutingState:
         # Values are immutable, so shallow copies (made in C) are a consistent view;
         # entries for models outside ``models`` are harmless extras.
         with self._lock:
-            stats = self._stats.copy()
+            stats = self._stats.copy() if models else {}
             breakers = self._breakers.copy() if self._breakers else {}
             quality = self._quality.get(task, {}).copy() if task is not None else {}
             now = self._clock()
@@ -391,6 +401,14 @@ class InMemoryRoutingState:
                 else:
                     self._holds.setdefault(key, {})[hold] = (amount, expires)
             return None
+
+    async def forget_budgets(self, keys: Sequence[str]) -> None:
+        """Forget the keys' spending, holds and last-write times."""
+        with self._lock:
+            for key in keys:
+                self._spent.pop(key, None)
+                self._holds.pop(key, None)
+                self._written.pop(key, None)
 
     async def settle(
         self, keys: Sequence[str], reserved: float, actual: float, *, hold: str | None = None

@@ -49,6 +49,13 @@ def _seconds(value: str) -> float | None:
     return seconds
 
 
+def _cache_seconds(value: str) -> float:
+    seconds = float(value)
+    if not seconds >= 0:
+        raise ValueError("must be >= 0 (0: no cache)")
+    return seconds
+
+
 def _window(value: str) -> int:
     window = int(value)
     if window < 1:
@@ -75,6 +82,7 @@ _REDIS_OPTIONS: Mapping[str, Callable[[str], Any]] = MappingProxyType(
         "stats_ttl_s": _seconds,
         "run_ttl_s": _seconds,
         "counter_ttl_s": _seconds,
+        "stats_cache_s": _cache_seconds,
         "window": _window,
         "ewma_alpha": _alpha,
         "max_connections": _window,

@@ -6,7 +6,7 @@ hot path, and are never parsed from user files (policies are; see ``policy.py``)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple
@@ -100,9 +100,11 @@ class RouteDecision:
         chosen: Catalog id of the model to call.
         strategy: Name of the strategy that ranked the candidates.
         reason: One line on why ``chosen`` won.
-        candidates: Every eligible model, best first, with scores.
+        candidates: Every eligible model, best first, with scores (a lazy
+            ``routing.ranked.Ranked`` from the built-in strategies: sorted and
+            noted when read past the first, e.g. by a trace or ``route``).
         excluded: Every model that was not eligible, each with why.
-        fallbacks: Model ids to try, in order, if ``chosen`` fails.
+        fallbacks: Model ids to try, in order, if ``chosen`` fails (listed on first read).
         selected: The models to call together (``consensus``); else ``(chosen,)``.
         task: The task label used (given or classified).
         request: The request this decision answers.
@@ -114,9 +116,9 @@ class RouteDecision:
     chosen: str
     strategy: str
     reason: str
-    candidates: tuple[Candidate, ...]
+    candidates: Sequence[Candidate]
     excluded: tuple[Exclusion, ...]
-    fallbacks: tuple[str, ...]
+    fallbacks: Sequence[str]
     selected: tuple[str, ...]
     task: str | None
     request: RouteRequest

@@ -185,6 +185,18 @@ class RoutingStateConformance(ABC):
         spent = (await state.snapshot([], budget_keys=["global"])).spent["global"]
         assert abs(spent - 1.0) < 1e-9
 
+    async def test_forgotten_budgets_start_over_and_others_stay(self) -> None:
+        """Forgetting a run's budget drops its spending and holds, and nothing else."""
+        state, _ = await self._state()
+        limits = [("run:9", 1.0), ("global", 10.0)]
+        assert await state.reserve(limits, 0.5) is None
+        assert await state.reserve(limits, 0.25, hold="h1", lease_s=60.0) is None
+        await state.forget_budgets(["run:9"])
+        spent = (await state.snapshot([], budget_keys=["run:9", "global"])).spent
+        assert spent == {"run:9": 0.0, "global": 0.75}
+        assert await state.reserve([("run:9", 1.0)], 1.0) is None, "the full budget again"
+        await state.forget_budgets([])
+
     async def test_settle_replaces_reservation_by_actual_cost(self) -> None:
         """Settling swaps the reserved amount for the actual cost, never below zero."""
         state, _ = await self._state()

@@ -84,6 +84,7 @@ __all__ = [
     "PROMPT_VARIANT",
     "ROUTE_CANDIDATES",
     "ROUTE_CANDIDATE_COUNT",
+    "ROUTE_CANDIDATE_NOTES",
     "ROUTE_CANDIDATE_SCORES",
     "ROUTE_CHOSEN",
     "ROUTE_DECISION_ID",
@@ -177,6 +178,9 @@ ROUTE_CANDIDATES: Final = "agentmesh.route.candidates"
 """Ranked candidate model ids, best first (string array, at most ``ROUTE_LIST_LIMIT``)."""
 ROUTE_CANDIDATE_SCORES: Final = "agentmesh.route.candidates.scores"
 """The strategy's score of each listed candidate (double array, same order)."""
+ROUTE_CANDIDATE_NOTES: Final = "agentmesh.route.candidates.notes"
+"""The strategy's note on each listed candidate (string array, same order; formatted
+only for recorded spans: the router keeps notes lazy)."""
 ROUTE_CANDIDATE_COUNT: Final = "agentmesh.route.candidates.count"
 """How many candidates there were; set only when the list was cut."""
 ROUTE_EXCLUDED: Final = "agentmesh.route.excluded"

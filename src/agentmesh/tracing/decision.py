@@ -21,6 +21,7 @@ from agentmesh.tracing.attributes import (
     NODE_NAME,
     NODE_ROLE,
     ROUTE_CANDIDATE_COUNT,
+    ROUTE_CANDIDATE_NOTES,
     ROUTE_CANDIDATE_SCORES,
     ROUTE_CANDIDATES,
     ROUTE_CHOSEN,
@@ -204,6 +205,7 @@ class RouteCall(CurrentSpan):
         attrs[ROUTE_REASON] = reason
         attrs[ROUTE_CANDIDATES] = [c[0] for c in listed]
         attrs[ROUTE_CANDIDATE_SCORES] = [float(c[1]) for c in listed]
+        attrs[ROUTE_CANDIDATE_NOTES] = [c[2] for c in listed]
         if len(candidates) > ROUTE_LIST_LIMIT:
             attrs[ROUTE_CANDIDATE_COUNT] = len(candidates)
         attrs[ROUTE_FALLBACKS] = list(fallbacks[:ROUTE_LIST_LIMIT])

@@ -42,6 +42,7 @@ class TaskStrategy(Strategy[StrategyParams]):
     """The model with the best quality estimate for the (classified) task."""
 
     name = "task"
+    needs_stats = False
     needs_task = True
 
     async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
@@ -76,6 +77,7 @@ class ComplexityStrategy(Strategy[ComplexityParams]):
     """
 
     name = "complexity"
+    needs_stats = False
     Params = ComplexityParams
     needs_classification = True
 
@@ -111,6 +113,7 @@ class CascadeStrategy(Strategy[CascadeParams]):
     """
 
     name = "cascade"
+    needs_stats = False
     Params = CascadeParams
     handles_escalation = True
 
@@ -153,12 +156,13 @@ class ConsensusStrategy(Strategy[ConsensusParams]):
     """Selects ``k`` models for a vote: the best of each distinct family first, then the best."""
 
     name = "consensus"
+    needs_stats = False
     Params = ConsensusParams
     needs_task = True
 
     async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
         """Rank by quality, then pick ``k`` with diversity."""
-        ranked = by_quality(candidates, ctx)
+        pool = by_quality(candidates, ctx)
         specs = {s.id: s for s in candidates}
         by = self.params.diverse_by
 
@@ -168,15 +172,15 @@ class ConsensusStrategy(Strategy[ConsensusParams]):
 
         chosen: list[str] = []
         seen: set[str] = set()
-        for c in ranked:
+        for c in pool:
             if len(chosen) < self.params.k and key(c.model) not in seen:
                 chosen.append(c.model)
                 seen.add(key(c.model))
-        for c in ranked:
+        for c in pool:
             if len(chosen) < self.params.k and c.model not in chosen:
                 chosen.append(c.model)
         order = {m: i for i, m in enumerate(chosen)}
-        ranked = tuple(sorted(ranked, key=lambda c: order.get(c.model, len(order))))
+        ranked = tuple(sorted(pool, key=lambda c: order.get(c.model, len(order))))
         kinds = sorted({key(m) for m in chosen})
         short = f" (only {len(chosen)} eligible)" if len(chosen) < self.params.k else ""
         spread = f" across {by} {', '.join(kinds)}" if by != "none" else ""
@@ -317,6 +321,7 @@ class LearnedStrategy(Strategy[LearnedParams]):
     """
 
     name = "learned"
+    needs_stats = False
     Params = LearnedParams
 
     def __init__(self, params: LearnedParams) -> None:

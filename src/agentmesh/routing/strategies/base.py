@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from agentmesh.models.spec import ModelSpec
 from agentmesh.routing.context import RouteContext
+from agentmesh.routing.ranked import Ranked
 from agentmesh.routing.types import Candidate, Exclusion, RouteRequest
 
 __all__ = ["NoParams", "Ranking", "Strategy", "StrategyParams", "by_quality", "ordered"]
@@ -41,13 +42,14 @@ class Ranking:
     """A strategy's answer.
 
     Attributes:
-        ranked: Eligible models, best first (never empty).
+        ranked: Eligible models, best first (never empty); a lazy :class:`Ranked`
+            sorts and formats notes only when read past the first.
         reason: One line on why the first one won.
         excluded: Models the strategy itself ruled out, with why.
         selected: Models to call together (``consensus``); empty means the first.
     """
 
-    ranked: tuple[Candidate, ...]
+    ranked: Sequence[Candidate]
     reason: str
     excluded: tuple[Exclusion, ...] = ()
     selected: tuple[str, ...] = ()
@@ -64,6 +66,12 @@ class Strategy(ABC, Generic[P]):
             the task is given (the ``complexity`` strategy reads the level).
         handles_escalation: The strategy reads ``request.escalation`` itself;
             otherwise the tier filter raises the minimum tier by it.
+        needs_stats: The strategy reads ``ctx.snapshot.stats`` (observed latency,
+            errors). When neither it nor the latency filter does, the router reads
+            no model's statistics: the snapshot's cost then does not grow with the
+            catalog (one Redis script reads the breakers, counter and budgets
+            only). True by default, so a strategy written before this flag keeps
+            its statistics; the built-in ones that never read them say False.
     """
 
     name: ClassVar[str]
@@ -71,6 +79,7 @@ class Strategy(ABC, Generic[P]):
     needs_task: ClassVar[bool] = False
     needs_classification: ClassVar[bool] = False
     handles_escalation: ClassVar[bool] = False
+    needs_stats: ClassVar[bool] = True
 
     def __init__(self, params: P) -> None:
         self.params = params
@@ -84,18 +93,27 @@ class Strategy(ABC, Generic[P]):
         """Rank ``candidates`` (non-empty, all eligible) for ``ctx``."""
 
 
-def ordered(
-    scored: Iterable[tuple[ModelSpec, float, str]], ctx: RouteContext
-) -> tuple[Candidate, ...]:
-    """Candidates sorted by score (high first), then cheaper worst case, lower tier, id."""
-    costs = ctx.costs
-    # Plain tuples compare in C: no key function, no per-item Python call.
-    rows = sorted([(-score, costs[s.id], s.tier, s.id, note) for s, score, note in scored])
-    new = tuple.__new__
-    return tuple([new(Candidate, (row[3], -row[0], row[4])) for row in rows])
+def ordered(scored: Iterable[tuple[ModelSpec, float, str]], ctx: RouteContext) -> Ranked:
+    """Candidates by score (high first), then cheaper worst case, lower tier, id.
+
+    For strategies whose notes are already written; :class:`Ranked` directly
+    defers them (and the sort) until the ranking is read.
+    """
+    rows = list(scored)
+    notes = {spec.id: note for spec, _, note in rows}
+    return Ranked(
+        [row[0] for row in rows],
+        [row[1] for row in rows],
+        ctx.costs,
+        lambda spec, _: notes[spec.id],
+    )
 
 
-def by_quality(candidates: Sequence[ModelSpec], ctx: RouteContext) -> tuple[Candidate, ...]:
+def _quality_note(spec: ModelSpec, score: float) -> str:
+    return f"quality {score:.2f}"
+
+
+def by_quality(candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranked:
     """Candidates by estimated quality for the task (best first), noted with it."""
     quality = ctx.qualities(candidates)
-    return ordered(((s, quality[s.id], f"quality {quality[s.id]:.2f}") for s in candidates), ctx)
+    return Ranked(candidates, [quality[s.id] for s in candidates], ctx.costs, _quality_note)

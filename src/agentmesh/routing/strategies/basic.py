@@ -6,21 +6,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from itertools import accumulate
+from operator import attrgetter, neg
 from typing import Annotated, Literal
 
 from pydantic import Field
 
 from agentmesh.models.spec import ModelSpec
 from agentmesh.routing.context import RouteContext
+from agentmesh.routing.ranked import Ranked
+from agentmesh.routing.state import ModelStats
 from agentmesh.routing.strategies.base import (
     Ranking,
     Strategy,
     StrategyParams,
     by_quality,
-    ordered,
 )
-from agentmesh.routing.types import Candidate, Exclusion, RouteRequest
+from agentmesh.routing.types import Exclusion, RouteRequest
 
 __all__ = [
     "BudgetStrategy",
@@ -46,32 +50,46 @@ class RoundRobinStrategy(Strategy[RoundRobinParams]):
     """
 
     name = "round_robin"
+    needs_stats = False
     Params = RoundRobinParams
 
     def counter_key(self, request: RouteRequest) -> str | None:
         """One rotation per policy key, else per node."""
         return f"rr:{self.params.key or request.node}"
 
+    def __init__(self, params: RoundRobinParams) -> None:
+        super().__init__(params)
+        # The last candidate set seen, by identity (the router passes the catalog's
+        # own tuple when no filter excluded anything): its id order and cumulative
+        # weights, so a turn costs one bisect instead of a sort.
+        self._index: tuple[Sequence[ModelSpec], list[ModelSpec], list[float]] | None = None
+
+    def _rotation_index(
+        self, candidates: Sequence[ModelSpec]
+    ) -> tuple[list[ModelSpec], list[float]]:
+        index = self._index
+        if index is not None and index[0] is candidates:
+            return index[1], index[2]
+        specs = sorted(candidates, key=lambda s: s.id)
+        weights = self.params.weights
+        cumulative = list(accumulate(weights.get(s.id, 1.0) for s in specs))
+        if isinstance(candidates, tuple):  # immutable: safe to keep
+            self._index = (candidates, specs, cumulative)
+        return specs, cumulative
+
     async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
         """Pick the model whose turn it is."""
-        specs = sorted(candidates, key=lambda s: s.id)
-        weights = [self.params.weights.get(s.id, 1.0) for s in specs]
-        total = sum(weights)
+        specs, cumulative = self._rotation_index(candidates)
         turn = ctx.snapshot.counter or 0
-        point = float(turn) % total
-        start = 0
-        for index, weight in enumerate(weights):
-            if point < weight:
-                start = index
-                break
-            point -= weight
+        point = float(turn) % cumulative[-1]
+        start = min(bisect_right(cumulative, point), len(specs) - 1)
         rotation = specs[start:] + specs[:start]
-        ranked = tuple(
-            Candidate(
-                s.id, float(len(rotation) - i), f"weight {self.params.weights.get(s.id, 1.0):g}"
-            )
-            for i, s in enumerate(rotation)
-        )
+        weights = self.params.weights
+
+        def note(spec: ModelSpec, _: float) -> str:
+            return f"weight {weights.get(spec.id, 1.0):g}"
+
+        ranked = Ranked(rotation, range(len(rotation), 0, -1), ctx.costs, note, in_order=True)
         return Ranking(ranked, f"weighted round robin turn {turn}: {rotation[0].id}")
 
 
@@ -80,6 +98,13 @@ class LeastLatencyParams(StrategyParams):
 
     metric: Literal["ewma", "p95"] = "ewma"
     explore: bool = True
+
+
+_LATENCY: dict[str, Callable[[ModelStats], float | None]] = {
+    "ewma": attrgetter("ewma_latency_ms"),
+    "p95": attrgetter("p95_latency_ms"),
+}
+"""How each ``metric`` reads a model's latency (C-level getters: read per candidate)."""
 
 
 class LeastLatencyStrategy(Strategy[LeastLatencyParams]):
@@ -91,23 +116,29 @@ class LeastLatencyStrategy(Strategy[LeastLatencyParams]):
     async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
         """Fastest first; unobserved models first too when exploring (else last)."""
         metric = self.params.metric
-        scored: list[tuple[ModelSpec, float, str]] = []
-        for spec in candidates:
-            stats = ctx.snapshot.stats.get(spec.id)
-            value = None
-            if stats is not None:
-                value = stats.ewma_latency_ms if metric == "ewma" else stats.p95_latency_ms
-            if value is None:
-                score = 1.0 if self.params.explore else -1e12
-                scored.append((spec, score, "no latency observed yet"))
-            else:
-                scored.append((spec, -value, f"{metric} {value:.1f} ms"))
-        ranked = ordered(scored, ctx)
-        first = ranked[0]
-        if first.note.startswith("no latency"):
-            reason = f"{first.model} has no latency observed yet: explored first"
+        pick = _LATENCY[metric]
+        unseen = 1.0 if self.params.explore else -1e12
+        stats = ctx.snapshot.stats
+        scores = [
+            unseen if seen is None or (value := pick(seen)) is None else -value
+            for seen in map(stats.get, ctx.ids_of(candidates))
+        ]
+
+        def latency(model: str) -> float | None:
+            seen = stats.get(model)
+            return None if seen is None else pick(seen)
+
+        def note(spec: ModelSpec, _: float) -> str:
+            value = latency(spec.id)
+            return "no latency observed yet" if value is None else f"{metric} {value:.1f} ms"
+
+        ranked = Ranked(candidates, scores, ctx.costs, note)
+        first = ranked.model(0)
+        value = latency(first)
+        if value is None:
+            reason = f"{first} has no latency observed yet: explored first"
         else:
-            reason = f"lowest {metric} latency: {first.model} at {-first.score:.1f} ms"
+            reason = f"lowest {metric} latency: {first} at {value:.1f} ms"
         return Ranking(ranked, reason)
 
 
@@ -115,19 +146,21 @@ class CheapestStrategy(Strategy[StrategyParams]):
     """Cheapest worst-case cost among the eligible models (the quality floor is a filter)."""
 
     name = "cheapest"
+    needs_stats = False
 
     async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
         """Lowest worst-case cost first."""
-        costs = ctx.costs
-        ranked = ordered(
-            ((s, -costs[s.id], f"${costs[s.id]:.6f} worst case") for s in candidates), ctx
-        )
+        scores = list(map(neg, ctx.cost_column(candidates)))
+        ranked = Ranked(candidates, scores, ctx.costs, _cost_note)
         floor = ctx.constraints.quality_floor
         above = f" above quality floor {floor:.2f}" if floor is not None else ""
-        best = ranked[0]
-        return Ranking(
-            ranked, f"cheapest capable{above}: {best.model} (${-best.score:.6f} worst case)"
-        )
+        best = ranked.model(0)
+        cost = ctx.costs[best]
+        return Ranking(ranked, f"cheapest capable{above}: {best} (${cost:.6f} worst case)")
+
+
+def _cost_note(spec: ModelSpec, score: float) -> str:
+    return f"${-score:.6f} worst case"
 
 
 class QualityPerCostParams(StrategyParams):
@@ -140,22 +173,20 @@ class QualityPerCostStrategy(Strategy[QualityPerCostParams]):
     """Most estimated quality per dollar, from the routing matrix."""
 
     name = "quality_per_cost"
+    needs_stats = False
     Params = QualityPerCostParams
     needs_task = True
 
     async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
         """Highest quality / worst-case cost first."""
         eps = self.params.epsilon_usd
-        quality, costs = ctx.qualities(candidates), ctx.costs
-        scored = [
-            (
-                s,
-                quality[s.id] / (costs[s.id] + eps),
-                f"quality {quality[s.id]:.2f} at ${costs[s.id]:.6f}",
-            )
-            for s in candidates
-        ]
-        ranked = ordered(scored, ctx)
+        quality, costs = ctx.qualities(candidates), ctx.all_costs()
+        scores = [quality[s.id] / (costs[s.id] + eps) for s in candidates]
+
+        def note(spec: ModelSpec, _: float) -> str:
+            return f"quality {quality[spec.id]:.2f} at ${costs[spec.id]:.6f}"
+
+        ranked = Ranked(candidates, scores, costs, note)
         task = ctx.task or "any task"
         return Ranking(
             ranked, f"best quality per dollar for {task}: {ranked[0].model} ({ranked[0].note})"
@@ -187,6 +218,7 @@ class BudgetStrategy(Strategy[BudgetParams]):
     """
 
     name = "budget"
+    needs_stats = False
     Params = BudgetParams
     needs_task = True
 

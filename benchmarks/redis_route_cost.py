@@ -1,0 +1,240 @@
+"""Redis commands and server time per ``route()`` at 10 / 100 / 1000 models, and the slowlog.
+
+What is measured
+    A private ``redis-server`` (started by this script on a free loopback port, no
+    persistence, ``slowlog-log-slower-than 1000`` microseconds, stopped at the end)
+    holds a ``RedisRoutingState`` over the synthetic catalogs of
+    ``routing_overhead.py`` (``_routing_fixtures.py``), every model with 5 observed
+    latencies. For each size and each of ``cheapest``, ``round_robin`` and
+    ``least_latency``, ``--routes`` decisions are made after ``CONFIG RESETSTAT``
+    and ``SLOWLOG RESET``; then ``INFO commandstats`` gives the commands the server
+    ran (scripts count as one call each, the Redis commands inside them too) and
+    their server time, and ``SLOWLOG GET`` every command over 1 ms.
+
+    ``cheapest`` and ``round_robin`` read no model statistics (``needs_stats`` is
+    False): their snapshot script reads the breakers, the round-robin counter and
+    the budgets, whatever the catalog's size. ``least_latency`` reads every
+    candidate's statistics, so its script grows with the catalog (what every
+    strategy paid before). ``least_latency_cached`` is ``least_latency`` on a
+    state with ``stats_cache_s=0.5``: one full read per half second per process,
+    the other snapshots reading breakers, counter and budgets only (other
+    processes' observations are at most 0.5 s stale); its decisions are spaced
+    10 ms apart (100 a second), so one in 50 reads every model's statistics.
+
+How to read the output (one JSON object on stdout)
+    ``sizes[N][strategy]``: ``commands_per_route`` (by command and in total),
+    ``server_us_per_route`` (the sum of the commands' server time per route,
+    inner commands of a script included in the script's own time), and
+    ``slowlog``: entries over 1 ms and the longest, in microseconds. ``targets``:
+    no script over 1 ms in the slowlog at 1000 models for the strategies that do
+    not read statistics, and their server time not growing with the catalog
+    (1000 models within 2x of 10).
+
+Run::
+
+    .venv/bin/python benchmarks/redis_route_cost.py             # ~30 s
+    .venv/bin/python benchmarks/redis_route_cost.py --routes 50 # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from importlib.metadata import version
+from typing import Any
+
+from _routing_fixtures import PROMPT, agentmesh_catalog, synthetic_models
+from agentmesh.routing import Policy, RedisRoutingState, Router, RouteRequest
+
+SIZES = (10, 100, 1000)
+STRATEGIES = ("cheapest", "round_robin", "least_latency")
+FLAT = ("cheapest", "round_robin")
+SLOW_US = 1000
+CACHE_S = 0.5
+CACHED = "least_latency_cached"
+SPACING_S = 0.01
+
+
+def free_port() -> int:
+    """A free loopback TCP port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server(folder: str) -> tuple[subprocess.Popen[bytes], int]:
+    """A private redis-server on loopback: no persistence, slowlog from 1 ms."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not on PATH (Debian package redis-server)")
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            folder,
+            "--slowlog-log-slower-than",
+            str(SLOW_US),
+            "--slowlog-max-len",
+            "10000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return server, port
+        except OSError:
+            time.sleep(0.05)
+    server.kill()
+    raise SystemExit("redis-server did not start within 10 s")
+
+
+def command_stats(info: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """``{command: (calls, usec)}`` from ``INFO commandstats``."""
+    out: dict[str, tuple[int, int]] = {}
+    for key, value in info.items():
+        if key.startswith("cmdstat_") and not key.startswith(("cmdstat_config", "cmdstat_slowlog")):
+            out[key.removeprefix("cmdstat_")] = (int(value["calls"]), int(value["usec"]))
+    return out
+
+
+async def measure(
+    state: RedisRoutingState, cached: RedisRoutingState, size: int, routes: int
+) -> dict[str, Any]:
+    """Every strategy's commands, server time and slowlog at ``size`` models.
+
+    ``cached`` is a state over the same keys with ``stats_cache_s=CACHE_S``,
+    measured with ``least_latency`` as ``least_latency_cached``.
+    """
+    models = synthetic_models(size)
+    for model in models:
+        for latency in model.latencies_ms:
+            await state.observe(model.spec.id, latency_ms=latency, error=None)
+    catalog = agentmesh_catalog(models)
+    routers = {"plain": Router(catalog, state=state), "cached": Router(catalog, state=cached)}
+    request = RouteRequest(prompt=PROMPT, node="bench")
+    client: Any = state.client
+    out: dict[str, Any] = {}
+    for name in (*STRATEGIES, CACHED):
+        policy = Policy(strategy="least_latency" if name == CACHED else name)
+        router = routers["cached" if name == CACHED else "plain"]
+        for _ in range(5):
+            await router.route(request, policy)
+        await client.config_resetstat()
+        await client.slowlog_reset()
+        for _ in range(routes):
+            await router.route(request, policy)
+            if name == CACHED:  # 100 decisions/s: the cache expires every 50 decisions
+                await asyncio.sleep(SPACING_S)
+        stats = command_stats(await client.info("commandstats"))
+        slow = await client.slowlog_get(10000)
+        scripts = [e for e in slow if e["command"].split()[0].lower() in (b"evalsha", "evalsha")]
+        out[name] = {
+            "commands_per_route": {c: round(n / routes, 2) for c, (n, _) in stats.items()}
+            | {"total": round(sum(n for n, _ in stats.values()) / routes, 2)},
+            "server_us_per_route": round(
+                sum(us for c, (_, us) in stats.items() if c in ("evalsha", "eval")) / routes, 1
+            ),
+            "slowlog": {
+                "over_1ms": len(slow),
+                "scripts_over_1ms": len(scripts),
+                "longest_us": max((int(e["duration"]) for e in slow), default=0),
+            },
+        }
+    return out
+
+
+async def state_info(port: int) -> dict[str, Any]:
+    """The server's ``INFO server`` section."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(f"redis://127.0.0.1:{port}/0", decode_responses=True)
+    try:
+        info: dict[str, Any] = await client.info("server")
+        return info
+    finally:
+        await client.aclose()
+
+
+async def run(routes: int, sizes: Sequence[int]) -> dict[str, Any]:
+    """Start the server, measure every size, stop the server."""
+    with tempfile.TemporaryDirectory(prefix="agentmesh-redis-") as folder:
+        server, port = start_server(folder)
+        try:
+            results: dict[str, Any] = {}
+            for size in sizes:
+                url, prefix = f"redis://127.0.0.1:{port}/0", f"bench:{uuid.uuid4().hex[:8]}:"
+                state = RedisRoutingState.from_url(url, prefix=prefix)
+                cached = RedisRoutingState.from_url(url, prefix=prefix, stats_cache_s=CACHE_S)
+                try:
+                    results[str(size)] = await measure(state, cached, size, routes)
+                finally:
+                    await state.aclose()
+                    await cached.aclose()
+            redis_version = (await state_info(port))["redis_version"]
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    small, large = str(min(sizes)), str(max(sizes))
+    flat = {
+        name: {
+            "server_us": [
+                results[small][name]["server_us_per_route"],
+                results[large][name]["server_us_per_route"],
+            ],
+            "scripts_over_1ms_at_largest": results[large][name]["slowlog"]["scripts_over_1ms"],
+        }
+        for name in FLAT
+    }
+    meets = all(
+        row["scripts_over_1ms_at_largest"] == 0 and row["server_us"][1] <= 2 * row["server_us"][0]
+        for row in flat.values()
+    )
+    return {
+        "benchmark": "redis_route_cost",
+        "redis": redis_version,
+        "redis_py": version("redis"),
+        "routes_per_measurement": routes,
+        "sizes": results,
+        "targets": {
+            "criterion": "cheapest and round_robin: no script over 1 ms in the slowlog at the "
+            f"largest size, server time per route at {large} models <= 2x that at {small}",
+            "per_strategy": flat,
+            "meets": meets,
+        },
+    }
+
+
+def main() -> None:
+    """Parse the options, run, print JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--routes", type=int, default=200, help="timed routes per measurement")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated")
+    args = parser.parse_args()
+    sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+    json.dump(asyncio.run(run(args.routes, sizes)), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
