@@ -43,6 +43,7 @@ from agentmesh.tracing.attributes import (
     MODEL_ID,
     NODE_NAME,
     OP_CHAT,
+    RUN_ID,
     SERVER_ADDRESS,
     SERVER_PORT,
     SIMULATED,
@@ -58,6 +59,7 @@ from agentmesh.tracing.spans import (
     record_error,
     scrub,
     to_json,
+    with_conversation,
 )
 
 __all__ = ["ChatCall"]
@@ -134,6 +136,9 @@ class ChatCall(CurrentSpan):
         }
         if attributes:
             attrs.update(attributes)
+            with_conversation(attrs, attributes.get(RUN_ID))
+        else:
+            with_conversation(attrs)
         self.span = span = _TRACER.start_span(
             "chat " + request_model,
             kind=SpanKind.CLIENT,

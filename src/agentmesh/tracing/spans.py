@@ -9,8 +9,14 @@ get a tracer handed to them, so the application decides, once, where spans go.
 
 - :func:`span`: any span, made current while its ``with`` block runs.
 - :func:`workflow_span` (``invoke_workflow {name}``), :func:`node_span`
-  (``node {name}``), :func:`tool_span` (``execute_tool {name}``): what the
-  workflow layer opens.
+  (``invoke_agent {name}``), :func:`tool_span` (``execute_tool {name}``): what the
+  workflow layer opens, after the GenAI agent conventions. Each binds what it
+  knows of the run (conversation id, workflow, node) in a context variable for
+  the spans opened inside it, so every span of a run carries
+  ``gen_ai.conversation.id`` and tool spans name their node, whoever opens them.
+  :func:`conversation` binds a conversation id outside a workflow run.
+- :func:`record_evaluation`: a judge's verdict as a ``gen_ai.evaluation.result``
+  event.
 - :func:`attempt_attributes`: what the resilience layer passes to
   ``Gateway.invoke(..., attributes=...)`` so each ``chat`` span says which
   attempt, fallback and escalation level it was.
@@ -25,8 +31,9 @@ import json
 import os
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar, Token
+from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import Any
@@ -44,11 +51,24 @@ from agentmesh.tracing.attributes import (
     CONTENT_ENV_VAR,
     ERROR_TYPE,
     ESCALATION_LEVEL,
+    EVALUATION_BRANCH,
+    EVALUATION_GAVE_UP,
+    EVALUATION_MODEL,
+    EVALUATION_NODE,
+    EVALUATION_ROUND,
+    EVENT_EVALUATION_RESULT,
     EXCEPTION_MESSAGE,
     EXCEPTION_STACKTRACE,
     EXCEPTION_TYPE,
     FALLBACK,
     FALLBACK_FROM,
+    GEN_AI_AGENT_ID,
+    GEN_AI_AGENT_NAME,
+    GEN_AI_CONVERSATION_ID,
+    GEN_AI_EVALUATION_EXPLANATION,
+    GEN_AI_EVALUATION_NAME,
+    GEN_AI_EVALUATION_SCORE_LABEL,
+    GEN_AI_EVALUATION_SCORE_VALUE,
     GEN_AI_OPERATION_NAME,
     GEN_AI_TOOL_CALL_ARGUMENTS,
     GEN_AI_TOOL_CALL_ID,
@@ -59,6 +79,7 @@ from agentmesh.tracing.attributes import (
     NODE_NAME,
     NODE_ROLE,
     OP_EXECUTE_TOOL,
+    OP_INVOKE_AGENT,
     OP_INVOKE_WORKFLOW,
     ROUTE_DECISION_ID,
     RUN_ID,
@@ -71,11 +92,17 @@ __all__ = [
     "Attributes",
     "SpanScope",
     "attempt_attributes",
+    "RunScope",
     "capturing_content",
     "content_capture",
+    "conversation",
+    "current_run",
     "error_type",
     "node_span",
     "record_error",
+    "record_evaluation",
+    "agent_id",
+    "with_conversation",
     "scrub",
     "span",
     "to_json",
@@ -107,6 +134,58 @@ _CAPTURE: ContextVar[bool | None] = ContextVar("agentmesh_capture_content", defa
 _TRUE = frozenset({"true", "1", "yes", "span_only", "span_and_event"})
 # Read once, as the SDK reads its OTEL_* settings: a lookup per call costs ~1 us.
 _ENV_CAPTURE = os.environ.get(CONTENT_ENV_VAR, "").strip().lower() in _TRUE
+
+
+@dataclass(frozen=True, slots=True)
+class RunScope:
+    """What the spans opened inside a run or node know of it (a context variable).
+
+    Attributes:
+        conversation_id: ``gen_ai.conversation.id``: the run (thread) id.
+        workflow: The workflow's name.
+        node: The node executing, inside a node's span.
+    """
+
+    conversation_id: str | None = None
+    workflow: str | None = None
+    node: str | None = None
+
+
+_NO_RUN = RunScope()
+_RUN: ContextVar[RunScope] = ContextVar("agentmesh_run_scope", default=_NO_RUN)
+
+
+def current_run() -> RunScope:
+    """The run scope bound where the caller runs (empty outside a run)."""
+    return _RUN.get()
+
+
+@contextmanager
+def conversation(conversation_id: str) -> Iterator[None]:
+    """Put ``gen_ai.conversation.id`` on every agentmesh span opened inside the block.
+
+    What :func:`workflow_span` does for a run; for code that calls models
+    without agentmesh's runner (a LangGraph graph of its own, a chat loop).
+    """
+    token = _RUN.set(replace(_RUN.get(), conversation_id=conversation_id))
+    try:
+        yield
+    finally:
+        _RUN.reset(token)
+
+
+def with_conversation(
+    attributes: dict[str, AttributeValue], run_id: object = None
+) -> dict[str, AttributeValue]:
+    """``attributes`` with ``gen_ai.conversation.id`` added when known and not set.
+
+    The id is ``run_id`` when given (a string), else the bound run scope's.
+    """
+    if GEN_AI_CONVERSATION_ID not in attributes:
+        conversation_id = run_id if isinstance(run_id, str) else _RUN.get().conversation_id
+        if conversation_id is not None:
+            attributes[GEN_AI_CONVERSATION_ID] = conversation_id
+    return attributes
 
 
 def tracer() -> trace.Tracer:
@@ -242,7 +321,7 @@ class SpanScope(CurrentSpan):
         span: The OpenTelemetry span (a non-recording one when tracing is off).
     """
 
-    __slots__ = ()
+    __slots__ = ("_bind", "_bound")
 
     def __init__(
         self,
@@ -250,15 +329,18 @@ class SpanScope(CurrentSpan):
         attributes: Attributes | None = None,
         *,
         kind: SpanKind = SpanKind.INTERNAL,
+        bind: RunScope | None = None,
     ) -> None:
         self._token = None
+        self._bind = bind
+        self._bound: Token[RunScope] | None = None
         if not spans_on():
             self.span = INVALID_SPAN
             return
         self.span = _TRACER.start_span(
             name,
             kind=kind,
-            attributes=attributes,
+            attributes=with_conversation(dict(attributes or {})),
             record_exception=False,
             set_status_on_exception=False,
         )
@@ -283,6 +365,8 @@ class SpanScope(CurrentSpan):
             self.span.set_attribute(key, scrub(text, secrets))
 
     def __enter__(self) -> SpanScope:
+        if self._bind is not None:
+            self._bound = _RUN.set(self._bind)
         if self.span.get_span_context().is_valid:
             self._attach()
         return self
@@ -316,9 +400,17 @@ class SpanScope(CurrentSpan):
         tb: TracebackType | None,
     ) -> None:
         self._detach()
+        if self._bound is not None:
+            _reset_run(self._bound)
+            self._bound = None
         if exc is not None:
             record_error(self.span, exc)
         self.span.end()
+
+
+def _reset_run(token: Token[RunScope]) -> None:
+    with suppress(ValueError):  # left in another context than it was entered in
+        _RUN.reset(token)
 
 
 def span(
@@ -333,9 +425,13 @@ def workflow_span(
 ) -> SpanScope:
     """``invoke_workflow {name}``: the span of one workflow run (the root of its trace).
 
+    Inside its block, every agentmesh span carries ``gen_ai.conversation.id`` =
+    ``run_id`` and node spans get their ``gen_ai.agent.id`` from ``name``.
+
     Args:
         name: The workflow's (low-cardinality) name, ``gen_ai.workflow.name``.
-        run_id: The run's id, ``agentmesh.run.id`` (what ``trace show --run`` finds).
+        run_id: The run's id, ``agentmesh.run.id`` and ``gen_ai.conversation.id``
+            (what ``trace show --run`` finds).
         attributes: More attributes.
     """
     attrs: dict[str, AttributeValue] = {
@@ -344,9 +440,17 @@ def workflow_span(
     }
     if run_id is not None:
         attrs[RUN_ID] = run_id
+        attrs[GEN_AI_CONVERSATION_ID] = run_id
     if attributes:
         attrs.update(attributes)
-    return SpanScope(f"{OP_INVOKE_WORKFLOW} {name}", attrs)
+    bound = _RUN.get()
+    bind = RunScope(run_id or bound.conversation_id, name, None)
+    return SpanScope(f"{OP_INVOKE_WORKFLOW} {name}", attrs, bind=bind)
+
+
+def agent_id(workflow: str | None, node: str) -> str:
+    """``gen_ai.agent.id`` of a node: ``{workflow}/{node}`` (the node alone outside a workflow)."""
+    return f"{workflow}/{node}" if workflow else node
 
 
 def node_span(
@@ -355,25 +459,43 @@ def node_span(
     *,
     role: str | None = None,
     run_id: str | None = None,
+    workflow: str | None = None,
     attributes: Attributes | None = None,
 ) -> SpanScope:
-    """``node {name}``: one node of a workflow (its routing and calls nest inside).
+    """``invoke_agent {name}``: one execution of a workflow node (routing and calls nest inside).
+
+    A GenAI *invoke agent* span (kind INTERNAL: the agent runs in-process) with
+    ``gen_ai.agent.name`` = the node, ``gen_ai.agent.id`` = ``{workflow}/{node}``,
+    ``gen_ai.conversation.id`` = the run, and ``agentmesh.node.*``. It leaves out
+    ``gen_ai.provider.name`` and ``gen_ai.request.model``: the router picks the
+    model (and so the provider) per call, and each ``chat`` span inside says which.
 
     Args:
-        name: The node's name in the graph, ``agentmesh.node.name``.
+        name: The node's name in the graph, ``gen_ai.agent.name`` and ``agentmesh.node.name``.
         kind: ``planner``, ``executor``, ``tool``, ``judge`` or ``merge``.
         role: The role it routes as, when it differs from the kind.
-        run_id: The run, when known.
+        run_id: The run, when known (else the enclosing workflow span's).
+        workflow: The workflow's name (else the enclosing workflow span's).
         attributes: More attributes (e.g. ``agentmesh.escalation.level``).
     """
-    attrs: dict[str, AttributeValue] = {NODE_NAME: name, NODE_KIND: kind}
+    bound = _RUN.get()
+    workflow = workflow or bound.workflow
+    attrs: dict[str, AttributeValue] = {
+        GEN_AI_OPERATION_NAME: OP_INVOKE_AGENT,
+        GEN_AI_AGENT_NAME: name,
+        GEN_AI_AGENT_ID: agent_id(workflow, name),
+        NODE_NAME: name,
+        NODE_KIND: kind,
+    }
     if role is not None:
         attrs[NODE_ROLE] = role
     if run_id is not None:
         attrs[RUN_ID] = run_id
     if attributes:
         attrs.update(attributes)
-    return SpanScope(f"node {name}", attrs)
+    conversation_id = run_id or bound.conversation_id
+    bind = RunScope(conversation_id, workflow, name)
+    return SpanScope(f"{OP_INVOKE_AGENT} {name}", with_conversation(attrs, run_id), bind=bind)
 
 
 def tool_span(
@@ -386,18 +508,24 @@ def tool_span(
 ) -> SpanScope:
     """``execute_tool {name}``: one tool call. Record its result with ``set_content``.
 
+    Inside a node's span it names the node (``agentmesh.node.name``) unless
+    ``attributes`` do.
+
     Args:
         name: ``gen_ai.tool.name``.
         call_id: ``gen_ai.tool.call.id``, the model's id for the call, if any.
         tool_type: ``function``, ``extension`` or ``datastore``.
         arguments: The arguments; recorded (as JSON) only with content capture on.
-        attributes: More attributes (e.g. ``agentmesh.node.name``).
+        attributes: More attributes.
     """
     attrs: dict[str, AttributeValue] = {
         GEN_AI_OPERATION_NAME: OP_EXECUTE_TOOL,
         GEN_AI_TOOL_NAME: name,
         GEN_AI_TOOL_TYPE: tool_type,
     }
+    node = _RUN.get().node
+    if node is not None:
+        attrs[NODE_NAME] = node
     if call_id is not None:
         attrs[GEN_AI_TOOL_CALL_ID] = call_id
     if attributes:
@@ -406,6 +534,67 @@ def tool_span(
     if arguments is not None:
         scope.set_content(GEN_AI_TOOL_CALL_ARGUMENTS, arguments)
     return scope
+
+
+EXPLANATION_LIMIT = 1000
+"""Most characters of a verdict's feedback kept as ``gen_ai.evaluation.explanation``."""
+
+
+def record_evaluation(
+    span: Span,
+    *,
+    name: str,
+    passed: bool,
+    score: float | None = None,
+    explanation: str | None = None,
+    node: str | None = None,
+    branch: str | None = None,
+    round: int | None = None,
+    model: str | None = None,
+    gave_up: bool = False,
+) -> None:
+    """Add one verdict to ``span`` as a ``gen_ai.evaluation.result`` event.
+
+    The GenAI conventions want the event parented to the evaluated operation;
+    a judge node runs after the node it judges has ended, so the event goes on
+    the judge's span and names what it judged (``agentmesh.evaluation.node``,
+    ``branch``, ``round``, ``model``): that identifies the judged node's
+    ``invoke_agent`` span within the trace.
+
+    Args:
+        span: The judge node's span.
+        name: ``gen_ai.evaluation.name``: the judge node's name.
+        passed: The verdict; ``gen_ai.evaluation.score.label`` ``pass`` or ``fail``.
+        score: ``gen_ai.evaluation.score.value`` (0..1), when the verdict has one.
+        explanation: The feedback, scrubbed of credentials and cut at
+            :data:`EXPLANATION_LIMIT` characters.
+        node: The judged node.
+        branch: The judged branch key (empty when the node did not fan out).
+        round: The judged answer's round.
+        model: The model that wrote the judged answer.
+        gave_up: The judge rejected the answer for the last time.
+    """
+    if not span.is_recording():
+        return
+    attrs: dict[str, AttributeValue] = {
+        GEN_AI_EVALUATION_NAME: name,
+        GEN_AI_EVALUATION_SCORE_LABEL: "pass" if passed else "fail",
+    }
+    if score is not None:
+        attrs[GEN_AI_EVALUATION_SCORE_VALUE] = float(score)
+    if explanation:
+        attrs[GEN_AI_EVALUATION_EXPLANATION] = scrub(explanation, ())[:EXPLANATION_LIMIT]
+    if node is not None:
+        attrs[EVALUATION_NODE] = node
+    if branch is not None:
+        attrs[EVALUATION_BRANCH] = branch
+    if round is not None:
+        attrs[EVALUATION_ROUND] = round
+    if model is not None:
+        attrs[EVALUATION_MODEL] = model
+    if gave_up:
+        attrs[EVALUATION_GAVE_UP] = True
+    span.add_event(EVENT_EVALUATION_RESULT, attrs)
 
 
 def attempt_attributes(
