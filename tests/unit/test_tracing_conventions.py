@@ -153,22 +153,26 @@ async def test_each_verdict_is_an_evaluation_event_naming_the_judged_node(
     )
 
 
+def record_rejection(scope: tracing.SpanScope) -> None:
+    tracing.record_evaluation(
+        scope.span,
+        name="check",
+        passed=False,
+        score=0.2,
+        explanation="too short; see https://user:hunter22@example.com " + "x" * 2000,
+        node="research",
+        branch="02",
+        round=2,
+        model="sim-nano",
+        gave_up=True,
+    )
+
+
 def test_a_rejected_verdict_explains_itself_without_leaking_credentials(
     spans: InMemorySpanExporter,
 ) -> None:
-    with tracing.span("judge") as scope:
-        tracing.record_evaluation(
-            scope.span,
-            name="check",
-            passed=False,
-            score=0.2,
-            explanation="too short; see https://user:hunter22@example.com " + "x" * 2000,
-            node="research",
-            branch="02",
-            round=2,
-            model="sim-nano",
-            gave_up=True,
-        )
+    with tracing.content_capture(True), tracing.span("judge") as scope:
+        record_rejection(scope)
     (span,) = spans.get_finished_spans()
     (event,) = span.events
     a = dict(event.attributes or {})
@@ -177,6 +181,16 @@ def test_a_rejected_verdict_explains_itself_without_leaking_credentials(
     assert "hunter22" not in str(a["gen_ai.evaluation.explanation"])
     assert len(str(a["gen_ai.evaluation.explanation"])) == tracing.spans.EXPLANATION_LIMIT
     assert (a["agentmesh.evaluation.branch"], a["agentmesh.evaluation.gave_up"]) == ("02", True)
+
+
+def test_a_verdict_explains_itself_only_with_content_capture_on(
+    spans: InMemorySpanExporter,
+) -> None:
+    with tracing.content_capture(False), tracing.span("judge") as scope:
+        record_rejection(scope)
+    (event,) = spans.get_finished_spans()[0].events
+    assert "gen_ai.evaluation.explanation" not in (event.attributes or {})
+    assert (event.attributes or {})["gen_ai.evaluation.score.label"] == "fail"
 
 
 async def test_merge_spans_list_the_branches_and_models_they_merged(

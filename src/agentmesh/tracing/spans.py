@@ -566,8 +566,9 @@ def record_evaluation(
         name: ``gen_ai.evaluation.name``: the judge node's name.
         passed: The verdict; ``gen_ai.evaluation.score.label`` ``pass`` or ``fail``.
         score: ``gen_ai.evaluation.score.value`` (0..1), when the verdict has one.
-        explanation: The feedback, scrubbed of credentials and cut at
-            :data:`EXPLANATION_LIMIT` characters.
+        explanation: The feedback: model output, so recorded only with content
+            capture on (:func:`capturing_content`), scrubbed of credentials and
+            cut at :data:`EXPLANATION_LIMIT` characters.
         node: The judged node.
         branch: The judged branch key (empty when the node did not fan out).
         round: The judged answer's round.
@@ -582,7 +583,7 @@ def record_evaluation(
     }
     if score is not None:
         attrs[GEN_AI_EVALUATION_SCORE_VALUE] = float(score)
-    if explanation:
+    if explanation and capturing_content():
         attrs[GEN_AI_EVALUATION_EXPLANATION] = scrub(explanation, ())[:EXPLANATION_LIMIT]
     if node is not None:
         attrs[EVALUATION_NODE] = node
