@@ -116,6 +116,7 @@ __all__ = [
     "ROUTE_ROUND",
     "ROUTE_STRATEGY",
     "ROUTE_TASK",
+    "RUN_BUDGET_USD",
     "RUN_ID",
     "RUN_STATUS",
     "SERVER_ADDRESS",
@@ -216,6 +217,8 @@ EVALUATION_MODEL: Final = "agentmesh.evaluation.model"
 """The model that wrote the judged answer."""
 EVALUATION_GAVE_UP: Final = "agentmesh.evaluation.gave_up"
 """True when the judge rejected the answer for the last time (absent: False)."""
+RUN_BUDGET_USD: Final = "agentmesh.run.budget_usd"
+"""The run's budget, on the workflow span (absent: the run had none)."""
 RUN_STATUS: Final = "agentmesh.run.status"
 """``ok`` or ``failed``, on the workflow span."""
 

@@ -82,6 +82,7 @@ from agentmesh.tracing.attributes import (
     OP_INVOKE_AGENT,
     OP_INVOKE_WORKFLOW,
     ROUTE_DECISION_ID,
+    RUN_BUDGET_USD,
     RUN_ID,
 )
 
@@ -421,7 +422,11 @@ def span(
 
 
 def workflow_span(
-    name: str, *, run_id: str | None = None, attributes: Attributes | None = None
+    name: str,
+    *,
+    run_id: str | None = None,
+    budget_usd: float | None = None,
+    attributes: Attributes | None = None,
 ) -> SpanScope:
     """``invoke_workflow {name}``: the span of one workflow run (the root of its trace).
 
@@ -432,6 +437,8 @@ def workflow_span(
         name: The workflow's (low-cardinality) name, ``gen_ai.workflow.name``.
         run_id: The run's id, ``agentmesh.run.id`` and ``gen_ai.conversation.id``
             (what ``trace show --run`` finds).
+        budget_usd: The run's budget, ``agentmesh.run.budget_usd`` (``trace report``
+            draws its burn-down).
         attributes: More attributes.
     """
     attrs: dict[str, AttributeValue] = {
@@ -441,6 +448,8 @@ def workflow_span(
     if run_id is not None:
         attrs[RUN_ID] = run_id
         attrs[GEN_AI_CONVERSATION_ID] = run_id
+    if budget_usd is not None:
+        attrs[RUN_BUDGET_USD] = float(budget_usd)
     if attributes:
         attrs.update(attributes)
     bound = _RUN.get()
