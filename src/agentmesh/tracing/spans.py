@@ -594,14 +594,8 @@ def record_evaluation(
         attrs[GEN_AI_EVALUATION_SCORE_VALUE] = float(score)
     if explanation and capturing_content():
         attrs[GEN_AI_EVALUATION_EXPLANATION] = scrub(explanation, ())[:EXPLANATION_LIMIT]
-    if node is not None:
-        attrs[EVALUATION_NODE] = node
-    if branch is not None:
-        attrs[EVALUATION_BRANCH] = branch
-    if round is not None:
-        attrs[EVALUATION_ROUND] = round
-    if model is not None:
-        attrs[EVALUATION_MODEL] = model
+    judged = {EVALUATION_NODE: node, EVALUATION_BRANCH: branch, EVALUATION_ROUND: round}
+    attrs.update({k: v for k, v in {**judged, EVALUATION_MODEL: model}.items() if v is not None})
     if gave_up:
         attrs[EVALUATION_GAVE_UP] = True
     span.add_event(EVENT_EVALUATION_RESULT, attrs)
