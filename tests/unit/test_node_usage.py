@@ -8,6 +8,7 @@ calls used, per node and per thread, exactly as the answers report it.
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import pytest
@@ -15,6 +16,7 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from typing_extensions import TypedDict
 
 from agentmesh import NodeUsageHandler
@@ -23,6 +25,8 @@ from agentmesh.models import Gateway
 from agentmesh.resilience import CallFailed, ResilientCaller
 from agentmesh.routing import Policy, Router
 from agentmesh.testing import scripted_catalog, scripted_model
+
+from .test_tracing_support import span_fixture
 
 PRICED = {"pricing": {"input": 1.0, "output": 2.0}}
 
@@ -137,3 +141,42 @@ def test_sync_calls_outside_a_graph_count_under_the_models_node() -> None:
     assert (nodes["-"].input_tokens, nodes["-"].cost_usd) == (0, 0.0)
     usage.reset()
     assert usage.nodes() == {}
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    yield from span_fixture()
+
+
+async def test_routed_calls_in_a_langgraph_thread_carry_it_as_conversation_id(
+    spans: InMemorySpanExporter,
+) -> None:
+    shared = caller(scripted_model("m", fields=PRICED))
+    app = graph(RoutedChatModel(caller=shared), RoutedChatModel(caller=shared), topics=2)
+    await app.ainvoke({"question": "q"}, {"configurable": {"thread_id": "t9"}})
+    finished = spans.get_finished_spans()
+    routed = [s for s in finished if s.name.split()[0] in ("route", "chat", "chat_model")]
+    assert len(routed) == 3 * 3
+    assert {(s.attributes or {}).get("gen_ai.conversation.id") for s in routed} == {"t9"}
+
+
+async def test_streamed_and_sync_calls_carry_the_thread_id_too(
+    spans: InMemorySpanExporter,
+) -> None:
+    model = RoutedChatModel(caller=caller(scripted_model("m", fields=PRICED)))
+
+    async def talk(state: State) -> dict[str, Any]:
+        chunks = [c async for c in model.astream(state["question"])]
+        return {"answers": [AIMessage(str(sum(len(str(c.content)) for c in chunks)))]}
+
+    built = StateGraph(State)
+    built.add_node("talk", talk)
+    built.add_edge(START, "talk")
+    built.add_edge("talk", END)
+    await built.compile().ainvoke({"question": "q"}, {"configurable": {"thread_id": "s2"}})
+    try:
+        model.invoke("hi", config={"metadata": {"thread_id": "s1"}})
+    finally:
+        model.close()
+    chats = [s for s in spans.get_finished_spans() if s.name == "chat m"]
+    assert [(s.attributes or {}).get("gen_ai.conversation.id") for s in chats] == ["s2", "s1"]
