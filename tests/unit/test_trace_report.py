@@ -162,3 +162,25 @@ def test_the_command_writes_the_page_and_refuses_bad_input(
     assert f"{bad}:1" in capsys.readouterr().err
     assert main(["trace", "report", str(path), "-o", str(tmp_path / "no" / "dir.html")]) == 2
     assert "cannot write" in capsys.readouterr().err
+
+
+async def test_calls_outside_a_workflow_count_in_their_run(tmp_path: Path) -> None:
+    from agentmesh.models import Gateway, ModelRequest
+    from agentmesh.resilience import Call, ResilientCaller
+    from agentmesh.routing import Router, RouteRequest
+    from agentmesh.testing import scripted_catalog, scripted_model
+
+    catalog = scripted_catalog(
+        scripted_model("m", fields={"pricing": {"input": 1.0, "output": 2.0}})
+    )
+    caller = ResilientCaller(Router(catalog), Gateway(catalog))
+    path = tmp_path / "ask.jsonl"
+    with tracing.configure(jsonl=path, batch=False), tracing.span("agentmesh ask"):
+        result = await caller.call(
+            Call(RouteRequest(node="ask", prompt="hi"), ModelRequest.of("hi"))
+        )
+    (run,) = side("ask.jsonl", load_spans(path)).runs
+    assert run.nodes == ()
+    assert run.cost_usd == pytest.approx(result.cost_usd)
+    assert run.cost_usd > 0
+    assert run.burn == ((pytest.approx(run.burn[0][0]), pytest.approx(result.cost_usd)),)

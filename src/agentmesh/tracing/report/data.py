@@ -298,7 +298,8 @@ def _run(trace: Trace, source: str) -> RunView:
         nodes.append(
             node if not judged else NodeView(**{**_fields(node), "verdicts": tuple(judged)})
         )
-    attempts = sorted((a for n in nodes for a in n.attempts), key=lambda a: a.start_ms)
+    # every call of the trace, those outside a node too (``agentmesh ask``, a chat model)
+    attempts = [_attempt(r, origin) for r in trace.spans if span_type(r) == CHAT]
     spent, burn = 0.0, []
     for attempt in attempts:
         if attempt.cost_usd:
