@@ -179,7 +179,7 @@ def test_a_rejected_verdict_explains_itself_without_leaking_credentials(
     assert a["gen_ai.evaluation.score.label"] == "fail"
     assert a["gen_ai.evaluation.score.value"] == 0.2
     assert "hunter22" not in str(a["gen_ai.evaluation.explanation"])
-    assert len(str(a["gen_ai.evaluation.explanation"])) == tracing.spans.EXPLANATION_LIMIT
+    assert len(str(a["gen_ai.evaluation.explanation"])) == tracing.evaluation.EXPLANATION_LIMIT
     assert (a["agentmesh.evaluation.branch"], a["agentmesh.evaluation.gave_up"]) == ("02", True)
 
 

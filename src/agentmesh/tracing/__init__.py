@@ -21,9 +21,11 @@ with plain values.
 - Content (prompts, completions) only when opted in; secrets never.
 """
 
+from agentmesh.tracing._run import RunScope, conversation, current_run
 from agentmesh.tracing.chat import ChatCall
 from agentmesh.tracing.config import Tracing, configure, otlp_span_exporter
 from agentmesh.tracing.decision import ROUTE_LIST_LIMIT, RouteCall
+from agentmesh.tracing.evaluation import record_evaluation
 from agentmesh.tracing.jsonl import JsonlSpanExporter, span_to_dict
 from agentmesh.tracing.metrics import (
     record_breaker_transition,
@@ -44,17 +46,13 @@ from agentmesh.tracing.reader import (
 )
 from agentmesh.tracing.spans import (
     Attributes,
-    RunScope,
     SpanScope,
     attempt_attributes,
     capturing_content,
     content_capture,
-    conversation,
-    current_run,
     error_type,
     node_span,
     record_error,
-    record_evaluation,
     span,
     tool_span,
     tracer,

@@ -22,6 +22,7 @@ from opentelemetry.trace import INVALID_SPAN, SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from agentmesh.tracing import metrics
+from agentmesh.tracing._run import with_conversation
 from agentmesh.tracing._state import metrics_on, spans_on
 from agentmesh.tracing.attributes import (
     COST_USD,
@@ -59,7 +60,6 @@ from agentmesh.tracing.spans import (
     record_error,
     scrub,
     to_json,
-    with_conversation,
 )
 
 __all__ = ["ChatCall"]

@@ -15,6 +15,7 @@ from opentelemetry.trace import INVALID_SPAN
 from opentelemetry.util.types import AttributeValue
 
 from agentmesh.tracing import metrics
+from agentmesh.tracing._run import current_run
 from agentmesh.tracing._state import metrics_on, spans_on
 from agentmesh.tracing.attributes import (
     ESCALATION_LEVEL,
@@ -40,7 +41,6 @@ from agentmesh.tracing.attributes import (
 from agentmesh.tracing.spans import (
     _TRACER,
     CurrentSpan,
-    current_run,
     error_type,
     record_error,
 )

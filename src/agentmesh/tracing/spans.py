@@ -15,8 +15,7 @@ get a tracer handed to them, so the application decides, once, where spans go.
   the spans opened inside it, so every span of a run carries
   ``gen_ai.conversation.id`` and tool spans name their node, whoever opens them.
   :func:`conversation` binds a conversation id outside a workflow run.
-- :func:`record_evaluation`: a judge's verdict as a ``gen_ai.evaluation.result``
-  event.
+- Judge verdicts: :func:`agentmesh.tracing.evaluation.record_evaluation`.
 - :func:`attempt_attributes`: what the resilience layer passes to
   ``Gateway.invoke(..., attributes=...)`` so each ``chat`` span says which
   attempt, fallback and escalation level it was.
@@ -31,9 +30,8 @@ import json
 import os
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import Any
@@ -45,18 +43,13 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from agentmesh._redact import scrub_credentials
+from agentmesh.tracing._run import RunScope, bind_run, current_run, reset_run, with_conversation
 from agentmesh.tracing._state import spans_on
 from agentmesh.tracing.attributes import (
     ATTEMPT,
     CONTENT_ENV_VAR,
     ERROR_TYPE,
     ESCALATION_LEVEL,
-    EVALUATION_BRANCH,
-    EVALUATION_GAVE_UP,
-    EVALUATION_MODEL,
-    EVALUATION_NODE,
-    EVALUATION_ROUND,
-    EVENT_EVALUATION_RESULT,
     EXCEPTION_MESSAGE,
     EXCEPTION_STACKTRACE,
     EXCEPTION_TYPE,
@@ -65,10 +58,6 @@ from agentmesh.tracing.attributes import (
     GEN_AI_AGENT_ID,
     GEN_AI_AGENT_NAME,
     GEN_AI_CONVERSATION_ID,
-    GEN_AI_EVALUATION_EXPLANATION,
-    GEN_AI_EVALUATION_NAME,
-    GEN_AI_EVALUATION_SCORE_LABEL,
-    GEN_AI_EVALUATION_SCORE_VALUE,
     GEN_AI_OPERATION_NAME,
     GEN_AI_TOOL_CALL_ARGUMENTS,
     GEN_AI_TOOL_CALL_ID,
@@ -93,17 +82,12 @@ __all__ = [
     "Attributes",
     "SpanScope",
     "attempt_attributes",
-    "RunScope",
     "capturing_content",
     "content_capture",
-    "conversation",
-    "current_run",
     "error_type",
     "node_span",
     "record_error",
-    "record_evaluation",
     "agent_id",
-    "with_conversation",
     "scrub",
     "span",
     "to_json",
@@ -135,58 +119,6 @@ _CAPTURE: ContextVar[bool | None] = ContextVar("agentmesh_capture_content", defa
 _TRUE = frozenset({"true", "1", "yes", "span_only", "span_and_event"})
 # Read once, as the SDK reads its OTEL_* settings: a lookup per call costs ~1 us.
 _ENV_CAPTURE = os.environ.get(CONTENT_ENV_VAR, "").strip().lower() in _TRUE
-
-
-@dataclass(frozen=True, slots=True)
-class RunScope:
-    """What the spans opened inside a run or node know of it (a context variable).
-
-    Attributes:
-        conversation_id: ``gen_ai.conversation.id``: the run (thread) id.
-        workflow: The workflow's name.
-        node: The node executing, inside a node's span.
-    """
-
-    conversation_id: str | None = None
-    workflow: str | None = None
-    node: str | None = None
-
-
-_NO_RUN = RunScope()
-_RUN: ContextVar[RunScope] = ContextVar("agentmesh_run_scope", default=_NO_RUN)
-
-
-def current_run() -> RunScope:
-    """The run scope bound where the caller runs (empty outside a run)."""
-    return _RUN.get()
-
-
-@contextmanager
-def conversation(conversation_id: str) -> Iterator[None]:
-    """Put ``gen_ai.conversation.id`` on every agentmesh span opened inside the block.
-
-    What :func:`workflow_span` does for a run; for code that calls models
-    without agentmesh's runner (a LangGraph graph of its own, a chat loop).
-    """
-    token = _RUN.set(replace(_RUN.get(), conversation_id=conversation_id))
-    try:
-        yield
-    finally:
-        _RUN.reset(token)
-
-
-def with_conversation(
-    attributes: dict[str, AttributeValue], run_id: object = None
-) -> dict[str, AttributeValue]:
-    """``attributes`` with ``gen_ai.conversation.id`` added when known and not set.
-
-    The id is ``run_id`` when given (a string), else the bound run scope's.
-    """
-    if GEN_AI_CONVERSATION_ID not in attributes:
-        conversation_id = run_id if isinstance(run_id, str) else _RUN.get().conversation_id
-        if conversation_id is not None:
-            attributes[GEN_AI_CONVERSATION_ID] = conversation_id
-    return attributes
 
 
 def tracer() -> trace.Tracer:
@@ -367,7 +299,7 @@ class SpanScope(CurrentSpan):
 
     def __enter__(self) -> SpanScope:
         if self._bind is not None:
-            self._bound = _RUN.set(self._bind)
+            self._bound = bind_run(self._bind)
         if self.span.get_span_context().is_valid:
             self._attach()
         return self
@@ -402,16 +334,11 @@ class SpanScope(CurrentSpan):
     ) -> None:
         self._detach()
         if self._bound is not None:
-            _reset_run(self._bound)
+            reset_run(self._bound)
             self._bound = None
         if exc is not None:
             record_error(self.span, exc)
         self.span.end()
-
-
-def _reset_run(token: Token[RunScope]) -> None:
-    with suppress(ValueError):  # left in another context than it was entered in
-        _RUN.reset(token)
 
 
 def span(
@@ -452,7 +379,7 @@ def workflow_span(
         attrs[RUN_BUDGET_USD] = float(budget_usd)
     if attributes:
         attrs.update(attributes)
-    bound = _RUN.get()
+    bound = current_run()
     bind = RunScope(run_id or bound.conversation_id, name, None)
     return SpanScope(f"{OP_INVOKE_WORKFLOW} {name}", attrs, bind=bind)
 
@@ -487,7 +414,7 @@ def node_span(
         workflow: The workflow's name (else the enclosing workflow span's).
         attributes: More attributes (e.g. ``agentmesh.escalation.level``).
     """
-    bound = _RUN.get()
+    bound = current_run()
     workflow = workflow or bound.workflow
     attrs: dict[str, AttributeValue] = {
         GEN_AI_OPERATION_NAME: OP_INVOKE_AGENT,
@@ -532,7 +459,7 @@ def tool_span(
         GEN_AI_TOOL_NAME: name,
         GEN_AI_TOOL_TYPE: tool_type,
     }
-    node = _RUN.get().node
+    node = current_run().node
     if node is not None:
         attrs[NODE_NAME] = node
     if call_id is not None:
@@ -543,62 +470,6 @@ def tool_span(
     if arguments is not None:
         scope.set_content(GEN_AI_TOOL_CALL_ARGUMENTS, arguments)
     return scope
-
-
-EXPLANATION_LIMIT = 1000
-"""Most characters of a verdict's feedback kept as ``gen_ai.evaluation.explanation``."""
-
-
-def record_evaluation(
-    span: Span,
-    *,
-    name: str,
-    passed: bool,
-    score: float | None = None,
-    explanation: str | None = None,
-    node: str | None = None,
-    branch: str | None = None,
-    round: int | None = None,
-    model: str | None = None,
-    gave_up: bool = False,
-) -> None:
-    """Add one verdict to ``span`` as a ``gen_ai.evaluation.result`` event.
-
-    The GenAI conventions want the event parented to the evaluated operation;
-    a judge node runs after the node it judges has ended, so the event goes on
-    the judge's span and names what it judged (``agentmesh.evaluation.node``,
-    ``branch``, ``round``, ``model``): that identifies the judged node's
-    ``invoke_agent`` span within the trace.
-
-    Args:
-        span: The judge node's span.
-        name: ``gen_ai.evaluation.name``: the judge node's name.
-        passed: The verdict; ``gen_ai.evaluation.score.label`` ``pass`` or ``fail``.
-        score: ``gen_ai.evaluation.score.value`` (0..1), when the verdict has one.
-        explanation: The feedback: model output, so recorded only with content
-            capture on (:func:`capturing_content`), scrubbed of credentials and
-            cut at :data:`EXPLANATION_LIMIT` characters.
-        node: The judged node.
-        branch: The judged branch key (empty when the node did not fan out).
-        round: The judged answer's round.
-        model: The model that wrote the judged answer.
-        gave_up: The judge rejected the answer for the last time.
-    """
-    if not span.is_recording():
-        return
-    attrs: dict[str, AttributeValue] = {
-        GEN_AI_EVALUATION_NAME: name,
-        GEN_AI_EVALUATION_SCORE_LABEL: "pass" if passed else "fail",
-    }
-    if score is not None:
-        attrs[GEN_AI_EVALUATION_SCORE_VALUE] = float(score)
-    if explanation and capturing_content():
-        attrs[GEN_AI_EVALUATION_EXPLANATION] = scrub(explanation, ())[:EXPLANATION_LIMIT]
-    judged = {EVALUATION_NODE: node, EVALUATION_BRANCH: branch, EVALUATION_ROUND: round}
-    attrs.update({k: v for k, v in {**judged, EVALUATION_MODEL: model}.items() if v is not None})
-    if gave_up:
-        attrs[EVALUATION_GAVE_UP] = True
-    span.add_event(EVENT_EVALUATION_RESULT, attrs)
 
 
 def attempt_attributes(
