@@ -68,6 +68,7 @@ EXPORTS = MappingProxyType(
         "MergeSpec": "agentmesh.synthesis",
         "SynthesisError": "agentmesh.synthesis",
         "RoutedChatModel": "agentmesh.integrations",
+        "NodeUsageHandler": "agentmesh.integrations",
         "configure_tracing": "agentmesh.tracing:configure",
     }
 )
@@ -94,6 +95,7 @@ __all__ = [
     "ModelSpec",
     "NoRoute",
     "NodeFailed",
+    "NodeUsageHandler",
     "Policy",
     "PolicyError",
     "PromptError",
@@ -136,7 +138,7 @@ if TYPE_CHECKING:
         load_graph,
         run_graph,
     )
-    from agentmesh.integrations import RoutedChatModel
+    from agentmesh.integrations import NodeUsageHandler, RoutedChatModel
     from agentmesh.models import (
         Catalog,
         CatalogError,

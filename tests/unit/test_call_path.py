@@ -343,7 +343,7 @@ async def test_tool_spans_name_their_node_and_merge_spans_their_branch_models(sp
     tool = by_name["execute_tool shout"]
     assert tool.attributes is not None
     assert tool.attributes["agentmesh.node.name"] == "act"
-    merge = by_name["node join"]
+    merge = by_name["invoke_agent join"]
     assert merge.attributes is not None
     assert merge.attributes["agentmesh.synthesis.contributor_models"] == "cheap,dear"
 

@@ -106,7 +106,7 @@ def test_examples_write_a_trace_when_asked(
     run("support_triage", capsys, "--trace", str(trace))
     names = {s.name for s in load_spans(trace)}
     assert "invoke_workflow support_triage" in names
-    assert "node triage" in names
+    assert "invoke_agent triage" in names
 
 
 def test_the_langgraph_app_exposes_every_graph_of_langgraph_json() -> None:

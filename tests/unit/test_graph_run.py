@@ -426,8 +426,11 @@ async def test_a_run_is_one_trace_with_node_spans_parenting_routes_and_calls(
     assert root.attributes is not None
     assert root.attributes["agentmesh.run.id"] == result.run_id
     assert root.attributes["gen_ai.operation.name"] == "invoke_workflow"
-    nodes = [s for s in finished if s.name.startswith("node ")]
-    assert sorted(s.name for s in nodes) == ["node join", "node plan"] + ["node work"] * 3
+    nodes = [s for s in finished if s.name.startswith("invoke_agent ")]
+    assert (
+        sorted(s.name for s in nodes)
+        == ["invoke_agent join", "invoke_agent plan"] + ["invoke_agent work"] * 3
+    )
     assert all(s.parent is not None and s.parent.span_id == root.context.span_id for s in nodes)
     assert all(s.context.trace_id == root.context.trace_id for s in finished if s.name != "x")
     chats = [s for s in finished if s.name.startswith("chat ")]
@@ -435,10 +438,10 @@ async def test_a_run_is_one_trace_with_node_spans_parenting_routes_and_calls(
     for chat in chats:
         parent = by_id[chat.parent.span_id] if chat.parent else None
         assert parent is not None, chat.name
-        assert parent.name.startswith("node "), chat.name
+        assert parent.name.startswith("invoke_agent "), chat.name
         assert chat.attributes is not None
         assert "agentmesh.prompt.template" in chat.attributes
-    work_chats = [c for c in chats if by_id[c.parent.span_id].name == "node work"]  # type: ignore[union-attr]
+    work_chats = [c for c in chats if by_id[c.parent.span_id].name == "invoke_agent work"]  # type: ignore[union-attr]
     assert {c.attributes["agentmesh.prompt.template"] for c in work_chats} == {"execute_step"}  # type: ignore[index]
 
 
@@ -491,7 +494,7 @@ async def test_every_synthesis_strategy_works_in_a_merge_node_with_provenance(
     assert merge["synthesis"]["strategy"] == strategy
     sources = {c["source"] for c in merge["synthesis"]["contributors"]}
     assert sources == {"work[01]", "work[02]", "work[03]"}
-    (span,) = [s for s in spans.get_finished_spans() if s.name == "node join"]
+    (span,) = [s for s in spans.get_finished_spans() if s.name == "invoke_agent join"]
     assert span.attributes is not None
     assert span.attributes["agentmesh.synthesis.strategy"] == strategy
     assert result.output

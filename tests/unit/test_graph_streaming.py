@@ -124,7 +124,7 @@ async def test_on_token_gets_each_delta_and_steps_and_spans_record_ttft(
     }
     (step,) = result.steps
     assert 0 < step["ttft_ms"] < step["attempts"][0]["latency_ms"]
-    (node,) = [s for s in spans.get_finished_spans() if s.name == "node answer"]
+    (node,) = [s for s in spans.get_finished_spans() if s.name == "invoke_agent answer"]
     assert node.attributes is not None
     assert node.attributes["agentmesh.node.time_to_first_token"] > 0
 

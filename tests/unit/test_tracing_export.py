@@ -54,7 +54,7 @@ async def test_each_finished_span_is_one_json_line(
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["name"] for r in lines] == [s.name for s in spans.get_finished_spans()]
     by_name = {r["name"]: r for r in lines}
-    root, node = by_name["invoke_workflow wf"], by_name["node n"]
+    root, node = by_name["invoke_workflow wf"], by_name["invoke_agent n"]
     failed, ok = (r for r in lines if r["name"] == "chat a" or r["name"] == "chat b")
     assert root["parent_id"] is None
     assert node["parent_id"] == root["span_id"]

@@ -123,7 +123,7 @@ async def test_langgraph_fan_out_keeps_each_branch_under_the_run(
     assert len(result["answers"]) == len(topics)
     root = run.span.get_span_context()
     for topic in topics:
-        (node,) = by_name(spans, f"node research:{topic}")
+        (node,) = by_name(spans, f"invoke_agent research:{topic}")
         assert node.parent is not None
         assert node.parent.span_id == root.span_id
         for child in [*by_name(spans, f"route research:{topic}")]:
@@ -131,7 +131,9 @@ async def test_langgraph_fan_out_keeps_each_branch_under_the_run(
             assert child.parent.span_id == node.context.span_id
     chats = by_name(spans, "chat m")
     assert len(chats) == len(topics)
-    node_ids = {s.context.span_id for s in spans.get_finished_spans() if s.name.startswith("node")}
+    node_ids = {
+        s.context.span_id for s in spans.get_finished_spans() if s.name.startswith("invoke_agent")
+    }
     assert all(c.parent is not None and c.parent.span_id in node_ids for c in chats)
     assert {c.context.trace_id for c in chats} == {root.trace_id}
 

@@ -240,7 +240,7 @@ async def test_workflow_node_route_chat_and_tool_spans_nest(spans: InMemorySpanE
     await gateway.aclose()
 
     workflow = one(spans, "invoke_workflow research")
-    node = one(spans, "node plan")
+    node = one(spans, "invoke_agent plan")
     tool_span = one(spans, "execute_tool search")
     assert workflow.parent is None
     assert (workflow.attributes or {})[GEN_AI_OPERATION_NAME] == "invoke_workflow"
@@ -264,7 +264,7 @@ async def test_an_exception_leaving_a_scope_is_recorded_and_reraised(
 ) -> None:
     with pytest.raises(KeyError), tracing.node_span("judge", "judge"):
         raise KeyError("missing")
-    span = one(spans, "node judge")
+    span = one(spans, "invoke_agent judge")
     assert span.status.status_code is StatusCode.ERROR
     assert (span.attributes or {})[ERROR_TYPE] == "KeyError"
     assert "exception.stacktrace" in (span.events[0].attributes or {}), "a bug keeps its stack"
@@ -369,5 +369,5 @@ async def test_resilience_recorders_count_and_leave_evidence_on_the_span(
     assert escalation[A.ESCALATION_LEVEL] == 1
     ((breaker, _),) = metrics[A.METRIC_BREAKER_TRANSITIONS]
     assert (breaker[A.BREAKER_FROM], breaker[A.BREAKER_TO]) == ("closed", "open")
-    names = [e.name for e in one(spans, "node plan").events]
+    names = [e.name for e in one(spans, "invoke_agent plan").events]
     assert names == ["agentmesh.fallback", "agentmesh.escalation", "agentmesh.breaker"]

@@ -6,6 +6,10 @@
   model, fallback and escalation rates, cost and tokens per node and model,
   p50/p95 latency per model.
 - ``export FILE --otlp-endpoint URL``: load the spans into any OTLP backend.
+- ``report FILE [FILE...] -o report.html`` (or ``--compare A B``): one
+  self-contained HTML page: per run a waterfall of nodes and attempts with each
+  node's model, reason and passed-over candidates; across runs the routing
+  distribution, rates, cost, latency, judge pass rates and budget burn-down.
 
 Exit codes: 0 success, 1 the export failed, 2 unreadable file, bad line or unknown run.
 """
@@ -57,6 +61,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="HTTP header for the collector (repeatable)",
     )
     export.set_defaults(handler=_export)
+
+    report = commands.add_parser("report", help="an HTML report of runs (works offline)")
+    report.add_argument("files", nargs="*", metavar="FILE", help="JSONL trace files, pooled")
+    report.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="two trace files side by side (say two catalogs or policies)",
+    )
+    report.add_argument("-o", "--output", metavar="HTML", required=True, help="the page to write")
+    report.set_defaults(handler=_report)
 
 
 def _load(args: argparse.Namespace) -> list[SpanRecord] | None:
@@ -135,4 +150,34 @@ def _export(args: argparse.Namespace) -> int:
     finally:
         exporter.shutdown()
     print(f"exported {sent} spans from {args.file} to {args.otlp_endpoint}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agentmesh.tracing import TraceFileError, load_spans
+    from agentmesh.tracing.report import build_report
+
+    compare = args.compare is not None
+    if compare and args.files:
+        print("agentmesh: trace report: give FILE... or --compare A B, not both", file=sys.stderr)
+        return EXIT_CONFIG
+    files = list(args.compare or args.files)
+    if not files:
+        print("agentmesh: trace report: no trace file (FILE... or --compare A B)", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        sources = [(Path(f).name, load_spans(f)) for f in files]
+    except TraceFileError as exc:
+        print(f"agentmesh: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    page = build_report(sources, compare=compare)
+    try:
+        Path(args.output).write_text(page, encoding="utf-8")
+    except OSError as exc:
+        print(f"agentmesh: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    runs = page.count('<details class="run"')
+    print(f"wrote {args.output}: {runs} runs from {', '.join(files)}", file=sys.stderr)
     return EXIT_OK

@@ -20,7 +20,7 @@ from agentmesh.graph.spec import GraphSpec, JudgeNode
 from agentmesh.graph.state import Branch, RunState, first_branch
 from agentmesh.graph.validators import RuleValidator, build_validator
 from agentmesh.resilience import CallResult, Verdict, call_until
-from agentmesh.tracing import SpanScope
+from agentmesh.tracing import SpanScope, record_evaluation
 
 __all__ = ["JudgeRunner"]
 
@@ -52,6 +52,19 @@ class JudgeRunner(ModelNodeRunner):
         pending = self.pending(state)
         judged = await asyncio.gather(*(self._judge(state, key, r) for key, r in pending))
         verdicts = {key: verdict for (key, _), (verdict, _) in zip(pending, judged, strict=True)}
+        for key, verdict in verdicts.items():
+            record_evaluation(
+                scope.span,
+                name=self.name,
+                passed=verdict["passed"],
+                score=verdict["score"],
+                explanation=verdict["feedback"],
+                node=self.node.target,
+                branch=key,
+                round=verdict["round"],
+                model=verdict["judged_model"],
+                gave_up=verdict["gave_up"],
+            )
         steps = [record for _, record in judged]
         update = {"verdicts": {self.name: verdicts}, **usage_update(steps)}
         given_up = [k for k, v in verdicts.items() if v["gave_up"]]

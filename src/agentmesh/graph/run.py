@@ -244,7 +244,7 @@ class GraphRunner:
         error: dict[str, Any] | None = None
         failed_steps: list[dict[str, Any]] = []
         notify: StepListener = on_step or _ignore
-        with workflow_span(graph.name, run_id=run_id) as scope:
+        with workflow_span(graph.name, run_id=run_id, budget_usd=budget) as scope:
             try:
                 updates = compiled.astream(
                     start, config, stream_mode="updates", durability=self._durability

@@ -29,11 +29,12 @@ first use, stopped by :meth:`RoutedChatModel.close`). The gateway keeps one
 HTTP connection pool per event loop, so sync and async calls mix freely.
 
 Each call outside a graph opens a ``chat_model {node}`` span, the parent of
-its ``route`` and ``chat`` spans. ``api_key`` and ``max_retries`` are accepted
-and ignored, as LangChain code passes them to any chat model: keys are named
-per model in the catalog, retries belong to the resilience policy. Reasoning
-that OpenAI-compatible servers return beside the answer arrives in
-``additional_kwargs["reasoning_content"]``.
+its ``route`` and ``chat`` spans; inside a LangGraph graph run with a
+``thread_id``, those spans carry it as ``gen_ai.conversation.id``. ``api_key``
+and ``max_retries`` are accepted and ignored, as LangChain code passes them to
+any chat model: keys are named per model in the catalog, retries belong to the
+resilience policy. Reasoning that OpenAI-compatible servers return beside the
+answer arrives in ``additional_kwargs["reasoning_content"]``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from collections.abc import (
     Iterator,
     Sequence,
 )
-from contextlib import aclosing
+from contextlib import AbstractContextManager, aclosing, nullcontext
 from operator import itemgetter
 from typing import Any, cast
 
@@ -60,6 +61,7 @@ from langchain_core.messages import (
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.runnables.config import ensure_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
@@ -88,7 +90,7 @@ from agentmesh.resilience import Call, ResilientCaller, Streamed
 from agentmesh.resilience.policy import ResiliencePolicy
 from agentmesh.routing.policy import Policy
 from agentmesh.routing.types import RouteRequest
-from agentmesh.tracing import SpanScope, span
+from agentmesh.tracing import SpanScope, conversation, span
 from agentmesh.tracing.attributes import NODE_KIND, NODE_NAME
 
 __all__ = ["RoutedChatModel"]
@@ -381,8 +383,17 @@ class RoutedChatModel(BaseChatModel):
         Raises:
             CallFailed: No model served it (names every attempt).
         """
+        return await self._generate_in(messages, stop, _thread_of(run_manager), kwargs)
+
+    async def _generate_in(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        thread: str | None,
+        kwargs: dict[str, Any],
+    ) -> ChatResult:
         route, request = self._requests(messages, stop, kwargs)
-        with self._span(route):
+        with _conversation(thread), self._span(route):
             result = await self.caller.call(self._call_of(route, request))
         response = result.response
         message = AIMessage(
@@ -416,7 +427,8 @@ class RoutedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         """:meth:`_agenerate` on the private event loop (LangChain already ran the callbacks)."""
-        return self._sync_loop().run(self._agenerate(messages, stop, None, **kwargs))
+        thread = _thread_of(run_manager)
+        return self._sync_loop().run(self._generate_in(messages, stop, thread, kwargs))
 
     async def _astream(
         self,
@@ -430,6 +442,18 @@ class RoutedChatModel(BaseChatModel):
         Raises:
             CallFailed: No model served it, or the streaming model failed mid-answer.
         """
+        inner = self._stream_in(messages, stop, _thread_of(run_manager), kwargs)
+        async with aclosing(cast("AsyncGenerator[ChatGenerationChunk, None]", inner)) as chunks:
+            async for chunk in chunks:  # closing this stream closes (and ends) the call's
+                yield chunk
+
+    async def _stream_in(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        thread: str | None,
+        kwargs: dict[str, Any],
+    ) -> AsyncIterator[ChatGenerationChunk]:
         route, request = self._requests(messages, stop, kwargs)
         scope = self._span(route)
         stream = cast(
@@ -437,7 +461,8 @@ class RoutedChatModel(BaseChatModel):
         )
         try:
             async with aclosing(stream) as items:
-                with scope.current():  # the call's task starts here and inherits the span
+                # the call's task starts here and inherits the span and the conversation
+                with _conversation(thread), scope.current():
                     item: Streamed | None = await anext(items, None)
                 while item is not None:
                     if isinstance(item, str):
@@ -470,6 +495,24 @@ class RoutedChatModel(BaseChatModel):
         """:meth:`_astream` driven on the private event loop."""
         stream = cast(
             "AsyncGenerator[ChatGenerationChunk, None]",
-            self._astream(messages, stop, None, **kwargs),
+            self._stream_in(messages, stop, _thread_of(run_manager), kwargs),
         )
         yield from self._sync_loop().iterate(stream)
+
+
+def _thread_of(run_manager: Any) -> str | None:
+    """The LangGraph thread id a call runs in, if any.
+
+    From the call's callback metadata; streams get no run manager, so else from
+    the config of the LangGraph node running (LangChain's config context).
+    """
+    metadata = getattr(run_manager, "metadata", None)
+    if metadata is None:
+        config = ensure_config()
+        metadata = {**config.get("configurable", {}), **config.get("metadata", {})}
+    thread = metadata.get("thread_id")
+    return str(thread) if thread is not None else None
+
+
+def _conversation(thread: str | None) -> AbstractContextManager[None]:
+    return conversation(thread) if thread is not None else nullcontext()

@@ -28,6 +28,7 @@ from agentmesh.resilience.call import Attempt, Billed, Spend
 from agentmesh.resilience.caller import ResilientCaller
 from agentmesh.resilience.policy import ResiliencePolicy
 from agentmesh.routing.policy import Policy
+from agentmesh.tracing.attributes import MERGE_BRANCHES, MERGE_MODELS
 
 __all__ = [
     "ATTR_ITEMS",
@@ -242,10 +243,16 @@ class SynthesisResult:
             "tokens": self.tokens,
         }
 
-    def trace_attributes(self) -> dict[str, str | int | float]:
-        """Attributes for the merge node's span (``agentmesh.synthesis.*``)."""
+    def trace_attributes(self) -> dict[str, str | int | float | list[str]]:
+        """Attributes for the merge node's span.
+
+        ``agentmesh.synthesis.*``, and ``agentmesh.merge.branches`` /
+        ``agentmesh.merge.models``: the merged answers and who wrote them, as arrays.
+        """
         prov = self.provenance
-        attributes: dict[str, str | int | float] = {
+        attributes: dict[str, str | int | float | list[str]] = {
+            MERGE_BRANCHES: [c.source for c in prov.contributors],
+            MERGE_MODELS: list(dict.fromkeys(c.model for c in prov.contributors if c.model)),
             ATTR_STRATEGY: prov.strategy,
             "agentmesh.synthesis.calls": len(self.calls),
             "agentmesh.synthesis.cost_usd": self.cost_usd,

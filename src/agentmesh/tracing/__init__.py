@@ -3,12 +3,15 @@
 Used by every layer, importing none of them: instrumented code calls this API
 with plain values.
 
-- Spans: ``invoke_workflow {name}`` (:func:`workflow_span`), ``node {name}``
-  (:func:`node_span`), ``route {node}`` (:class:`RouteCall`, opened by the
-  router), ``chat {model}`` per attempt (:class:`ChatCall`, opened by the
-  gateway; callers add :func:`attempt_attributes`), ``execute_tool {name}``
-  (:func:`tool_span`). GenAI semantic-convention names where they exist,
-  ``agentmesh.*`` otherwise (:mod:`agentmesh.tracing.attributes`).
+- Spans: ``invoke_workflow {name}`` (:func:`workflow_span`), ``invoke_agent {node}``
+  (:func:`node_span`, one per node execution; judge verdicts are
+  ``gen_ai.evaluation.result`` events, :func:`record_evaluation`), ``route {node}``
+  (:class:`RouteCall`, opened by the router), ``chat {model}`` per attempt
+  (:class:`ChatCall`, opened by the gateway; callers add
+  :func:`attempt_attributes`), ``execute_tool {name}`` (:func:`tool_span`);
+  ``gen_ai.conversation.id`` = the run id on every span of a run
+  (:func:`conversation` outside one). GenAI semantic-convention names where
+  they exist, ``agentmesh.*`` otherwise (:mod:`agentmesh.tracing.attributes`).
 - Metrics: token usage and duration (GenAI names), cost, decisions per model,
   and :func:`record_fallback`, :func:`record_escalation`,
   :func:`record_breaker_transition` for the resilience layer.
@@ -18,9 +21,11 @@ with plain values.
 - Content (prompts, completions) only when opted in; secrets never.
 """
 
+from agentmesh.tracing._run import RunScope, conversation, current_run
 from agentmesh.tracing.chat import ChatCall
 from agentmesh.tracing.config import Tracing, configure, otlp_span_exporter
 from agentmesh.tracing.decision import ROUTE_LIST_LIMIT, RouteCall
+from agentmesh.tracing.evaluation import record_evaluation
 from agentmesh.tracing.jsonl import JsonlSpanExporter, span_to_dict
 from agentmesh.tracing.metrics import (
     record_breaker_transition,
@@ -64,6 +69,7 @@ __all__ = [
     "ExportFailed",
     "JsonlSpanExporter",
     "RouteCall",
+    "RunScope",
     "SpanRecord",
     "SpanScope",
     "Trace",
@@ -73,6 +79,8 @@ __all__ = [
     "capturing_content",
     "configure",
     "content_capture",
+    "conversation",
+    "current_run",
     "error_type",
     "load_spans",
     "node_span",
@@ -82,6 +90,7 @@ __all__ = [
     "record_chat",
     "record_decision",
     "record_error",
+    "record_evaluation",
     "record_escalation",
     "record_fallback",
     "render_summary",

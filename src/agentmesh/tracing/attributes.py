@@ -8,10 +8,14 @@ one version bump away. Names the conventions do not define live in the
 Span names (see :mod:`agentmesh.tracing.spans`):
 
 - ``invoke_workflow {workflow}``: one run (``gen_ai.operation.name=invoke_workflow``).
-- ``node {name}``: one node of a workflow (``agentmesh.node.name``/``kind``).
+- ``invoke_agent {node}``: one execution of a workflow node (``gen_ai.agent.name`` =
+  the node, ``gen_ai.agent.id``, ``agentmesh.node.kind``); a judge's verdicts are
+  ``gen_ai.evaluation.result`` events on its span.
 - ``route {node}``: one routing decision (``agentmesh.route.*``).
 - ``chat {gen_ai.request.model}``: one model call attempt (GenAI inference span).
 - ``execute_tool {gen_ai.tool.name}``: one tool call.
+
+Every span of a run carries ``gen_ai.conversation.id`` = the run (thread) id.
 """
 
 from __future__ import annotations
@@ -33,6 +37,13 @@ __all__ = [
     "ERROR_TYPE",
     "ESCALATION_LEVEL",
     "ESCALATION_REASON",
+    "EVALUATION_GAVE_UP",
+    "EVALUATION_LABELS",
+    "EVALUATION_MODEL",
+    "EVALUATION_NODE",
+    "EVALUATION_BRANCH",
+    "EVALUATION_ROUND",
+    "EVENT_EVALUATION_RESULT",
     "EXCEPTION_MESSAGE",
     "EXCEPTION_STACKTRACE",
     "EXCEPTION_TYPE",
@@ -40,6 +51,13 @@ __all__ = [
     "FALLBACK_FROM",
     "FALLBACK_REASON",
     "FALLBACK_TO",
+    "GEN_AI_AGENT_ID",
+    "GEN_AI_AGENT_NAME",
+    "GEN_AI_CONVERSATION_ID",
+    "GEN_AI_EVALUATION_EXPLANATION",
+    "GEN_AI_EVALUATION_NAME",
+    "GEN_AI_EVALUATION_SCORE_LABEL",
+    "GEN_AI_EVALUATION_SCORE_VALUE",
     "GEN_AI_INPUT_MESSAGES",
     "GEN_AI_OPERATION_NAME",
     "GEN_AI_OUTPUT_MESSAGES",
@@ -67,6 +85,8 @@ __all__ = [
     "METRIC_ESCALATIONS",
     "METRIC_FALLBACKS",
     "METRIC_OPERATION_DURATION",
+    "MERGE_BRANCHES",
+    "MERGE_MODELS",
     "METRIC_ROUTE_DECISIONS",
     "METRIC_TOKEN_USAGE",
     "MODEL_ID",
@@ -78,6 +98,7 @@ __all__ = [
     "NODE_ROLE",
     "OP_CHAT",
     "OP_EXECUTE_TOOL",
+    "OP_INVOKE_AGENT",
     "OP_INVOKE_WORKFLOW",
     "PROMPT_HASH",
     "PROMPT_TEMPLATE",
@@ -97,6 +118,7 @@ __all__ = [
     "ROUTE_ROUND",
     "ROUTE_STRATEGY",
     "ROUTE_TASK",
+    "RUN_BUDGET_USD",
     "RUN_ID",
     "RUN_STATUS",
     "SERVER_ADDRESS",
@@ -128,6 +150,19 @@ GEN_AI_INPUT_MESSAGES: Final = _gen_ai.GEN_AI_INPUT_MESSAGES
 GEN_AI_OUTPUT_MESSAGES: Final = _gen_ai.GEN_AI_OUTPUT_MESSAGES
 """Opt-in content: the completion as a JSON string following the GenAI output-messages schema."""
 GEN_AI_WORKFLOW_NAME: Final = _gen_ai.GEN_AI_WORKFLOW_NAME
+GEN_AI_AGENT_NAME: Final = _gen_ai.GEN_AI_AGENT_NAME
+"""On ``invoke_agent`` spans: the node's name in the graph."""
+GEN_AI_AGENT_ID: Final = _gen_ai.GEN_AI_AGENT_ID
+"""On ``invoke_agent`` spans: ``{workflow}/{node}``, the same in every run of the graph."""
+GEN_AI_CONVERSATION_ID: Final = _gen_ai.GEN_AI_CONVERSATION_ID
+"""On every span of a run: the run id, which is also its LangGraph thread id."""
+GEN_AI_EVALUATION_NAME: Final = _gen_ai.GEN_AI_EVALUATION_NAME
+"""On ``gen_ai.evaluation.result`` events: the judge node's name."""
+GEN_AI_EVALUATION_SCORE_VALUE: Final = _gen_ai.GEN_AI_EVALUATION_SCORE_VALUE
+GEN_AI_EVALUATION_SCORE_LABEL: Final = _gen_ai.GEN_AI_EVALUATION_SCORE_LABEL
+"""``pass`` or ``fail`` (:data:`EVALUATION_LABELS`)."""
+GEN_AI_EVALUATION_EXPLANATION: Final = _gen_ai.GEN_AI_EVALUATION_EXPLANATION
+"""The verdict's feedback: content, so only with capture on (scrubbed, at most 1000 chars)."""
 GEN_AI_TOOL_NAME: Final = _gen_ai.GEN_AI_TOOL_NAME
 GEN_AI_TOOL_TYPE: Final = _gen_ai.GEN_AI_TOOL_TYPE
 GEN_AI_TOOL_CALL_ID: Final = _gen_ai.GEN_AI_TOOL_CALL_ID
@@ -141,10 +176,16 @@ EXCEPTION_STACKTRACE: Final = _exception.EXCEPTION_STACKTRACE
 SERVER_ADDRESS: Final = _server.SERVER_ADDRESS
 SERVER_PORT: Final = _server.SERVER_PORT
 
-OP_CHAT: Final = "chat"
+OP_CHAT: Final = _gen_ai.GenAiOperationNameValues.CHAT.value
 """``gen_ai.operation.name`` of a model call (every agentmesh model call is a chat)."""
-OP_EXECUTE_TOOL: Final = "execute_tool"
-OP_INVOKE_WORKFLOW: Final = "invoke_workflow"
+OP_EXECUTE_TOOL: Final = _gen_ai.GenAiOperationNameValues.EXECUTE_TOOL.value
+OP_INVOKE_WORKFLOW: Final = _gen_ai.GenAiOperationNameValues.INVOKE_WORKFLOW.value
+OP_INVOKE_AGENT: Final = _gen_ai.GenAiOperationNameValues.INVOKE_AGENT.value
+EVENT_EVALUATION_RESULT: Final = "gen_ai.evaluation.result"
+"""The GenAI event of one evaluation (a judge's verdict), recorded as a span event.
+
+(The installed conventions package defines the event's attributes, not its name.)"""
+EVALUATION_LABELS: Final = ("pass", "fail")
 TOKEN_INPUT: Final = "input"
 """``gen_ai.token.type`` values."""
 TOKEN_OUTPUT: Final = "output"
@@ -166,6 +207,22 @@ NODE_MODELS: Final = "agentmesh.node.models"
 """Models that answered in a node execution, comma-separated."""
 NODE_TIME_TO_FIRST_TOKEN: Final = "agentmesh.node.time_to_first_token"
 """Seconds from a node's start to its first streamed token (streamed executions only)."""
+MERGE_BRANCHES: Final = "agentmesh.merge.branches"
+"""On a merge node's span: the answers merged, ``node`` or ``node[branch]`` (string array)."""
+MERGE_MODELS: Final = "agentmesh.merge.models"
+"""On a merge node's span: the models that wrote the merged answers (string array)."""
+EVALUATION_NODE: Final = "agentmesh.evaluation.node"
+"""On ``gen_ai.evaluation.result`` events: the judged node (its span ended before the judge ran)."""
+EVALUATION_BRANCH: Final = "agentmesh.evaluation.branch"
+"""The judged branch (``01``...; empty when the node did not fan out)."""
+EVALUATION_ROUND: Final = "agentmesh.evaluation.round"
+"""The judged answer's round (1, then 2 after a rejected verdict sent it back)."""
+EVALUATION_MODEL: Final = "agentmesh.evaluation.model"
+"""The model that wrote the judged answer."""
+EVALUATION_GAVE_UP: Final = "agentmesh.evaluation.gave_up"
+"""True when the judge rejected the answer for the last time (absent: False)."""
+RUN_BUDGET_USD: Final = "agentmesh.run.budget_usd"
+"""The run's budget, on the workflow span (absent: the run had none)."""
 RUN_STATUS: Final = "agentmesh.run.status"
 """``ok`` or ``failed``, on the workflow span."""
 

@@ -22,6 +22,7 @@ from opentelemetry.trace import INVALID_SPAN, SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from agentmesh.tracing import metrics
+from agentmesh.tracing._run import with_conversation
 from agentmesh.tracing._state import metrics_on, spans_on
 from agentmesh.tracing.attributes import (
     COST_USD,
@@ -43,6 +44,7 @@ from agentmesh.tracing.attributes import (
     MODEL_ID,
     NODE_NAME,
     OP_CHAT,
+    RUN_ID,
     SERVER_ADDRESS,
     SERVER_PORT,
     SIMULATED,
@@ -134,6 +136,9 @@ class ChatCall(CurrentSpan):
         }
         if attributes:
             attrs.update(attributes)
+            with_conversation(attrs, attributes.get(RUN_ID))
+        else:
+            with_conversation(attrs)
         self.span = span = _TRACER.start_span(
             "chat " + request_model,
             kind=SpanKind.CLIENT,

@@ -15,9 +15,11 @@ from opentelemetry.trace import INVALID_SPAN
 from opentelemetry.util.types import AttributeValue
 
 from agentmesh.tracing import metrics
+from agentmesh.tracing._run import current_run
 from agentmesh.tracing._state import metrics_on, spans_on
 from agentmesh.tracing.attributes import (
     ESCALATION_LEVEL,
+    GEN_AI_CONVERSATION_ID,
     NODE_NAME,
     NODE_ROLE,
     ROUTE_CANDIDATE_COUNT,
@@ -71,6 +73,7 @@ class RouteCall(CurrentSpan):
     """
 
     __slots__ = (
+        "_conversation",
         "_escalation",
         "_excluded",
         "_node",
@@ -97,6 +100,7 @@ class RouteCall(CurrentSpan):
         self._round = round
         self._escalation = escalation
         self._run_id = run_id
+        self._conversation = run_id or current_run().conversation_id
         self._excluded: Sequence[tuple[str, str, str]] = ()
         self._token = None
         if not spans_on():
@@ -166,6 +170,8 @@ class RouteCall(CurrentSpan):
             attrs[ESCALATION_LEVEL] = self._escalation
         if self._run_id is not None:
             attrs[RUN_ID] = self._run_id
+        if self._conversation is not None:
+            attrs[GEN_AI_CONVERSATION_ID] = self._conversation
         return attrs
 
     @staticmethod
@@ -235,6 +241,7 @@ def _idle_route() -> RouteCall:
     idle._round = 1
     idle._escalation = 0
     idle._run_id = None
+    idle._conversation = None
     idle._excluded = ()
     idle._token = None
     idle.span = INVALID_SPAN

@@ -9,8 +9,13 @@ get a tracer handed to them, so the application decides, once, where spans go.
 
 - :func:`span`: any span, made current while its ``with`` block runs.
 - :func:`workflow_span` (``invoke_workflow {name}``), :func:`node_span`
-  (``node {name}``), :func:`tool_span` (``execute_tool {name}``): what the
-  workflow layer opens.
+  (``invoke_agent {name}``), :func:`tool_span` (``execute_tool {name}``): what the
+  workflow layer opens, after the GenAI agent conventions. Each binds what it
+  knows of the run (conversation id, workflow, node) in a context variable for
+  the spans opened inside it, so every span of a run carries
+  ``gen_ai.conversation.id`` and tool spans name their node, whoever opens them.
+  :func:`conversation` binds a conversation id outside a workflow run.
+- Judge verdicts: :func:`agentmesh.tracing.evaluation.record_evaluation`.
 - :func:`attempt_attributes`: what the resilience layer passes to
   ``Gateway.invoke(..., attributes=...)`` so each ``chat`` span says which
   attempt, fallback and escalation level it was.
@@ -38,6 +43,7 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from agentmesh._redact import scrub_credentials
+from agentmesh.tracing._run import RunScope, bind_run, current_run, reset_run, with_conversation
 from agentmesh.tracing._state import spans_on
 from agentmesh.tracing.attributes import (
     ATTEMPT,
@@ -49,6 +55,9 @@ from agentmesh.tracing.attributes import (
     EXCEPTION_TYPE,
     FALLBACK,
     FALLBACK_FROM,
+    GEN_AI_AGENT_ID,
+    GEN_AI_AGENT_NAME,
+    GEN_AI_CONVERSATION_ID,
     GEN_AI_OPERATION_NAME,
     GEN_AI_TOOL_CALL_ARGUMENTS,
     GEN_AI_TOOL_CALL_ID,
@@ -59,8 +68,10 @@ from agentmesh.tracing.attributes import (
     NODE_NAME,
     NODE_ROLE,
     OP_EXECUTE_TOOL,
+    OP_INVOKE_AGENT,
     OP_INVOKE_WORKFLOW,
     ROUTE_DECISION_ID,
+    RUN_BUDGET_USD,
     RUN_ID,
 )
 
@@ -76,6 +87,7 @@ __all__ = [
     "error_type",
     "node_span",
     "record_error",
+    "agent_id",
     "scrub",
     "span",
     "to_json",
@@ -242,7 +254,7 @@ class SpanScope(CurrentSpan):
         span: The OpenTelemetry span (a non-recording one when tracing is off).
     """
 
-    __slots__ = ()
+    __slots__ = ("_bind", "_bound")
 
     def __init__(
         self,
@@ -250,15 +262,18 @@ class SpanScope(CurrentSpan):
         attributes: Attributes | None = None,
         *,
         kind: SpanKind = SpanKind.INTERNAL,
+        bind: RunScope | None = None,
     ) -> None:
         self._token = None
+        self._bind = bind
+        self._bound: Token[RunScope] | None = None
         if not spans_on():
             self.span = INVALID_SPAN
             return
         self.span = _TRACER.start_span(
             name,
             kind=kind,
-            attributes=attributes,
+            attributes=with_conversation(dict(attributes or {})),
             record_exception=False,
             set_status_on_exception=False,
         )
@@ -283,6 +298,8 @@ class SpanScope(CurrentSpan):
             self.span.set_attribute(key, scrub(text, secrets))
 
     def __enter__(self) -> SpanScope:
+        if self._bind is not None:
+            self._bound = bind_run(self._bind)
         if self.span.get_span_context().is_valid:
             self._attach()
         return self
@@ -316,6 +333,9 @@ class SpanScope(CurrentSpan):
         tb: TracebackType | None,
     ) -> None:
         self._detach()
+        if self._bound is not None:
+            reset_run(self._bound)
+            self._bound = None
         if exc is not None:
             record_error(self.span, exc)
         self.span.end()
@@ -329,13 +349,23 @@ def span(
 
 
 def workflow_span(
-    name: str, *, run_id: str | None = None, attributes: Attributes | None = None
+    name: str,
+    *,
+    run_id: str | None = None,
+    budget_usd: float | None = None,
+    attributes: Attributes | None = None,
 ) -> SpanScope:
     """``invoke_workflow {name}``: the span of one workflow run (the root of its trace).
 
+    Inside its block, every agentmesh span carries ``gen_ai.conversation.id`` =
+    ``run_id`` and node spans get their ``gen_ai.agent.id`` from ``name``.
+
     Args:
         name: The workflow's (low-cardinality) name, ``gen_ai.workflow.name``.
-        run_id: The run's id, ``agentmesh.run.id`` (what ``trace show --run`` finds).
+        run_id: The run's id, ``agentmesh.run.id`` and ``gen_ai.conversation.id``
+            (what ``trace show --run`` finds).
+        budget_usd: The run's budget, ``agentmesh.run.budget_usd`` (``trace report``
+            draws its burn-down).
         attributes: More attributes.
     """
     attrs: dict[str, AttributeValue] = {
@@ -344,9 +374,19 @@ def workflow_span(
     }
     if run_id is not None:
         attrs[RUN_ID] = run_id
+        attrs[GEN_AI_CONVERSATION_ID] = run_id
+    if budget_usd is not None:
+        attrs[RUN_BUDGET_USD] = float(budget_usd)
     if attributes:
         attrs.update(attributes)
-    return SpanScope(f"{OP_INVOKE_WORKFLOW} {name}", attrs)
+    bound = current_run()
+    bind = RunScope(run_id or bound.conversation_id, name, None)
+    return SpanScope(f"{OP_INVOKE_WORKFLOW} {name}", attrs, bind=bind)
+
+
+def agent_id(workflow: str | None, node: str) -> str:
+    """``gen_ai.agent.id`` of a node: ``{workflow}/{node}`` (the node alone outside a workflow)."""
+    return f"{workflow}/{node}" if workflow else node
 
 
 def node_span(
@@ -355,25 +395,43 @@ def node_span(
     *,
     role: str | None = None,
     run_id: str | None = None,
+    workflow: str | None = None,
     attributes: Attributes | None = None,
 ) -> SpanScope:
-    """``node {name}``: one node of a workflow (its routing and calls nest inside).
+    """``invoke_agent {name}``: one execution of a workflow node (routing and calls nest inside).
+
+    A GenAI *invoke agent* span (kind INTERNAL: the agent runs in-process) with
+    ``gen_ai.agent.name`` = the node, ``gen_ai.agent.id`` = ``{workflow}/{node}``,
+    ``gen_ai.conversation.id`` = the run, and ``agentmesh.node.*``. It leaves out
+    ``gen_ai.provider.name`` and ``gen_ai.request.model``: the router picks the
+    model (and so the provider) per call, and each ``chat`` span inside says which.
 
     Args:
-        name: The node's name in the graph, ``agentmesh.node.name``.
+        name: The node's name in the graph, ``gen_ai.agent.name`` and ``agentmesh.node.name``.
         kind: ``planner``, ``executor``, ``tool``, ``judge`` or ``merge``.
         role: The role it routes as, when it differs from the kind.
-        run_id: The run, when known.
+        run_id: The run, when known (else the enclosing workflow span's).
+        workflow: The workflow's name (else the enclosing workflow span's).
         attributes: More attributes (e.g. ``agentmesh.escalation.level``).
     """
-    attrs: dict[str, AttributeValue] = {NODE_NAME: name, NODE_KIND: kind}
+    bound = current_run()
+    workflow = workflow or bound.workflow
+    attrs: dict[str, AttributeValue] = {
+        GEN_AI_OPERATION_NAME: OP_INVOKE_AGENT,
+        GEN_AI_AGENT_NAME: name,
+        GEN_AI_AGENT_ID: agent_id(workflow, name),
+        NODE_NAME: name,
+        NODE_KIND: kind,
+    }
     if role is not None:
         attrs[NODE_ROLE] = role
     if run_id is not None:
         attrs[RUN_ID] = run_id
     if attributes:
         attrs.update(attributes)
-    return SpanScope(f"node {name}", attrs)
+    conversation_id = run_id or bound.conversation_id
+    bind = RunScope(conversation_id, workflow, name)
+    return SpanScope(f"{OP_INVOKE_AGENT} {name}", with_conversation(attrs, run_id), bind=bind)
 
 
 def tool_span(
@@ -386,18 +444,24 @@ def tool_span(
 ) -> SpanScope:
     """``execute_tool {name}``: one tool call. Record its result with ``set_content``.
 
+    Inside a node's span it names the node (``agentmesh.node.name``) unless
+    ``attributes`` do.
+
     Args:
         name: ``gen_ai.tool.name``.
         call_id: ``gen_ai.tool.call.id``, the model's id for the call, if any.
         tool_type: ``function``, ``extension`` or ``datastore``.
         arguments: The arguments; recorded (as JSON) only with content capture on.
-        attributes: More attributes (e.g. ``agentmesh.node.name``).
+        attributes: More attributes.
     """
     attrs: dict[str, AttributeValue] = {
         GEN_AI_OPERATION_NAME: OP_EXECUTE_TOOL,
         GEN_AI_TOOL_NAME: name,
         GEN_AI_TOOL_TYPE: tool_type,
     }
+    node = current_run().node
+    if node is not None:
+        attrs[NODE_NAME] = node
     if call_id is not None:
         attrs[GEN_AI_TOOL_CALL_ID] = call_id
     if attributes:

@@ -22,6 +22,7 @@ from agentmesh.tracing.attributes import (
     NODE_NAME,
     OP_CHAT,
     OP_EXECUTE_TOOL,
+    OP_INVOKE_AGENT,
     OP_INVOKE_WORKFLOW,
     ROUTE_DECISION_ID,
     ROUTE_STRATEGY,
@@ -61,6 +62,8 @@ def span_type(record: SpanRecord) -> str:
         return TOOL
     if operation == OP_INVOKE_WORKFLOW:
         return WORKFLOW
+    if operation == OP_INVOKE_AGENT:
+        return NODE
     if ROUTE_STRATEGY in attrs:
         return ROUTE
     if NODE_KIND in attrs:

@@ -9,14 +9,22 @@ know (an HTTP client's, say) are shown by name and duration, so any trace render
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from agentmesh.tracing.attributes import (
     ATTEMPT,
     COST_USD,
     ERROR_TYPE,
     ESCALATION_LEVEL,
+    EVALUATION_BRANCH,
+    EVALUATION_MODEL,
+    EVALUATION_NODE,
+    EVENT_EVALUATION_RESULT,
     FALLBACK,
+    GEN_AI_EVALUATION_EXPLANATION,
+    GEN_AI_EVALUATION_SCORE_LABEL,
+    GEN_AI_EVALUATION_SCORE_VALUE,
     GEN_AI_REQUEST_MODEL,
     GEN_AI_RESPONSE_MODEL,
     GEN_AI_TOOL_NAME,
@@ -121,10 +129,25 @@ def _label(record: SpanRecord) -> list[str]:
     return [f"{record.name}{status}  {_ms(record)}"]
 
 
+def _evaluation(attrs: Mapping[str, Any]) -> str:
+    node, branch = attrs.get(EVALUATION_NODE, "?"), attrs.get(EVALUATION_BRANCH)
+    judged = f"{node}[{branch}]" if branch else str(node)
+    score = attrs.get(GEN_AI_EVALUATION_SCORE_VALUE)
+    shown = f" {score:.2f}" if isinstance(score, int | float) else ""
+    model = attrs.get(EVALUATION_MODEL)
+    by = f" ({model})" if model else ""
+    why = attrs.get(GEN_AI_EVALUATION_EXPLANATION)
+    return f"* verdict {judged}{by}: {attrs.get(GEN_AI_EVALUATION_SCORE_LABEL, '?')}{shown}" + (
+        f" - {why}" if why else ""
+    )
+
+
 def _events(record: SpanRecord) -> list[str]:
     lines = []
     for event in record.events:
-        if event.name.startswith("agentmesh."):
+        if event.name == EVENT_EVALUATION_RESULT:
+            lines.append(_evaluation(event.attributes))
+        elif event.name.startswith("agentmesh."):
             detail = ", ".join(
                 f"{k.removeprefix('agentmesh.')}={v}" for k, v in event.attributes.items()
             )
