@@ -30,6 +30,7 @@ from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ValidationError
 
 from agentmesh._validation import describe_error
+from agentmesh.graph.branches import BranchSpec, StateFunction
 from agentmesh.graph.checks import GraphError
 from agentmesh.graph.compile import compile_graph
 from agentmesh.graph.run import GraphRunner, RunResult, StepListener, run_graph
@@ -177,6 +178,38 @@ class Workflow:
             GraphError: A keyword is unknown or invalid (naming node and keyword).
         """
         return self._add(name, MergeNode, fields)
+
+    def branch(
+        self,
+        source: str,
+        *,
+        cases: Mapping[str, str],
+        field: str | None = None,
+        by: StateFunction | None = None,
+        default: str | None = None,
+    ) -> Workflow:
+        """Add a conditional edge out of ``source`` (see :class:`BranchSpec`).
+
+        Args:
+            source: A node already added.
+            cases: Case value -> next node (or ``"END"``).
+            field: The field of ``source``'s JSON answer (or ``"verdict"``) that decides.
+            by: Instead of ``field``: a function of the run's state returning the case.
+            default: Next node for values no case names.
+
+        Raises:
+            GraphError: ``source`` is not added yet, or the branch is invalid.
+        """
+        what = f"branch of {source!r}"
+        node = self._nodes.get(source)
+        if node is None:
+            raise GraphError(self.name, [f"{what}: add node {source!r} first"])
+        try:
+            branch = BranchSpec(field=field, by=by, cases=dict(cases), default=default)
+        except ValidationError as exc:
+            raise GraphError(self.name, _problems(what, exc, _keywords(BranchSpec))) from None
+        self._nodes[source] = node.model_copy(update={"branch": branch})
+        return self
 
     def edge(self, source: str, target: str) -> Workflow:
         """Add the edge ``source -> target`` (``target`` may be ``"END"``)."""

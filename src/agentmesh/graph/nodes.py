@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from agentmesh._jsontext import loads as json_loads
+from agentmesh.graph.branches import read_field
+from agentmesh.graph.loops import loop_limit, visited
 from agentmesh.graph.records import ErrorInfo, Step, usage_update
 from agentmesh.graph.runtime import Runtime, Tool, ToolArgumentsError
 from agentmesh.graph.spec import (
@@ -122,8 +124,16 @@ class NodeRunner(ABC):
         self.runtime = runtime
 
     async def __call__(self, state: RunState) -> dict[str, Any]:
-        """Run the node once (one branch) inside its ``node {name}`` span."""
+        """Run the node once (one branch) inside its ``node {name}`` span.
+
+        Raises:
+            NodeFailed: The node failed, or running it would pass a loop bound
+                (``loop_limit``: its ``max_visits`` or the graph's ``max_steps``).
+        """
         branch = state.get("branch") or first_branch()
+        limit = loop_limit(self.name, self.node.max_visits, self.graph, state)
+        if limit is not None:
+            raise NodeFailed(self.name, "loop_limit", limit)
         attributes: dict[str, str | int] = {
             ESCALATION_LEVEL: branch["escalation"],
             NODE_BRANCH: branch["key"],
@@ -137,11 +147,16 @@ class NodeRunner(ABC):
                 models = [s["model"] for s in update.get("steps", ()) if s.get("model")]
                 if models:
                     scope.set(NODE_MODELS, ",".join(dict.fromkeys(models)))
-            return update
+            return {**update, **visited(self.name)}
 
     @abstractmethod
     async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
         """The node's work inside its span (``scope``); returns the state update."""
+
+    def branch_value(self, state: RunState, field: str) -> Any:
+        """What a ``branch: {on: field}`` of this node reads: a field of its JSON answer."""
+        found = state.get("results", {}).get(self.name, {})
+        return read_field(found[min(found)].get("data"), field) if found else None
 
     def step(
         self,

@@ -137,11 +137,20 @@ def _recursion_limit(graph: GraphSpec) -> int:
     rounds = max(
         (n.max_rounds for n in graph.nodes.values() if isinstance(n, JudgeNode)), default=1
     )
-    return 26 + 3 * len(graph.nodes) * rounds  # + 1: the run's start node
+    # A loop's bound, not LangGraph's recursion limit, must stop it (loop_limit names
+    # the node): each pass of a loop takes at most a superstep per node.
+    passes = (graph.max_steps or 0) + sum(n.max_visits or 0 for n in graph.nodes.values())
+    return 26 + 3 * len(graph.nodes) * (rounds + passes)  # + 1: the run's start node
 
 
 def _output(graph: GraphSpec, values: Mapping[str, Any]) -> str | None:
-    found = values.get("results", {}).get(graph.output_node)
+    results = values.get("results", {})
+    found = results.get(graph.output_node)
+    if not found and graph.output is None:
+        # A branch ran another ending: the answer of the last ending that ran.
+        endings = set(graph.output_nodes)
+        ran = [s["node"] for s in values.get("steps", ()) if s["node"] in endings]
+        found = results.get(ran[-1]) if ran else None
     if not found:
         return None
     return "\n\n".join(found[k]["text"] for k in sorted(found))

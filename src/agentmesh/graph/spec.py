@@ -59,6 +59,7 @@ from pydantic import (
     model_validator,
 )
 
+from agentmesh.graph.branches import BranchSpec
 from agentmesh.graph.state import RUN_START
 from agentmesh.resilience.policy import ResiliencePolicy
 from agentmesh.routing.policy import Policy
@@ -123,9 +124,27 @@ Value = Annotated[Any, AfterValidator(_checked_ref)]
 
 
 class _Node(BaseModel):
+    """Fields of every node.
+
+    Attributes:
+        description: What the node does.
+        branch: Where it goes next by its output (a conditional edge, see
+            :class:`~agentmesh.graph.branches.BranchSpec`); its plain edges
+            then go in the cases.
+        max_visits: Most executions of this node in one run; one more fails
+            the run (``loop_limit``). A cycle needs this on one of its nodes,
+            or the graph's ``max_steps``.
+        interrupt: Pause for a person ``before`` the node runs (shown its
+            inputs; approve runs it, reject fails the run) or ``after`` (shown
+            its output; the answer is its ``verdict`` for a branch).
+    """
+
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     description: str = ""
+    branch: BranchSpec | None = None
+    max_visits: Annotated[int | None, Field(ge=1)] = None
+    interrupt: Literal["before", "after"] | None = None
 
 
 class ModelNode(_Node):
@@ -209,7 +228,8 @@ class JudgeNode(ModelNode):
     marked ``gave_up`` (``continue``).
 
     Attributes:
-        target: The node whose answers are judged.
+        target: The node whose answers are judged; or several, the cases of
+            one branch, of which the judge judges whichever ran.
         prompt: Judge template (output: score, passed, feedback); ``null`` for rules only.
         rubric: What a good answer must do.
         threshold: Lowest LLM score that passes.
@@ -220,13 +240,18 @@ class JudgeNode(ModelNode):
     """
 
     kind: Literal["judge"] = "judge"
-    target: str
+    target: str | Annotated[tuple[str, ...], Field(min_length=1)]
     prompt: str | None = "judge"
     rubric: str = ""
     threshold: Annotated[float, Field(ge=0, le=1)] = 0.7
     validators: tuple[dict[str, Any] | str, ...] = ()
     max_rounds: Annotated[int, Field(ge=1, le=10)] = 3
     on_give_up: Literal["fail", "continue"] = "fail"
+
+    @property
+    def judged(self) -> tuple[str, ...]:
+        """The judged node(s)."""
+        return (self.target,) if isinstance(self.target, str) else self.target
 
     @model_validator(mode="after")
     def _judges_something(self) -> JudgeNode:
@@ -294,6 +319,8 @@ class GraphSpec(BaseModel):
             with no outgoing edge, in declaration order (a judge's target when
             that node is a judge).
         budget_usd: Run budget in USD across all nodes (``None``: unlimited).
+        max_steps: Most node executions in one run; one more fails the run
+            (``loop_limit``). Bounds every cycle of the graph.
         policy: Default routing policy of model-calling nodes.
         resilience: Default resilience policy.
         nodes: Nodes by name, in declaration order.
@@ -308,6 +335,7 @@ class GraphSpec(BaseModel):
     entry: tuple[str, ...] = ()
     output: str | None = None
     budget_usd: Annotated[float | None, Field(gt=0)] = None
+    max_steps: Annotated[int | None, Field(ge=1)] = None
     policy: Policy = Field(default_factory=Policy)
     resilience: ResiliencePolicy | None = None
     nodes: dict[str, NodeSpec] = Field(min_length=1)
@@ -346,13 +374,20 @@ class GraphSpec(BaseModel):
 
     @cached_property
     def flow(self) -> tuple[tuple[str, str], ...]:
-        """Every edge: the declared ones plus each planner's fan-out (``plan -> research``)."""
+        """Every edge: the declared ones, each planner's fan-out and each branch's targets."""
         fan = tuple(
             (name, node.fan_out)
             for name, node in self.nodes.items()
             if isinstance(node, PlannerNode) and node.fan_out is not None
         )
-        return (*fan, *(e for e in self.edges if e not in fan))
+        branched = tuple(
+            (name, target)
+            for name, node in self.nodes.items()
+            if node.branch is not None
+            for target in node.branch.targets
+        )
+        declared = tuple(e for e in self.edges if e not in fan and e not in branched)
+        return (*fan, *branched, *declared)
 
     def successors(self, node: str) -> tuple[str, ...]:
         """Targets of ``node``'s edges (fan-out included), in order (``END`` included)."""
@@ -367,10 +402,25 @@ class GraphSpec(BaseModel):
         """The node whose answer is the run's output."""
         if self.output is not None:
             return self.output
+        return self.output_nodes[-1]
+
+    @property
+    def output_nodes(self) -> tuple[str, ...]:
+        """The nodes whose answer may be the output (``output``, else every ending).
+
+        Endings are the nodes with no outgoing edge (a judge passes its target
+        on), in declaration order; with branches, the run's output is the
+        answer of the last ending that ran.
+        """
+        if self.output is not None:
+            return (self.output,)
         sinks = [n for n in self.nodes if all(t == END_NODE for t in self.successors(n))]
-        last = sinks[-1] if sinks else list(self.nodes)[-1]
-        node = self.nodes[last]
-        return node.target if isinstance(node, JudgeNode) else last  # a judge passes its target on
+        found = [
+            judged
+            for name, node in ((n, self.nodes[n]) for n in sinks or [list(self.nodes)[-1]])
+            for judged in (node.judged if isinstance(node, JudgeNode) else (name,))
+        ]
+        return tuple(dict.fromkeys(found))
 
     def node_policy(self, node: ModelNode) -> Policy:
         """The routing policy of ``node`` (its own, else the graph's)."""
