@@ -139,7 +139,7 @@ BAD_BRANCHES = [
     ),
     pytest.param(
         router("field: category\ncases: {billing: a, technical: b}"),
-        "cases do not cover category of template 'route_ticket': account have no case",
+        "cases do not cover category of template 'route_ticket': no case for account",
         id="enum-not-covered",
     ),
     pytest.param(

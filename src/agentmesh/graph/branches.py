@@ -196,8 +196,8 @@ def case_problems(branch: BranchSpec, field: Mapping[str, Any] | None, where: st
         missing = [v for v in values if v not in branch.cases]
         if missing and branch.default is None:
             problems.append(
-                f"branch: cases do not cover {where}: {', '.join(missing)} "
-                "have no case; add them or a default"
+                f"branch: cases do not cover {where}: no case for {', '.join(missing)}; "
+                "add cases or a default"
             )
         return problems
     if kind == "integer":

@@ -37,7 +37,9 @@ from agentmesh.graph.run import GraphRunner, RunResult, StepListener, run_graph
 from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import (
     ExecutorNode,
+    FunctionNode,
     GraphSpec,
+    HumanNode,
     JudgeNode,
     MergeNode,
     PlannerNode,
@@ -171,6 +173,22 @@ class Workflow:
         """
         return self._add(name, JudgeNode, fields)
 
+    def human(self, name: str, **fields: Any) -> Workflow:
+        """Add a node that pauses for a person (see :class:`HumanNode`).
+
+        Raises:
+            GraphError: A keyword is unknown or invalid (naming node and keyword).
+        """
+        return self._add(name, HumanNode, fields)
+
+    def function(self, name: str, **fields: Any) -> Workflow:
+        """Add a function node (see :class:`FunctionNode`; ``function=`` a callable or path).
+
+        Raises:
+            GraphError: A keyword is unknown or invalid (naming node and keyword).
+        """
+        return self._add(name, FunctionNode, fields)
+
     def merge(self, name: str, **fields: Any) -> Workflow:
         """Add a merge (see :class:`MergeNode`; ``sources=`` is YAML's ``from``).
 
@@ -261,8 +279,9 @@ class Workflow:
         checkpointer: BaseCheckpointSaver[Any] | None = None,
         resume: bool = False,
         on_step: StepListener | None = None,
+        answer: Any = None,
     ) -> RunResult:
-        """Run it (see :func:`run_graph`)."""
+        """Run it (see :func:`run_graph`; ``answer`` resumes a paused run)."""
         return await run_graph(
             self.spec(),
             runtime,
@@ -272,4 +291,5 @@ class Workflow:
             checkpointer=checkpointer,
             resume=resume,
             on_step=on_step,
+            answer=answer,
         )

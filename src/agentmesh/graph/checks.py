@@ -25,12 +25,16 @@ from agentmesh.graph.branches import (
     field_schema,
     unknown_targets,
 )
+from agentmesh.graph.function import load_callable
 from agentmesh.graph.loops import cycles
+from agentmesh.graph.pause import ACCEPTED
 from agentmesh.graph.runtime import Tool
 from agentmesh.graph.spec import (
     END_NODE,
     ExecutorNode,
+    FunctionNode,
     GraphSpec,
+    HumanNode,
     JudgeNode,
     MergeNode,
     ModelNode,
@@ -125,6 +129,23 @@ class _Checker:
                 self._merge(name, node)
             if node.branch is not None:
                 self._branch_edges(name, node.branch)
+            if node.interrupt is not None:
+                self._interrupt(name, node.interrupt)
+
+    def _interrupt(self, name: str, when: str) -> None:
+        node = self.graph.nodes[name]
+        fanned = {n.fan_out for n in self.graph.nodes.values() if isinstance(n, PlannerNode)}
+        why = None
+        if isinstance(node, HumanNode):
+            why = "a human node pauses anyway"
+        elif isinstance(node, JudgeNode):
+            why = "a judge cannot pause: pause its target, or add a human node after it"
+        elif isinstance(node, PlannerNode) and node.fan_out is not None:
+            why = "a fan-out planner cannot pause: pause before it, or at its target"
+        elif name in fanned and when == "after":
+            why = "a fan-out target runs once per step: pause after its merge instead"
+        if why is not None:
+            self.add_at(("nodes", name, "interrupt"), name, f"interrupt: {why}")
 
     def _branch_edges(self, name: str, branch: BranchSpec) -> None:
         place = ("nodes", name, "branch")
@@ -316,6 +337,11 @@ class _Checker:
                     self._judge_prompt(name, node.prompt)
             elif isinstance(node, MergeNode):
                 self.references(name, "question", {"question": node.question})
+            elif isinstance(node, HumanNode):
+                self.references(name, "show", node.show)
+            elif isinstance(node, FunctionNode):
+                self.references(name, "inputs", node.inputs)
+                self._function(name, node)
             if node.branch is not None and node.branch.field is not None:
                 self._branch_cases(name, node.branch, node.branch.field)
 
@@ -326,6 +352,22 @@ class _Checker:
         field: Mapping[str, Any] | None
         if on == VERDICT and node.interrupt == "after":
             field, where = {"enum": ["approved", "rejected"]}, "the person's verdict"
+        elif isinstance(node, HumanNode):
+            answers: dict[str, Mapping[str, Any] | None] = {
+                VERDICT: {"enum": [ACCEPTED[a] for a in node.accepts]},
+                "feedback": {"type": "string"},
+                "value": None,  # any JSON value: known only when it comes
+            }
+            head = on.split(".")[0]
+            if head not in answers:
+                self.add_at(
+                    place,
+                    name,
+                    f"branch.field: a person's answer has {', '.join(answers)}, not {on!r}",
+                )
+                return
+            field = answers[head] if head == on else None
+            where = "the person's verdict" if on == VERDICT else f"{on} of the person's answer"
         elif isinstance(node, JudgeNode):
             if on != VERDICT:
                 self.add_at(place, name, f"branch.field: a judge branches on verdict, not {on!r}")
@@ -362,6 +404,16 @@ class _Checker:
         if template not in self.prompts:
             return None
         return self.prompts.template(template).output_schema
+
+    def _function(self, name: str, node: FunctionNode) -> None:
+        try:
+            load_callable(node.function)
+        except Exception as exc:  # a user's module: any failure to load is reported
+            self.add_at(
+                ("nodes", name, "function"),
+                name,
+                f"function: cannot load {node.function!r}: {type(exc).__name__}: {exc}",
+            )
 
     def _judge_prompt(self, name: str, template: str) -> None:
         declared = self._declared(template)

@@ -31,10 +31,12 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Overwrite, Send
 
 from agentmesh.graph.branches import BranchSpec
-from agentmesh.graph.checks import check_graph
+from agentmesh.graph.checks import GraphError, check_graph
+from agentmesh.graph.human import HumanGate, gate_name
 from agentmesh.graph.judge import JudgeRunner
 from agentmesh.graph.kinds import NODE_RUNNERS
 from agentmesh.graph.nodes import NodeFailed, NodeRunner
+from agentmesh.graph.pause import needs_checkpointer, pausing_nodes
 from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import END_NODE, GraphSpec, JudgeNode, MergeNode, PlannerNode
 from agentmesh.graph.state import PER_RUN, RUN_START, Branch, RunState
@@ -198,11 +200,18 @@ def compile_graph(
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Check ``graph`` against the runtime, then build and compile it.
 
+    A graph with nodes that pause for a person (``kind: human``,
+    ``interrupt:``) needs a checkpointer: the paused run is resumed from it.
+
     Raises:
-        GraphError: The graph fails a compile-time check (every problem is listed).
+        GraphError: The graph fails a compile-time check (every problem is
+            listed), or it pauses and has no checkpointer.
     """
     if check:
         check_graph(graph, runtime.catalog, runtime.prompts, runtime.tools, runtime.validators)
+        pausing = pausing_nodes(graph)
+        if pausing and checkpointer is None:
+            raise GraphError(graph.name, [needs_checkpointer(pausing)])
     builder = StateGraph(RunState)
     runners = {
         name: NODE_RUNNERS[node.kind](name, node, graph, runtime)
@@ -230,14 +239,24 @@ def compile_graph(
             paths: dict[Hashable, str] = {**{t: t for t in node.judged}, **onward}
             builder.add_conditional_edges(name, _after_judge(graph, runner), paths)
             continue
+        exit, runner = name, runners[name]
+        if node.interrupt == "after":  # a gate node after it; its edges leave from the gate
+            gate = HumanGate(runner)
+            exit, runner = gate_name(name), gate
+            builder.add_node(exit, gate)
+            builder.add_edge(name, exit)
         if node.branch is not None:
-            builder.add_conditional_edges(
-                name, _branch(runners[name], node.branch), _paths(node.branch)
-            )
+            builder.add_conditional_edges(exit, _branch(runner, node.branch), _paths(node.branch))
             continue
         for target in _targets(graph, name):
             if target not in waiting:
-                builder.add_edge(name, target)
+                builder.add_edge(exit, target)
     for name in waiting:
-        builder.add_edge(list(graph.predecessors(name)), name)
+        sources = [_exit(graph, s) for s in graph.predecessors(name)]
+        builder.add_edge(sources, name)
     return builder.compile(checkpointer=checkpointer, name=graph.name)
+
+
+def _exit(graph: GraphSpec, node: str) -> str:
+    """The LangGraph node ``node``'s outgoing edges leave from (its gate, if it has one)."""
+    return gate_name(node) if graph.nodes[node].interrupt == "after" else node

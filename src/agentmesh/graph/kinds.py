@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from agentmesh.graph.function import FunctionRunner
+from agentmesh.graph.human import HumanRunner
 from agentmesh.graph.judge import JudgeRunner
 from agentmesh.graph.merge import MergeRunner
 from agentmesh.graph.nodes import ExecutorRunner, NodeRunner, PlannerRunner, ToolRunner
@@ -11,6 +13,15 @@ from agentmesh.graph.nodes import ExecutorRunner, NodeRunner, PlannerRunner, Too
 __all__ = ["NODE_RUNNERS"]
 
 NODE_RUNNERS: Mapping[str, type[NodeRunner]] = {
-    r.kind: r for r in (PlannerRunner, ExecutorRunner, ToolRunner, JudgeRunner, MergeRunner)
+    r.kind: r
+    for r in (
+        PlannerRunner,
+        ExecutorRunner,
+        ToolRunner,
+        JudgeRunner,
+        MergeRunner,
+        HumanRunner,
+        FunctionRunner,
+    )
 }
 """The implementation of each node kind."""

@@ -16,7 +16,7 @@ from agentmesh._validation import describe_error
 from agentmesh._yamlfile import YamlFileError, describe_yaml_error, parse_yaml, read_text
 from agentmesh.graph.checks import GraphError, Place
 from agentmesh.graph.runtime import Tool, as_tool
-from agentmesh.graph.spec import NODE_KINDS, GraphSpec, JudgeNode
+from agentmesh.graph.spec import NODE_KINDS, FunctionNode, GraphSpec, JudgeNode
 from agentmesh.graph.validators import VALIDATORS
 
 __all__ = ["LoadedGraph", "graph_schema", "load_graph"]
@@ -190,6 +190,11 @@ def _files_beside(spec: GraphSpec, base: Path) -> GraphSpec:
     """The graph with the relative files its validators read made relative to ``base``."""
     nodes = dict(spec.nodes)
     for name, node in spec.nodes.items():
+        if isinstance(node, FunctionNode) and isinstance(node.function, str):
+            where, colon, attribute = node.function.rpartition(":")
+            if colon and where.endswith(".py"):
+                target = f"{_beside(where, base)}:{attribute}"
+                nodes[name] = node.model_copy(update={"function": target})
         if isinstance(node, JudgeNode):
             entries = tuple(_file_beside(entry, base) for entry in node.validators)
             if entries != node.validators:

@@ -4,7 +4,9 @@ The result is what ``agentmesh run --json`` prints: status, output, error
 (type, message, node), cost, tokens and one step record per node execution
 (model, route, attempts, escalation). A failed run keeps every step that
 finished (from the checkpoint) plus the attempts of the step that failed;
-with a durable checkpointer it can be resumed by its run id.
+with a durable checkpointer it can be resumed by its run id. A run that a
+node paused for a person (LangGraph's ``interrupt``) ends ``interrupted``,
+listing what awaits (``pending``); resuming it with an answer continues it.
 """
 
 from __future__ import annotations
@@ -13,22 +15,23 @@ import importlib
 import re
 import sqlite3
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.errors import GraphRecursionError
-from langgraph.types import Durability
+from langgraph.types import Command, Durability, Interrupt
 
 from agentmesh._redact import scrub_credentials
 from agentmesh.graph.checkpoints import CheckpointError
 from agentmesh.graph.checks import Locate, check_graph, no_location
 from agentmesh.graph.compile import compile_graph
 from agentmesh.graph.nodes import NodeFailed
+from agentmesh.graph.pause import InvalidAnswer, answer_of
 from agentmesh.graph.runtime import Runtime
-from agentmesh.graph.spec import GraphSpec, JudgeNode
+from agentmesh.graph.spec import GraphSpec, HumanNode, JudgeNode
 from agentmesh.graph.state import RUN_START
 from agentmesh.routing import StateError
 from agentmesh.tracing import record_error, workflow_span
@@ -37,6 +40,7 @@ from agentmesh.tracing.attributes import COST_USD, RUN_STATUS
 __all__ = ["GraphRunner", "RunError", "RunResult", "run_graph"]
 
 StepListener = Callable[[dict[str, Any]], None]
+Status = Literal["ok", "failed", "interrupted"]
 
 
 class RunError(ValueError):
@@ -50,7 +54,7 @@ class RunResult:
     Attributes:
         run_id: The run's id (the checkpointer's thread id; ``--resume`` takes it).
         workflow: The graph's name.
-        status: ``ok`` or ``failed``.
+        status: ``ok``, ``failed``, or ``interrupted`` (paused for a person).
         output: The output node's answer (``None`` when failed before it).
         error: ``{type, message, node}`` when failed.
         cost_usd: Money spent by every step.
@@ -58,11 +62,12 @@ class RunResult:
         steps: One record per node execution, in completion order.
         simulated: Some answer came from a scripted (simulated) model.
         resumed: The run continued from a checkpoint.
+        pending: When interrupted, what awaits an answer: ``{node, payload}`` each.
     """
 
     run_id: str
     workflow: str
-    status: Literal["ok", "failed"]
+    status: Status
     output: str | None
     error: Mapping[str, Any] | None
     cost_usd: float
@@ -70,6 +75,7 @@ class RunResult:
     steps: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
     simulated: bool = False
     resumed: bool = False
+    pending: tuple[Mapping[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -83,6 +89,7 @@ class RunResult:
             "tokens": dict(self.tokens),
             "simulated": self.simulated,
             "resumed": self.resumed,
+            "pending": [dict(p) for p in self.pending],
             "steps": [dict(s) for s in self.steps],
         }
 
@@ -141,6 +148,15 @@ def _recursion_limit(graph: GraphSpec) -> int:
     # the node): each pass of a loop takes at most a superstep per node.
     passes = (graph.max_steps or 0) + sum(n.max_visits or 0 for n in graph.nodes.values())
     return 26 + 3 * len(graph.nodes) * (rounds + passes)  # + 1: the run's start node
+
+
+def _pending(interrupts: Sequence[Interrupt]) -> tuple[dict[str, Any], ...]:
+    """What a paused run awaits: the node asking and what it shows, per interrupt."""
+    found = []
+    for waiting in interrupts:
+        payload = waiting.value if isinstance(waiting.value, dict) else {"value": waiting.value}
+        found.append({"node": payload.get("node"), "payload": payload})
+    return tuple(found)
 
 
 def _output(graph: GraphSpec, values: Mapping[str, Any]) -> str | None:
@@ -206,6 +222,8 @@ class GraphRunner:
         budget_usd: float | None = None,
         resume: bool = False,
         on_step: StepListener | None = None,
+        answer: Any = None,
+        origin: Mapping[str, Any] | None = None,
     ) -> RunResult:
         """Run on ``input`` (or resume run ``run_id``).
 
@@ -215,9 +233,15 @@ class GraphRunner:
             budget_usd: Run budget; default the graph's ``budget_usd``.
             resume: Continue run ``run_id`` from its last checkpoint.
             on_step: Called with each step record as it completes (progress).
+            answer: Resuming an interrupted run: the person's answer
+                (:func:`~agentmesh.graph.pause.approve`, ``reject``, ``value``),
+                given to the paused node as ``Command(resume=answer)``.
+            origin: Kept in the run's state (graph file, catalog...), for
+                tools that resume a run from its id alone.
 
         Raises:
-            RunError: Nothing to resume.
+            RunError: Nothing to resume; an answer for a run that awaits none,
+                or one the paused node does not take.
         """
         if resume and run_id is None:
             raise RunError("resuming needs the run id")
@@ -225,11 +249,12 @@ class GraphRunner:
         run_id = run_id or uuid.uuid4().hex[:12]
         config: Any = {"configurable": {"thread_id": run_id}, "recursion_limit": self._limit}
         budget = budget_usd if budget_usd is not None else graph.budget_usd
-        start: dict[str, Any] | None
+        start: dict[str, Any] | Command[Any] | None
         stores = {"checkpoint store": self.checkpointer, "routing state": self.runtime.router.state}
         if resume:
             try:
-                values = (await compiled.aget_state(config)).values
+                snapshot = await compiled.aget_state(config)
+                values = snapshot.values
                 if values:
                     await self.runtime.router.seed_run_spending(
                         run_id, float(values.get("cost_usd", 0.0))
@@ -241,9 +266,11 @@ class GraphRunner:
                 raise RunError(f"cannot resume run {run_id!r}: {failure['message']}") from None
             if not values:
                 raise RunError(f"no run {run_id!r} in the checkpointer: nothing to resume")
-            start = None
+            start = None if answer is None else self._command(run_id, snapshot.interrupts, answer)
         else:
             start = {"input": input or "", "run_id": run_id, "budget_usd": budget}
+            if origin is not None:
+                start = {**start, "origin": dict(origin)}
         error: dict[str, Any] | None = None
         failed_steps: list[dict[str, Any]] = []
         notify: StepListener = on_step or _ignore
@@ -254,8 +281,8 @@ class GraphRunner:
                 )
                 async for chunk in updates:
                     for node, update in chunk.items():
-                        if node == RUN_START:  # resets the run's fields: no step of its own
-                            continue
+                        if node == RUN_START or not isinstance(update, dict | None):
+                            continue  # the start node has no step; "__interrupt__": a pause
                         for step in (update or {}).get("steps", ()):
                             notify(step)
             except NodeFailed as exc:
@@ -272,8 +299,11 @@ class GraphRunner:
                 if error is None:
                     raise
                 record_error(scope.span, exc)
+            pending: tuple[dict[str, Any], ...] = ()
             try:
-                values = (await compiled.aget_state(config)).values
+                snapshot = await compiled.aget_state(config)
+                values = snapshot.values
+                pending = () if error else _pending(snapshot.interrupts)
             except Exception as exc:  # the store is gone: report what the run itself knows
                 failure = _dependency_failure(exc, stores)
                 if failure is None:
@@ -282,15 +312,16 @@ class GraphRunner:
                 values = {}
             steps = [*values.get("steps", []), *failed_steps]
             cost = sum(float(s["cost_usd"]) for s in steps)
-            scope.set(RUN_STATUS, "failed" if error else "ok")
+            status: Status = "failed" if error else "interrupted" if pending else "ok"
+            scope.set(RUN_STATUS, status)
             scope.set(COST_USD, cost)
-        if error is None and self._forget_finished:
+        if status == "ok" and self._forget_finished:
             await self.checkpointer.adelete_thread(run_id)  # in memory: cannot fail
         return RunResult(
             run_id=run_id,
             workflow=graph.name,
-            status="failed" if error else "ok",
-            output=None if error else _output(graph, values),
+            status=status,
+            output=_output(graph, values) if status == "ok" else None,
             error=error,
             cost_usd=cost,
             tokens={
@@ -300,7 +331,25 @@ class GraphRunner:
             steps=tuple(steps),
             simulated=any(s.get("simulated") for s in steps),
             resumed=resume,
+            pending=pending,
         )
+
+    def _command(self, run_id: str, interrupts: Sequence[Interrupt], answer: Any) -> Command[Any]:
+        """``Command(resume=answer)`` for a paused run, once the paused node takes ``answer``.
+
+        Raises:
+            RunError: The run awaits no answer, or not this one.
+        """
+        if not interrupts:
+            raise RunError(f"run {run_id!r} is not waiting for an answer: resume it without one")
+        for waiting in _pending(interrupts):
+            node = self.graph.nodes.get(waiting["node"])
+            accepts = tuple(node.accepts) if isinstance(node, HumanNode) else ("approve", "reject")
+            try:
+                answer_of(answer, accepts)
+            except InvalidAnswer as exc:
+                raise RunError(f"run {run_id!r}, node {waiting['node']!r}: {exc}") from None
+        return Command(resume=answer)
 
 
 async def run_graph(
@@ -314,14 +363,22 @@ async def run_graph(
     resume: bool = False,
     on_step: StepListener | None = None,
     locate: Locate = no_location,
+    answer: Any = None,
+    origin: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Check, compile and run ``graph`` once (see :class:`GraphRunner` to run many times).
 
     Raises:
         GraphError: The graph fails its compile-time checks (nothing was called).
-        RunError: Nothing to resume.
+        RunError: Nothing to resume, or an answer the run does not await.
     """
     runner = GraphRunner(graph, runtime, checkpointer=checkpointer, locate=locate)
     return await runner.run(
-        input, run_id=run_id, budget_usd=budget_usd, resume=resume, on_step=on_step
+        input,
+        run_id=run_id,
+        budget_usd=budget_usd,
+        resume=resume,
+        on_step=on_step,
+        answer=answer,
+        origin=origin,
     )

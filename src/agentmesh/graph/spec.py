@@ -46,6 +46,7 @@ literal ``$``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
@@ -58,6 +59,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from agentmesh.graph.branches import BranchSpec
 from agentmesh.graph.state import RUN_START
@@ -69,7 +71,9 @@ __all__ = [
     "END_NODE",
     "NODE_KINDS",
     "ExecutorNode",
+    "FunctionNode",
     "GraphSpec",
+    "HumanNode",
     "JudgeNode",
     "MergeNode",
     "ModelNode",
@@ -287,10 +291,65 @@ class MergeNode(ModelNode):
         return (value,) if isinstance(value, str) else value
 
 
+class HumanNode(_Node):
+    """Pauses the run for a person (LangGraph's ``interrupt``) and records the answer.
+
+    The run stops with status ``interrupted`` showing a payload (``question``
+    plus the ``show`` values, e.g. a draft); ``agentmesh resume`` (or
+    ``Command(resume=...)``) continues it with the answer. The node's JSON
+    output is ``{verdict, feedback, value}``: ``verdict`` is ``approved``,
+    ``rejected`` or ``answered`` (a ``--value``), for a ``branch`` on it;
+    ``$node.feedback`` is what the person said.
+
+    Attributes:
+        question: What the person is asked.
+        show: Values shown with it (literals or references, e.g. ``$draft``).
+        accepts: The answers it takes: ``approve``, ``reject``, ``value``.
+    """
+
+    kind: Literal["human"] = "human"
+    question: str = "Approve?"
+    show: dict[str, Value] = Field(default_factory=dict)
+    accepts: Annotated[tuple[Literal["approve", "reject", "value"], ...], Field(min_length=1)] = (
+        "approve",
+        "reject",
+    )
+
+
+class FunctionNode(_Node):
+    """Runs a Python function on values of the run; no model.
+
+    The function (sync or async) is called with the resolved ``inputs`` as
+    keyword arguments; what it returns is the node's answer (a dict or list
+    is its JSON output, for ``$node.field`` references and branches; anything
+    else its text).
+
+    Attributes:
+        function: ``package.module.function``, ``module:function`` or
+            ``file.py:function`` (relative to the graph file); in Python, the
+            callable itself.
+        inputs: Keyword arguments (literals or references).
+    """
+
+    kind: Literal["function"] = "function"
+    function: str | SkipJsonSchema[Callable[..., Any]]
+    inputs: dict[str, Value] = Field(default_factory=dict)
+
+    @field_validator("function")
+    @classmethod
+    def _path(cls, value: Any) -> Any:
+        if isinstance(value, str) and not re.match(r"^[^:]+[.:][A-Za-z_][A-Za-z0-9_]*$", value):
+            raise ValueError(
+                f"{value!r}: write package.module.function, module:function or file.py:function"
+            )
+        return value
+
+
 NodeSpec = Annotated[
-    PlannerNode | ExecutorNode | ToolNode | JudgeNode | MergeNode, Field(discriminator="kind")
+    PlannerNode | ExecutorNode | ToolNode | JudgeNode | MergeNode | HumanNode | FunctionNode,
+    Field(discriminator="kind"),
 ]
-NODE_KINDS = ("planner", "executor", "tool", "judge", "merge")
+NODE_KINDS = ("planner", "executor", "tool", "judge", "merge", "human", "function")
 
 
 def _edge(value: Any) -> tuple[str, str]:
