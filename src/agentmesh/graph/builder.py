@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from difflib import get_close_matches
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -33,11 +34,13 @@ from agentmesh._validation import describe_error
 from agentmesh.graph.branches import BranchSpec, StateFunction
 from agentmesh.graph.checks import GraphError
 from agentmesh.graph.compile import compile_graph
+from agentmesh.graph.loader import load_graph
 from agentmesh.graph.run import GraphRunner, RunResult, StepListener, run_graph
 from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import (
     ExecutorNode,
     FunctionNode,
+    GraphNode,
     GraphSpec,
     HumanNode,
     JudgeNode,
@@ -188,6 +191,22 @@ class Workflow:
             GraphError: A keyword is unknown or invalid (naming node and keyword).
         """
         return self._add(name, FunctionNode, fields)
+
+    def subgraph(self, name: str, **fields: Any) -> Workflow:
+        """Add a node running another workflow (see :class:`GraphNode`).
+
+        ``graph=`` is a :class:`Workflow`, a :class:`GraphSpec` or a YAML file
+        (loaded now, so its problems show here).
+
+        Raises:
+            GraphError: A keyword is unknown or invalid, or the file does not load.
+        """
+        inner = fields.get("graph")
+        if isinstance(inner, Workflow):
+            fields = {**fields, "graph": inner.spec()}
+        elif isinstance(inner, str | Path):
+            fields = {**fields, "graph": load_graph(inner).spec}
+        return self._add(name, GraphNode, fields)
 
     def merge(self, name: str, **fields: Any) -> Workflow:
         """Add a merge (see :class:`MergeNode`; ``sources=`` is YAML's ``from``).

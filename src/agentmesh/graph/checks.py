@@ -33,6 +33,7 @@ from agentmesh.graph.spec import (
     END_NODE,
     ExecutorNode,
     FunctionNode,
+    GraphNode,
     GraphSpec,
     HumanNode,
     JudgeNode,
@@ -342,6 +343,9 @@ class _Checker:
             elif isinstance(node, FunctionNode):
                 self.references(name, "inputs", node.inputs)
                 self._function(name, node)
+            elif isinstance(node, GraphNode):
+                self.references(name, "input", {"input": node.input})
+                self._subgraph(name, node)
             if node.branch is not None and node.branch.field is not None:
                 self._branch_cases(name, node.branch, node.branch.field)
 
@@ -404,6 +408,26 @@ class _Checker:
         if template not in self.prompts:
             return None
         return self.prompts.template(template).output_schema
+
+    def _subgraph(self, name: str, node: GraphNode) -> None:
+        """The inner graph passes every check too (its problems named under this node)."""
+        place = ("nodes", name, "graph")
+        if isinstance(node.graph, str):
+            self.add_at(place, name, f"graph: {node.graph!r} is not loaded (use load_graph)")
+            return
+        inner = _Checker(
+            node.graph, self.catalog, self.prompts, self.tools, self.validators, no_location
+        )
+        inner.run()
+        for problem in inner.problems:
+            self.add_at(place, name, f"graph {node.graph.name!r}: {problem}")
+
+    def run(self) -> None:
+        """Every check, in order (problems collected in ``problems``)."""
+        self.structure()
+        self.cycles_and_reach()
+        self.nodes()
+        self.models()
 
     def _function(self, name: str, node: FunctionNode) -> None:
         try:
@@ -515,9 +539,6 @@ def check_graph(
         GraphError: Listing every problem found, each naming its node.
     """
     checker = _Checker(graph, catalog, prompts, tools or {}, validators or {}, locate)
-    checker.structure()
-    checker.cycles_and_reach()
-    checker.nodes()
-    checker.models()
+    checker.run()
     if checker.problems:
         raise GraphError(graph.name, checker.problems)

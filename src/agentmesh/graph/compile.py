@@ -40,6 +40,7 @@ from agentmesh.graph.pause import needs_checkpointer, pausing_nodes
 from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import END_NODE, GraphSpec, JudgeNode, MergeNode, PlannerNode
 from agentmesh.graph.state import PER_RUN, RUN_START, Branch, RunState
+from agentmesh.graph.subgraph import SubgraphRunner
 
 __all__ = ["compile_graph"]
 
@@ -217,6 +218,9 @@ def compile_graph(
         name: NODE_RUNNERS[node.kind](name, node, graph, runtime)
         for name, node in graph.nodes.items()
     }
+    for runner in runners.values():
+        if isinstance(runner, SubgraphRunner):  # checkpointed with this graph (no saver of its own)
+            runner.inner = compile_graph(runner.spec, runtime, check=False)
     builder.add_node(RUN_START, _StartRun(graph))
     builder.add_edge(START, RUN_START)
     for name, runner in runners.items():

@@ -9,6 +9,7 @@ from agentmesh.graph.human import HumanRunner
 from agentmesh.graph.judge import JudgeRunner
 from agentmesh.graph.merge import MergeRunner
 from agentmesh.graph.nodes import ExecutorRunner, NodeRunner, PlannerRunner, ToolRunner
+from agentmesh.graph.subgraph import SubgraphRunner
 
 __all__ = ["NODE_RUNNERS"]
 
@@ -22,6 +23,7 @@ NODE_RUNNERS: Mapping[str, type[NodeRunner]] = {
         MergeRunner,
         HumanRunner,
         FunctionRunner,
+        SubgraphRunner,
     )
 }
 """The implementation of each node kind."""

@@ -16,7 +16,7 @@ from agentmesh._validation import describe_error
 from agentmesh._yamlfile import YamlFileError, describe_yaml_error, parse_yaml, read_text
 from agentmesh.graph.checks import GraphError, Place
 from agentmesh.graph.runtime import Tool, as_tool
-from agentmesh.graph.spec import NODE_KINDS, FunctionNode, GraphSpec, JudgeNode
+from agentmesh.graph.spec import NODE_KINDS, FunctionNode, GraphNode, GraphSpec, JudgeNode
 from agentmesh.graph.validators import VALIDATORS
 
 __all__ = ["LoadedGraph", "graph_schema", "load_graph"]
@@ -153,13 +153,15 @@ def _name(data: dict[str, Any], path: Path) -> str:
     return name if isinstance(name, str) and 0 < len(name) <= 200 else path.stem
 
 
-def load_graph(path: str | Path) -> LoadedGraph:
-    """Read and validate a YAML graph file.
+def load_graph(path: str | Path, *, _within: tuple[Path, ...] = ()) -> LoadedGraph:
+    """Read and validate a YAML graph file (and the files its ``kind: graph`` nodes name).
 
     Raises:
         GraphError: Unreadable file, invalid YAML, a file past the
             :class:`~agentmesh.limits.FileLimits`, or fields that do not
-            validate; each problem names ``file:line`` and the field.
+            validate; each problem names ``file:line`` and the field. A
+            subgraph file's problems name that file; one that includes
+            itself (directly or not) is an error at the node naming it.
     """
     path = Path(path)
     try:
@@ -183,7 +185,28 @@ def load_graph(path: str | Path) -> LoadedGraph:
             return f"{path}:{line}: " if line else f"{path}: "
 
         raise GraphError(_name(data, path), [_describe(e, at) for e in exc.errors()]) from None
-    return LoadedGraph(_files_beside(spec, path.parent), path, root)
+    spec = _files_beside(spec, path.parent)
+    return LoadedGraph(_subgraphs(spec, path, root, (*_within, path.resolve())), path, root)
+
+
+def _subgraphs(
+    spec: GraphSpec, path: Path, root: yaml.Node | None, within: tuple[Path, ...]
+) -> GraphSpec:
+    """``spec`` with each ``kind: graph`` node's file loaded (relative to ``path``)."""
+    nodes = dict(spec.nodes)
+    for name, node in spec.nodes.items():
+        if not isinstance(node, GraphNode) or not isinstance(node.graph, str):
+            continue
+        file = (path.parent / node.graph).resolve()
+        if file in within:
+            chain = " -> ".join(p.name for p in (*within, file))
+            line = _line(root, ("nodes", name, "graph"))
+            raise GraphError(
+                spec.name, [f"{path}:{line}: node {name!r}: graph: includes itself ({chain})"]
+            )
+        child = load_graph(file, _within=within)
+        nodes[name] = node.model_copy(update={"graph": child.spec})
+    return spec.model_copy(update={"nodes": nodes}) if nodes != spec.nodes else spec
 
 
 def _files_beside(spec: GraphSpec, base: Path) -> GraphSpec:
@@ -233,9 +256,28 @@ def graph_schema() -> dict[str, Any]:
 
     It is the spec's own schema, plus the shorthands YAML accepts: an edge as
     ``"a -> b"``, ``entry: a``, a merge's ``from: a`` and ``synthesis: refine``;
-    ``name`` may be left out (the file name is used).
+    ``name`` may be left out (the file name is used). A graph inside a
+    ``kind: graph`` node refers back to the same definition.
     """
     schema: dict[str, Any] = json.loads(json.dumps(GraphSpec.model_json_schema(by_alias=True)))
+    if "$ref" in schema:  # recursive (graph nodes hold graphs): the top is a reference
+        defs = schema["$defs"]
+        graph = defs[schema["$ref"].rsplit("/", 1)[-1]]
+        _shorthands(graph, defs)
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            **graph,
+            "title": "agentmesh graph",
+            "$defs": defs,
+        }
+    _shorthands(schema, schema["$defs"])
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "agentmesh graph"
+    return schema
+
+
+def _shorthands(schema: dict[str, Any], defs: dict[str, Any]) -> None:
+    """Add YAML's shorthands to the graph's schema (in place)."""
     props = schema["properties"]
     props["edges"]["items"] = {
         "anyOf": [
@@ -245,9 +287,6 @@ def graph_schema() -> dict[str, Any]:
     }
     props["entry"] = _or_string(props["entry"], {"type": "string"})
     schema["required"] = [r for r in schema.get("required", []) if r != "name"]
-    merge = schema["$defs"]["MergeNode"]["properties"]
+    merge = defs["MergeNode"]["properties"]
     merge["from"] = _or_string(merge["from"], {"type": "string"})
     merge["synthesis"] = _or_string(merge["synthesis"], {"type": "string"})
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "agentmesh graph"
-    return schema

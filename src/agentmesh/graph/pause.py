@@ -127,8 +127,17 @@ def ask(payload: Mapping[str, Any], accepts: tuple[str, ...] = ("approve", "reje
 
 
 def pausing_nodes(graph: GraphSpec) -> list[str]:
-    """The nodes of ``graph`` that may pause the run (``kind: human`` or ``interrupt:``)."""
-    return [n for n, node in graph.nodes.items() if node.kind == "human" or node.interrupt]
+    """The nodes of ``graph`` that may pause the run.
+
+    ``kind: human``, any ``interrupt:``, and a ``kind: graph`` node whose graph has one.
+    """
+    found = []
+    for name, node in graph.nodes.items():
+        inner = getattr(node, "graph", None)
+        nested = inner is not None and not isinstance(inner, str) and bool(pausing_nodes(inner))
+        if node.kind == "human" or node.interrupt or nested:
+            found.append(name)
+    return found
 
 
 def needs_checkpointer(pausing: list[str]) -> str:

@@ -22,16 +22,17 @@ from typing import Any, Literal
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.errors import GraphRecursionError
-from langgraph.types import Command, Durability, Interrupt
+from langgraph.types import Command, Durability, PregelTask
 
 from agentmesh._redact import scrub_credentials
 from agentmesh.graph.checkpoints import CheckpointError
 from agentmesh.graph.checks import Locate, check_graph, no_location
 from agentmesh.graph.compile import compile_graph
 from agentmesh.graph.nodes import NodeFailed
+from agentmesh.graph.outputs import output_result
 from agentmesh.graph.pause import InvalidAnswer, answer_of
 from agentmesh.graph.runtime import Runtime
-from agentmesh.graph.spec import GraphSpec, HumanNode, JudgeNode
+from agentmesh.graph.spec import GraphNode, GraphSpec, HumanNode, JudgeNode
 from agentmesh.graph.state import RUN_START
 from agentmesh.routing import StateError
 from agentmesh.tracing import record_error, workflow_span
@@ -150,26 +151,36 @@ def _recursion_limit(graph: GraphSpec) -> int:
     return 26 + 3 * len(graph.nodes) * (rounds + passes)  # + 1: the run's start node
 
 
-def _pending(interrupts: Sequence[Interrupt]) -> tuple[dict[str, Any], ...]:
-    """What a paused run awaits: the node asking and what it shows, per interrupt."""
+def _node_at(graph: GraphSpec, path: str) -> Any:
+    """The node spec ``path`` names (``outer/inner`` inside a subgraph), or ``None``."""
+    node: Any = None
+    for part in path.split("/"):
+        node = graph.nodes.get(part)
+        if not isinstance(node, GraphNode) or not isinstance(node.graph, GraphSpec):
+            break
+        graph = node.graph
+    return node
+
+
+def _pending(tasks: Sequence[PregelTask]) -> tuple[dict[str, Any], ...]:
+    """What a paused run awaits: the node asking and what it shows, per interrupt.
+
+    A node of a subgraph is named ``outer/inner`` (the task is the outer node).
+    """
     found = []
-    for waiting in interrupts:
-        payload = waiting.value if isinstance(waiting.value, dict) else {"value": waiting.value}
-        found.append({"node": payload.get("node"), "payload": payload})
+    for task in tasks:
+        for waiting in task.interrupts:
+            value = waiting.value
+            payload = value if isinstance(value, dict) else {"value": value}
+            inner = payload.get("node") or task.name
+            node = task.name if inner == task.name else f"{task.name}/{inner}"
+            found.append({"node": node, "payload": payload})
     return tuple(found)
 
 
 def _output(graph: GraphSpec, values: Mapping[str, Any]) -> str | None:
-    results = values.get("results", {})
-    found = results.get(graph.output_node)
-    if not found and graph.output is None:
-        # A branch ran another ending: the answer of the last ending that ran.
-        endings = set(graph.output_nodes)
-        ran = [s["node"] for s in values.get("steps", ()) if s["node"] in endings]
-        found = results.get(ran[-1]) if ran else None
-    if not found:
-        return None
-    return "\n\n".join(found[k]["text"] for k in sorted(found))
+    found = output_result(graph, values)
+    return found[0] if found is not None else None
 
 
 class GraphRunner:
@@ -266,7 +277,7 @@ class GraphRunner:
                 raise RunError(f"cannot resume run {run_id!r}: {failure['message']}") from None
             if not values:
                 raise RunError(f"no run {run_id!r} in the checkpointer: nothing to resume")
-            start = None if answer is None else self._command(run_id, snapshot.interrupts, answer)
+            start = None if answer is None else self._command(run_id, snapshot.tasks, answer)
         else:
             start = {"input": input or "", "run_id": run_id, "budget_usd": budget}
             if origin is not None:
@@ -303,7 +314,7 @@ class GraphRunner:
             try:
                 snapshot = await compiled.aget_state(config)
                 values = snapshot.values
-                pending = () if error else _pending(snapshot.interrupts)
+                pending = () if error else _pending(snapshot.tasks)
             except Exception as exc:  # the store is gone: report what the run itself knows
                 failure = _dependency_failure(exc, stores)
                 if failure is None:
@@ -334,16 +345,17 @@ class GraphRunner:
             pending=pending,
         )
 
-    def _command(self, run_id: str, interrupts: Sequence[Interrupt], answer: Any) -> Command[Any]:
+    def _command(self, run_id: str, tasks: Sequence[PregelTask], answer: Any) -> Command[Any]:
         """``Command(resume=answer)`` for a paused run, once the paused node takes ``answer``.
 
         Raises:
             RunError: The run awaits no answer, or not this one.
         """
-        if not interrupts:
+        pending = _pending(tasks)
+        if not pending:
             raise RunError(f"run {run_id!r} is not waiting for an answer: resume it without one")
-        for waiting in _pending(interrupts):
-            node = self.graph.nodes.get(waiting["node"])
+        for waiting in pending:
+            node = _node_at(self.graph, waiting["node"])
             accepts = tuple(node.accepts) if isinstance(node, HumanNode) else ("approve", "reject")
             try:
                 answer_of(answer, accepts)

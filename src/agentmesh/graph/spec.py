@@ -72,6 +72,7 @@ __all__ = [
     "NODE_KINDS",
     "ExecutorNode",
     "FunctionNode",
+    "GraphNode",
     "GraphSpec",
     "HumanNode",
     "JudgeNode",
@@ -345,11 +346,37 @@ class FunctionNode(_Node):
         return value
 
 
+class GraphNode(_Node):
+    """Runs another workflow as one node (a subgraph).
+
+    Its nodes' spans nest under this node's, their calls count against this
+    run's budget, and it is checkpointed with the run: a run that fails or
+    pauses inside it resumes inside it. Its output is this node's answer; its
+    steps are listed with this run's, named ``node/inner``.
+
+    Attributes:
+        graph: A YAML file (relative to this graph's file), or the graph
+            itself (a mapping in YAML; a ``Workflow`` or ``GraphSpec`` in Python).
+        input: The text it runs on (a literal or a reference; default ``$input``).
+    """
+
+    kind: Literal["graph"] = "graph"
+    graph: str | GraphSpec
+    input: Value = "$input"
+
+
 NodeSpec = Annotated[
-    PlannerNode | ExecutorNode | ToolNode | JudgeNode | MergeNode | HumanNode | FunctionNode,
+    PlannerNode
+    | ExecutorNode
+    | ToolNode
+    | JudgeNode
+    | MergeNode
+    | HumanNode
+    | FunctionNode
+    | GraphNode,
     Field(discriminator="kind"),
 ]
-NODE_KINDS = ("planner", "executor", "tool", "judge", "merge", "human", "function")
+NODE_KINDS = ("planner", "executor", "tool", "judge", "merge", "human", "function", "graph")
 
 
 def _edge(value: Any) -> tuple[str, str]:
@@ -484,3 +511,6 @@ class GraphSpec(BaseModel):
     def node_policy(self, node: ModelNode) -> Policy:
         """The routing policy of ``node`` (its own, else the graph's)."""
         return node.policy if node.policy is not None else self.policy
+
+
+GraphNode.model_rebuild()
