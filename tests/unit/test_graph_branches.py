@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import textwrap
 from pathlib import Path
@@ -12,38 +11,15 @@ import pytest
 
 from agentmesh.cli import main
 from agentmesh.graph import GraphError, Runtime, Workflow, check_graph, load_graph, run_graph
-from agentmesh.models import Catalog, load_catalog
-from agentmesh.prompts import PromptLibrary
+from agentmesh.models import Catalog
 from agentmesh.routing import Policy
 from agentmesh.testing import scripted_catalog, scripted_model
 
-ROOT = Path(__file__).resolve().parents[2]
-SIM = ROOT / "models" / "sim.yaml"
-TRIAGE = ROOT / "graphs" / "triage_router.yaml"
+from .graph_helpers import GRAPHS, SIM, line_of, shipped, sim, the_problem, write
+
+TRIAGE = GRAPHS / "triage_router.yaml"
 BILLING = "I was charged twice for my Pro plan this month, please refund one of the charges."
 TECHNICAL = "The app crashes when I upload a photo from my gallery, every single time."
-
-
-@functools.cache
-def shipped() -> PromptLibrary:
-    return PromptLibrary()
-
-
-@functools.cache
-def sim() -> Catalog:
-    return load_catalog(SIM)
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "g.yaml"
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
-
-
-def line_of(path: Path, exact: str) -> int:
-    found = [n for n, line in enumerate(path.read_text().splitlines(), 1) if line.rstrip() == exact]
-    assert len(found) == 1, f"{exact!r} is on lines {found}"
-    return found[0]
 
 
 def problems_of(path: Path, catalog: Catalog | None = None) -> list[str]:
@@ -51,12 +27,6 @@ def problems_of(path: Path, catalog: Catalog | None = None) -> list[str]:
     with pytest.raises(GraphError) as caught:
         check_graph(loaded.spec, catalog or sim(), shipped(), locate=loaded.locate)
     return caught.value.problems
-
-
-def the_problem(problems: list[str], fragment: str) -> str:
-    found = [p for p in problems if fragment in p]
-    assert len(found) == 1, f"{fragment!r} in {problems}"
-    return found[0]
 
 
 async def run(wf: Workflow, catalog: Catalog, text: str = "q") -> Any:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -12,40 +10,15 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from agentmesh.cli import main
 from agentmesh.graph import GraphError, RunError, Runtime, Workflow, check_graph, load_graph
 from agentmesh.graph.pause import approve, reject, value
-from agentmesh.models import Catalog, load_catalog
-from agentmesh.prompts import PromptLibrary
 from agentmesh.routing import Policy
 from agentmesh.testing import scripted_catalog, scripted_model
 
-ROOT = Path(__file__).resolve().parents[2]
-SIM = ROOT / "models" / "sim.yaml"
-APPROVAL = ROOT / "graphs" / "approval.yaml"
+from .graph_helpers import GRAPHS, SIM, cli, shipped, sim, write
+
+APPROVAL = GRAPHS / "approval.yaml"
 BRIEF = "Announce to our users that release 5.0 ships on 12 May with faster uploads."
-
-
-@functools.cache
-def shipped() -> PromptLibrary:
-    return PromptLibrary()
-
-
-@functools.cache
-def sim() -> Catalog:
-    return load_catalog(SIM)
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "g.yaml"
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
 
 
 # -- graphs/approval.yaml from the command line ---------------------------------------------

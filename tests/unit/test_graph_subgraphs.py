@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,26 +13,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from agentmesh.cli import main
 from agentmesh.graph import GraphError, Runtime, Workflow, check_graph, load_graph
-from agentmesh.models import Catalog, load_catalog
-from agentmesh.prompts import PromptLibrary
+from agentmesh.models import Catalog
 from agentmesh.routing import Policy
 from agentmesh.testing import scripted_catalog, scripted_model
 
+from .graph_helpers import GRAPHS, SIM, shipped, sim, write
 from .test_tracing_support import span_fixture
 
-ROOT = Path(__file__).resolve().parents[2]
-SIM = ROOT / "models" / "sim.yaml"
-RELEASE = ROOT / "graphs" / "release_announcement.yaml"
-
-
-@functools.cache
-def shipped() -> PromptLibrary:
-    return PromptLibrary()
-
-
-@functools.cache
-def sim() -> Catalog:
-    return load_catalog(SIM)
+RELEASE = GRAPHS / "release_announcement.yaml"
 
 
 @pytest.fixture
@@ -160,11 +146,6 @@ def test_release_announcement_pauses_inside_its_subgraph_and_resumes_there(
         "schedule",
     ]
     assert json.loads(done["output"])["channels"] == ["blog", "newsletter"]
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
 
 
 def test_a_subgraph_file_that_includes_itself_is_an_error(tmp_path: Path) -> None:

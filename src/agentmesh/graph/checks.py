@@ -27,7 +27,7 @@ from agentmesh.graph.branches import (
 )
 from agentmesh.graph.function import load_callable
 from agentmesh.graph.loops import cycles
-from agentmesh.graph.pause import ACCEPTED
+from agentmesh.graph.pause import ACCEPTED, gate_name
 from agentmesh.graph.runtime import Tool
 from agentmesh.graph.spec import (
     END_NODE,
@@ -145,6 +145,8 @@ class _Checker:
             why = "a fan-out planner cannot pause: pause before it, or at its target"
         elif name in fanned and when == "after":
             why = "a fan-out target runs once per step: pause after its merge instead"
+        elif when == "after" and gate_name(name) in self.graph.nodes:
+            why = f"its approval step is named {gate_name(name)!r}: rename that node"
         if why is not None:
             self.add_at(("nodes", name, "interrupt"), name, f"interrupt: {why}")
 

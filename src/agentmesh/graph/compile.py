@@ -32,11 +32,11 @@ from langgraph.types import Overwrite, Send
 
 from agentmesh.graph.branches import BranchSpec
 from agentmesh.graph.checks import GraphError, check_graph
-from agentmesh.graph.human import HumanGate, gate_name
+from agentmesh.graph.human import HumanGate
 from agentmesh.graph.judge import JudgeRunner
 from agentmesh.graph.kinds import NODE_RUNNERS
 from agentmesh.graph.nodes import NodeFailed, NodeRunner
-from agentmesh.graph.pause import needs_checkpointer, pausing_nodes
+from agentmesh.graph.pause import gate_name, needs_checkpointer, pausing_nodes
 from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import END_NODE, GraphSpec, JudgeNode, MergeNode, PlannerNode
 from agentmesh.graph.state import PER_RUN, RUN_START, Branch, RunState

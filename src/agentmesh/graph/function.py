@@ -30,15 +30,37 @@ from agentmesh.graph.spec import FunctionNode, GraphSpec
 from agentmesh.graph.state import Branch, RunState
 from agentmesh.tracing import SpanScope
 
-__all__ = ["FunctionRunner", "load_callable"]
+__all__ = ["FunctionRunner", "import_object", "load_callable"]
+
+
+def import_object(target: str, base: Path | None = None) -> Any:
+    """The object ``target`` names: ``module:attr``, ``file.py:attr`` or ``package.module.attr``.
+
+    Args:
+        target: The path.
+        base: The folder a relative ``file.py`` is in (default: the current one).
+
+    Raises:
+        ImportError: The module or file cannot be loaded.
+        AttributeError: It has no such attribute.
+    """
+    where, colon, attribute = target.rpartition(":")
+    if not colon:
+        where, _, attribute = target.rpartition(".")
+    if where.endswith(".py"):
+        file = ((base or Path.cwd()) / where).resolve()
+        spec = importlib.util.spec_from_file_location(f"agentmesh_user_{file.stem}", file)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"{file} is not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(where)
+    return getattr(module, attribute)
 
 
 def load_callable(target: str | Callable[..., Any], base: Path | None = None) -> Callable[..., Any]:
-    """The callable ``target`` names: ``module:attr``, ``file.py:attr`` or ``package.module.attr``.
-
-    Args:
-        target: The path, or a callable (returned as it is).
-        base: The folder a relative ``file.py`` is in (default: the current one).
+    """The callable ``target`` names (see :func:`import_object`), or ``target`` itself.
 
     Raises:
         ImportError: The module or file cannot be loaded.
@@ -47,19 +69,7 @@ def load_callable(target: str | Callable[..., Any], base: Path | None = None) ->
     """
     if callable(target):
         return target
-    where, colon, attribute = target.rpartition(":")
-    if not colon:
-        where, _, attribute = target.rpartition(".")
-    if where.endswith(".py"):
-        file = ((base or Path.cwd()) / where).resolve()
-        spec = importlib.util.spec_from_file_location(f"agentmesh_functions_{file.stem}", file)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"{file} is not a Python file")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(where)
-    found = getattr(module, attribute)
+    found = import_object(target, base)
     if not callable(found):
         raise TypeError(f"{target!r} is a {type(found).__name__}, not a function")
     return cast("Callable[..., Any]", found)

@@ -23,12 +23,7 @@ from agentmesh.graph.state import Branch, RunState, first_branch
 from agentmesh.tracing import SpanScope, node_span
 from agentmesh.tracing.attributes import NODE_BRANCH
 
-__all__ = ["HumanGate", "HumanRunner", "gate_name"]
-
-
-def gate_name(node: str) -> str:
-    """The LangGraph node of ``node``'s ``interrupt: after`` (a name no graph node can have)."""
-    return f"{node}.after"
+__all__ = ["HumanGate", "HumanRunner"]
 
 
 def _text(decision: Answer) -> str:

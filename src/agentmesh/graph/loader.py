@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +13,7 @@ from pydantic import ValidationError
 from agentmesh._validation import describe_error
 from agentmesh._yamlfile import YamlFileError, describe_yaml_error, parse_yaml, read_text
 from agentmesh.graph.checks import GraphError, Place
+from agentmesh.graph.function import import_object
 from agentmesh.graph.runtime import Tool, as_tool
 from agentmesh.graph.spec import NODE_KINDS, FunctionNode, GraphNode, GraphSpec, JudgeNode
 from agentmesh.graph.validators import VALIDATORS
@@ -49,7 +48,7 @@ class LoadedGraph:
         tools: dict[str, Tool] = {}
         for name, target in self.spec.tools.items():
             try:
-                tools[name] = as_tool(_import(target, self.path.parent), name)
+                tools[name] = as_tool(import_object(target, self.path.parent), name)
             except Exception as exc:  # a user's module: any failure to load is reported
                 line = self.line(("tools", name))
                 problems.append(
@@ -70,21 +69,6 @@ class LoadedGraph:
         else:
             line = self.line(("nodes", place)) if place else None
         return f"{self.path}:{line}: " if line else f"{self.path}: "
-
-
-def _import(target: str, base: Path) -> Any:
-    """The object ``module:attr`` or ``file.py:attr`` (a file relative to ``base``) names."""
-    where, _, attribute = target.rpartition(":")
-    if where.endswith(".py"):
-        file = (base / where).resolve()
-        spec = importlib.util.spec_from_file_location(f"agentmesh_tools_{file.stem}", file)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"{file} is not a Python file")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(where)
-    return getattr(module, attribute)
 
 
 def _line(root: yaml.Node | None, loc: Sequence[str | int]) -> int | None:

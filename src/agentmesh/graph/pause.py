@@ -32,6 +32,7 @@ __all__ = [
     "answer_of",
     "approve",
     "ask",
+    "gate_name",
     "needs_checkpointer",
     "pausing_nodes",
     "reject",
@@ -124,6 +125,11 @@ def ask(payload: Mapping[str, Any], accepts: tuple[str, ...] = ("approve", "reje
         InvalidAnswer: The run was resumed with something the node does not take.
     """
     return answer_of(interrupt(dict(payload)), accepts)
+
+
+def gate_name(node: str) -> str:
+    """The LangGraph node that asks after ``node`` (``interrupt: after``); checks keep it free."""
+    return f"{node}__after"
 
 
 def pausing_nodes(graph: GraphSpec) -> list[str]:
