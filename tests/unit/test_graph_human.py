@@ -383,3 +383,28 @@ def test_a_function_that_cannot_be_loaded_names_file_line_and_node(tmp_path: Pat
     [problem] = caught.value.problems
     assert problem.startswith(f"{path}:9: node 'bad': function: cannot load")
     assert "AttributeError" in problem
+
+
+def test_a_node_named_like_an_approval_step_is_a_check_error(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        name: g
+        nodes:
+          a:
+            kind: function
+            function: json.dumps
+            inputs: {obj: $input}
+            interrupt: after
+          a__after:
+            kind: function
+            function: json.dumps
+            inputs: {obj: $input}
+        edges: [a -> a__after]
+        """,
+    )
+    loaded = load_graph(path)
+    with pytest.raises(GraphError) as caught:
+        check_graph(loaded.spec, sim(), shipped(), locate=loaded.locate)
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{path}:7: node 'a': interrupt: its approval step is named")

@@ -189,3 +189,38 @@ def test_a_subgraphs_problems_are_reported_under_its_node(tmp_path: Path) -> Non
         f"{path}:5: node 'sub': graph 'inner': node 'x': inputs: template 'execute_step' "
         "needs 'step'"
     )
+
+
+def test_a_subgraph_files_tools_are_loaded_with_the_outer_graph(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "shout.py").write_text(
+        'def shout(text: str) -> str:\n    """Shout."""\n    return text.upper() + "!"\n',
+        encoding="utf-8",
+    )
+    write(
+        tmp_path / "inner.yaml",
+        """
+        name: inner
+        tools: {shout: shout.py:shout}
+        nodes:
+          loud:
+            kind: tool
+            tool: shout
+            arguments: {text: $input}
+        """,
+    )
+    path = write(
+        tmp_path / "outer.yaml",
+        """
+        name: outer
+        nodes:
+          sub:
+            kind: graph
+            graph: inner.yaml
+        """,
+    )
+    assert set(load_graph(path).tools()) == {"shout"}
+    code = main(["run", str(path), "--models", str(SIM), "--input", "hi", "--quiet"])
+    assert code == 0
+    assert capsys.readouterr().out == "HI!\n"

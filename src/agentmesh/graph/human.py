@@ -21,7 +21,7 @@ from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import GraphSpec, HumanNode
 from agentmesh.graph.state import Branch, RunState, first_branch
 from agentmesh.tracing import SpanScope, node_span
-from agentmesh.tracing.attributes import NODE_BRANCH
+from agentmesh.tracing.attributes import NODE_BRANCH, NODE_VERDICT
 
 __all__ = ["HumanGate", "HumanRunner"]
 
@@ -64,7 +64,7 @@ class _Asking(NodeRunner):
         with node_span(
             self.name, "human", run_id=state.get("run_id"), attributes={NODE_BRANCH: branch["key"]}
         ) as scope:
-            scope.set("agentmesh.human.verdict", decision.verdict)
+            scope.set(NODE_VERDICT, decision.verdict)
             update = self.decided(decision, state, branch)
         return {**update, **visited(self.name)} if self.counts_visits else update
 

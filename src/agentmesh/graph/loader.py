@@ -27,12 +27,20 @@ class LoadedGraph:
     Attributes:
         spec: The validated graph.
         path: The file it came from.
+        subgraphs: The files its ``kind: graph`` nodes load, by node.
     """
 
-    def __init__(self, spec: GraphSpec, path: Path, root: yaml.Node | None) -> None:
+    def __init__(
+        self,
+        spec: GraphSpec,
+        path: Path,
+        root: yaml.Node | None,
+        subgraphs: dict[str, LoadedGraph] | None = None,
+    ) -> None:
         self.spec = spec
         self.path = path
         self._root = root
+        self.subgraphs = subgraphs or {}
 
     def line(self, loc: Sequence[str | int]) -> int | None:
         """1-based line of the YAML value at ``loc`` (the deepest part that exists)."""
@@ -41,11 +49,15 @@ class LoadedGraph:
     def tools(self) -> dict[str, Tool]:
         """Import the graph's ``tools:`` (``file.py:attr`` relative to the graph file).
 
+        Its subgraphs' tools are imported too (a name both define is this graph's).
+
         Raises:
             GraphError: A module, file or attribute cannot be loaded; names the tool.
         """
         problems: list[str] = []
         tools: dict[str, Tool] = {}
+        for inner in self.subgraphs.values():
+            tools.update(inner.tools())
         for name, target in self.spec.tools.items():
             try:
                 tools[name] = as_tool(import_object(target, self.path.parent), name)
@@ -170,13 +182,22 @@ def load_graph(path: str | Path, *, _within: tuple[Path, ...] = ()) -> LoadedGra
 
         raise GraphError(_name(data, path), [_describe(e, at) for e in exc.errors()]) from None
     spec = _files_beside(spec, path.parent)
-    return LoadedGraph(_subgraphs(spec, path, root, (*_within, path.resolve())), path, root)
+    inner: dict[str, LoadedGraph] = {}
+    spec = _subgraphs(spec, path, root, (*_within, path.resolve()), inner)
+    return LoadedGraph(spec, path, root, inner)
 
 
 def _subgraphs(
-    spec: GraphSpec, path: Path, root: yaml.Node | None, within: tuple[Path, ...]
+    spec: GraphSpec,
+    path: Path,
+    root: yaml.Node | None,
+    within: tuple[Path, ...],
+    loaded: dict[str, LoadedGraph],
 ) -> GraphSpec:
-    """``spec`` with each ``kind: graph`` node's file loaded (relative to ``path``)."""
+    """``spec`` with each ``kind: graph`` node's file loaded (relative to ``path``).
+
+    The loaded files are kept in ``loaded``, by node.
+    """
     nodes = dict(spec.nodes)
     for name, node in spec.nodes.items():
         if not isinstance(node, GraphNode) or not isinstance(node.graph, str):
@@ -188,7 +209,7 @@ def _subgraphs(
             raise GraphError(
                 spec.name, [f"{path}:{line}: node {name!r}: graph: includes itself ({chain})"]
             )
-        child = load_graph(file, _within=within)
+        child = loaded[name] = load_graph(file, _within=within)
         nodes[name] = node.model_copy(update={"graph": child.spec})
     return spec.model_copy(update={"nodes": nodes}) if nodes != spec.nodes else spec
 

@@ -74,6 +74,7 @@ __all__ = [
     "NODE_NAME",
     "NODE_BRANCH",
     "NODE_MODELS",
+    "NODE_VERDICT",
     "NODE_ROLE",
     "OP_CHAT",
     "OP_EXECUTE_TOOL",
@@ -162,8 +163,10 @@ NODE_BRANCH: Final = "agentmesh.node.branch"
 """The branch a node execution served (a fan-out step ``01``...; empty otherwise)."""
 NODE_MODELS: Final = "agentmesh.node.models"
 """Models that answered in a node execution, comma-separated."""
+NODE_VERDICT: Final = "agentmesh.node.verdict"
+"""A person's answer on a node that asked one: ``approved``, ``rejected`` or ``answered``."""
 RUN_STATUS: Final = "agentmesh.run.status"
-"""``ok`` or ``failed``, on the workflow span."""
+"""``ok``, ``failed`` or ``interrupted`` (paused for a person), on the workflow span."""
 
 ROUTE_STRATEGY: Final = "agentmesh.route.strategy"
 ROUTE_ROUND: Final = "agentmesh.route.round"
