@@ -105,7 +105,9 @@ async def test_the_agent_loops_over_two_tool_rounds_and_records_each_turn(
     tools = [s for s in spans.get_finished_spans() if s.name.startswith("execute_tool ")]
     assert sorted(s.name for s in tools) == ["execute_tool done", *["execute_tool shout"] * 2]
     assert all(s.attributes and s.attributes["agentmesh.node.name"] == "act" for s in tools)
-    nodes = {s.context.span_id: s for s in spans.get_finished_spans() if s.name == "invoke_agent act"}
+    nodes = {
+        s.context.span_id: s for s in spans.get_finished_spans() if s.name == "invoke_agent act"
+    }
     assert all(s.parent is not None and s.parent.span_id in nodes for s in tools)
 
 

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from agentmesh.graph import (
     GraphError,
+    GraphRunner,
     GraphSpec,
     RunResult,
     Runtime,
@@ -22,6 +23,7 @@ from agentmesh.graph import (
     open_checkpointer,
     run_graph,
 )
+from agentmesh.graph.pause import approve
 from agentmesh.models import Catalog, load_catalog
 from agentmesh.models.scripted import ScriptedClient
 from agentmesh.prompts import PromptLibrary
@@ -463,7 +465,12 @@ async def test_every_shipped_graph_runs_on_the_simulated_pool(name: str) -> None
     loaded = GRAPHS[name]
     text = INPUTS.get(name, "Should a 12-person company move its file storage to the cloud?")
     async with Runtime.open(SIM, prompts=shipped(), tools=loaded.tools()) as runtime:
-        result = await run_graph(loaded.spec, runtime, text, locate=loaded.locate)
+        runner = GraphRunner(loaded.spec, runtime, locate=loaded.locate)
+        result = await runner.run(text)
+        for _ in range(3):  # a graph that pauses for a person is approved
+            if result.status != "interrupted":
+                break
+            result = await runner.run(None, run_id=result.run_id, resume=True, answer=approve())
     assert result.status == "ok", result.error
     assert result.output
     assert result.simulated

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
 
 from agentmesh.graph import Runtime, Workflow, compile_graph
+from agentmesh.graph.pause import approve
 from agentmesh.models import Catalog
 
 from .test_graph_run import GRAPHS, INPUTS, SIM, shipped, shout, tiers
@@ -35,8 +37,16 @@ def _runtime_for(runtime: Runtime, tools: dict[str, Any]) -> Runtime:
 @pytest.mark.parametrize("name", sorted(GRAPHS))
 def test_invoke_runs_every_shipped_graph_synchronously(sim_runtime: Runtime, name: str) -> None:
     loaded = GRAPHS[name]
-    graph = compile_graph(loaded.spec, _runtime_for(sim_runtime, loaded.tools()))
-    final = graph.invoke({"input": INPUTS.get(name, QUESTION)})
+    graph = compile_graph(
+        loaded.spec, _runtime_for(sim_runtime, loaded.tools()), checkpointer=InMemorySaver()
+    )
+    config: Any = {"configurable": {"thread_id": name}}
+    final = graph.invoke({"input": INPUTS.get(name, QUESTION)}, config)
+    for _ in range(3):  # a graph that pauses for a person is approved, synchronously too
+        if "__interrupt__" not in final:
+            break
+        final = graph.invoke(Command(resume=approve()), config)
+    assert "__interrupt__" not in final
     output = final["results"][loaded.spec.output_node]
     assert output, f"{loaded.spec.output_node} answered"
     assert all(r["text"] for r in output.values())

@@ -569,8 +569,8 @@ CHECK_CASES = [
             inputs: {question: $input, step: look}
         edges: [a -> b, b -> a]
         """,
-        "b",
-        ["cycle a -> b -> a", "judges"],
+        "a",
+        ["cycle a -> b -> a is unbounded", "max_visits", "max_steps"],
         id="cycle",
     ),
     pytest.param(

@@ -8,12 +8,17 @@
 - ``validate GRAPH [--models FILE] [--json]``: every compile-time check, no call made;
   catalog entries that will surprise (no pricing...) are warnings on stderr.
 - ``graph GRAPH``: the graph as Mermaid (LangGraph's own drawing; no prompts needed).
+- ``resume RUN_ID --checkpoint URL (--approve | --reject [--feedback TEXT] |
+  --value JSON) [--json]``: continue a run a node paused for a person, with
+  the answer; the graph file and catalog are the ones the run started with.
 
 Templates come from ``--prompts DIR``, else ``$AGENTMESH_PROMPTS``, else the
 shipped ones (:func:`agentmesh.prompts.shipped_prompts`).
 - ``schema``: the JSON Schema of the graph format, for editors.
 
-Exit codes: 0 ok, 1 the run failed, 2 invalid graph, catalog or arguments.
+Exit codes: 0 ok, 1 the run failed, 2 invalid graph, catalog or arguments,
+3 the run is paused for a person (``interrupted``: its run id and what awaits,
+``pending``, are printed).
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ import json
 import re
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentmesh.cli._common import (
     EXIT_CONFIG,
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     add_cache_option,
     add_models_option,
@@ -107,6 +113,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the graph format")
     schema.set_defaults(handler=_schema)
+    _register_resume(sub)
+
+
+def _register_resume(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    resume = sub.add_parser("resume", help="answer a paused run (interrupted) and continue it")
+    resume.add_argument("resume", metavar="RUN_ID", help="the paused run's id")
+    resume.add_argument(
+        "--checkpoint",
+        metavar="URL",
+        required=True,
+        help="where the run is: sqlite:PATH or postgres://...",
+    )
+    answer = resume.add_mutually_exclusive_group(required=True)
+    answer.add_argument("--approve", action="store_true", help="approve what the node shows")
+    answer.add_argument("--reject", action="store_true", help="reject it (see --feedback)")
+    answer.add_argument("--value", metavar="JSON", help="answer with a JSON value")
+    resume.add_argument("--feedback", metavar="TEXT", help="with --reject: what to change")
+    resume.add_argument("--json", action="store_true", help="print the run as JSON")
+    resume.add_argument("--trace", metavar="FILE", help="append the run's spans to FILE (JSONL)")
+    resume.add_argument(
+        "--models", metavar="FILE", help="catalog (default: the one the run started with)"
+    )
+    resume.add_argument(
+        "--graph", metavar="FILE", help="graph file (default: the one the run started with)"
+    )
+    add_state_option(resume)
+    add_cache_option(resume)
+    add_prompts_option(resume)
+    resume.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    resume.set_defaults(
+        handler=_resume, input=None, run_id=None, budget=None, global_budget=None, stream=False
+    )
 
 
 def _usd(text: str) -> float:
@@ -125,6 +163,15 @@ def _fail(message: object) -> int:
     return EXIT_CONFIG
 
 
+_MARKS = {
+    "ok": "[green]✓",
+    "passed": "[green]✓",
+    "approved": "[green]✓",
+    "answered": "[green]✓",
+    "rejected": "[yellow]↻",
+}
+
+
 class _Progress:
     """One line per finished step on stderr."""
 
@@ -132,9 +179,7 @@ class _Progress:
         self.console = console
 
     def __call__(self, step: dict[str, Any]) -> None:
-        mark = {"ok": "[green]✓", "passed": "[green]✓", "rejected": "[yellow]↻"}.get(
-            step["status"], "[red]✗"
-        )
+        mark = _MARKS.get(step["status"], "[red]✗")
         branch = f"[{step['branch']}]" if step.get("branch") else ""
         level = f" level {step['escalation_level']}" if step.get("escalation_level") else ""
         route = step.get("route") or {}
@@ -183,6 +228,7 @@ async def _execute(
     catalog: Catalog,
     prompts: PromptLibrary,
     tokens: TokenWriter | None = None,
+    answer: Any = None,
 ) -> RunResult:
     from rich.console import Console
 
@@ -217,7 +263,18 @@ async def _execute(
             on_step=progress,
             on_token=tokens,
             locate=loaded.locate,
+            answer=answer,
+            origin=None if args.resume else _origin(args),
         )
+
+
+def _origin(args: argparse.Namespace) -> dict[str, str | None]:
+    """What ``agentmesh resume`` reloads: the graph file, the catalog and the prompts folder."""
+    return {
+        "graph": str(Path(args.graph).resolve()),
+        "models": str(Path(args.models).resolve()),
+        "prompts": str(Path(args.prompts).resolve()) if args.prompts else None,
+    }
 
 
 def _token_writer(args: argparse.Namespace, loaded: LoadedGraph) -> TokenWriter | None:
@@ -247,15 +304,22 @@ def _report(
         emit_json(result.to_dict())
     elif result.status == "ok" and not (streamed is not None and streamed.wrote):
         print(result.output or "")
+    elif result.status == "interrupted":
+        _print_pending(result)
     notes = [f"run {result.run_id}: {result.status}, ${result.cost_usd:.6f}"]
     if result.error is not None:
         error = result.error
         notes.append(f"failed at node {error['node']}: {error['type']}: {error['message']}")
     if result.simulated:
         notes.append("simulated answers (scripted models)")
-    if args.checkpoint != "memory":
-        shared = f" --state {redacted(args.state)}" if args.state != "memory" else ""
-        where = redacted(args.checkpoint)
+    shared = f" --state {redacted(args.state)}" if args.state != "memory" else ""
+    where = redacted(args.checkpoint)
+    if result.status == "interrupted":
+        notes.append(
+            f"answer with: agentmesh resume {result.run_id} --checkpoint {where}{shared} "
+            "--approve | --reject [--feedback TEXT] | --value JSON"
+        )
+    elif args.checkpoint != "memory":
         notes.append(f"resume with: --checkpoint {where}{shared} --resume {result.run_id}")
     if not args.quiet:
         print("\n".join(f"# {n}" for n in notes), file=sys.stderr)
@@ -263,7 +327,18 @@ def _report(
         print(f"agentmesh: run {result.run_id}: {result.status}", file=sys.stderr)
         if result.error is not None:
             print(f"agentmesh: {notes[1]}", file=sys.stderr)
-    return EXIT_OK if result.status == "ok" else EXIT_FAILED
+    return _EXIT[result.status]
+
+
+_EXIT = {"ok": EXIT_OK, "failed": EXIT_FAILED, "interrupted": EXIT_INTERRUPTED}
+
+
+def _print_pending(result: RunResult) -> None:
+    """What a paused run awaits, on stdout: the run id, then each node and its payload."""
+    print(f"run {result.run_id} is waiting for a person")
+    for waiting in result.pending:
+        print(f"pending: node {waiting['node']!r}")
+        print(json.dumps(waiting["payload"], indent=2, ensure_ascii=False))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -282,6 +357,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         loaded = load_graph(args.graph)
+        _durable_for_pauses(loaded, args.checkpoint)
         prompts = open_prompts(args.prompts)
         tokens = _token_writer(args, loaded)
         if args.trace:
@@ -306,6 +382,102 @@ def _run(args: argparse.Namespace) -> int:
     ) as exc:
         return _fail(exc)
     return _report(args, result, tokens)
+
+
+def _durable_for_pauses(loaded: LoadedGraph, checkpoint: str) -> None:
+    """A graph that pauses for a person needs a checkpoint the answer can resume from.
+
+    Raises:
+        GraphError: It pauses and the checkpoint is ``memory`` (gone when this process ends).
+    """
+    from agentmesh.graph import GraphError
+    from agentmesh.graph.pause import needs_checkpointer, pausing_nodes
+
+    pausing = pausing_nodes(loaded.spec)
+    if pausing and checkpoint == "memory":
+        problem = needs_checkpointer(pausing)
+        raise GraphError(loaded.spec.name, [f"{loaded.locate(pausing[0])}{problem}"])
+
+
+def _answer(args: argparse.Namespace) -> Any:
+    """The resume value of ``--approve``, ``--reject [--feedback]`` or ``--value JSON``.
+
+    Raises:
+        ValueError: ``--value`` is not JSON, or ``--feedback`` comes without ``--reject``.
+    """
+    from agentmesh._jsontext import loads
+    from agentmesh.graph.pause import approve, reject, value
+
+    if args.feedback is not None and not args.reject:
+        raise ValueError("--feedback goes with --reject")
+    if args.approve:
+        return approve()
+    if args.reject:
+        return reject(args.feedback)
+    try:
+        return value(loads(args.value))
+    except ValueError as exc:
+        raise ValueError(f"--value: not JSON: {exc}") from None
+
+
+async def _started(url: str, run_id: str) -> dict[str, Any]:
+    """The ``origin`` the run kept in its checkpoint (graph, catalog, prompts)."""
+    from agentmesh.graph import RunError, open_checkpointer
+
+    async with open_checkpointer(url) as saver:
+        found = await saver.aget_tuple({"configurable": {"thread_id": run_id, "checkpoint_ns": ""}})
+    if found is None:
+        raise RunError(f"no run {run_id!r} in {url}: nothing to resume")
+    origin = found.checkpoint["channel_values"].get("origin")
+    if not isinstance(origin, dict):
+        raise RunError(
+            f"run {run_id!r} did not record its graph and catalog: "
+            "give --graph FILE and --models FILE"
+        )
+    return origin
+
+
+def _resume(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from agentmesh import tracing
+    from agentmesh.graph import CheckpointError, GraphError, RunError, load_graph
+    from agentmesh.prompts import PromptError
+    from agentmesh.resilience import CacheError, LimiterError
+    from agentmesh.routing import StateError
+    from agentmesh.routing.stores import redacted
+
+    try:
+        answer = _answer(args)
+        origin = (
+            {}
+            if args.graph and args.models
+            else asyncio.run(_started(args.checkpoint, args.resume))
+        )
+    except (ValueError, CheckpointError, RunError) as exc:
+        return _fail(exc)
+    args.graph = args.graph or origin.get("graph")
+    args.models = args.models or origin.get("models")
+    args.prompts = args.prompts or origin.get("prompts")
+    catalog = open_catalog(args.models)
+    if catalog is None:
+        return EXIT_CONFIG
+    try:
+        loaded = load_graph(args.graph)
+        prompts = open_prompts(args.prompts)
+        with tracing.configure(jsonl=args.trace) if args.trace else nullcontext():
+            result = asyncio.run(_execute(args, loaded, catalog, prompts, answer=answer))
+    except (
+        GraphError,
+        PromptError,
+        CheckpointError,
+        RunError,
+        StateError,
+        CacheError,
+        LimiterError,
+    ) as exc:
+        return _fail(str(exc).replace(args.checkpoint, redacted(args.checkpoint)))
+    return _report(args, result)
 
 
 def _error_json(exc: Exception) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from difflib import get_close_matches
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -30,13 +31,18 @@ from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ValidationError
 
 from agentmesh._validation import describe_error
+from agentmesh.graph.branches import BranchSpec, StateFunction
 from agentmesh.graph.checks import GraphError
 from agentmesh.graph.compile import compile_graph
+from agentmesh.graph.loader import load_graph
 from agentmesh.graph.run import GraphRunner, RunResult, StepListener, run_graph
 from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import (
     ExecutorNode,
+    FunctionNode,
+    GraphNode,
     GraphSpec,
+    HumanNode,
     JudgeNode,
     MergeNode,
     PlannerNode,
@@ -172,6 +178,38 @@ class Workflow:
         """
         return self._add(name, JudgeNode, fields)
 
+    def human(self, name: str, **fields: Any) -> Workflow:
+        """Add a node that pauses for a person (see :class:`HumanNode`).
+
+        Raises:
+            GraphError: A keyword is unknown or invalid (naming node and keyword).
+        """
+        return self._add(name, HumanNode, fields)
+
+    def function(self, name: str, **fields: Any) -> Workflow:
+        """Add a function node (see :class:`FunctionNode`; ``function=`` a callable or path).
+
+        Raises:
+            GraphError: A keyword is unknown or invalid (naming node and keyword).
+        """
+        return self._add(name, FunctionNode, fields)
+
+    def subgraph(self, name: str, **fields: Any) -> Workflow:
+        """Add a node running another workflow (see :class:`GraphNode`).
+
+        ``graph=`` is a :class:`Workflow`, a :class:`GraphSpec` or a YAML file
+        (loaded now, so its problems show here).
+
+        Raises:
+            GraphError: A keyword is unknown or invalid, or the file does not load.
+        """
+        inner = fields.get("graph")
+        if isinstance(inner, Workflow):
+            fields = {**fields, "graph": inner.spec()}
+        elif isinstance(inner, str | Path):
+            fields = {**fields, "graph": load_graph(inner).spec}
+        return self._add(name, GraphNode, fields)
+
     def merge(self, name: str, **fields: Any) -> Workflow:
         """Add a merge (see :class:`MergeNode`; ``sources=`` is YAML's ``from``).
 
@@ -179,6 +217,38 @@ class Workflow:
             GraphError: A keyword is unknown or invalid (naming node and keyword).
         """
         return self._add(name, MergeNode, fields)
+
+    def branch(
+        self,
+        source: str,
+        *,
+        cases: Mapping[str, str],
+        field: str | None = None,
+        by: StateFunction | None = None,
+        default: str | None = None,
+    ) -> Workflow:
+        """Add a conditional edge out of ``source`` (see :class:`BranchSpec`).
+
+        Args:
+            source: A node already added.
+            cases: Case value -> next node (or ``"END"``).
+            field: The field of ``source``'s JSON answer (or ``"verdict"``) that decides.
+            by: Instead of ``field``: a function of the run's state returning the case.
+            default: Next node for values no case names.
+
+        Raises:
+            GraphError: ``source`` is not added yet, or the branch is invalid.
+        """
+        what = f"branch of {source!r}"
+        node = self._nodes.get(source)
+        if node is None:
+            raise GraphError(self.name, [f"{what}: add node {source!r} first"])
+        try:
+            branch = BranchSpec(field=field, by=by, cases=dict(cases), default=default)
+        except ValidationError as exc:
+            raise GraphError(self.name, _problems(what, exc, _keywords(BranchSpec))) from None
+        self._nodes[source] = node.model_copy(update={"branch": branch})
+        return self
 
     def edge(self, source: str, target: str) -> Workflow:
         """Add the edge ``source -> target`` (``target`` may be ``"END"``)."""
@@ -231,8 +301,9 @@ class Workflow:
         resume: bool = False,
         on_step: StepListener | None = None,
         on_token: TokenListener | None = None,
+        answer: Any = None,
     ) -> RunResult:
-        """Run it (see :func:`run_graph`)."""
+        """Run it (see :func:`run_graph`; ``answer`` resumes a paused run)."""
         return await run_graph(
             self.spec(),
             runtime,
@@ -243,4 +314,5 @@ class Workflow:
             resume=resume,
             on_step=on_step,
             on_token=on_token,
+            answer=answer,
         )

@@ -3,7 +3,10 @@
 Every problem is collected (not just the first), each naming its node and,
 for YAML graphs, the file and line. Checked: edges and entry/output name real
 nodes; fan-out and judge targets are executors; judged nodes lead only to
-their judge; no cycles outside judge loops; every node is reachable;
+their judge; branches name real nodes, read a field the node's output schema
+has, of a type that can be a case, and cover its values or have a default;
+every cycle is bounded (``max_visits`` on one of its nodes, or the graph's
+``max_steps``) and can be left by a branch; every node is reachable;
 references (``$node``, ``$step``) point at something that exists before the
 node runs; prompts exist and get their required inputs; tools and validators
 exist; and for every model-calling node the catalog holds at least one model
@@ -15,11 +18,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from agentmesh.graph.branches import (
+    VERDICT,
+    BranchSpec,
+    case_problems,
+    field_schema,
+    unknown_targets,
+)
+from agentmesh.graph.function import load_callable
+from agentmesh.graph.loops import cycles
+from agentmesh.graph.pause import ACCEPTED, gate_name
 from agentmesh.graph.runtime import Tool
 from agentmesh.graph.spec import (
     END_NODE,
     ExecutorNode,
+    FunctionNode,
+    GraphNode,
     GraphSpec,
+    HumanNode,
     JudgeNode,
     MergeNode,
     ModelNode,
@@ -83,6 +99,10 @@ class _Checker:
         else:
             self.problems.append(f"{self.locate(node)}node {node!r}: {message}")
 
+    def add_at(self, place: Place, node: str, message: str) -> None:
+        """A problem of ``node`` located at ``place`` (e.g. its branch's line)."""
+        self.problems.append(f"{self.locate(place)}node {node!r}: {message}")
+
     def known(self, name: str) -> bool:
         return name in self.graph.nodes
 
@@ -108,6 +128,48 @@ class _Checker:
                 self._judge(name, node)
             if isinstance(node, MergeNode):
                 self._merge(name, node)
+            if node.branch is not None:
+                self._branch_edges(name, node.branch)
+            if node.interrupt is not None:
+                self._interrupt(name, node.interrupt)
+
+    def _interrupt(self, name: str, when: str) -> None:
+        node = self.graph.nodes[name]
+        fanned = {n.fan_out for n in self.graph.nodes.values() if isinstance(n, PlannerNode)}
+        why = None
+        if isinstance(node, HumanNode):
+            why = "a human node pauses anyway"
+        elif isinstance(node, JudgeNode):
+            why = "a judge cannot pause: pause its target, or add a human node after it"
+        elif isinstance(node, PlannerNode) and node.fan_out is not None:
+            why = "a fan-out planner cannot pause: pause before it, or at its target"
+        elif name in fanned and when == "after":
+            why = "a fan-out target runs once per step: pause after its merge instead"
+        elif when == "after" and gate_name(name) in self.graph.nodes:
+            why = f"its approval step is named {gate_name(name)!r}: rename that node"
+        if why is not None:
+            self.add_at(("nodes", name, "interrupt"), name, f"interrupt: {why}")
+
+    def _branch_edges(self, name: str, branch: BranchSpec) -> None:
+        place = ("nodes", name, "branch")
+        for problem in unknown_targets(branch, list(self.graph.nodes), END_NODE):
+            self.add_at(place, name, problem)
+        plain = [t for s, t in self.graph.edges if s == name]
+        if plain:
+            self.add_at(
+                place,
+                name,
+                f"a node with a branch has no other edges: put {', '.join(plain)} in its "
+                f"cases (found {', '.join(f'{name} -> {t}' for t in plain)})",
+            )
+        node = self.graph.nodes[name]
+        fanned = {n.fan_out for n in self.graph.nodes.values() if isinstance(n, PlannerNode)}
+        if isinstance(node, PlannerNode) and node.fan_out is not None:
+            self.add_at(place, name, "a fan-out planner cannot branch: it sends every step")
+        elif name in fanned:
+            self.add_at(
+                place, name, "a fan-out target runs once per step: branch after a merge instead"
+            )
 
     def _fan_out(self, name: str, target: str) -> None:
         found = self.graph.nodes.get(target)
@@ -118,16 +180,26 @@ class _Checker:
             self.add(name, f"a fan-out planner has no other outgoing edges (found {others})")
 
     def _judge(self, name: str, node: JudgeNode) -> None:
-        target = self.graph.nodes.get(node.target)
-        if not isinstance(target, ExecutorNode):
-            self.add(name, f"target: {node.target!r} must be an executor node")
-            return
-        after = self.graph.successors(node.target)
-        if after != (name,):
+        for judged in node.judged:
+            if not isinstance(self.graph.nodes.get(judged), ExecutorNode):
+                self.add(name, f"target: {judged!r} must be an executor node")
+                continue
+            after = self.graph.successors(judged)
+            if after != (name,):
+                self.add(
+                    name,
+                    f"the judged node {judged!r} must lead only to its judge "
+                    f"(edges: {judged} -> {', '.join(after) or 'nothing'})",
+                )
+        if len(node.judged) > 1 and not any(
+            set(node.judged) <= set(n.branch.cases.values())
+            for n in self.graph.nodes.values()
+            if n.branch is not None
+        ):
             self.add(
                 name,
-                f"the judged node {node.target!r} must lead only to its judge "
-                f"(edges: {node.target} -> {', '.join(after) or 'nothing'})",
+                f"target: a judge of several nodes ({', '.join(node.judged)}) judges the one "
+                "that ran: they must be cases of one branch",
             )
 
     def _merge(self, name: str, node: MergeNode) -> None:
@@ -137,7 +209,10 @@ class _Checker:
         before = self.graph.predecessors(name)
         if len(before) > 1:
             for source in before:
-                if isinstance(self.graph.nodes.get(source), JudgeNode | PlannerNode):
+                found = self.graph.nodes.get(source)
+                if isinstance(found, JudgeNode | PlannerNode) or (
+                    found is not None and found.branch is not None
+                ):
                     self.add(
                         name,
                         f"a merge with several incoming edges waits for all of them; "
@@ -160,21 +235,32 @@ class _Checker:
         for name in g.nodes:
             if name not in seen:
                 self.add(name, f"unreachable from the entry ({', '.join(g.entries)})")
-        state: dict[str, int] = {}
+        self._loops(children)
 
-        def visit(n: str, path: list[str]) -> None:
-            state[n] = 1
-            for child in children[n]:
-                if state.get(child) == 1:
-                    loop = " -> ".join([*path[path.index(child) :], child])
-                    self.add(n, f"cycle {loop}: loops are judges' job (target + max_rounds)")
-                elif child not in state:
-                    visit(child, [*path, child])
-            state[n] = 2
-
-        for name in g.nodes:
-            if name not in state:
-                visit(name, [name])
+    def _loops(self, children: Mapping[str, list[str]]) -> None:
+        g = self.graph
+        bounded = set() if g.max_steps is None else set(g.nodes)
+        bounded |= {n for n, node in g.nodes.items() if node.max_visits is not None}
+        for _, loop in cycles(list(g.nodes), children, bounded):
+            self.add(
+                loop[0],
+                f"cycle {' -> '.join(loop)} is unbounded: give one of its nodes max_visits, "
+                "or the graph max_steps (judges redo their target by max_rounds, no cycle needed)",
+            )
+        for component, loop in cycles(list(g.nodes), children):
+            members = set(component)
+            exits = [
+                n
+                for n in members
+                if (branch := g.nodes[n].branch) is not None
+                and any(t == END_NODE or t not in members for t in branch.targets)
+            ]
+            if not exits:
+                self.add(
+                    loop[0],
+                    f"cycle {' -> '.join(loop)} has no way out: every run would end at its "
+                    "bound (loop_limit); leave it with a branch",
+                )
 
     def ancestors(self, node: str) -> set[str]:
         if self._parents is None:
@@ -254,6 +340,106 @@ class _Checker:
                     self._judge_prompt(name, node.prompt)
             elif isinstance(node, MergeNode):
                 self.references(name, "question", {"question": node.question})
+            elif isinstance(node, HumanNode):
+                self.references(name, "show", node.show)
+            elif isinstance(node, FunctionNode):
+                self.references(name, "inputs", node.inputs)
+                self._function(name, node)
+            elif isinstance(node, GraphNode):
+                self.references(name, "input", {"input": node.input})
+                self._subgraph(name, node)
+            if node.branch is not None and node.branch.field is not None:
+                self._branch_cases(name, node.branch, node.branch.field)
+
+    def _branch_cases(self, name: str, branch: BranchSpec, on: str) -> None:
+        """The branch's field exists in the node's output, has a usable type, and is covered."""
+        node = self.graph.nodes[name]
+        place = ("nodes", name, "branch")
+        field: Mapping[str, Any] | None
+        if on == VERDICT and node.interrupt == "after":
+            field, where = {"enum": ["approved", "rejected"]}, "the person's verdict"
+        elif isinstance(node, HumanNode):
+            answers: dict[str, Mapping[str, Any] | None] = {
+                VERDICT: {"enum": [ACCEPTED[a] for a in node.accepts]},
+                "feedback": {"type": "string"},
+                "value": None,  # any JSON value: known only when it comes
+            }
+            head = on.split(".")[0]
+            if head not in answers:
+                self.add_at(
+                    place,
+                    name,
+                    f"branch.field: a person's answer has {', '.join(answers)}, not {on!r}",
+                )
+                return
+            field = answers[head] if head == on else None
+            where = "the person's verdict" if on == VERDICT else f"{on} of the person's answer"
+        elif isinstance(node, JudgeNode):
+            if on != VERDICT:
+                self.add_at(place, name, f"branch.field: a judge branches on verdict, not {on!r}")
+                return
+            ends = ["passed", "gave_up"] if node.on_give_up == "continue" else ["passed"]
+            field, where = {"enum": ends}, "the judge's verdict"
+        elif isinstance(node, ExecutorNode | PlannerNode):
+            schema = self._output_schema(node.prompt)
+            if schema is None:
+                self.add_at(
+                    place,
+                    name,
+                    f"branch.field: {on!r} needs a JSON answer, but template {node.prompt!r} "
+                    "declares no output_schema",
+                )
+                return
+            field = field_schema(schema, on)
+            if field is None:
+                fields = ", ".join((schema.get("properties") or {}).keys()) or "none"
+                self.add_at(
+                    place,
+                    name,
+                    f"branch.field: the output of template {node.prompt!r} has no field "
+                    f"{on!r} (fields: {fields})",
+                )
+                return
+            where = f"{on} of template {node.prompt!r}"
+        else:
+            field, where = None, f"{on} of a {node.kind} node"
+        for problem in case_problems(branch, field, where):
+            self.add_at(place, name, problem)
+
+    def _output_schema(self, template: str) -> Mapping[str, Any] | None:
+        if template not in self.prompts:
+            return None
+        return self.prompts.template(template).output_schema
+
+    def _subgraph(self, name: str, node: GraphNode) -> None:
+        """The inner graph passes every check too (its problems named under this node)."""
+        place = ("nodes", name, "graph")
+        if isinstance(node.graph, str):
+            self.add_at(place, name, f"graph: {node.graph!r} is not loaded (use load_graph)")
+            return
+        inner = _Checker(
+            node.graph, self.catalog, self.prompts, self.tools, self.validators, no_location
+        )
+        inner.run()
+        for problem in inner.problems:
+            self.add_at(place, name, f"graph {node.graph.name!r}: {problem}")
+
+    def run(self) -> None:
+        """Every check, in order (problems collected in ``problems``)."""
+        self.structure()
+        self.cycles_and_reach()
+        self.nodes()
+        self.models()
+
+    def _function(self, name: str, node: FunctionNode) -> None:
+        try:
+            load_callable(node.function)
+        except Exception as exc:  # a user's module: any failure to load is reported
+            self.add_at(
+                ("nodes", name, "function"),
+                name,
+                f"function: cannot load {node.function!r}: {type(exc).__name__}: {exc}",
+            )
 
     def _judge_prompt(self, name: str, template: str) -> None:
         declared = self._declared(template)
@@ -355,9 +541,6 @@ def check_graph(
         GraphError: Listing every problem found, each naming its node.
     """
     checker = _Checker(graph, catalog, prompts, tools or {}, validators or {}, locate)
-    checker.structure()
-    checker.cycles_and_reach()
-    checker.nodes()
-    checker.models()
+    checker.run()
     if checker.problems:
         raise GraphError(graph.name, checker.problems)

@@ -5,7 +5,10 @@ merge with several sources waits for all of them (a LangGraph waiting edge);
 a planner's ``fan_out`` is a conditional edge returning one ``Send`` per
 planned step; a judge's outgoing edge is conditional: every rejected branch
 goes back to the judged node as a ``Send`` carrying escalation + 1 and the
-feedback, and when nothing is left to redo the run moves on. The result is a
+feedback, and when nothing is left to redo the run moves on; a node's
+``branch`` is a conditional edge whose path map is ``{case: target}`` (so
+drawings label each edge with its case). Cycles need nothing special: they
+are LangGraph edges, bounded by the visit counts nodes keep. The result is a
 real compiled LangGraph graph: checkpointers, streaming, ``get_graph()``
 (Mermaid) and LangGraph's own tooling work on it.
 
@@ -28,13 +31,17 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Overwrite, Send
 
-from agentmesh.graph.checks import check_graph
+from agentmesh.graph.branches import BranchSpec
+from agentmesh.graph.checks import GraphError, check_graph
+from agentmesh.graph.human import HumanGate
 from agentmesh.graph.judge import JudgeRunner
 from agentmesh.graph.kinds import NODE_RUNNERS
-from agentmesh.graph.nodes import NodeRunner
+from agentmesh.graph.nodes import NodeFailed, NodeRunner
+from agentmesh.graph.pause import gate_name, needs_checkpointer, pausing_nodes
 from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import END_NODE, GraphSpec, JudgeNode, MergeNode, PlannerNode
 from agentmesh.graph.state import PER_RUN, RUN_START, Branch, RunState
+from agentmesh.graph.subgraph import SubgraphRunner
 
 __all__ = ["compile_graph"]
 
@@ -52,6 +59,20 @@ def _payload(state: RunState, branch: Branch) -> dict[str, Any]:
 def _targets(graph: GraphSpec, node: str) -> list[str]:
     nexts = [END if t == END_NODE else t for t in graph.successors(node)]
     return nexts or [END]
+
+
+def _end(target: str) -> str:
+    return END if target == END_NODE else target
+
+
+def _paths(branch: BranchSpec) -> dict[Hashable, str]:
+    """LangGraph's path map of a branch: ``{case label: node}``."""
+    return {label: _end(target) for label, target in branch.path_map().items()}
+
+
+def _labelled(graph: GraphSpec, node: str) -> dict[Hashable, str]:
+    """``{target: target}`` of ``node``'s plain edges (unlabelled in drawings)."""
+    return {t: t for t in _targets(graph, node)}
 
 
 def _fan_out(name: str, target: str) -> Any:
@@ -80,17 +101,53 @@ def _fan_out(name: str, target: str) -> Any:
     return route
 
 
+def _branch(runner: NodeRunner, branch: BranchSpec) -> Any:
+    """The path function of ``runner``'s node's branch: the label of the edge to take."""
+
+    def route(state: RunState) -> str:
+        if branch.by is not None:
+            value = branch.by(state)
+            what = "by() returned"
+        else:
+            assert branch.field is not None
+            value = runner.branch_value(state, branch.field)
+            what = f"{branch.field} ="
+        label = branch.choose(value)
+        if label is None:
+            cases = ", ".join(branch.cases)
+            raise NodeFailed(
+                runner.name,
+                "no_branch",
+                f"{what} {value!r}: no case for it ({cases}) and no default",
+            )
+        return label
+
+    return route
+
+
+def _onward(graph: GraphSpec, runner: NodeRunner) -> Any:
+    """After ``runner``'s node: its branch's choice, else its plain edges."""
+    branch = runner.node.branch
+    if branch is None:
+        targets = _targets(graph, runner.name)
+        return lambda state: targets
+    route = _branch(runner, branch)
+    return lambda state: [route(state)]
+
+
 def _after_judge(graph: GraphSpec, runner: JudgeRunner) -> Any:
     judge: JudgeNode = runner.node
-    onward = _targets(graph, runner.name)
+    onward = _onward(graph, runner)
 
     def route(state: RunState) -> Sequence[Hashable | Send]:
-        results = state.get("results", {}).get(judge.target, {})
         verdicts = state.get("verdicts", {}).get(runner.name, {})
         redo: list[Send] = []
-        for key in sorted(results):
-            result, verdict = results[key], verdicts.get(key)
-            if verdict is None or verdict["passed"] or verdict["gave_up"]:
+        for key, verdict in sorted(verdicts.items()):
+            if verdict["passed"] or verdict["gave_up"]:
+                continue
+            target = verdict.get("target", judge.judged[0])
+            result = state.get("results", {}).get(target, {}).get(key)
+            if result is None or result["round"] != verdict["round"]:
                 continue
             branch = Branch(
                 key=key,
@@ -100,8 +157,8 @@ def _after_judge(graph: GraphSpec, runner: JudgeRunner) -> Any:
                 feedback=verdict["feedback"],
                 previous=result["text"],
             )
-            redo.append(Send(judge.target, _payload(state, branch)))
-        return redo or onward
+            redo.append(Send(target, _payload(state, branch)))
+        return redo or onward(state)
 
     return route
 
@@ -161,16 +218,26 @@ def compile_graph(
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Check ``graph`` against the runtime, then build and compile it.
 
+    A graph with nodes that pause for a person (``kind: human``,
+    ``interrupt:``) needs a checkpointer: the paused run is resumed from it.
+
     Raises:
-        GraphError: The graph fails a compile-time check (every problem is listed).
+        GraphError: The graph fails a compile-time check (every problem is
+            listed), or it pauses and has no checkpointer.
     """
     if check:
         check_graph(graph, runtime.catalog, runtime.prompts, runtime.tools, runtime.validators)
+        pausing = pausing_nodes(graph)
+        if pausing and checkpointer is None:
+            raise GraphError(graph.name, [needs_checkpointer(pausing)])
     builder = StateGraph(RunState)
     runners = {
         name: NODE_RUNNERS[node.kind](name, node, graph, runtime)
         for name, node in graph.nodes.items()
     }
+    for runner in runners.values():
+        if isinstance(runner, SubgraphRunner):  # checkpointed with this graph (no saver of its own)
+            runner.inner = compile_graph(runner.spec, runtime, check=False)
     builder.add_node(RUN_START, _StartRun(graph))
     builder.add_edge(START, RUN_START)
     for name, runner in runners.items():
@@ -189,12 +256,28 @@ def compile_graph(
         if isinstance(node, JudgeNode):
             runner = runners[name]
             assert isinstance(runner, JudgeRunner)
-            paths = [node.target, *_targets(graph, name)]
+            onward = _paths(node.branch) if node.branch else _labelled(graph, name)
+            paths: dict[Hashable, str] = {**{t: t for t in node.judged}, **onward}
             builder.add_conditional_edges(name, _after_judge(graph, runner), paths)
+            continue
+        exit, runner = name, runners[name]
+        if node.interrupt == "after":  # a gate node after it; its edges leave from the gate
+            gate = HumanGate(runner)
+            exit, runner = gate_name(name), gate
+            builder.add_node(exit, _node(gate))
+            builder.add_edge(name, exit)
+        if node.branch is not None:
+            builder.add_conditional_edges(exit, _branch(runner, node.branch), _paths(node.branch))
             continue
         for target in _targets(graph, name):
             if target not in waiting:
-                builder.add_edge(name, target)
+                builder.add_edge(exit, target)
     for name in waiting:
-        builder.add_edge(list(graph.predecessors(name)), name)
+        sources = [_exit(graph, s) for s in graph.predecessors(name)]
+        builder.add_edge(sources, name)
     return builder.compile(checkpointer=checkpointer, name=graph.name)
+
+
+def _exit(graph: GraphSpec, node: str) -> str:
+    """The LangGraph node ``node``'s outgoing edges leave from (its gate, if it has one)."""
+    return gate_name(node) if graph.nodes[node].interrupt == "after" else node

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from agentmesh.graph.branches import VERDICT
 from agentmesh.graph.nodes import ModelNodeRunner, NodeFailed, parse_json, resolve
 from agentmesh.graph.records import Step, usage_update
 from agentmesh.graph.runtime import Runtime
@@ -38,14 +39,21 @@ class JudgeRunner(ModelNodeRunner):
         )
 
     def pending(self, state: RunState) -> list[tuple[str, dict[str, Any]]]:
-        """``(branch key, result)`` of the target's answers this judge has not judged yet."""
-        results = state.get("results", {}).get(self.node.target, {})
+        """``(branch key, result)`` of the target's answers this judge has not judged yet.
+
+        A judge of several targets (the cases of one branch) judges whichever ran.
+        """
         judged = state.get("verdicts", {}).get(self.name, {})
-        return [
-            (key, result)
-            for key, result in sorted(results.items())
-            if judged.get(key, {}).get("round") != result["round"]
-        ]
+        found = []
+        for target in self.node.judged:
+            results = state.get("results", {}).get(target, {})
+            found += [
+                (key, {**result, "target": target})
+                for key, result in sorted(results.items())
+                if judged.get(key, {}).get("round") != result["round"]
+                or judged.get(key, {}).get("target", target) != target
+            ]
+        return found
 
     async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
         """Judge the pending answers concurrently; fail the run if one gives up under ``fail``."""
@@ -59,7 +67,7 @@ class JudgeRunner(ModelNodeRunner):
                 passed=verdict["passed"],
                 score=verdict["score"],
                 explanation=verdict["feedback"],
-                node=self.node.target,
+                node=verdict["target"],
                 branch=key,
                 round=verdict["round"],
                 model=verdict["judged_model"],
@@ -70,13 +78,23 @@ class JudgeRunner(ModelNodeRunner):
         given_up = [k for k, v in verdicts.items() if v["gave_up"]]
         if given_up and self.node.on_give_up == "fail":
             last = verdicts[given_up[0]]
-            target = self.node.target
-            gave_up_on = ", ".join(f"{target}[{key}]" if key else target for key in given_up)
+            gave_up_on = ", ".join(
+                f"{verdicts[key]['target']}[{key}]" if key else verdicts[key]["target"]
+                for key in given_up
+            )
             message = (
                 f"gave up on {gave_up_on} after {self.node.max_rounds} rounds: {last['feedback']}"
             )
             raise NodeFailed(self.name, "judge_gave_up", message, steps)
         return update
+
+    def branch_value(self, state: RunState, field: str) -> Any:
+        """``field: verdict``: ``passed`` when every judged answer passed, else ``gave_up``."""
+        verdicts = state.get("verdicts", {}).get(self.name, {})
+        if field != VERDICT:
+            return None
+        passed = bool(verdicts) and all(v["passed"] for v in verdicts.values())
+        return "passed" if passed else "gave_up"
 
     async def _judge(
         self, state: RunState, key: str, result: dict[str, Any]
@@ -109,6 +127,7 @@ class JudgeRunner(ModelNodeRunner):
             "feedback": verdict.feedback,
             "round": result["round"],
             "judged_model": result.get("model"),
+            "target": result["target"],
             "gave_up": gave_up,
         }
         status = "passed" if verdict.passed else ("gave_up" if gave_up else "rejected")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,8 +13,9 @@ from pydantic import ValidationError
 from agentmesh._validation import describe_error
 from agentmesh._yamlfile import YamlFileError, describe_yaml_error, parse_yaml, read_text
 from agentmesh.graph.checks import GraphError, Place
+from agentmesh.graph.function import import_object
 from agentmesh.graph.runtime import Tool, as_tool
-from agentmesh.graph.spec import NODE_KINDS, GraphSpec, JudgeNode
+from agentmesh.graph.spec import NODE_KINDS, FunctionNode, GraphNode, GraphSpec, JudgeNode
 from agentmesh.graph.validators import VALIDATORS
 
 __all__ = ["LoadedGraph", "graph_schema", "load_graph"]
@@ -28,12 +27,20 @@ class LoadedGraph:
     Attributes:
         spec: The validated graph.
         path: The file it came from.
+        subgraphs: The files its ``kind: graph`` nodes load, by node.
     """
 
-    def __init__(self, spec: GraphSpec, path: Path, root: yaml.Node | None) -> None:
+    def __init__(
+        self,
+        spec: GraphSpec,
+        path: Path,
+        root: yaml.Node | None,
+        subgraphs: dict[str, LoadedGraph] | None = None,
+    ) -> None:
         self.spec = spec
         self.path = path
         self._root = root
+        self.subgraphs = subgraphs or {}
 
     def line(self, loc: Sequence[str | int]) -> int | None:
         """1-based line of the YAML value at ``loc`` (the deepest part that exists)."""
@@ -42,14 +49,18 @@ class LoadedGraph:
     def tools(self) -> dict[str, Tool]:
         """Import the graph's ``tools:`` (``file.py:attr`` relative to the graph file).
 
+        Its subgraphs' tools are imported too (a name both define is this graph's).
+
         Raises:
             GraphError: A module, file or attribute cannot be loaded; names the tool.
         """
         problems: list[str] = []
         tools: dict[str, Tool] = {}
+        for inner in self.subgraphs.values():
+            tools.update(inner.tools())
         for name, target in self.spec.tools.items():
             try:
-                tools[name] = as_tool(_import(target, self.path.parent), name)
+                tools[name] = as_tool(import_object(target, self.path.parent), name)
             except Exception as exc:  # a user's module: any failure to load is reported
                 line = self.line(("tools", name))
                 problems.append(
@@ -70,21 +81,6 @@ class LoadedGraph:
         else:
             line = self.line(("nodes", place)) if place else None
         return f"{self.path}:{line}: " if line else f"{self.path}: "
-
-
-def _import(target: str, base: Path) -> Any:
-    """The object ``module:attr`` or ``file.py:attr`` (a file relative to ``base``) names."""
-    where, _, attribute = target.rpartition(":")
-    if where.endswith(".py"):
-        file = (base / where).resolve()
-        spec = importlib.util.spec_from_file_location(f"agentmesh_tools_{file.stem}", file)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"{file} is not a Python file")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(where)
-    return getattr(module, attribute)
 
 
 def _line(root: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
@@ -153,13 +149,15 @@ def _name(data: dict[str, Any], path: Path) -> str:
     return name if isinstance(name, str) and 0 < len(name) <= 200 else path.stem
 
 
-def load_graph(path: str | Path) -> LoadedGraph:
-    """Read and validate a YAML graph file.
+def load_graph(path: str | Path, *, _within: tuple[Path, ...] = ()) -> LoadedGraph:
+    """Read and validate a YAML graph file (and the files its ``kind: graph`` nodes name).
 
     Raises:
         GraphError: Unreadable file, invalid YAML, a file past the
             :class:`~agentmesh.limits.FileLimits`, or fields that do not
-            validate; each problem names ``file:line`` and the field.
+            validate; each problem names ``file:line`` and the field. A
+            subgraph file's problems name that file; one that includes
+            itself (directly or not) is an error at the node naming it.
     """
     path = Path(path)
     try:
@@ -183,13 +181,48 @@ def load_graph(path: str | Path) -> LoadedGraph:
             return f"{path}:{line}: " if line else f"{path}: "
 
         raise GraphError(_name(data, path), [_describe(e, at) for e in exc.errors()]) from None
-    return LoadedGraph(_files_beside(spec, path.parent), path, root)
+    spec = _files_beside(spec, path.parent)
+    inner: dict[str, LoadedGraph] = {}
+    spec = _subgraphs(spec, path, root, (*_within, path.resolve()), inner)
+    return LoadedGraph(spec, path, root, inner)
+
+
+def _subgraphs(
+    spec: GraphSpec,
+    path: Path,
+    root: yaml.Node | None,
+    within: tuple[Path, ...],
+    loaded: dict[str, LoadedGraph],
+) -> GraphSpec:
+    """``spec`` with each ``kind: graph`` node's file loaded (relative to ``path``).
+
+    The loaded files are kept in ``loaded``, by node.
+    """
+    nodes = dict(spec.nodes)
+    for name, node in spec.nodes.items():
+        if not isinstance(node, GraphNode) or not isinstance(node.graph, str):
+            continue
+        file = (path.parent / node.graph).resolve()
+        if file in within:
+            chain = " -> ".join(p.name for p in (*within, file))
+            line = _line(root, ("nodes", name, "graph"))
+            raise GraphError(
+                spec.name, [f"{path}:{line}: node {name!r}: graph: includes itself ({chain})"]
+            )
+        child = loaded[name] = load_graph(file, _within=within)
+        nodes[name] = node.model_copy(update={"graph": child.spec})
+    return spec.model_copy(update={"nodes": nodes}) if nodes != spec.nodes else spec
 
 
 def _files_beside(spec: GraphSpec, base: Path) -> GraphSpec:
     """The graph with the relative files its validators read made relative to ``base``."""
     nodes = dict(spec.nodes)
     for name, node in spec.nodes.items():
+        if isinstance(node, FunctionNode) and isinstance(node.function, str):
+            where, colon, attribute = node.function.rpartition(":")
+            if colon and where.endswith(".py"):
+                target = f"{_beside(where, base)}:{attribute}"
+                nodes[name] = node.model_copy(update={"function": target})
         if isinstance(node, JudgeNode):
             entries = tuple(_file_beside(entry, base) for entry in node.validators)
             if entries != node.validators:
@@ -228,9 +261,28 @@ def graph_schema() -> dict[str, Any]:
 
     It is the spec's own schema, plus the shorthands YAML accepts: an edge as
     ``"a -> b"``, ``entry: a``, a merge's ``from: a`` and ``synthesis: refine``;
-    ``name`` may be left out (the file name is used).
+    ``name`` may be left out (the file name is used). A graph inside a
+    ``kind: graph`` node refers back to the same definition.
     """
     schema: dict[str, Any] = json.loads(json.dumps(GraphSpec.model_json_schema(by_alias=True)))
+    if "$ref" in schema:  # recursive (graph nodes hold graphs): the top is a reference
+        defs = schema["$defs"]
+        graph = defs[schema["$ref"].rsplit("/", 1)[-1]]
+        _shorthands(graph, defs)
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            **graph,
+            "title": "agentmesh graph",
+            "$defs": defs,
+        }
+    _shorthands(schema, schema["$defs"])
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "agentmesh graph"
+    return schema
+
+
+def _shorthands(schema: dict[str, Any], defs: dict[str, Any]) -> None:
+    """Add YAML's shorthands to the graph's schema (in place)."""
     props = schema["properties"]
     props["edges"]["items"] = {
         "anyOf": [
@@ -240,9 +292,6 @@ def graph_schema() -> dict[str, Any]:
     }
     props["entry"] = _or_string(props["entry"], {"type": "string"})
     schema["required"] = [r for r in schema.get("required", []) if r != "name"]
-    merge = schema["$defs"]["MergeNode"]["properties"]
+    merge = defs["MergeNode"]["properties"]
     merge["from"] = _or_string(merge["from"], {"type": "string"})
     merge["synthesis"] = _or_string(merge["synthesis"], {"type": "string"})
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "agentmesh graph"
-    return schema

@@ -20,6 +20,9 @@ from typing import Any, ClassVar
 from langchain_core.messages import BaseMessage
 
 from agentmesh._jsontext import loads as json_loads
+from agentmesh.graph.branches import read_field
+from agentmesh.graph.loops import loop_limit, visited
+from agentmesh.graph.pause import InvalidAnswer, ask
 from agentmesh.graph.records import ErrorInfo, Step, usage_update
 from agentmesh.graph.runtime import Runtime, Tool, ToolArgumentsError
 from agentmesh.graph.spec import (
@@ -122,8 +125,23 @@ class NodeRunner(ABC):
         self.runtime = runtime
 
     async def __call__(self, state: RunState) -> dict[str, Any]:
-        """Run the node once (one branch) inside its ``node {name}`` span."""
+        """Run the node once (one branch) inside its ``node {name}`` span.
+
+        With ``interrupt: before`` the run first pauses for a person, shown
+        the node's inputs (:func:`~agentmesh.graph.pause.ask`); approved, the
+        node runs.
+
+        Raises:
+            NodeFailed: The node failed, running it would pass a loop bound
+                (``loop_limit``: its ``max_visits`` or the graph's ``max_steps``),
+                or a person rejected running it (``rejected``).
+        """
         branch = state.get("branch") or first_branch()
+        limit = loop_limit(self.name, self.node.max_visits, self.graph, state)
+        if limit is not None:
+            raise NodeFailed(self.name, "loop_limit", limit)
+        if self.node.interrupt == "before":
+            self._approved(state, branch)
         attributes: dict[str, str | int] = {
             ESCALATION_LEVEL: branch["escalation"],
             NODE_BRANCH: branch["key"],
@@ -137,11 +155,31 @@ class NodeRunner(ABC):
                 models = [s["model"] for s in update.get("steps", ()) if s.get("model")]
                 if models:
                     scope.set(NODE_MODELS, ",".join(dict.fromkeys(models)))
-            return update
+            return {**update, **visited(self.name)}
 
     @abstractmethod
     async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
         """The node's work inside its span (``scope``); returns the state update."""
+
+    def preview(self, state: RunState, branch: Branch) -> dict[str, Any]:
+        """What a person approving this node is shown: its inputs (or arguments), resolved."""
+        values = getattr(self.node, "inputs", None) or getattr(self.node, "arguments", None) or {}
+        return {k: resolve(v, state, branch) for k, v in values.items()}
+
+    def _approved(self, state: RunState, branch: Branch) -> None:
+        payload = {"node": self.name, "when": "before", "inputs": self.preview(state, branch)}
+        try:
+            answer = ask(payload)
+        except InvalidAnswer as exc:
+            raise NodeFailed(self.name, "invalid_answer", str(exc)) from None
+        if answer.verdict == "rejected":
+            why = f": {answer.feedback}" if answer.feedback else ""
+            raise NodeFailed(self.name, "rejected", f"a person rejected running it{why}")
+
+    def branch_value(self, state: RunState, field: str) -> Any:
+        """What a ``branch: {on: field}`` of this node reads: a field of its JSON answer."""
+        found = state.get("results", {}).get(self.name, {})
+        return read_field(found[min(found)].get("data"), field) if found else None
 
     def step(
         self,

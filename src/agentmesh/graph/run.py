@@ -4,7 +4,9 @@ The result is what ``agentmesh run --json`` prints: status, output, error
 (type, message, node), cost, tokens and one step record per node execution
 (model, route, attempts, escalation). A failed run keeps every step that
 finished (from the checkpoint) plus the attempts of the step that failed;
-with a durable checkpointer it can be resumed by its run id.
+with a durable checkpointer it can be resumed by its run id. A run that a
+node paused for a person (LangGraph's ``interrupt``) ends ``interrupted``,
+listing what awaits (``pending``); resuming it with an answer continues it.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ import importlib
 import re
 import sqlite3
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import GraphRecursionError
-from langgraph.types import Durability
+from langgraph.types import Command, Durability, PregelTask
 
 from agentmesh._redact import scrub_credentials
 from agentmesh.graph.checkpoints import CheckpointError
@@ -27,8 +29,10 @@ from agentmesh.graph.checks import Locate, check_graph, no_location
 from agentmesh.graph.compile import compile_graph
 from agentmesh.graph.memory_saver import RunMemorySaver
 from agentmesh.graph.nodes import NodeFailed
+from agentmesh.graph.outputs import output_result
+from agentmesh.graph.pause import InvalidAnswer, answer_of
 from agentmesh.graph.runtime import Runtime
-from agentmesh.graph.spec import GraphSpec, JudgeNode
+from agentmesh.graph.spec import GraphNode, GraphSpec, HumanNode, JudgeNode
 from agentmesh.graph.state import RUN_START
 from agentmesh.graph.streaming import TokenHandler, TokenListener
 from agentmesh.routing import StateError
@@ -38,6 +42,7 @@ from agentmesh.tracing.attributes import COST_USD, RUN_STATUS
 __all__ = ["GraphRunner", "RunError", "RunResult", "run_graph"]
 
 StepListener = Callable[[dict[str, Any]], None]
+Status = Literal["ok", "failed", "interrupted"]
 
 
 class RunError(ValueError):
@@ -51,7 +56,7 @@ class RunResult:
     Attributes:
         run_id: The run's id (the checkpointer's thread id; ``--resume`` takes it).
         workflow: The graph's name.
-        status: ``ok`` or ``failed``.
+        status: ``ok``, ``failed``, or ``interrupted`` (paused for a person).
         output: The output node's answer (``None`` when failed before it).
         error: ``{type, message, node}`` when failed.
         cost_usd: Money spent by every step.
@@ -59,11 +64,12 @@ class RunResult:
         steps: One record per node execution, in completion order.
         simulated: Some answer came from a scripted (simulated) model.
         resumed: The run continued from a checkpoint.
+        pending: When interrupted, what awaits an answer: ``{node, payload}`` each.
     """
 
     run_id: str
     workflow: str
-    status: Literal["ok", "failed"]
+    status: Status
     output: str | None
     error: Mapping[str, Any] | None
     cost_usd: float
@@ -71,6 +77,7 @@ class RunResult:
     steps: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
     simulated: bool = False
     resumed: bool = False
+    pending: tuple[Mapping[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -84,6 +91,7 @@ class RunResult:
             "tokens": dict(self.tokens),
             "simulated": self.simulated,
             "resumed": self.resumed,
+            "pending": [dict(p) for p in self.pending],
             "steps": [dict(s) for s in self.steps],
         }
 
@@ -138,14 +146,42 @@ def _recursion_limit(graph: GraphSpec) -> int:
     rounds = max(
         (n.max_rounds for n in graph.nodes.values() if isinstance(n, JudgeNode)), default=1
     )
-    return 26 + 3 * len(graph.nodes) * rounds  # + 1: the run's start node
+    # A loop's bound, not LangGraph's recursion limit, must stop it (loop_limit names
+    # the node): each pass of a loop takes at most a superstep per node.
+    passes = (graph.max_steps or 0) + sum(n.max_visits or 0 for n in graph.nodes.values())
+    return 26 + 3 * len(graph.nodes) * (rounds + passes)  # + 1: the run's start node
+
+
+def _node_at(graph: GraphSpec, path: str) -> Any:
+    """The node spec ``path`` names (``outer/inner`` inside a subgraph), or ``None``."""
+    node: Any = None
+    for part in path.split("/"):
+        node = graph.nodes.get(part)
+        if not isinstance(node, GraphNode) or not isinstance(node.graph, GraphSpec):
+            break
+        graph = node.graph
+    return node
+
+
+def _pending(tasks: Sequence[PregelTask]) -> tuple[dict[str, Any], ...]:
+    """What a paused run awaits: the node asking and what it shows, per interrupt.
+
+    A node of a subgraph is named ``outer/inner`` (the task is the outer node).
+    """
+    found = []
+    for task in tasks:
+        for waiting in task.interrupts:
+            value = waiting.value
+            payload = value if isinstance(value, dict) else {"value": value}
+            inner = payload.get("node") or task.name
+            node = task.name if inner == task.name else f"{task.name}/{inner}"
+            found.append({"node": node, "payload": payload})
+    return tuple(found)
 
 
 def _output(graph: GraphSpec, values: Mapping[str, Any]) -> str | None:
-    found = values.get("results", {}).get(graph.output_node)
-    if not found:
-        return None
-    return "\n\n".join(found[k]["text"] for k in sorted(found))
+    found = output_result(graph, values)
+    return found[0] if found is not None else None
 
 
 class GraphRunner:
@@ -199,6 +235,8 @@ class GraphRunner:
         resume: bool = False,
         on_step: StepListener | None = None,
         on_token: TokenListener | None = None,
+        answer: Any = None,
+        origin: Mapping[str, Any] | None = None,
     ) -> RunResult:
         """Run on ``input`` (or resume run ``run_id``).
 
@@ -210,9 +248,15 @@ class GraphRunner:
             on_step: Called with each step record as it completes (progress).
             on_token: Called with each token executor nodes stream, as it
                 arrives (given, their calls are streamed: ``graph/streaming.py``).
+            answer: Resuming an interrupted run: the person's answer
+                (:func:`~agentmesh.graph.pause.approve`, ``reject``, ``value``),
+                given to the paused node as ``Command(resume=answer)``.
+            origin: Kept in the run's state (graph file, catalog...), for
+                tools that resume a run from its id alone.
 
         Raises:
-            RunError: Nothing to resume.
+            RunError: Nothing to resume; an answer for a run that awaits none,
+                or one the paused node does not take.
         """
         if resume and run_id is None:
             raise RunError("resuming needs the run id")
@@ -222,11 +266,12 @@ class GraphRunner:
         if on_token is not None:
             config["callbacks"] = [TokenHandler(on_token)]
         budget = budget_usd if budget_usd is not None else graph.budget_usd
-        start: dict[str, Any] | None
+        start: dict[str, Any] | Command[Any] | None
         stores = {"checkpoint store": self.checkpointer, "routing state": self.runtime.router.state}
         if resume:
             try:
-                values = (await compiled.aget_state(config)).values
+                snapshot = await compiled.aget_state(config)
+                values = snapshot.values
                 if values:
                     await self.runtime.router.seed_run_spending(
                         run_id, float(values.get("cost_usd", 0.0))
@@ -238,9 +283,11 @@ class GraphRunner:
                 raise RunError(f"cannot resume run {run_id!r}: {failure['message']}") from None
             if not values:
                 raise RunError(f"no run {run_id!r} in the checkpointer: nothing to resume")
-            start = None
+            start = None if answer is None else self._command(run_id, snapshot.tasks, answer)
         else:
             start = {"input": input or "", "run_id": run_id, "budget_usd": budget}
+            if origin is not None:
+                start = {**start, "origin": dict(origin)}
         error: dict[str, Any] | None = None
         failed_steps: list[dict[str, Any]] = []
         notify: StepListener = on_step or _ignore
@@ -251,8 +298,8 @@ class GraphRunner:
                 )
                 async for chunk in updates:
                     for node, update in chunk.items():
-                        if node == RUN_START:  # resets the run's fields: no step of its own
-                            continue
+                        if node == RUN_START or not isinstance(update, dict | None):
+                            continue  # the start node has no step; "__interrupt__": a pause
                         for step in (update or {}).get("steps", ()):
                             notify(step)
             except NodeFailed as exc:
@@ -269,8 +316,11 @@ class GraphRunner:
                 if error is None:
                     raise
                 record_error(scope.span, exc)
+            pending: tuple[dict[str, Any], ...] = ()
             try:
-                values = (await compiled.aget_state(config)).values
+                snapshot = await compiled.aget_state(config)
+                values = snapshot.values
+                pending = () if error else _pending(snapshot.tasks)
             except Exception as exc:  # the store is gone: report what the run itself knows
                 failure = _dependency_failure(exc, stores)
                 if failure is None:
@@ -279,16 +329,17 @@ class GraphRunner:
                 values = {}
             steps = [*values.get("steps", []), *failed_steps]
             cost = sum(float(s["cost_usd"]) for s in steps)
-            scope.set(RUN_STATUS, "failed" if error else "ok")
+            status: Status = "failed" if error else "interrupted" if pending else "ok"
+            scope.set(RUN_STATUS, status)
             scope.set(COST_USD, cost)
-        if error is None and self._forget_finished:
+        if status == "ok" and self._forget_finished:
             await self.checkpointer.adelete_thread(run_id)  # in memory: cannot fail
         await self._release_budget(run_id)
         return RunResult(
             run_id=run_id,
             workflow=graph.name,
-            status="failed" if error else "ok",
-            output=None if error else _output(graph, values),
+            status=status,
+            output=_output(graph, values) if status == "ok" else None,
             error=error,
             cost_usd=cost,
             tokens={
@@ -298,6 +349,7 @@ class GraphRunner:
             steps=tuple(steps),
             simulated=any(s.get("simulated") for s in steps),
             resumed=resume,
+            pending=pending,
         )
 
     async def _release_budget(self, run_id: str) -> None:
@@ -312,6 +364,24 @@ class GraphRunner:
             if _dependency_failure(exc, stores) is None:
                 raise
 
+    def _command(self, run_id: str, tasks: Sequence[PregelTask], answer: Any) -> Command[Any]:
+        """``Command(resume=answer)`` for a paused run, once the paused node takes ``answer``.
+
+        Raises:
+            RunError: The run awaits no answer, or not this one.
+        """
+        pending = _pending(tasks)
+        if not pending:
+            raise RunError(f"run {run_id!r} is not waiting for an answer: resume it without one")
+        for waiting in pending:
+            node = _node_at(self.graph, waiting["node"])
+            accepts = tuple(node.accepts) if isinstance(node, HumanNode) else ("approve", "reject")
+            try:
+                answer_of(answer, accepts)
+            except InvalidAnswer as exc:
+                raise RunError(f"run {run_id!r}, node {waiting['node']!r}: {exc}") from None
+        return Command(resume=answer)
+
 
 async def run_graph(
     graph: GraphSpec,
@@ -325,12 +395,14 @@ async def run_graph(
     on_step: StepListener | None = None,
     on_token: TokenListener | None = None,
     locate: Locate = no_location,
+    answer: Any = None,
+    origin: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Check, compile and run ``graph`` once (see :class:`GraphRunner` to run many times).
 
     Raises:
         GraphError: The graph fails its compile-time checks (nothing was called).
-        RunError: Nothing to resume.
+        RunError: Nothing to resume, or an answer the run does not await.
     """
     runner = GraphRunner(graph, runtime, checkpointer=checkpointer, locate=locate)
     return await runner.run(
@@ -340,4 +412,6 @@ async def run_graph(
         resume=resume,
         on_step=on_step,
         on_token=on_token,
+        answer=answer,
+        origin=origin,
     )

@@ -46,6 +46,7 @@ literal ``$``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
@@ -58,7 +59,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
+from agentmesh.graph.branches import BranchSpec
 from agentmesh.graph.state import RUN_START
 from agentmesh.resilience.policy import ResiliencePolicy
 from agentmesh.routing.policy import Policy
@@ -68,7 +71,10 @@ __all__ = [
     "END_NODE",
     "NODE_KINDS",
     "ExecutorNode",
+    "FunctionNode",
+    "GraphNode",
     "GraphSpec",
+    "HumanNode",
     "JudgeNode",
     "MergeNode",
     "ModelNode",
@@ -123,9 +129,27 @@ Value = Annotated[Any, AfterValidator(_checked_ref)]
 
 
 class _Node(BaseModel):
+    """Fields of every node.
+
+    Attributes:
+        description: What the node does.
+        branch: Where it goes next by its output (a conditional edge, see
+            :class:`~agentmesh.graph.branches.BranchSpec`); its plain edges
+            then go in the cases.
+        max_visits: Most executions of this node in one run; one more fails
+            the run (``loop_limit``). A cycle needs this on one of its nodes,
+            or the graph's ``max_steps``.
+        interrupt: Pause for a person ``before`` the node runs (shown its
+            inputs; approve runs it, reject fails the run) or ``after`` (shown
+            its output; the answer is its ``verdict`` for a branch).
+    """
+
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     description: str = ""
+    branch: BranchSpec | None = None
+    max_visits: Annotated[int | None, Field(ge=1)] = None
+    interrupt: Literal["before", "after"] | None = None
 
 
 class ModelNode(_Node):
@@ -233,7 +257,8 @@ class JudgeNode(ModelNode):
     marked ``gave_up`` (``continue``).
 
     Attributes:
-        target: The node whose answers are judged.
+        target: The node whose answers are judged; or several, the cases of
+            one branch, of which the judge judges whichever ran.
         prompt: Judge template (output: score, passed, feedback); ``null`` for rules only.
         rubric: What a good answer must do.
         threshold: Lowest LLM score that passes.
@@ -244,13 +269,18 @@ class JudgeNode(ModelNode):
     """
 
     kind: Literal["judge"] = "judge"
-    target: str
+    target: str | Annotated[tuple[str, ...], Field(min_length=1)]
     prompt: str | None = "judge"
     rubric: str = ""
     threshold: Annotated[float, Field(ge=0, le=1)] = 0.7
     validators: tuple[dict[str, Any] | str, ...] = ()
     max_rounds: Annotated[int, Field(ge=1, le=10)] = 3
     on_give_up: Literal["fail", "continue"] = "fail"
+
+    @property
+    def judged(self) -> tuple[str, ...]:
+        """The judged node(s)."""
+        return (self.target,) if isinstance(self.target, str) else self.target
 
     @model_validator(mode="after")
     def _judges_something(self) -> JudgeNode:
@@ -286,10 +316,91 @@ class MergeNode(ModelNode):
         return (value,) if isinstance(value, str) else value
 
 
+class HumanNode(_Node):
+    """Pauses the run for a person (LangGraph's ``interrupt``) and records the answer.
+
+    The run stops with status ``interrupted`` showing a payload (``question``
+    plus the ``show`` values, e.g. a draft); ``agentmesh resume`` (or
+    ``Command(resume=...)``) continues it with the answer. The node's JSON
+    output is ``{verdict, feedback, value}``: ``verdict`` is ``approved``,
+    ``rejected`` or ``answered`` (a ``--value``), for a ``branch`` on it;
+    ``$node.feedback`` is what the person said.
+
+    Attributes:
+        question: What the person is asked.
+        show: Values shown with it (literals or references, e.g. ``$draft``).
+        accepts: The answers it takes: ``approve``, ``reject``, ``value``.
+    """
+
+    kind: Literal["human"] = "human"
+    question: str = "Approve?"
+    show: dict[str, Value] = Field(default_factory=dict)
+    accepts: Annotated[tuple[Literal["approve", "reject", "value"], ...], Field(min_length=1)] = (
+        "approve",
+        "reject",
+    )
+
+
+class FunctionNode(_Node):
+    """Runs a Python function on values of the run; no model.
+
+    The function (sync or async) is called with the resolved ``inputs`` as
+    keyword arguments; what it returns is the node's answer (a dict or list
+    is its JSON output, for ``$node.field`` references and branches; anything
+    else its text).
+
+    Attributes:
+        function: ``package.module.function``, ``module:function`` or
+            ``file.py:function`` (relative to the graph file); in Python, the
+            callable itself.
+        inputs: Keyword arguments (literals or references).
+    """
+
+    kind: Literal["function"] = "function"
+    function: str | SkipJsonSchema[Callable[..., Any]]
+    inputs: dict[str, Value] = Field(default_factory=dict)
+
+    @field_validator("function")
+    @classmethod
+    def _path(cls, value: Any) -> Any:
+        if isinstance(value, str) and not re.match(r"^[^:]+[.:][A-Za-z_][A-Za-z0-9_]*$", value):
+            raise ValueError(
+                f"{value!r}: write package.module.function, module:function or file.py:function"
+            )
+        return value
+
+
+class GraphNode(_Node):
+    """Runs another workflow as one node (a subgraph).
+
+    Its nodes' spans nest under this node's, their calls count against this
+    run's budget, and it is checkpointed with the run: a run that fails or
+    pauses inside it resumes inside it. Its output is this node's answer; its
+    steps are listed with this run's, named ``node/inner``.
+
+    Attributes:
+        graph: A YAML file (relative to this graph's file), or the graph
+            itself (a mapping in YAML; a ``Workflow`` or ``GraphSpec`` in Python).
+        input: The text it runs on (a literal or a reference; default ``$input``).
+    """
+
+    kind: Literal["graph"] = "graph"
+    graph: str | GraphSpec
+    input: Value = "$input"
+
+
 NodeSpec = Annotated[
-    PlannerNode | ExecutorNode | ToolNode | JudgeNode | MergeNode, Field(discriminator="kind")
+    PlannerNode
+    | ExecutorNode
+    | ToolNode
+    | JudgeNode
+    | MergeNode
+    | HumanNode
+    | FunctionNode
+    | GraphNode,
+    Field(discriminator="kind"),
 ]
-NODE_KINDS = ("planner", "executor", "tool", "judge", "merge")
+NODE_KINDS = ("planner", "executor", "tool", "judge", "merge", "human", "function", "graph")
 
 
 def _edge(value: Any) -> tuple[str, str]:
@@ -318,6 +429,8 @@ class GraphSpec(BaseModel):
             with no outgoing edge, in declaration order (a judge's target when
             that node is a judge).
         budget_usd: Run budget in USD across all nodes (``None``: unlimited).
+        max_steps: Most node executions in one run; one more fails the run
+            (``loop_limit``). Bounds every cycle of the graph.
         policy: Default routing policy of model-calling nodes.
         resilience: Default resilience policy.
         nodes: Nodes by name, in declaration order.
@@ -332,6 +445,7 @@ class GraphSpec(BaseModel):
     entry: tuple[str, ...] = ()
     output: str | None = None
     budget_usd: Annotated[float | None, Field(gt=0)] = None
+    max_steps: Annotated[int | None, Field(ge=1)] = None
     policy: Policy = Field(default_factory=Policy)
     resilience: ResiliencePolicy | None = None
     nodes: dict[str, NodeSpec] = Field(min_length=1)
@@ -370,13 +484,20 @@ class GraphSpec(BaseModel):
 
     @cached_property
     def flow(self) -> tuple[tuple[str, str], ...]:
-        """Every edge: the declared ones plus each planner's fan-out (``plan -> research``)."""
+        """Every edge: the declared ones, each planner's fan-out and each branch's targets."""
         fan = tuple(
             (name, node.fan_out)
             for name, node in self.nodes.items()
             if isinstance(node, PlannerNode) and node.fan_out is not None
         )
-        return (*fan, *(e for e in self.edges if e not in fan))
+        branched = tuple(
+            (name, target)
+            for name, node in self.nodes.items()
+            if node.branch is not None
+            for target in node.branch.targets
+        )
+        declared = tuple(e for e in self.edges if e not in fan and e not in branched)
+        return (*fan, *branched, *declared)
 
     def successors(self, node: str) -> tuple[str, ...]:
         """Targets of ``node``'s edges (fan-out included), in order (``END`` included)."""
@@ -391,11 +512,29 @@ class GraphSpec(BaseModel):
         """The node whose answer is the run's output."""
         if self.output is not None:
             return self.output
+        return self.output_nodes[-1]
+
+    @property
+    def output_nodes(self) -> tuple[str, ...]:
+        """The nodes whose answer may be the output (``output``, else every ending).
+
+        Endings are the nodes with no outgoing edge (a judge passes its target
+        on), in declaration order; with branches, the run's output is the
+        answer of the last ending that ran.
+        """
+        if self.output is not None:
+            return (self.output,)
         sinks = [n for n in self.nodes if all(t == END_NODE for t in self.successors(n))]
-        last = sinks[-1] if sinks else list(self.nodes)[-1]
-        node = self.nodes[last]
-        return node.target if isinstance(node, JudgeNode) else last  # a judge passes its target on
+        found = [
+            judged
+            for name, node in ((n, self.nodes[n]) for n in sinks or [list(self.nodes)[-1]])
+            for judged in (node.judged if isinstance(node, JudgeNode) else (name,))
+        ]
+        return tuple(dict.fromkeys(found))
 
     def node_policy(self, node: ModelNode) -> Policy:
         """The routing policy of ``node`` (its own, else the graph's)."""
         return node.policy if node.policy is not None else self.policy
+
+
+GraphNode.model_rebuild()

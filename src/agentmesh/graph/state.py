@@ -8,6 +8,7 @@ so concurrent writes never collide.
 ``results``  node -> branch key -> result  (text, data, model, escalation, round, step)
 ``verdicts`` judge -> branch key -> verdict (passed, score, feedback, round, gave_up)
 ``steps``    one record per node execution (what ``agentmesh run --json`` prints)
+``visits``   node -> executions in this run (what ``max_visits`` / ``max_steps`` bound)
 
 A thread may hold several runs (LangGraph's server runs each new input on the
 thread's state). The fields of :data:`PER_RUN` belong to one run: the graph's
@@ -21,6 +22,8 @@ import operator
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Annotated, Any, TypedDict
+
+from agentmesh.graph.loops import add_counts
 
 __all__ = ["PER_RUN", "RUN_START", "Branch", "RunState", "merge_nested"]
 
@@ -62,6 +65,9 @@ class RunState(TypedDict, total=False):
         cost_usd: Money spent by the run.
         input_tokens: Prompt tokens billed.
         output_tokens: Completion tokens billed.
+        visits: Executions of each node in this run.
+        origin: Where the run came from (graph file, catalog), so
+            ``agentmesh resume`` can continue it from the run id alone.
         branch: The branch a node execution serves (only in ``Send`` payloads).
         run_started: The run id :data:`RUN_START` last started on this thread
             (how a new run tells a stale ``run_id`` from one its input gave).
@@ -76,6 +82,8 @@ class RunState(TypedDict, total=False):
     cost_usd: Annotated[float, operator.add]
     input_tokens: Annotated[int, operator.add]
     output_tokens: Annotated[int, operator.add]
+    visits: Annotated[dict[str, int], add_counts]
+    origin: dict[str, Any]
     branch: Branch
     run_started: str
 
@@ -88,6 +96,7 @@ PER_RUN: Mapping[str, Callable[[], Any]] = MappingProxyType(
         "cost_usd": float,
         "input_tokens": int,
         "output_tokens": int,
+        "visits": dict,
     }
 )
 """State fields of one run, and the empty value each starts from."""

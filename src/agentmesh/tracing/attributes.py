@@ -95,6 +95,7 @@ __all__ = [
     "NODE_TIME_TO_FIRST_TOKEN",
     "NODE_BRANCH",
     "NODE_MODELS",
+    "NODE_VERDICT",
     "NODE_ROLE",
     "OP_CHAT",
     "OP_EXECUTE_TOOL",
@@ -223,8 +224,10 @@ EVALUATION_GAVE_UP: Final = "agentmesh.evaluation.gave_up"
 """True when the judge rejected the answer for the last time (absent: False)."""
 RUN_BUDGET_USD: Final = "agentmesh.run.budget_usd"
 """The run's budget, on the workflow span (absent: the run had none)."""
+NODE_VERDICT: Final = "agentmesh.node.verdict"
+"""A person's answer on a node that asked one: ``approved``, ``rejected`` or ``answered``."""
 RUN_STATUS: Final = "agentmesh.run.status"
-"""``ok`` or ``failed``, on the workflow span."""
+"""``ok``, ``failed`` or ``interrupted`` (paused for a person), on the workflow span."""
 
 ROUTE_STRATEGY: Final = "agentmesh.route.strategy"
 ROUTE_ROUND: Final = "agentmesh.route.round"
