@@ -41,7 +41,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="measure routers on per-query correctness data (APGR, CPT, cost curve)",
     )
     ev.add_argument("--test", metavar="CSV", required=True, help="rows to evaluate on")
-    ev.add_argument("--train", metavar="CSV", help="rows routers may learn from")
+    ev.add_argument(
+        "--train",
+        metavar="CSV",
+        action="append",
+        default=[],
+        help="rows routers may learn from (repeatable: the files are concatenated)",
+    )
     ev.add_argument(
         "--router",
         metavar="SPEC",
@@ -82,7 +88,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev.set_defaults(handler=_eval)
 
     tr = sub.add_parser("train-router", help="train a learned router (or cascade judge)")
-    tr.add_argument("--data", metavar="CSV", action="append", default=[], help="rows (repeatable)")
+    tr.add_argument(
+        "--data",
+        "--train",
+        dest="data",
+        metavar="CSV",
+        action="append",
+        default=[],
+        help="rows: correctness, graded or pairwise CSV (repeatable: concatenated)",
+    )
     tr.add_argument(
         "--trace", metavar="JSONL", action="append", default=[], help="trace file with content"
     )
@@ -142,8 +156,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _columns(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--strong-column", metavar="NAME", help="default: the more accurate")
-    parser.add_argument("--weak-column", metavar="NAME", help="default: the other model column")
+    parser.add_argument(
+        "--strong-column",
+        metavar="NAME",
+        help="the strong model's column (pairwise files: its name); default: the better one",
+    )
+    parser.add_argument("--weak-column", metavar="NAME", help="default: the other model")
+    parser.add_argument(
+        "--scale",
+        metavar="MIN-MAX",
+        type=_scale,
+        help="scale of graded (numeric) model columns, e.g. 1-10 "
+        "(default: the first of 0-1, 1-10, 0-10, 0-100 that holds every value)",
+    )
+
+
+def _scale(text: str) -> tuple[float, float]:
+    from agentmesh.evaluation.data import parse_scale
+
+    try:
+        return parse_scale(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -158,7 +192,7 @@ def _fail(message: object) -> int:
 def _load(path: str, args: argparse.Namespace) -> Dataset:
     from agentmesh.evaluation.data import load_csv
 
-    return load_csv(path, strong=args.strong_column, weak=args.weak_column)
+    return load_csv(path, strong=args.strong_column, weak=args.weak_column, scale=args.scale)
 
 
 def _prices(args: argparse.Namespace) -> Prices | int | None:
@@ -189,9 +223,11 @@ def _eval(args: argparse.Namespace) -> int:
             f"--bootstrap needs at least {_MIN_DRAWS} draws for a 95% interval "
             f"(or 0 for none), got {args.bootstrap}"
         )
+    from agentmesh.evaluation.data import concat
+
     try:
         test = _load(args.test, args)
-        train = _load(args.train, args) if args.train else None
+        train = concat([_load(p, args) for p in args.train]) if args.train else None
     except DataError as exc:
         return _fail(exc)
     prices = _prices(args)
@@ -213,6 +249,7 @@ def _eval(args: argparse.Namespace) -> int:
     if train is not None:
         summary["train"] = train.source
         summary["train_rows"] = len(train)
+        summary["train_kind"] = train.kind
     if args.scores_out:
         scores = routers[0].score(test.rows)
         try:
@@ -286,6 +323,8 @@ def _train(args: argparse.Namespace) -> int:
             "stratified_by": "domain" if stratify else None,
             "strong": data.strong,
             "weak": data.weak,
+            "kind": data.kind,
+            **data.extra,
         }
     rows += traffic
     meta: dict[str, Any] = {"data": split_info}

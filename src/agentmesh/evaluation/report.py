@@ -153,8 +153,8 @@ def evaluate(
     rows = list(test.labelled)
     if not rows:
         raise ValueError(f"{test.source}: no row has both models' outcomes")
-    weak_ok = [bool(r.weak_ok) for r in rows]
-    strong_ok = [bool(r.strong_ok) for r in rows]
+    weak_ok = [r.weak_value or 0.0 for r in rows]
+    strong_ok = [r.strong_value or 0.0 for r in rows]
     weak_acc = sum(weak_ok) / len(rows)
     strong_acc = sum(strong_ok) / len(rows)
     weak_cost = strong_cost = None
@@ -203,6 +203,8 @@ def evaluate(
         "weak": test.weak,
         "weak_accuracy": round(weak_acc, 4),
         "strong_accuracy": round(strong_acc, 4),
+        "kind": test.kind,
+        **({"scale": test.extra["scale"]} if "scale" in test.extra else {}),
     }
     if prices is not None and weak_cost is not None and strong_cost is not None:
         summary["prices"] = {
@@ -218,8 +220,8 @@ def evaluate(
 
 def _with_intervals(
     results: Sequence[RouterResult],
-    weak_ok: Sequence[bool],
-    strong_ok: Sequence[bool],
+    weak_ok: Sequence[float],
+    strong_ok: Sequence[float],
     resamples: int,
     seed: int,
 ) -> list[RouterResult]:
@@ -243,9 +245,12 @@ def render_table(summary: dict[str, Any], results: Sequence[RouterResult]) -> st
     """The human-readable report."""
     from agentmesh._table import table_text  # rich, only when a table is drawn
 
+    measure = "" if summary.get("kind", "correctness") == "correctness" else " mean quality"
+    scale = f", scale {summary['scale']}" if "scale" in summary else ""
     lines = [
-        f"{summary['test']}: {summary['rows']} rows; weak {summary['weak']} "
-        f"{summary['weak_accuracy']:.3f}, strong {summary['strong']} "
+        f"{summary['test']}: {summary['rows']} {summary.get('kind', 'correctness')} rows"
+        f"{scale}; weak {summary['weak']}{measure} "
+        f"{summary['weak_accuracy']:.3f}, strong {summary['strong']}{measure} "
         f"{summary['strong_accuracy']:.3f}",
     ]
     prices = summary.get("prices")

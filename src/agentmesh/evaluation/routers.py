@@ -71,7 +71,7 @@ def _random(spec: str, arg: str, train: Sequence[Row]) -> Scorer:
 
 def _oracle(spec: str, arg: str, train: Sequence[Row]) -> Scorer:
     def score(rows: Sequence[Row]) -> list[float]:
-        return [float(bool(r.strong_ok)) - float(bool(r.weak_ok)) for r in rows]
+        return [(r.strong_value or 0.0) - (r.weak_value or 0.0) for r in rows]
 
     return Scorer(spec, score, note="knows the test labels: upper bound")
 
@@ -83,13 +83,13 @@ def _length(spec: str, arg: str, train: Sequence[Row]) -> Scorer:
 
 
 def _subject_prior(spec: str, arg: str, train: Sequence[Row]) -> Scorer:
-    labelled = [r for r in train if r.weak_ok is not None and r.strong_ok is not None]
+    labelled = [r for r in train if r.weak_value is not None and r.strong_value is not None]
     if not labelled or not any(r.domain for r in labelled):
         raise RouterSpecError(f"{spec}: needs --train rows with a 'domain' column")
     shrink = float(arg) if arg else 10.0
     gains: dict[str, list[float]] = {}
     for r in labelled:
-        gains.setdefault(r.domain or "", []).append(float(bool(r.strong_ok)) - bool(r.weak_ok))
+        gains.setdefault(r.domain or "", []).append((r.strong_value or 0.0) - (r.weak_value or 0.0))
     mean = sum(sum(v) for v in gains.values()) / len(labelled)
     table = {d: (sum(v) + shrink * mean) / (len(v) + shrink) for d, v in gains.items()}
 

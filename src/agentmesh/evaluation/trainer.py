@@ -228,8 +228,8 @@ def _domain_prior(rows: Sequence[Row], index: NDArray[np.int64], shrink: float =
     gains: dict[str, list[float]] = {}
     for i in index:
         row = rows[int(i)]
-        if row.strong_ok is not None and row.weak_ok is not None:
-            gains.setdefault(row.domain or "", []).append(float(row.strong_ok) - row.weak_ok)
+        if row.strong_value is not None and row.weak_value is not None:
+            gains.setdefault(row.domain or "", []).append(row.strong_value - row.weak_value)
     everything = [g for v in gains.values() for g in v]
     mu = sum(everything) / len(everything) if everything else 0.0
     table = {d: (sum(v) + shrink * mu) / (len(v) + shrink) for d, v in gains.items()}
@@ -243,10 +243,11 @@ class _Teacher:
         self.rows = rows
         self.x = x
         self.config = config
-        self.weak = np.array([1.0 if r.weak_ok else 0.0 for r in rows])
-        self.strong = np.array([1.0 if r.strong_ok else 0.0 for r in rows])
-        self.has_weak = np.array([r.weak_ok is not None for r in rows])
-        self.has_strong = np.array([r.strong_ok is not None for r in rows])
+        # qualities in [0, 1]: graded rows give soft targets to the logistic heads
+        self.weak = np.array([r.weak_value or 0.0 for r in rows])
+        self.strong = np.array([r.strong_value or 0.0 for r in rows])
+        self.has_weak = np.array([r.weak_value is not None for r in rows])
+        self.has_strong = np.array([r.strong_value is not None for r in rows])
         self.has_domain = any(r.domain for r in rows) and bool(self.has_strong.all())
         self.gain_target = bool(self.has_strong[self.has_weak].mean() > 0.5)
 
@@ -303,7 +304,7 @@ def train_router(
             ``cross_validate=False`` with more than one setting to choose from.
     """
     config = config or TrainConfig()
-    rows = [r for r in rows if r.weak_ok is not None]
+    rows = [r for r in rows if r.weak_value is not None]
     if len(rows) < 20:
         raise ValueError(f"need at least 20 rows with the weak model's outcome, got {len(rows)}")
     say = progress or (lambda _: None)
@@ -339,8 +340,8 @@ def train_router(
                 if teacher.gain_target:
                     value = apgr_of(
                         score.tolist(),
-                        [bool(rows[int(i)].weak_ok) for i in test],
-                        [bool(rows[int(i)].strong_ok) for i in test],
+                        [rows[int(i)].weak_value or 0.0 for i in test],
+                        [rows[int(i)].strong_value or 0.0 for i in test],
                     )
                 else:
                     value = rank_auc(score, 1.0 - teacher.weak[test])
