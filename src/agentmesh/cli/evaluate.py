@@ -5,9 +5,11 @@
   CPT(50%), CPT(80%), cost at each point) of each router, with random and oracle
   baselines; ``--bootstrap`` adds 95% intervals, and whether the first router's
   lead over each other one survives the luck of the test rows.
-- ``train-router (--data CSV | --trace JSONL --run JSON)... --out FILE``: a
+- ``train-router (--data CSV | --trace JSONL [--run JSON])... --out FILE``: a
   learned router for the ``learned`` strategy (``--cascade``: a cascade judge),
-  optionally on a seeded split whose held-out part is written for evaluation.
+  optionally on a seeded split whose held-out part is written for evaluation;
+  it records the training domain (the out-of-domain guard) unless ``--no-guard``.
+  ``--data`` (alias ``--train``) reads correctness, graded or pairwise CSVs.
 
 Exit codes: 0 success, 1 training failed, 2 bad input (files, columns, SPEC) or a
 missing extra (numpy/matplotlib: ``pip install agentmesh[eval]``).
@@ -25,7 +27,7 @@ from agentmesh.cli import _names
 from agentmesh.cli._common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, emit_json, open_catalog
 
 if TYPE_CHECKING:
-    from agentmesh.evaluation.data import Dataset
+    from agentmesh.evaluation.data import Dataset, Row
     from agentmesh.evaluation.report import Prices
 
 __all__ = ["register"]
@@ -98,7 +100,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="rows: correctness, graded or pairwise CSV (repeatable: concatenated)",
     )
     tr.add_argument(
-        "--trace", metavar="JSONL", action="append", default=[], help="trace file with content"
+        "--trace",
+        metavar="JSONL",
+        action="append",
+        default=[],
+        help="trace file recorded with content: its judge verdicts are graded rows "
+        "(with --run: the run records' verdicts instead)",
     )
     tr.add_argument(
         "--run", metavar="JSON", action="append", default=[], help="agentmesh run --json output"
@@ -149,6 +156,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=0,
         metavar="N",
         help="with --cascade: weigh the N most frequent terms of the weak answers (default 0)",
+    )
+    tr.add_argument(
+        "--fallback",
+        choices=("strong", "prior"),
+        default="strong",
+        help="safe strategy for prompts outside the training domain: the strong model "
+        "(default) or the training rows' prior win rate",
+    )
+    tr.add_argument(
+        "--guard-quantile",
+        type=float,
+        default=0.99,
+        metavar="Q",
+        help="share of training prompts inside the domain limits (default 0.99)",
+    )
+    tr.add_argument("--no-guard", action="store_true", help="record no training domain (no guard)")
+    tr.add_argument(
+        "--add-guard",
+        metavar="FILE",
+        help="train nothing: write FILE's router with the training domain of these rows to --out",
     )
     tr.add_argument("--quiet", action="store_true", help="no progress on stderr")
     _columns(tr)
@@ -285,15 +312,18 @@ def _train(args: argparse.Namespace) -> int:
     from agentmesh.evaluation.data import DataError, split_rows, subset, write_csv
     from agentmesh.routing.strategies.adaptive import LearnedModel
 
-    if not args.data and not args.run:
-        return _fail("train-router needs --data CSV or --trace/--run files")
+    if not args.data and not args.trace:
+        return _fail("train-router needs --data CSV or --trace files")
     if not 0 <= args.holdout < 1:
         return _fail(f"--holdout must be in [0, 1), got {args.holdout}")
     try:
         datasets = [_load(p, args) for p in args.data]
-        from agentmesh.evaluation.feedback import feedback_rows
+        from agentmesh.evaluation.feedback import feedback_rows, verdict_rows
 
-        traffic = feedback_rows(args.trace, args.run) if args.run else []
+        if args.run:
+            traffic = feedback_rows(args.trace, args.run)
+        else:
+            traffic = verdict_rows(args.trace) if args.trace else []
     except DataError as exc:
         return _fail(exc)
     rows = []
@@ -329,12 +359,21 @@ def _train(args: argparse.Namespace) -> int:
     rows += traffic
     meta: dict[str, Any] = {"data": split_info}
     if traffic:
-        meta["feedback"] = {"runs": args.run, "traces": args.trace, "rows": len(traffic)}
+        meta["feedback"] = {
+            "runs": args.run,
+            "traces": args.trace,
+            "rows": len(traffic),
+            "verdicts_from": "run records" if args.run else "trace verdict events (graded)",
+        }
     say = None if args.quiet else (lambda m: print(f"# {m}", file=sys.stderr))
     try:
         from agentmesh.evaluation import trainer
     except ImportError as exc:
         return _fail(f"{exc}: train-router needs the eval extra (pip install 'agentmesh[eval]')")
+    if not 0 < args.guard_quantile <= 1:
+        return _fail(f"--guard-quantile must be in (0, 1], got {args.guard_quantile}")
+    if args.add_guard:
+        return _add_guard(args, rows)
     try:
         if args.cascade:
             from agentmesh.evaluation.cascade_fit import CascadeConfig, fit_cascade
@@ -363,7 +402,13 @@ def _train(args: argparse.Namespace) -> int:
                 f"{model.meta['strength']:g}, pairs {'on' if model.pairs else 'off'}"
             )
             return EXIT_OK
-        config = trainer.TrainConfig(strong_share=args.strong_share, max_ngrams=args.max_ngrams)
+        config = trainer.TrainConfig(
+            strong_share=args.strong_share,
+            max_ngrams=args.max_ngrams,
+            guard=not args.no_guard,
+            guard_quantile=args.guard_quantile,
+            fallback=args.fallback,
+        )
         if args.strengths:
             config = replace(config, strengths=_floats(args.strengths))
         result = trainer.train_router(rows, config, meta=meta, progress=say)
@@ -379,5 +424,37 @@ def _train(args: argparse.Namespace) -> int:
         f"# learned router written to {args.out}: {len(rows)} rows, target {result.target}, "
         f"cv {best['mean']:.3f} ± {best['sd']:.3f}, threshold {result.model.threshold:.4f} "
         f"for {args.strong_share:.0%} strong calls"
+        + ("" if args.no_guard else f", guard on (fallback {args.fallback})")
+    )
+    return EXIT_OK
+
+
+def _add_guard(args: argparse.Namespace, rows: list[Row]) -> int:
+    """``--add-guard FILE``: FILE's router, unchanged but for its training domain, to --out."""
+    from dataclasses import replace
+
+    from agentmesh.evaluation.domain_fit import fit_domain
+    from agentmesh.routing.strategies.adaptive import LearnedModel
+
+    try:
+        model = LearnedModel.load(args.add_guard)
+        domain = fit_domain(
+            rows,
+            features=model.features,
+            order=model.ngram_order,
+            quantile=args.guard_quantile,
+            fallback=args.fallback,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        return _fail(exc)
+    try:
+        replace(model, domain=domain).save(args.out)
+    except OSError as exc:
+        return _fail(exc)
+    print(
+        f"# {args.add_guard} with the training domain of {len(rows)} rows written to {args.out} "
+        f"(limits: novelty {domain.novelty_limit:.3f}, feature distance "
+        f"{domain.feature_limit:.2f}; fallback {domain.fallback})"
     )
     return EXIT_OK

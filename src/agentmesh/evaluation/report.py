@@ -95,6 +95,7 @@ class RouterResult:
     operating_point: CurvePoint | None = None
     apgr_ci: tuple[float, float] | None = None
     comparisons: tuple[Comparison, ...] = ()
+    out_of_domain: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready figures and the curve every 5% of strong calls."""
@@ -113,6 +114,8 @@ class RouterResult:
             out["apgr_ci95"] = [round(self.apgr_ci[0], 4), round(self.apgr_ci[1], 4)]
         if self.comparisons:
             out["versus"] = [c.to_dict() for c in self.comparisons]
+        if self.out_of_domain is not None:
+            out["out_of_domain_rows"] = self.out_of_domain
         return out
 
 
@@ -192,6 +195,11 @@ def evaluate(
                 scores,
                 router.weak_always,
                 operating,
+                out_of_domain=(
+                    None
+                    if router.distances is None
+                    else sum(d > 1.0 for d in router.distances(rows))
+                ),
             )
         )
     if resamples:
@@ -278,7 +286,8 @@ def render_table(summary: dict[str, Any], results: Sequence[RouterResult]) -> st
                 f"{r.cpt50:.1%}",
                 f"{r.cpt80:.1%}",
                 cost,
-                r.note,
+                r.note
+                + ("" if r.out_of_domain is None else f"; {r.out_of_domain} rows out of domain"),
             )
         )
     lines.append(table_text(("router", *numbers, "note"), rows, right=numbers).rstrip("\n"))

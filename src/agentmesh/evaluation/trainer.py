@@ -27,7 +27,9 @@ training rows only:
    weights.
 
 The threshold is calibrated to a target share of strong calls: the score
-quantile of the training prompts (:func:`calibrate`).
+quantile of the training prompts (:func:`calibrate`). The file also records
+the training domain (:func:`~agentmesh.evaluation.domain_fit.fit_domain`), what
+the out-of-domain guard of the ``learned`` strategy reads.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from numpy.typing import NDArray
 
 from agentmesh.evaluation._numeric import rank_auc
 from agentmesh.evaluation.data import Row
+from agentmesh.evaluation.domain_fit import fit_domain
 from agentmesh.evaluation.metrics import apgr as apgr_of
 from agentmesh.routing.features import FEATURES, extract, terms
 from agentmesh.routing.strategies.adaptive import LearnedModel
@@ -66,6 +69,9 @@ class TrainConfig:
         blends: Weights of the domain-prior head tried (only with a domain column).
         strong_share: Target share of strong calls for the threshold.
         iterations: Gradient steps per fit.
+        guard: Record the training domain in the file (the out-of-domain guard).
+        guard_quantile: Share of training prompts inside each domain limit.
+        fallback: Safe strategy out of domain (``strong`` or ``prior``).
     """
 
     order: int = 2
@@ -78,6 +84,9 @@ class TrainConfig:
     blends: tuple[float, ...] = (0.0, 0.3, 0.5, 0.7)
     strong_share: float = 0.5
     iterations: int = 800
+    guard: bool = True
+    guard_quantile: float = 0.99
+    fallback: str = "strong"
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,6 +398,17 @@ def train_router(
         "calibration": calibration_table(model, prompts),
         **(meta or {}),
     }
+    domain = None
+    if config.guard:
+        domain = fit_domain(
+            rows,
+            features=config.features,
+            order=config.order,
+            min_df=config.min_df,
+            quantile=config.guard_quantile,
+            fallback=config.fallback,
+            seed=config.seed,
+        )
     model = LearnedModel(
         features=model.features,
         weights=model.weights,
@@ -397,6 +417,7 @@ def train_router(
         meta=tuple(info.items()),
         ngrams=model.ngrams,
         ngram_order=model.ngram_order,
+        domain=domain,
     )
     return TrainResult(
         model, best["strength"], best["blend"], cv, info["target"], distill_corr=corr

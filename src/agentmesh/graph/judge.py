@@ -20,7 +20,17 @@ from agentmesh.graph.spec import GraphSpec, JudgeNode
 from agentmesh.graph.state import Branch, RunState, first_branch
 from agentmesh.graph.validators import RuleValidator, build_validator
 from agentmesh.resilience import CallResult, Verdict, call_until
-from agentmesh.tracing import SpanScope
+from agentmesh.tracing import Attributes, SpanScope
+from agentmesh.tracing.attributes import (
+    JUDGE_DECISION_ID,
+    JUDGE_MODEL,
+    JUDGE_PASSED,
+    JUDGE_ROUND,
+    JUDGE_SCORE,
+    JUDGE_TARGET,
+    JUDGE_VERDICT,
+    NODE_BRANCH,
+)
 
 __all__ = ["JudgeRunner"]
 
@@ -50,7 +60,7 @@ class JudgeRunner(ModelNodeRunner):
     async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
         """Judge the pending answers concurrently; fail the run if one gives up under ``fail``."""
         pending = self.pending(state)
-        judged = await asyncio.gather(*(self._judge(state, key, r) for key, r in pending))
+        judged = await asyncio.gather(*(self._judge(state, key, r, scope) for key, r in pending))
         verdicts = {key: verdict for (key, _), (verdict, _) in zip(pending, judged, strict=True)}
         steps = [record for _, record in judged]
         update = {"verdicts": {self.name: verdicts}, **usage_update(steps)}
@@ -66,7 +76,7 @@ class JudgeRunner(ModelNodeRunner):
         return update
 
     async def _judge(
-        self, state: RunState, key: str, result: dict[str, Any]
+        self, state: RunState, key: str, result: dict[str, Any], scope: SpanScope
     ) -> tuple[dict[str, Any], Step]:
         branch = Branch(
             key=key,
@@ -100,7 +110,24 @@ class JudgeRunner(ModelNodeRunner):
         }
         status = "passed" if verdict.passed else ("gave_up" if gave_up else "rejected")
         record = self.step(branch, calls, status=status, verdict=data)
+        scope.event(JUDGE_VERDICT, self._verdict_attributes(key, result, verdict))
         return data, record
+
+    def _verdict_attributes(self, key: str, result: dict[str, Any], verdict: Verdict) -> Attributes:
+        """The verdict event's attributes: what ``train-router --trace`` reads back."""
+        attrs: dict[str, str | bool | int | float] = {
+            JUDGE_TARGET: self.node.target,
+            NODE_BRANCH: key,
+            JUDGE_ROUND: int(result["round"]),
+            JUDGE_PASSED: verdict.passed,
+        }
+        if verdict.score is not None:
+            attrs[JUDGE_SCORE] = float(verdict.score)
+        if result.get("model"):
+            attrs[JUDGE_MODEL] = str(result["model"])
+        if result.get("decision_id"):
+            attrs[JUDGE_DECISION_ID] = str(result["decision_id"])
+        return attrs
 
     @staticmethod
     def _question(state: RunState, branch: Branch) -> str:

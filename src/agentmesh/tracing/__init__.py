@@ -42,6 +42,7 @@ from agentmesh.tracing.reader import (
 from agentmesh.tracing.spans import (
     Attributes,
     SpanScope,
+    annotate_current,
     attempt_attributes,
     capturing_content,
     content_capture,
@@ -69,6 +70,7 @@ __all__ = [
     "Trace",
     "TraceFileError",
     "Tracing",
+    "annotate_current",
     "attempt_attributes",
     "capturing_content",
     "configure",

@@ -62,6 +62,13 @@ __all__ = [
     "GEN_AI_USAGE_INPUT_TOKENS",
     "GEN_AI_USAGE_OUTPUT_TOKENS",
     "GEN_AI_WORKFLOW_NAME",
+    "JUDGE_DECISION_ID",
+    "JUDGE_MODEL",
+    "JUDGE_PASSED",
+    "JUDGE_ROUND",
+    "JUDGE_SCORE",
+    "JUDGE_TARGET",
+    "JUDGE_VERDICT",
     "METRIC_BREAKER_TRANSITIONS",
     "METRIC_COST",
     "METRIC_ESCALATIONS",
@@ -70,10 +77,10 @@ __all__ = [
     "METRIC_ROUTE_DECISIONS",
     "METRIC_TOKEN_USAGE",
     "MODEL_ID",
-    "NODE_KIND",
-    "NODE_NAME",
     "NODE_BRANCH",
+    "NODE_KIND",
     "NODE_MODELS",
+    "NODE_NAME",
     "NODE_ROLE",
     "OP_CHAT",
     "OP_EXECUTE_TOOL",
@@ -86,13 +93,15 @@ __all__ = [
     "ROUTE_CANDIDATE_SCORES",
     "ROUTE_CHOSEN",
     "ROUTE_DECISION_ID",
+    "ROUTE_DOMAIN_DISTANCE",
     "ROUTE_EXCLUDED",
     "ROUTE_EXCLUDED_COUNT",
     "ROUTE_FALLBACKS",
+    "ROUTE_OUT_OF_DOMAIN",
     "ROUTE_REASON",
     "ROUTE_RESERVED_USD",
-    "ROUTE_SELECTED",
     "ROUTE_ROUND",
+    "ROUTE_SELECTED",
     "ROUTE_STRATEGY",
     "ROUTE_TASK",
     "RUN_ID",
@@ -187,6 +196,24 @@ ROUTE_TASK: Final = "agentmesh.route.task"
 ROUTE_RESERVED_USD: Final = "agentmesh.route.reserved_usd"
 ROUTE_DECISION_ID: Final = "agentmesh.route.decision_id"
 """On route spans, and on chat spans made on that decision (links attempts to it)."""
+ROUTE_OUT_OF_DOMAIN: Final = "agentmesh.route.out_of_domain"
+"""A learned router found the prompt outside its training domain (and fell back)."""
+ROUTE_DOMAIN_DISTANCE: Final = "agentmesh.route.domain_distance"
+"""The prompt's distance to a learned router's training domain (1 = its edge)."""
+
+JUDGE_VERDICT: Final = "agentmesh.judge.verdict"
+"""Name of the event a judge node's span gets for each verdict (the attributes below)."""
+JUDGE_TARGET: Final = "agentmesh.judge.target"
+"""The judged node."""
+JUDGE_SCORE: Final = "agentmesh.judge.score"
+"""The verdict's score in [0, 1] (absent when the judge gave none)."""
+JUDGE_PASSED: Final = "agentmesh.judge.passed"
+JUDGE_ROUND: Final = "agentmesh.judge.round"
+"""The judged answer's round (1 = first try, 2 = its first redo...)."""
+JUDGE_MODEL: Final = "agentmesh.judge.judged_model"
+"""The model whose answer was judged."""
+JUDGE_DECISION_ID: Final = "agentmesh.judge.decision_id"
+"""The routing decision of the judged answer (its chat spans carry the prompt)."""
 
 MODEL_ID: Final = "agentmesh.model_id"
 """Catalog id of the called model (``gen_ai.request.model`` is the provider's wire name)."""
