@@ -136,8 +136,8 @@ def main() -> int:
     parser.add_argument("--models", default=str(ROOT / "models" / "local.yaml"))
     parser.add_argument("--model", default="gemma")
     parser.add_argument("--cache", type=Path, default=Path("embedding-cache"))
-    parser.add_argument("--mmlu-train", type=int, default=1500)
-    parser.add_argument("--mmlu-test", type=int, default=700)
+    parser.add_argument("--mmlu-train", type=int, default=1000)
+    parser.add_argument("--mmlu-test", type=int, default=500)
     parser.add_argument("--sets", default="gsm8k,mmlu")
     args = parser.parse_args()
     if not (args.data / "mmlu.csv").exists():

@@ -2,8 +2,10 @@
 
 On the shared RouteLLM rows (``../shared/data/routellm``), prints one JSON table
 of APGR (95% bootstrap interval, 2000 draws, seed 0), CPT(50%) and CPT(80%) of
-each learned router with its out-of-domain guard (the default), without it,
-prompt length and random routing, on:
+each learned router with its out-of-domain guard (the default: fallback to the
+strong model), without it, with the guard falling back to the prior win rate,
+prompt length and random routing, and the test rows' median distance to the
+router's training domain (with the training prompts' own median), on:
 
 - **in domain**: the shipped routers (``models/routers/mmlu.json``,
   ``gsm8k.json``) on their held-out rows (30%, seed 0);
@@ -26,13 +28,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from agentmesh.evaluation.data import Dataset, load_csv, split_rows, subset
+from agentmesh.evaluation.domain_fit import fit_domain
 from agentmesh.evaluation.domains import mmlu_group
 from agentmesh.evaluation.report import evaluate
 from agentmesh.evaluation.routers import build_router
 from agentmesh.evaluation.trainer import TrainConfig, train_router
+from agentmesh.routing import LearnedModel
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models" / "routers"
@@ -50,8 +55,24 @@ def _split(data: Dataset) -> tuple[Dataset, Dataset]:
     return subset(data, train), subset(data, test)
 
 
-def _figures(test: Dataset, router_file: Path) -> dict[str, object]:
-    specs = [f"learned:{router_file}", f"learned-unguarded:{router_file}", "length", "random"]
+def _prior_variant(router_file: Path, work: Path) -> Path:
+    """The same router and domain, falling back to the prior win rate instead."""
+    model = LearnedModel.load(router_file)
+    assert model.domain is not None, f"{router_file} records no training domain"
+    path = work / f"{router_file.stem}-prior.json"
+    replace(model, domain=replace(model.domain, fallback="prior")).save(path)
+    return path
+
+
+def _figures(test: Dataset, router_file: Path, work: Path) -> dict[str, object]:
+    prior = _prior_variant(router_file, work)
+    specs = [
+        f"learned:{router_file}",
+        f"learned-unguarded:{router_file}",
+        f"learned:{prior}",
+        "length",
+        "random",
+    ]
     routers = [build_router(s) for s in specs]
     summary, results = evaluate(test, routers, resamples=DRAWS, seed=SEED)
     out: dict[str, object] = {
@@ -59,14 +80,22 @@ def _figures(test: Dataset, router_file: Path) -> dict[str, object]:
         "weak_accuracy": summary["weak_accuracy"],
         "strong_accuracy": summary["strong_accuracy"],
     }
-    for name, r in zip(("guarded", "unguarded", "length", "random"), results, strict=True):
+    names = ("guarded", "unguarded", "guarded_prior", "length", "random")
+    for name, r in zip(names, results, strict=True):
         out[name] = {
             "apgr": round(r.apgr, 4),
             "apgr_ci95": [round(v, 4) for v in r.apgr_ci or ()],
             "cpt50": round(r.cpt50, 4),
             "cpt80": round(r.cpt80, 4),
             **({"out_of_domain_rows": r.out_of_domain} if r.out_of_domain is not None else {}),
+            **(
+                {"median_distance": round(r.median_distance, 3)}
+                if r.median_distance is not None
+                else {}
+            ),
         }
+    guard = LearnedModel.load(router_file).domain
+    out["training_median_distance"] = None if guard is None else guard.typical
     guard_vs = next(c for c in results[0].comparisons if c.router == results[1].name)
     out["guarded_minus_unguarded"] = {
         "apgr": round(guard_vs.difference, 4),
@@ -77,11 +106,13 @@ def _figures(test: Dataset, router_file: Path) -> dict[str, object]:
 
 def _group_router(train: Dataset, group: str, work: Path) -> Path:
     path = work / f"mmlu-without-{group}.json"
+    rows = [r for r in train.rows if mmlu_group(r.domain) != group]
     if not path.exists():
-        rows = [r for r in train.rows if mmlu_group(r.domain) != group]
-        config = TrainConfig(strengths=(3e-4,))
+        config = TrainConfig(strengths=(3e-4,), guard=False)
         meta = {"data": {"mmlu.csv": {"train_rows": len(rows), "without_group": group}}}
         train_router(rows, config, meta=meta).model.save(path)
+    model = LearnedModel.load(path)  # the domain is refitted on every run (seconds)
+    replace(model, domain=fit_domain(rows, features=model.features)).save(path)
     return path
 
 
@@ -91,10 +122,14 @@ def table(data_dir: Path, work: Path) -> dict[str, dict[str, object]]:
     mmlu_train, mmlu_test = _split(mmlu)
     _, gsm8k_test = _split(gsm8k)
     out: dict[str, dict[str, object]] = {
-        "in domain: MMLU (mmlu.json, held-out rows)": _figures(mmlu_test, MODELS / "mmlu.json"),
-        "in domain: GSM8K (gsm8k.json, held-out rows)": _figures(gsm8k_test, MODELS / "gsm8k.json"),
-        "GSM8K -> MMLU (gsm8k.json, every MMLU row)": _figures(mmlu, MODELS / "gsm8k.json"),
-        "MMLU -> GSM8K (mmlu.json, every GSM8K row)": _figures(gsm8k, MODELS / "mmlu.json"),
+        "in domain: MMLU (mmlu.json, held-out rows)": _figures(
+            mmlu_test, MODELS / "mmlu.json", work
+        ),
+        "in domain: GSM8K (gsm8k.json, held-out rows)": _figures(
+            gsm8k_test, MODELS / "gsm8k.json", work
+        ),
+        "GSM8K -> MMLU (gsm8k.json, every MMLU row)": _figures(mmlu, MODELS / "gsm8k.json", work),
+        "MMLU -> GSM8K (mmlu.json, every GSM8K row)": _figures(gsm8k, MODELS / "mmlu.json", work),
     }
     for group in GROUPS:
         router = _group_router(mmlu_train, group, work)
@@ -104,7 +139,7 @@ def table(data_dir: Path, work: Path) -> dict[str, dict[str, object]]:
             mmlu.weak,
             f"mmlu.csv [{group}]",
         )
-        out[f"MMLU without {group} -> {group} (every {group} row)"] = _figures(held, router)
+        out[f"MMLU without {group} -> {group} (every {group} row)"] = _figures(held, router, work)
     return out
 
 

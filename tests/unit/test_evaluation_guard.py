@@ -74,6 +74,8 @@ def test_the_trainer_records_the_training_domain_and_prompts_outside_it_fall_bac
     assert guard is not None
     assert guard.rows == 200
     assert (guard.fallback, guard.quantile) == ("strong", 0.99)
+    assert guard.typical is not None
+    assert 0 < guard.typical < 1  # the median training prompt lies inside its own domain
     inside = trained.assess("Question: prove the theorem about primes beta gamma kappa?")
     assert inside.distance is not None
     assert inside.distance <= 1
@@ -98,6 +100,8 @@ def test_the_summary_survives_the_file_and_bad_summaries_name_the_file(
     trained.save(path)
     loaded = LearnedModel.load(path)
     assert loaded.domain is not None
+    assert trained.domain is not None
+    assert loaded.domain.typical == pytest.approx(trained.domain.typical, abs=1e-6)
     assert loaded.assess(CODE).distance == pytest.approx(trained.assess(CODE).distance, rel=1e-4)
     doc = json.loads(path.read_text())
     doc["domain"]["fallback"] = "weak"
@@ -186,10 +190,11 @@ def test_eval_router_scores_the_guarded_router_and_counts_rows_out_of_domain(
     assert main([*args, "--router", f"learned-unguarded:{path}", "--json"]) == 0
     out = {r["router"].split(":")[0]: r for r in json.loads(capsys.readouterr().out)["routers"]}
     assert out["learned"]["out_of_domain_rows"] == 60
+    assert out["learned"]["median_domain_distance"] > 1
     assert out["learned"]["apgr"] == pytest.approx(0.5)  # one safe score: the diagonal
     assert "out_of_domain_rows" not in out["learned-unguarded"]
     assert main(args) == 0
-    assert "60 rows out of domain" in capsys.readouterr().out
+    assert "60 rows out of domain, median distance" in capsys.readouterr().out
 
 
 def test_add_guard_keeps_the_weights_and_adds_the_domain(

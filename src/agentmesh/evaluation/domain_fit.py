@@ -73,10 +73,12 @@ def fit_domain(
     raw = raw.reshape(len(prompts), len(features))
     mean = raw.mean(axis=0)
     std = np.maximum(raw.std(axis=0), _FLOOR)
-    distances = np.sqrt((((raw - mean) / std) ** 2).mean(axis=1)) if features else np.zeros(1)
+    distances = (
+        np.sqrt((((raw - mean) / std) ** 2).mean(axis=1)) if features else np.zeros(len(prompts))
+    )
     feature_limit = max(float(np.quantile(distances, quantile)), _MIN_LIMIT)
     order_of = np.random.default_rng(seed).permutation(len(prompts))
-    novelty: list[float] = []
+    novelty = np.zeros(len(prompts))
     for k in range(folds):
         held = set(order_of[k::folds].tolist())
         rest = [g for i, g in enumerate(grams) if i not in held]
@@ -89,8 +91,10 @@ def fit_domain(
             novelty_limit=1.0,
             order=order,
         )
-        novelty += [probe.novelty(grams[i]) for i in sorted(held)]
+        for i in held:
+            novelty[i] = probe.novelty(grams[i])
     novelty_limit = max(float(np.quantile(novelty, quantile)), _MIN_LIMIT)
+    typical = float(np.median(np.maximum(novelty / novelty_limit, distances / feature_limit)))
     return DomainGuard(
         features=features,
         mean=tuple(float(v) for v in mean),
@@ -103,4 +107,5 @@ def fit_domain(
         fallback=fallback,
         prior=prior_win_rate(rows),
         rows=len(prompts),
+        typical=typical,
     )

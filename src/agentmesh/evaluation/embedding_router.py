@@ -80,7 +80,7 @@ def fit_embedding_router(
     vectors: NDArray[np.floating],
     rows: Sequence[Row],
     *,
-    strengths: Sequence[float] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
+    strengths: Sequence[float] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0),
     folds: int = 5,
     seed: int = 0,
     quantile: float = 0.99,

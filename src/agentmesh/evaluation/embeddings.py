@@ -148,6 +148,7 @@ class LlamaCppEmbedder:
                     n_ctx=self.spec.n_ctx or min(self.spec.context_window, 2048),
                     n_threads=self.spec.n_threads or min(4, os.cpu_count() or 1),
                     verbose=False,
+                    swa_full=False,  # one sequence at a time (as the llamacpp adapter loads it)
                 )
             return self._model
 

@@ -96,6 +96,7 @@ class RouterResult:
     apgr_ci: tuple[float, float] | None = None
     comparisons: tuple[Comparison, ...] = ()
     out_of_domain: int | None = None
+    median_distance: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready figures and the curve every 5% of strong calls."""
@@ -116,6 +117,8 @@ class RouterResult:
             out["versus"] = [c.to_dict() for c in self.comparisons]
         if self.out_of_domain is not None:
             out["out_of_domain_rows"] = self.out_of_domain
+        if self.median_distance is not None:
+            out["median_domain_distance"] = round(self.median_distance, 4)
         return out
 
 
@@ -195,11 +198,7 @@ def evaluate(
                 scores,
                 router.weak_always,
                 operating,
-                out_of_domain=(
-                    None
-                    if router.distances is None
-                    else sum(d > 1.0 for d in router.distances(rows))
-                ),
+                **_domain(router, rows),
             )
         )
     if resamples:
@@ -224,6 +223,16 @@ def evaluate(
     if resamples:
         summary["bootstrap"] = {"resamples": resamples, "seed": seed, "level": 0.95}
     return summary, results
+
+
+def _domain(router: Scorer, rows: Sequence[Row]) -> dict[str, Any]:
+    """How many test rows lie outside a guarded router's domain, and their median distance."""
+    if router.distances is None:
+        return {}
+    found = sorted(router.distances(rows))
+    middle = len(found) // 2
+    median = found[middle] if len(found) % 2 else (found[middle - 1] + found[middle]) / 2
+    return {"out_of_domain": sum(d > 1.0 for d in found), "median_distance": median}
 
 
 def _with_intervals(
@@ -287,7 +296,12 @@ def render_table(summary: dict[str, Any], results: Sequence[RouterResult]) -> st
                 f"{r.cpt80:.1%}",
                 cost,
                 r.note
-                + ("" if r.out_of_domain is None else f"; {r.out_of_domain} rows out of domain"),
+                + (
+                    ""
+                    if r.out_of_domain is None
+                    else f"; {r.out_of_domain} rows out of domain, median distance "
+                    f"{r.median_distance or 0.0:.2f}"
+                ),
             )
         )
     lines.append(table_text(("router", *numbers, "note"), rows, right=numbers).rstrip("\n"))

@@ -136,7 +136,9 @@ def _learned(spec: str, arg: str, train: Sequence[Row]) -> Scorer:
     return Scorer(
         spec,
         lambda rows: [model.assess(r.prompt).routed_score for r in rows],
-        note=f"{note}; guard on (fallback {guard.fallback} beyond the {guard.quantile:.0%} domain)",
+        note=f"{note}; guard on (fallback {guard.fallback} beyond the {guard.quantile:.0%} domain"
+        + ("" if guard.typical is None else f"; training median distance {guard.typical:.2f}")
+        + ")",
         threshold=model.threshold,
         distances=distances,
     )

@@ -77,6 +77,9 @@ class DomainGuard:
         fallback: Safe strategy out of domain, a key of :data:`FALLBACKS`.
         prior: The strong model's prior win rate on the training rows.
         rows: How many training prompts were summarised.
+        typical: Median distance of the training prompts (cross-fitted): a
+            batch of traffic whose median lies well above it has drifted, even
+            when few of its prompts are past the edge one by one.
     """
 
     features: tuple[str, ...]
@@ -90,6 +93,7 @@ class DomainGuard:
     fallback: str = "strong"
     prior: float = 0.5
     rows: int = 0
+    typical: float | None = None
 
     def __post_init__(self) -> None:
         if self.fallback not in FALLBACKS:
@@ -154,6 +158,7 @@ class DomainGuard:
             "quantile": self.quantile,
             "fallback": self.fallback,
             "prior": round(self.prior, 6),
+            **({} if self.typical is None else {"typical_distance": round(self.typical, 6)}),
             "features": list(self.features),
             "mean": [round(v, 6) for v in self.mean],
             "std": [round(v, 6) for v in self.std],
@@ -187,6 +192,9 @@ class DomainGuard:
                 fallback=str(doc.get("fallback", "strong")),
                 prior=float(doc.get("prior", 0.5)),
                 rows=int(doc.get("rows", 0)),
+                typical=None
+                if doc.get("typical_distance") is None
+                else float(doc["typical_distance"]),
             )
         except (KeyError, TypeError, ValueError, zlib.error) as exc:
             raise ValueError(f"domain: {exc}") from None
