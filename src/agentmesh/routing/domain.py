@@ -18,7 +18,8 @@ prompts' own values, the novelty measured cross-fitted (vocabulary of the
 other folds), so about 1% of in-domain prompts lie beyond it. The prompt's
 **distance** is the larger ratio; above 1 it is out of domain, and the router
 falls back to the declared safe strategy (:data:`FALLBACKS`). Pure Python, no
-numpy: a few microseconds on top of the router's own score.
+numpy: score and distance together take about 1.36 times the score alone
+(``benchmarks/learned_guard.py``: ~85 against ~63 µs per MMLU prompt).
 """
 
 from __future__ import annotations
