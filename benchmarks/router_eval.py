@@ -3,11 +3,12 @@
 Recomputes the split that ``agentmesh train-router --holdout 0.3 --seed 0`` made
 (stratified by domain for MMLU), scores the held-out rows with each router and
 prints one JSON table: APGR (with its 95% bootstrap interval), CPT(50%),
-CPT(80%) for the learned router, the cascade, the simple baselines, random and
-oracle, and each shipped router's APGR minus each baseline's with its paired
-bootstrap interval (2000 draws of the held-out rows, seed 0): an interval that
-excludes 0 is a lead the luck of the split does not explain. ``--write-meta``
-stores the figures in the model files' ``meta.heldout``.
+CPT(80%) for the learned router (with its out-of-domain guard, the default, and
+without), the cascade, the simple baselines, random and oracle, and each
+shipped router's APGR minus each baseline's with its paired bootstrap interval
+(2000 draws of the held-out rows, seed 0): an interval that excludes 0 is a
+lead the luck of the split does not explain. ``--write-meta`` stores the
+figures in the model files' ``meta.heldout``.
 
     python benchmarks/router_eval.py [--data DIR] [--write-meta]
 """
@@ -30,11 +31,14 @@ SEED = 0
 DRAWS = 2000
 SETS = {
     # file, then groups: a shipped router first, the routers it is compared with after it
-    "mmlu": ("mmlu.csv", [["learned:{m}/mmlu.json", "subject-prior", "length"]]),
+    "mmlu": (
+        "mmlu.csv",
+        [["learned:{m}/mmlu.json", "learned-unguarded:{m}/mmlu.json", "subject-prior", "length"]],
+    ),
     "gsm8k": (
         "gsm8k.csv",
         [
-            ["learned:{m}/gsm8k.json", "length"],
+            ["learned:{m}/gsm8k.json", "learned-unguarded:{m}/gsm8k.json", "length"],
             ["cascade:{m}/gsm8k-cascade.json", "cascade", "learned:{m}/gsm8k.json", "length"],
         ],
     ),

@@ -27,5 +27,5 @@ STRATEGIES = (
 CAPABILITIES = ("json", "tools", "streaming", "vision")
 """The values of :class:`agentmesh.models.Capability`, in its order."""
 
-ROUTERS = ("random", "oracle", "length", "subject-prior", "learned", "cascade")
+ROUTERS = ("random", "oracle", "length", "subject-prior", "learned", "learned-unguarded", "cascade")
 """The keys of :data:`agentmesh.evaluation.ROUTERS`, in its order."""

@@ -5,9 +5,11 @@
   CPT(50%), CPT(80%), cost at each point) of each router, with random and oracle
   baselines; ``--bootstrap`` adds 95% intervals, and whether the first router's
   lead over each other one survives the luck of the test rows.
-- ``train-router (--data CSV | --trace JSONL --run JSON)... --out FILE``: a
+- ``train-router (--data CSV | --trace JSONL [--run JSON])... --out FILE``: a
   learned router for the ``learned`` strategy (``--cascade``: a cascade judge),
-  optionally on a seeded split whose held-out part is written for evaluation.
+  optionally on a seeded split whose held-out part is written for evaluation;
+  it records the training domain (the out-of-domain guard) unless ``--no-guard``.
+  ``--data`` (alias ``--train``) reads correctness, graded or pairwise CSVs.
 
 Exit codes: 0 success, 1 training failed, 2 bad input (files, columns, SPEC) or a
 missing extra (numpy/matplotlib: ``pip install agentmesh[eval]``).
@@ -25,7 +27,7 @@ from agentmesh.cli import _names
 from agentmesh.cli._common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, emit_json, open_catalog
 
 if TYPE_CHECKING:
-    from agentmesh.evaluation.data import Dataset
+    from agentmesh.evaluation.data import Dataset, Row
     from agentmesh.evaluation.report import Prices
 
 __all__ = ["register"]
@@ -41,7 +43,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="measure routers on per-query correctness data (APGR, CPT, cost curve)",
     )
     ev.add_argument("--test", metavar="CSV", required=True, help="rows to evaluate on")
-    ev.add_argument("--train", metavar="CSV", help="rows routers may learn from")
+    ev.add_argument(
+        "--train",
+        metavar="CSV",
+        action="append",
+        default=[],
+        help="rows routers may learn from (repeatable: the files are concatenated)",
+    )
     ev.add_argument(
         "--router",
         metavar="SPEC",
@@ -82,9 +90,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev.set_defaults(handler=_eval)
 
     tr = sub.add_parser("train-router", help="train a learned router (or cascade judge)")
-    tr.add_argument("--data", metavar="CSV", action="append", default=[], help="rows (repeatable)")
     tr.add_argument(
-        "--trace", metavar="JSONL", action="append", default=[], help="trace file with content"
+        "--data",
+        "--train",
+        dest="data",
+        metavar="CSV",
+        action="append",
+        default=[],
+        help="rows: correctness, graded or pairwise CSV (repeatable: concatenated)",
+    )
+    tr.add_argument(
+        "--trace",
+        metavar="JSONL",
+        action="append",
+        default=[],
+        help="trace file recorded with content: its judge verdicts are graded rows "
+        "(with --run: the run records' verdicts instead)",
     )
     tr.add_argument(
         "--run", metavar="JSON", action="append", default=[], help="agentmesh run --json output"
@@ -136,14 +157,54 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="N",
         help="with --cascade: weigh the N most frequent terms of the weak answers (default 0)",
     )
+    tr.add_argument(
+        "--fallback",
+        choices=("strong", "prior"),
+        default="strong",
+        help="safe strategy for prompts outside the training domain: the strong model "
+        "(default) or the training rows' prior win rate",
+    )
+    tr.add_argument(
+        "--guard-quantile",
+        type=float,
+        default=0.99,
+        metavar="Q",
+        help="share of training prompts inside the domain limits (default 0.99)",
+    )
+    tr.add_argument("--no-guard", action="store_true", help="record no training domain (no guard)")
+    tr.add_argument(
+        "--add-guard",
+        metavar="FILE",
+        help="train nothing: write FILE's router with the training domain of these rows to --out",
+    )
     tr.add_argument("--quiet", action="store_true", help="no progress on stderr")
     _columns(tr)
     tr.set_defaults(handler=_train)
 
 
 def _columns(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--strong-column", metavar="NAME", help="default: the more accurate")
-    parser.add_argument("--weak-column", metavar="NAME", help="default: the other model column")
+    parser.add_argument(
+        "--strong-column",
+        metavar="NAME",
+        help="the strong model's column (pairwise files: its name); default: the better one",
+    )
+    parser.add_argument("--weak-column", metavar="NAME", help="default: the other model")
+    parser.add_argument(
+        "--scale",
+        metavar="MIN-MAX",
+        type=_scale,
+        help="scale of graded (numeric) model columns, e.g. 1-10 "
+        "(default: the first of 0-1, 1-10, 0-10, 0-100 that holds every value)",
+    )
+
+
+def _scale(text: str) -> tuple[float, float]:
+    from agentmesh.evaluation.data import parse_scale
+
+    try:
+        return parse_scale(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -158,7 +219,7 @@ def _fail(message: object) -> int:
 def _load(path: str, args: argparse.Namespace) -> Dataset:
     from agentmesh.evaluation.data import load_csv
 
-    return load_csv(path, strong=args.strong_column, weak=args.weak_column)
+    return load_csv(path, strong=args.strong_column, weak=args.weak_column, scale=args.scale)
 
 
 def _prices(args: argparse.Namespace) -> Prices | int | None:
@@ -189,9 +250,11 @@ def _eval(args: argparse.Namespace) -> int:
             f"--bootstrap needs at least {_MIN_DRAWS} draws for a 95% interval "
             f"(or 0 for none), got {args.bootstrap}"
         )
+    from agentmesh.evaluation.data import concat
+
     try:
         test = _load(args.test, args)
-        train = _load(args.train, args) if args.train else None
+        train = concat([_load(p, args) for p in args.train]) if args.train else None
     except DataError as exc:
         return _fail(exc)
     prices = _prices(args)
@@ -213,6 +276,7 @@ def _eval(args: argparse.Namespace) -> int:
     if train is not None:
         summary["train"] = train.source
         summary["train_rows"] = len(train)
+        summary["train_kind"] = train.kind
     if args.scores_out:
         scores = routers[0].score(test.rows)
         try:
@@ -248,15 +312,18 @@ def _train(args: argparse.Namespace) -> int:
     from agentmesh.evaluation.data import DataError, split_rows, subset, write_csv
     from agentmesh.routing.strategies.adaptive import LearnedModel
 
-    if not args.data and not args.run:
-        return _fail("train-router needs --data CSV or --trace/--run files")
+    if not args.data and not args.trace:
+        return _fail("train-router needs --data CSV or --trace files")
     if not 0 <= args.holdout < 1:
         return _fail(f"--holdout must be in [0, 1), got {args.holdout}")
     try:
         datasets = [_load(p, args) for p in args.data]
-        from agentmesh.evaluation.feedback import feedback_rows
+        from agentmesh.evaluation.feedback import feedback_rows, verdict_rows
 
-        traffic = feedback_rows(args.trace, args.run) if args.run else []
+        if args.run:
+            traffic = feedback_rows(args.trace, args.run)
+        else:
+            traffic = verdict_rows(args.trace) if args.trace else []
     except DataError as exc:
         return _fail(exc)
     rows = []
@@ -286,16 +353,27 @@ def _train(args: argparse.Namespace) -> int:
             "stratified_by": "domain" if stratify else None,
             "strong": data.strong,
             "weak": data.weak,
+            "kind": data.kind,
+            **data.extra,
         }
     rows += traffic
     meta: dict[str, Any] = {"data": split_info}
     if traffic:
-        meta["feedback"] = {"runs": args.run, "traces": args.trace, "rows": len(traffic)}
+        meta["feedback"] = {
+            "runs": args.run,
+            "traces": args.trace,
+            "rows": len(traffic),
+            "verdicts_from": "run records" if args.run else "trace verdict events (graded)",
+        }
     say = None if args.quiet else (lambda m: print(f"# {m}", file=sys.stderr))
     try:
         from agentmesh.evaluation import trainer
     except ImportError as exc:
         return _fail(f"{exc}: train-router needs the eval extra (pip install 'agentmesh[eval]')")
+    if not 0 < args.guard_quantile <= 1:
+        return _fail(f"--guard-quantile must be in (0, 1], got {args.guard_quantile}")
+    if args.add_guard:
+        return _add_guard(args, rows)
     try:
         if args.cascade:
             from agentmesh.evaluation.cascade_fit import CascadeConfig, fit_cascade
@@ -324,7 +402,13 @@ def _train(args: argparse.Namespace) -> int:
                 f"{model.meta['strength']:g}, pairs {'on' if model.pairs else 'off'}"
             )
             return EXIT_OK
-        config = trainer.TrainConfig(strong_share=args.strong_share, max_ngrams=args.max_ngrams)
+        config = trainer.TrainConfig(
+            strong_share=args.strong_share,
+            max_ngrams=args.max_ngrams,
+            guard=not args.no_guard,
+            guard_quantile=args.guard_quantile,
+            fallback=args.fallback,
+        )
         if args.strengths:
             config = replace(config, strengths=_floats(args.strengths))
         result = trainer.train_router(rows, config, meta=meta, progress=say)
@@ -340,5 +424,37 @@ def _train(args: argparse.Namespace) -> int:
         f"# learned router written to {args.out}: {len(rows)} rows, target {result.target}, "
         f"cv {best['mean']:.3f} ± {best['sd']:.3f}, threshold {result.model.threshold:.4f} "
         f"for {args.strong_share:.0%} strong calls"
+        + ("" if args.no_guard else f", guard on (fallback {args.fallback})")
+    )
+    return EXIT_OK
+
+
+def _add_guard(args: argparse.Namespace, rows: list[Row]) -> int:
+    """``--add-guard FILE``: FILE's router, unchanged but for its training domain, to --out."""
+    from dataclasses import replace
+
+    from agentmesh.evaluation.domain_fit import fit_domain
+    from agentmesh.routing.strategies.adaptive import LearnedModel
+
+    try:
+        model = LearnedModel.load(args.add_guard)
+        domain = fit_domain(
+            rows,
+            features=model.features,
+            order=model.ngram_order,
+            quantile=args.guard_quantile,
+            fallback=args.fallback,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        return _fail(exc)
+    try:
+        replace(model, domain=domain).save(args.out)
+    except OSError as exc:
+        return _fail(exc)
+    print(
+        f"# {args.add_guard} with the training domain of {len(rows)} rows written to {args.out} "
+        f"(limits: novelty {domain.novelty_limit:.3f}, feature distance "
+        f"{domain.feature_limit:.2f}; fallback {domain.fallback})"
     )
     return EXIT_OK

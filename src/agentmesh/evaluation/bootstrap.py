@@ -53,8 +53,8 @@ def draws(rows: int, resamples: int, seed: int) -> Iterator[NDArray[np.int64]]:
 
 def bootstrap_apgr(
     scores: Sequence[float],
-    weak_ok: Sequence[bool],
-    strong_ok: Sequence[bool],
+    weak_ok: Sequence[float],
+    strong_ok: Sequence[float],
     resamples: int,
     seed: int,
 ) -> NDArray[np.float64]:
@@ -70,8 +70,8 @@ def bootstrap_apgr(
 
 def apgr_of_draws(
     scores: Sequence[float],
-    weak_ok: Sequence[bool],
-    strong_ok: Sequence[bool],
+    weak_ok: Sequence[float],
+    strong_ok: Sequence[float],
     counts: NDArray[np.int64],
 ) -> NDArray[np.float64]:
     """The router's APGR on given draws (draws x rows: how often each row is in each draw).
@@ -86,7 +86,7 @@ class _SortedRows:
     """The test rows sorted once by score, with the ends of the groups of equal scores."""
 
     def __init__(
-        self, scores: Sequence[float], weak_ok: Sequence[bool], strong_ok: Sequence[bool]
+        self, scores: Sequence[float], weak_ok: Sequence[float], strong_ok: Sequence[float]
     ) -> None:
         s = np.asarray(scores, dtype=np.float64)
         if len(weak_ok) != len(s) or len(strong_ok) != len(s):

@@ -243,7 +243,8 @@ def _prompt_trainer(router: LearnedModel) -> PromptTrainer:
     strength = dict(router.meta).get("strength")
     if not isinstance(strength, int | float):
         raise ValueError("the prompt router's meta has no 'strength' to retrain it with")
-    config = TrainConfig(strengths=(float(strength),), order=router.ngram_order)
+    # the cross-fitted routers only score prompts: no domain summary to fit
+    config = TrainConfig(strengths=(float(strength),), order=router.ngram_order, guard=False)
 
     def train(rows: Sequence[Row]) -> LearnedModel:
         return train_router(rows, config, cross_validate=False).model

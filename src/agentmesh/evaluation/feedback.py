@@ -21,6 +21,13 @@ in each group the first round is the cheap attempt:
 
 The trainer predicts "the first answer is rejected" from these rows (the gain
 target needs both outcomes, which traffic seldom has).
+
+:func:`verdict_rows` needs the trace file alone: each judge node's span has
+one ``gen_ai.evaluation.result`` event per verdict (judged node, branch, round,
+model and routing decision under ``agentmesh.evaluation.*``, the pass/fail label
+and the score), and the
+rows are **graded**: the quality of an answer is its verdict's score (1 or 0
+for a verdict without one), grouped as above per trace, judged node and branch.
 """
 
 from __future__ import annotations
@@ -32,10 +39,20 @@ from pathlib import Path
 from typing import Any
 
 from agentmesh.evaluation.data import DataError, Row
-from agentmesh.tracing.attributes import GEN_AI_INPUT_MESSAGES, ROUTE_DECISION_ID
+from agentmesh.tracing.attributes import (
+    EVALUATION_BRANCH,
+    EVALUATION_DECISION_ID,
+    EVALUATION_NODE,
+    EVALUATION_ROUND,
+    EVENT_EVALUATION_RESULT,
+    GEN_AI_EVALUATION_SCORE_LABEL,
+    GEN_AI_EVALUATION_SCORE_VALUE,
+    GEN_AI_INPUT_MESSAGES,
+    ROUTE_DECISION_ID,
+)
 from agentmesh.tracing.reader import SpanRecord, TraceFileError, load_spans
 
-__all__ = ["feedback_rows", "load_runs", "prompts_by_decision"]
+__all__ = ["feedback_rows", "load_runs", "prompts_by_decision", "verdict_rows"]
 
 
 def _message_text(raw: Any) -> str | None:
@@ -153,6 +170,76 @@ def feedback_rows(
     if not rows:
         raise DataError(
             f"no judged answer could be joined to its prompt ({judged} verdicts, "
+            f"{len(prompts)} prompts in the traces): record traces with "
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true"
+        )
+    return rows
+
+
+def _quality(attributes: Mapping[str, Any]) -> float:
+    score = attributes.get(GEN_AI_EVALUATION_SCORE_VALUE)
+    if isinstance(score, int | float) and 0 <= score <= 1:
+        return float(score)
+    return 1.0 if attributes.get(GEN_AI_EVALUATION_SCORE_LABEL) == "pass" else 0.0
+
+
+def verdict_rows(traces: Sequence[str | os.PathLike[str]]) -> list[Row]:
+    """Graded training rows from the judge verdict events of trace files (see the docstring).
+
+    Raises:
+        DataError: A file cannot be read, or no verdict could be joined to a prompt
+            (no verdict event, or traces recorded without message content).
+    """
+    prompts: dict[str, str] = {}
+    groups: dict[tuple[str, str, str], list[tuple[int, bool, float, str]]] = {}
+    verdicts = 0
+    for trace in traces:
+        try:
+            spans = load_spans(trace)
+        except TraceFileError as exc:
+            raise DataError(str(exc)) from None
+        prompts.update(prompts_by_decision(spans))
+        for span in spans:
+            for event in span.events:
+                if event.name != EVENT_EVALUATION_RESULT:
+                    continue
+                verdicts += 1
+                a = event.attributes
+                key = (
+                    span.trace_id,
+                    str(a.get(EVALUATION_NODE, "")),
+                    str(a.get(EVALUATION_BRANCH, "")),
+                )
+                round_ = a.get(EVALUATION_ROUND)
+                groups.setdefault(key, []).append(
+                    (
+                        int(round_) if isinstance(round_, int) else 1,
+                        a.get(GEN_AI_EVALUATION_SCORE_LABEL) == "pass",
+                        _quality(a),
+                        str(a.get(EVALUATION_DECISION_ID, "")),
+                    )
+                )
+    rows: list[Row] = []
+    for rounds in groups.values():
+        rounds.sort(key=lambda r: r[0])
+        _, first_passed, first_quality, decision = rounds[0]
+        prompt = prompts.get(decision)
+        if prompt is None:
+            continue
+        escalated = not first_passed and len(rounds) > 1
+        last_passed, last_quality = rounds[-1][1], rounds[-1][2]
+        rows.append(
+            Row(
+                prompt=prompt,
+                weak_ok=first_passed,
+                strong_ok=last_passed if escalated else None,
+                weak_quality=first_quality,
+                strong_quality=last_quality if escalated else None,
+            )
+        )
+    if not rows:
+        raise DataError(
+            f"no judge verdict could be joined to its prompt ({verdicts} verdict events, "
             f"{len(prompts)} prompts in the traces): record traces with "
             "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true"
         )

@@ -53,8 +53,8 @@ class CurvePoint:
 
 def routing_curve(
     scores: Sequence[float],
-    weak_ok: Sequence[bool],
-    strong_ok: Sequence[bool],
+    weak_ok: Sequence[float],
+    strong_ok: Sequence[float],
     *,
     weak_cost: Sequence[float] | None = None,
     strong_cost: Sequence[float] | None = None,
@@ -64,8 +64,9 @@ def routing_curve(
 
     Args:
         scores: One score per query.
-        weak_ok: Whether the weak model answered each query right.
-        strong_ok: Whether the strong model did.
+        weak_ok: Whether the weak model answered each query right (or its
+            quality in [0, 1], for graded data: accuracy is then mean quality).
+        strong_ok: Whether the strong model did (or its quality).
         weak_cost: Cost of each query on the weak model (with ``strong_cost``: costs).
         strong_cost: Cost of each query on the strong model.
         weak_always: The weak model is called for every query (a cascade).
@@ -82,7 +83,7 @@ def routing_curve(
     if priced and (len(weak_cost or ()) != n or len(strong_cost or ()) != n):
         raise ValueError("one cost per query is needed")
     order = sorted(range(n), key=lambda i: -scores[i])
-    correct = float(sum(bool(w) for w in weak_ok))
+    correct = float(sum(float(w) for w in weak_ok))
     cost = float(sum(weak_cost)) if weak_cost is not None and strong_cost is not None else 0.0
     points = [CurvePoint(0.0, correct / n, cost if priced else None, None)]
     k = 0
@@ -90,7 +91,7 @@ def routing_curve(
         group = scores[order[k]]
         while k < n and scores[order[k]] == group:
             i = order[k]
-            correct += float(bool(strong_ok[i])) - float(bool(weak_ok[i]))
+            correct += float(strong_ok[i]) - float(weak_ok[i])
             if weak_cost is not None and strong_cost is not None:
                 cost += strong_cost[i] - (0.0 if weak_always else weak_cost[i])
             k += 1
@@ -128,26 +129,26 @@ def cpt_of_curve(
     return 1.0
 
 
-def apgr(scores: Sequence[float], weak_ok: Sequence[bool], strong_ok: Sequence[bool]) -> float:
+def apgr(scores: Sequence[float], weak_ok: Sequence[float], strong_ok: Sequence[float]) -> float:
     """APGR of ``scores`` on queries with these outcomes."""
     n = len(scores)
     points = routing_curve(scores, weak_ok, strong_ok)
-    weak = sum(bool(w) for w in weak_ok) / n
-    strong = sum(bool(s) for s in strong_ok) / n
+    weak = sum(float(w) for w in weak_ok) / n
+    strong = sum(float(s) for s in strong_ok) / n
     return apgr_of_curve(points, weak, strong)
 
 
 def cpt(
     scores: Sequence[float],
-    weak_ok: Sequence[bool],
-    strong_ok: Sequence[bool],
+    weak_ok: Sequence[float],
+    strong_ok: Sequence[float],
     fraction: float,
 ) -> float:
     """CPT(``fraction``) of ``scores``: the share of strong calls that recovers that much gap."""
     n = len(scores)
     points = routing_curve(scores, weak_ok, strong_ok)
-    weak = sum(bool(w) for w in weak_ok) / n
-    strong = sum(bool(s) for s in strong_ok) / n
+    weak = sum(float(w) for w in weak_ok) / n
+    strong = sum(float(s) for s in strong_ok) / n
     return cpt_of_curve(points, weak, strong, fraction)
 
 

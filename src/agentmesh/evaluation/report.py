@@ -95,6 +95,8 @@ class RouterResult:
     operating_point: CurvePoint | None = None
     apgr_ci: tuple[float, float] | None = None
     comparisons: tuple[Comparison, ...] = ()
+    out_of_domain: int | None = None
+    median_distance: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready figures and the curve every 5% of strong calls."""
@@ -113,6 +115,10 @@ class RouterResult:
             out["apgr_ci95"] = [round(self.apgr_ci[0], 4), round(self.apgr_ci[1], 4)]
         if self.comparisons:
             out["versus"] = [c.to_dict() for c in self.comparisons]
+        if self.out_of_domain is not None:
+            out["out_of_domain_rows"] = self.out_of_domain
+        if self.median_distance is not None:
+            out["median_domain_distance"] = round(self.median_distance, 4)
         return out
 
 
@@ -153,8 +159,8 @@ def evaluate(
     rows = list(test.labelled)
     if not rows:
         raise ValueError(f"{test.source}: no row has both models' outcomes")
-    weak_ok = [bool(r.weak_ok) for r in rows]
-    strong_ok = [bool(r.strong_ok) for r in rows]
+    weak_ok = [r.weak_value or 0.0 for r in rows]
+    strong_ok = [r.strong_value or 0.0 for r in rows]
     weak_acc = sum(weak_ok) / len(rows)
     strong_acc = sum(strong_ok) / len(rows)
     weak_cost = strong_cost = None
@@ -192,6 +198,7 @@ def evaluate(
                 scores,
                 router.weak_always,
                 operating,
+                **_domain(router, rows),
             )
         )
     if resamples:
@@ -203,6 +210,8 @@ def evaluate(
         "weak": test.weak,
         "weak_accuracy": round(weak_acc, 4),
         "strong_accuracy": round(strong_acc, 4),
+        "kind": test.kind,
+        **({"scale": test.extra["scale"]} if "scale" in test.extra else {}),
     }
     if prices is not None and weak_cost is not None and strong_cost is not None:
         summary["prices"] = {
@@ -216,10 +225,20 @@ def evaluate(
     return summary, results
 
 
+def _domain(router: Scorer, rows: Sequence[Row]) -> dict[str, Any]:
+    """How many test rows lie outside a guarded router's domain, and their median distance."""
+    if router.distances is None:
+        return {}
+    found = sorted(router.distances(rows))
+    middle = len(found) // 2
+    median = found[middle] if len(found) % 2 else (found[middle - 1] + found[middle]) / 2
+    return {"out_of_domain": sum(d > 1.0 for d in found), "median_distance": median}
+
+
 def _with_intervals(
     results: Sequence[RouterResult],
-    weak_ok: Sequence[bool],
-    strong_ok: Sequence[bool],
+    weak_ok: Sequence[float],
+    strong_ok: Sequence[float],
     resamples: int,
     seed: int,
 ) -> list[RouterResult]:
@@ -243,9 +262,12 @@ def render_table(summary: dict[str, Any], results: Sequence[RouterResult]) -> st
     """The human-readable report."""
     from agentmesh._table import table_text  # rich, only when a table is drawn
 
+    measure = "" if summary.get("kind", "correctness") == "correctness" else " mean quality"
+    scale = f", scale {summary['scale']}" if "scale" in summary else ""
     lines = [
-        f"{summary['test']}: {summary['rows']} rows; weak {summary['weak']} "
-        f"{summary['weak_accuracy']:.3f}, strong {summary['strong']} "
+        f"{summary['test']}: {summary['rows']} {summary.get('kind', 'correctness')} rows"
+        f"{scale}; weak {summary['weak']}{measure} "
+        f"{summary['weak_accuracy']:.3f}, strong {summary['strong']}{measure} "
         f"{summary['strong_accuracy']:.3f}",
     ]
     prices = summary.get("prices")
@@ -273,7 +295,13 @@ def render_table(summary: dict[str, Any], results: Sequence[RouterResult]) -> st
                 f"{r.cpt50:.1%}",
                 f"{r.cpt80:.1%}",
                 cost,
-                r.note,
+                r.note
+                + (
+                    ""
+                    if r.out_of_domain is None
+                    else f"; {r.out_of_domain} rows out of domain, median distance "
+                    f"{r.median_distance or 0.0:.2f}"
+                ),
             )
         )
     lines.append(table_text(("router", *numbers, "note"), rows, right=numbers).rstrip("\n"))

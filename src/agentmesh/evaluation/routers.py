@@ -11,6 +11,9 @@
   time: a reference, not a deployable router.
 - ``learned:FILE``: a :class:`~agentmesh.routing.LearnedModel` file (what the
   ``learned`` strategy loads); ``learned`` alone trains one on ``--train``.
+  Guarded as the strategy is by default: a prompt outside the file's training
+  domain gets the safe strategy's score. ``learned-unguarded[:FILE]``: the
+  same router's own scores everywhere.
 - ``cascade``: the weak model answers first, the hand-weighted validators of
   :mod:`agentmesh.evaluation.cascade` score its response; ``cascade:FILE`` reads
   a trained judge, ``cascade:train`` fits one on ``--train``.
@@ -44,6 +47,8 @@ class Scorer:
         weak_always: The weak model answers every query first (cascades).
         note: What it uses, for the report.
         threshold: The router's own operating threshold, when it has one.
+        distances: Rows -> distance of each to the router's training domain
+            (1 = its edge), for guarded learned routers.
     """
 
     name: str
@@ -51,6 +56,7 @@ class Scorer:
     weak_always: bool = False
     note: str = ""
     threshold: float | None = None
+    distances: Callable[[Sequence[Row]], list[float]] | None = None
 
 
 Factory = Callable[[str, str, Sequence[Row]], Scorer]
@@ -71,7 +77,7 @@ def _random(spec: str, arg: str, train: Sequence[Row]) -> Scorer:
 
 def _oracle(spec: str, arg: str, train: Sequence[Row]) -> Scorer:
     def score(rows: Sequence[Row]) -> list[float]:
-        return [float(bool(r.strong_ok)) - float(bool(r.weak_ok)) for r in rows]
+        return [(r.strong_value or 0.0) - (r.weak_value or 0.0) for r in rows]
 
     return Scorer(spec, score, note="knows the test labels: upper bound")
 
@@ -83,13 +89,13 @@ def _length(spec: str, arg: str, train: Sequence[Row]) -> Scorer:
 
 
 def _subject_prior(spec: str, arg: str, train: Sequence[Row]) -> Scorer:
-    labelled = [r for r in train if r.weak_ok is not None and r.strong_ok is not None]
+    labelled = [r for r in train if r.weak_value is not None and r.strong_value is not None]
     if not labelled or not any(r.domain for r in labelled):
         raise RouterSpecError(f"{spec}: needs --train rows with a 'domain' column")
     shrink = float(arg) if arg else 10.0
     gains: dict[str, list[float]] = {}
     for r in labelled:
-        gains.setdefault(r.domain or "", []).append(float(bool(r.strong_ok)) - bool(r.weak_ok))
+        gains.setdefault(r.domain or "", []).append((r.strong_value or 0.0) - (r.weak_value or 0.0))
     mean = sum(sum(v) for v in gains.values()) / len(labelled)
     table = {d: (sum(v) + shrink * mean) / (len(v) + shrink) for d, v in gains.items()}
 
@@ -99,24 +105,51 @@ def _subject_prior(spec: str, arg: str, train: Sequence[Row]) -> Scorer:
     return Scorer(spec, score, note="per-domain average gain (uses the domain column)")
 
 
-def _learned(spec: str, arg: str, train: Sequence[Row]) -> Scorer:
+def _learned_model(spec: str, arg: str, train: Sequence[Row]) -> tuple[LearnedModel, str]:
     if arg:
         try:
             model = LearnedModel.load(arg)
         except ValueError as exc:
             raise RouterSpecError(str(exc)) from None
-        note = f"learned router {arg} (version {model.version})"
-    else:
-        if not train:
-            raise RouterSpecError(f"{spec}: give a model file (learned:FILE) or --train rows")
-        from agentmesh.evaluation.trainer import train_router  # numpy: the eval extra
+        return model, f"learned router {arg} (version {model.version})"
+    if not train:
+        raise RouterSpecError(f"{spec}: give a model file (learned:FILE) or --train rows")
+    from agentmesh.evaluation.trainer import train_router  # numpy: the eval extra
 
-        model = train_router(train).model
-        note = "learned router trained on --train"
+    return train_router(train).model, "learned router trained on --train"
+
+
+def _learned(spec: str, arg: str, train: Sequence[Row]) -> Scorer:
+    model, note = _learned_model(spec, arg, train)
+    guard = model.domain
+    if guard is None:
+        return Scorer(
+            spec,
+            lambda rows: [model.score(r.prompt) for r in rows],
+            note=note + "; no domain summary: unguarded",
+            threshold=model.threshold,
+        )
+
+    def distances(rows: Sequence[Row]) -> list[float]:
+        return [model.assess(r.prompt).distance or 0.0 for r in rows]
+
+    return Scorer(
+        spec,
+        lambda rows: [model.assess(r.prompt).routed_score for r in rows],
+        note=f"{note}; guard on (fallback {guard.fallback} beyond the {guard.quantile:.0%} domain"
+        + ("" if guard.typical is None else f"; training median distance {guard.typical:.2f}")
+        + ")",
+        threshold=model.threshold,
+        distances=distances,
+    )
+
+
+def _unguarded(spec: str, arg: str, train: Sequence[Row]) -> Scorer:
+    model, note = _learned_model(spec, arg, train)
     return Scorer(
         spec,
         lambda rows: [model.score(r.prompt) for r in rows],
-        note=note,
+        note=note + "; guard off",
         threshold=model.threshold,
     )
 
@@ -161,6 +194,7 @@ ROUTERS: Mapping[str, Factory] = MappingProxyType(
         "length": _length,
         "subject-prior": _subject_prior,
         "learned": _learned,
+        "learned-unguarded": _unguarded,
         "cascade": _cascade,
     }
 )

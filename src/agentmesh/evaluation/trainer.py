@@ -27,7 +27,9 @@ training rows only:
    weights.
 
 The threshold is calibrated to a target share of strong calls: the score
-quantile of the training prompts (:func:`calibrate`).
+quantile of the training prompts (:func:`calibrate`). The file also records
+the training domain (:func:`~agentmesh.evaluation.domain_fit.fit_domain`), what
+the out-of-domain guard of the ``learned`` strategy reads.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from numpy.typing import NDArray
 
 from agentmesh.evaluation._numeric import rank_auc
 from agentmesh.evaluation.data import Row
+from agentmesh.evaluation.domain_fit import fit_domain
 from agentmesh.evaluation.metrics import apgr as apgr_of
 from agentmesh.routing.features import FEATURES, extract, terms
 from agentmesh.routing.strategies.adaptive import LearnedModel
@@ -66,6 +69,9 @@ class TrainConfig:
         blends: Weights of the domain-prior head tried (only with a domain column).
         strong_share: Target share of strong calls for the threshold.
         iterations: Gradient steps per fit.
+        guard: Record the training domain in the file (the out-of-domain guard).
+        guard_quantile: Share of training prompts inside each domain limit.
+        fallback: Safe strategy out of domain (``strong`` or ``prior``).
     """
 
     order: int = 2
@@ -78,6 +84,9 @@ class TrainConfig:
     blends: tuple[float, ...] = (0.0, 0.3, 0.5, 0.7)
     strong_share: float = 0.5
     iterations: int = 800
+    guard: bool = True
+    guard_quantile: float = 0.99
+    fallback: str = "strong"
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +237,8 @@ def _domain_prior(rows: Sequence[Row], index: NDArray[np.int64], shrink: float =
     gains: dict[str, list[float]] = {}
     for i in index:
         row = rows[int(i)]
-        if row.strong_ok is not None and row.weak_ok is not None:
-            gains.setdefault(row.domain or "", []).append(float(row.strong_ok) - row.weak_ok)
+        if row.strong_value is not None and row.weak_value is not None:
+            gains.setdefault(row.domain or "", []).append(row.strong_value - row.weak_value)
     everything = [g for v in gains.values() for g in v]
     mu = sum(everything) / len(everything) if everything else 0.0
     table = {d: (sum(v) + shrink * mu) / (len(v) + shrink) for d, v in gains.items()}
@@ -243,10 +252,11 @@ class _Teacher:
         self.rows = rows
         self.x = x
         self.config = config
-        self.weak = np.array([1.0 if r.weak_ok else 0.0 for r in rows])
-        self.strong = np.array([1.0 if r.strong_ok else 0.0 for r in rows])
-        self.has_weak = np.array([r.weak_ok is not None for r in rows])
-        self.has_strong = np.array([r.strong_ok is not None for r in rows])
+        # qualities in [0, 1]: graded rows give soft targets to the logistic heads
+        self.weak = np.array([r.weak_value or 0.0 for r in rows])
+        self.strong = np.array([r.strong_value or 0.0 for r in rows])
+        self.has_weak = np.array([r.weak_value is not None for r in rows])
+        self.has_strong = np.array([r.strong_value is not None for r in rows])
         self.has_domain = any(r.domain for r in rows) and bool(self.has_strong.all())
         self.gain_target = bool(self.has_strong[self.has_weak].mean() > 0.5)
 
@@ -303,7 +313,7 @@ def train_router(
             ``cross_validate=False`` with more than one setting to choose from.
     """
     config = config or TrainConfig()
-    rows = [r for r in rows if r.weak_ok is not None]
+    rows = [r for r in rows if r.weak_value is not None]
     if len(rows) < 20:
         raise ValueError(f"need at least 20 rows with the weak model's outcome, got {len(rows)}")
     say = progress or (lambda _: None)
@@ -339,8 +349,8 @@ def train_router(
                 if teacher.gain_target:
                     value = apgr_of(
                         score.tolist(),
-                        [bool(rows[int(i)].weak_ok) for i in test],
-                        [bool(rows[int(i)].strong_ok) for i in test],
+                        [rows[int(i)].weak_value or 0.0 for i in test],
+                        [rows[int(i)].strong_value or 0.0 for i in test],
                     )
                 else:
                     value = rank_auc(score, 1.0 - teacher.weak[test])
@@ -388,6 +398,17 @@ def train_router(
         "calibration": calibration_table(model, prompts),
         **(meta or {}),
     }
+    domain = None
+    if config.guard:
+        domain = fit_domain(
+            rows,
+            features=config.features,
+            order=config.order,
+            min_df=config.min_df,
+            quantile=config.guard_quantile,
+            fallback=config.fallback,
+            seed=config.seed,
+        )
     model = LearnedModel(
         features=model.features,
         weights=model.weights,
@@ -396,6 +417,7 @@ def train_router(
         meta=tuple(info.items()),
         ngrams=model.ngrams,
         ngram_order=model.ngram_order,
+        domain=domain,
     )
     return TrainResult(
         model, best["strength"], best["blend"], cv, info["target"], distill_corr=corr

@@ -60,7 +60,7 @@ class JudgeRunner(ModelNodeRunner):
         pending = self.pending(state)
         judged = await asyncio.gather(*(self._judge(state, key, r) for key, r in pending))
         verdicts = {key: verdict for (key, _), (verdict, _) in zip(pending, judged, strict=True)}
-        for key, verdict in verdicts.items():
+        for (key, result), (verdict, _) in zip(pending, judged, strict=True):
             record_evaluation(
                 scope.span,
                 name=self.name,
@@ -72,6 +72,7 @@ class JudgeRunner(ModelNodeRunner):
                 round=verdict["round"],
                 model=verdict["judged_model"],
                 gave_up=verdict["gave_up"],
+                decision_id=result.get("decision_id"),
             )
         steps = [record for _, record in judged]
         update = {"verdicts": {self.name: verdicts}, **usage_update(steps)}

@@ -314,6 +314,7 @@ def answer(text: str, call: CallResult | None, branch: Branch, **extra: Any) -> 
         "data": extra.pop("data", None),
         "model": call.model if call is not None else None,
         "task": call.decision.task if call is not None else None,
+        "decision_id": call.decision.decision_id if call is not None else None,
         "escalation": branch["escalation"],
         "round": branch["round"],
         "step": branch["step"],

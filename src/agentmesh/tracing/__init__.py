@@ -47,6 +47,7 @@ from agentmesh.tracing.reader import (
 from agentmesh.tracing.spans import (
     Attributes,
     SpanScope,
+    annotate_current,
     attempt_attributes,
     capturing_content,
     content_capture,
@@ -75,6 +76,7 @@ __all__ = [
     "Trace",
     "TraceFileError",
     "Tracing",
+    "annotate_current",
     "attempt_attributes",
     "capturing_content",
     "configure",

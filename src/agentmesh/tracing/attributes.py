@@ -37,11 +37,12 @@ __all__ = [
     "ERROR_TYPE",
     "ESCALATION_LEVEL",
     "ESCALATION_REASON",
+    "EVALUATION_BRANCH",
+    "EVALUATION_DECISION_ID",
     "EVALUATION_GAVE_UP",
     "EVALUATION_LABELS",
     "EVALUATION_MODEL",
     "EVALUATION_NODE",
-    "EVALUATION_BRANCH",
     "EVALUATION_ROUND",
     "EVENT_EVALUATION_RESULT",
     "EXCEPTION_MESSAGE",
@@ -80,23 +81,23 @@ __all__ = [
     "GEN_AI_USAGE_INPUT_TOKENS",
     "GEN_AI_USAGE_OUTPUT_TOKENS",
     "GEN_AI_WORKFLOW_NAME",
+    "MERGE_BRANCHES",
+    "MERGE_MODELS",
     "METRIC_BREAKER_TRANSITIONS",
     "METRIC_COST",
     "METRIC_ESCALATIONS",
     "METRIC_FALLBACKS",
     "METRIC_OPERATION_DURATION",
-    "MERGE_BRANCHES",
-    "MERGE_MODELS",
     "METRIC_ROUTE_DECISIONS",
     "METRIC_TOKEN_USAGE",
     "MODEL_ID",
-    "NODE_KIND",
-    "NODE_NAME",
-    "NODE_TIME_TO_FIRST_TOKEN",
     "NODE_BRANCH",
+    "NODE_KIND",
     "NODE_MODELS",
-    "NODE_VERDICT",
+    "NODE_NAME",
     "NODE_ROLE",
+    "NODE_TIME_TO_FIRST_TOKEN",
+    "NODE_VERDICT",
     "OP_CHAT",
     "OP_EXECUTE_TOOL",
     "OP_INVOKE_AGENT",
@@ -110,13 +111,15 @@ __all__ = [
     "ROUTE_CANDIDATE_SCORES",
     "ROUTE_CHOSEN",
     "ROUTE_DECISION_ID",
+    "ROUTE_DOMAIN_DISTANCE",
     "ROUTE_EXCLUDED",
     "ROUTE_EXCLUDED_COUNT",
     "ROUTE_FALLBACKS",
+    "ROUTE_OUT_OF_DOMAIN",
     "ROUTE_REASON",
     "ROUTE_RESERVED_USD",
-    "ROUTE_SELECTED",
     "ROUTE_ROUND",
+    "ROUTE_SELECTED",
     "ROUTE_STRATEGY",
     "ROUTE_TASK",
     "RUN_BUDGET_USD",
@@ -220,6 +223,8 @@ EVALUATION_ROUND: Final = "agentmesh.evaluation.round"
 """The judged answer's round (1, then 2 after a rejected verdict sent it back)."""
 EVALUATION_MODEL: Final = "agentmesh.evaluation.model"
 """The model that wrote the judged answer."""
+EVALUATION_DECISION_ID: Final = "agentmesh.evaluation.decision_id"
+"""The routing decision of the judged answer's call (its ``route`` span's id attribute)."""
 EVALUATION_GAVE_UP: Final = "agentmesh.evaluation.gave_up"
 """True when the judge rejected the answer for the last time (absent: False)."""
 RUN_BUDGET_USD: Final = "agentmesh.run.budget_usd"
@@ -254,6 +259,10 @@ ROUTE_TASK: Final = "agentmesh.route.task"
 ROUTE_RESERVED_USD: Final = "agentmesh.route.reserved_usd"
 ROUTE_DECISION_ID: Final = "agentmesh.route.decision_id"
 """On route spans, and on chat spans made on that decision (links attempts to it)."""
+ROUTE_OUT_OF_DOMAIN: Final = "agentmesh.route.out_of_domain"
+"""A learned router found the prompt outside its training domain (and fell back)."""
+ROUTE_DOMAIN_DISTANCE: Final = "agentmesh.route.domain_distance"
+"""The prompt's distance to a learned router's training domain (1 = its edge)."""
 
 MODEL_ID: Final = "agentmesh.model_id"
 """Catalog id of the called model (``gen_ai.request.model`` is the provider's wire name)."""

@@ -14,6 +14,7 @@ from opentelemetry.util.types import AttributeValue
 
 from agentmesh.tracing.attributes import (
     EVALUATION_BRANCH,
+    EVALUATION_DECISION_ID,
     EVALUATION_GAVE_UP,
     EVALUATION_MODEL,
     EVALUATION_NODE,
@@ -45,6 +46,7 @@ def record_evaluation(
     round: int | None = None,
     model: str | None = None,
     gave_up: bool = False,
+    decision_id: str | None = None,
 ) -> None:
     """Add one verdict to ``span`` as a ``gen_ai.evaluation.result`` event.
 
@@ -67,6 +69,8 @@ def record_evaluation(
         round: The judged answer's round.
         model: The model that wrote the judged answer.
         gave_up: The judge rejected the answer for the last time.
+        decision_id: The routing decision of the judged answer's call (joins the
+            verdict to its ``route`` span: ``train-router --trace`` reads both).
     """
     if not span.is_recording():
         return
@@ -79,7 +83,17 @@ def record_evaluation(
     if explanation and capturing_content():
         attrs[GEN_AI_EVALUATION_EXPLANATION] = scrub(explanation, ())[:EXPLANATION_LIMIT]
     judged = {EVALUATION_NODE: node, EVALUATION_BRANCH: branch, EVALUATION_ROUND: round}
-    attrs.update({k: v for k, v in {**judged, EVALUATION_MODEL: model}.items() if v is not None})
+    attrs.update(
+        {
+            k: v
+            for k, v in {
+                **judged,
+                EVALUATION_MODEL: model,
+                EVALUATION_DECISION_ID: decision_id,
+            }.items()
+            if v is not None
+        }
+    )
     if gave_up:
         attrs[EVALUATION_GAVE_UP] = True
     span.add_event(EVENT_EVALUATION_RESULT, attrs)

@@ -81,6 +81,7 @@ __all__ = [
     "INSTRUMENTATION_VERSION",
     "Attributes",
     "SpanScope",
+    "annotate_current",
     "attempt_attributes",
     "capturing_content",
     "content_capture",
@@ -291,6 +292,11 @@ class SpanScope(CurrentSpan):
         """Set several attributes (ignored when not recording)."""
         self.span.set_attributes(attributes)
 
+    def event(self, name: str, attributes: Attributes) -> None:
+        """Add an event to the span (ignored when not recording)."""
+        if self.span.is_recording():
+            self.span.add_event(name, attributes)
+
     def set_content(self, key: str, value: Any, *, secrets: Iterable[str | None] = ()) -> None:
         """Set a content attribute (JSON unless a string) only if content capture is on."""
         if self.span.is_recording() and capturing_content():
@@ -339,6 +345,13 @@ class SpanScope(CurrentSpan):
         if exc is not None:
             record_error(self.span, exc)
         self.span.end()
+
+
+def annotate_current(attributes: Attributes) -> None:
+    """Set attributes on the current span when it records (e.g. a strategy on its route span)."""
+    current = trace.get_current_span()
+    if current.is_recording():
+        current.set_attributes(attributes)
 
 
 def span(

@@ -18,7 +18,8 @@ from pydantic import Field
 
 from agentmesh.models.spec import ModelSpec
 from agentmesh.routing.context import RouteContext
-from agentmesh.routing.features import FEATURES, extract, terms
+from agentmesh.routing.domain import DomainGuard
+from agentmesh.routing.features import FEATURES, extract, profile, terms
 from agentmesh.routing.strategies.base import (
     Ranking,
     Strategy,
@@ -27,8 +28,11 @@ from agentmesh.routing.strategies.base import (
     ordered,
 )
 from agentmesh.routing.types import Candidate, Exclusion
+from agentmesh.tracing import annotate_current
+from agentmesh.tracing.attributes import ROUTE_DOMAIN_DISTANCE, ROUTE_OUT_OF_DOMAIN
 
 __all__ = [
+    "Assessment",
     "CascadeStrategy",
     "ComplexityStrategy",
     "ConsensusStrategy",
@@ -191,6 +195,31 @@ _LEARNED_FORMAT = "agentmesh-learned-router"
 
 
 @dataclass(frozen=True, slots=True)
+class Assessment:
+    """A learned router's view of one prompt.
+
+    Attributes:
+        score: The router's own score in (0, 1).
+        distance: Distance to its training domain (1 = the edge); ``None``: no summary.
+        fallback_score: The score under the safe strategy, when out of domain.
+    """
+
+    score: float
+    distance: float | None = None
+    fallback_score: float = 1.0
+
+    @property
+    def out_of_domain(self) -> bool:
+        """True when the prompt lies outside the router's training domain."""
+        return self.distance is not None and self.distance > 1.0
+
+    @property
+    def routed_score(self) -> float:
+        """The score routing uses: the fallback's out of domain, the router's inside."""
+        return self.fallback_score if self.out_of_domain else self.score
+
+
+@dataclass(frozen=True, slots=True)
 class LearnedModel:
     """A logistic scorer of "does this prompt need a strong model", as stored on disk.
 
@@ -210,6 +239,10 @@ class LearnedModel:
     the prompt's distinct n-grams ``g`` (:func:`agentmesh.routing.features.terms`;
     ``n`` = how many it has, listed or not). ``features`` name entries of
     :data:`agentmesh.routing.features.FEATURES`. Both versions load.
+
+    Either version may carry ``"domain": {...}``, the summary of its training
+    prompts (:class:`~agentmesh.routing.domain.DomainGuard`): :meth:`assess`
+    then measures how far a prompt lies outside it.
     """
 
     features: tuple[str, ...]
@@ -219,6 +252,7 @@ class LearnedModel:
     meta: tuple[tuple[str, Any], ...] = ()
     ngrams: Mapping[str, float] = field(default_factory=dict)
     ngram_order: int = 2
+    domain: DomainGuard | None = None
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.features if f not in FEATURES]
@@ -238,21 +272,40 @@ class LearnedModel:
 
     def logit(self, text: str) -> float:
         """The linear score before the sigmoid."""
+        values = extract(text, self.features) if self.features else {}
+        grams = terms(text, self.ngram_order) if self.ngrams else set()
+        return self._logit(values, grams)
+
+    def _logit(self, values: Mapping[str, float], grams: set[str]) -> float:
         z = self.bias
         if self.features:
-            values = extract(text, self.features)
             z += sum(w * values[f] for f, w in zip(self.features, self.weights, strict=True))
-        if self.ngrams:
-            grams = terms(text, self.ngram_order)
-            if grams:
-                weights = self.ngrams
-                z += sum(weights.get(g, 0.0) for g in grams) / math.sqrt(len(grams))
+        if self.ngrams and grams:
+            weights = self.ngrams
+            z += sum(weights.get(g, 0.0) for g in grams) / math.sqrt(len(grams))
         return z
 
     def score(self, text: str) -> float:
         """Probability-like score in (0, 1) that ``text`` needs the strong model."""
-        z = self.logit(text)
-        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+        return _sigmoid(self.logit(text))
+
+    def assess(self, text: str, fallback: str | None = None) -> Assessment:
+        """The score and, with a domain summary, the distance to it (the prompt read once).
+
+        Args:
+            text: The prompt.
+            fallback: Overrides the summary's safe strategy (a key of ``FALLBACKS``).
+        """
+        guard = self.domain
+        if guard is None:
+            return Assessment(self.score(text))
+        read = profile(text)
+        names = tuple(dict.fromkeys(self.features + guard.features))
+        values = extract(read, names)
+        grams = terms(text, guard.order)
+        own = grams if guard.order == self.ngram_order else terms(text, self.ngram_order)
+        score = _sigmoid(self._logit(values, own if self.ngrams else set()))
+        return Assessment(score, guard.distance(grams, values), guard.fallback_score(fallback))
 
     def save(self, path: str | Path) -> None:
         """Write the model file (version 1 when there are no n-grams)."""
@@ -266,6 +319,8 @@ class LearnedModel:
             "threshold": self.threshold,
             "meta": dict(self.meta),
         }
+        if self.domain is not None:
+            document["domain"] = self.domain.to_dict()
         if self.ngrams:
             document["ngram_order"] = self.ngram_order
             document["ngrams"] = dict(self.ngrams)
@@ -293,6 +348,9 @@ class LearnedModel:
             ngrams = doc.get("ngrams") or {}
             if not isinstance(ngrams, dict):
                 raise TypeError("ngrams must be an object of n-gram -> weight")
+            domain = doc.get("domain")
+            if domain is not None and not isinstance(domain, dict):
+                raise TypeError("domain must be an object (the training domain summary)")
             return cls(
                 features=tuple(doc["features"]),
                 weights=tuple(float(w) for w in doc["weights"]),
@@ -301,23 +359,44 @@ class LearnedModel:
                 meta=tuple((str(k), v) for k, v in (doc.get("meta") or {}).items()),
                 ngrams={str(g): float(w) for g, w in ngrams.items()},
                 ngram_order=int(doc.get("ngram_order", 2)),
+                domain=DomainGuard.from_dict(domain) if domain is not None else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: {exc}") from None
 
 
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+
 class LearnedParams(StrategyParams):
-    """``model_file``: a :class:`LearnedModel` JSON file; ``threshold`` overrides the file's."""
+    """Options of the ``learned`` strategy.
+
+    Attributes:
+        model_file: A :class:`LearnedModel` JSON file.
+        threshold: Overrides the file's threshold.
+        guard: Fall back to a safe strategy when the prompt lies outside the
+            router's training domain (on by default; needs a file with a
+            ``domain`` summary: ``agentmesh train-router`` writes one).
+        fallback: Overrides the file's safe strategy (``strong`` or ``prior``).
+    """
 
     model_file: str
     threshold: Annotated[float | None, Field(ge=0, le=1)] = None
+    guard: bool = True
+    fallback: Literal["strong", "prior"] | None = None
 
 
 class LearnedStrategy(Strategy[LearnedParams]):
     """Strong or cheap by a learned score of the prompt.
 
     Above the threshold, the strongest eligible model; below, the cheapest
-    (RouteLLM's strong/weak routing, generalised to tiers).
+    (RouteLLM's strong/weak routing, generalised to tiers). With the guard on
+    and a file that records its training domain, a prompt outside that domain
+    gets the safe strategy's score instead (``strong``: the strongest model),
+    and the decision says so: ``out_of_domain: true`` and the distance in the
+    reason, ``agentmesh.route.out_of_domain`` and ``agentmesh.route.domain_distance``
+    on the route span.
     """
 
     name = "learned"
@@ -328,10 +407,13 @@ class LearnedStrategy(Strategy[LearnedParams]):
         super().__init__(params)
         self.model = LearnedModel.load(params.model_file)
         self.threshold = params.threshold if params.threshold is not None else self.model.threshold
+        self.guarded = params.guard and self.model.domain is not None
 
     async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
         """Strongest first when the score is high, cheapest first otherwise."""
-        p = self.model.score(ctx.request.prompt)
+        prompt = ctx.request.prompt
+        view = self.model.assess(prompt, self.params.fallback) if self.guarded else None
+        p = view.routed_score if view is not None else self.model.score(prompt)
         strong = p >= self.threshold
         if strong:
             quality = ctx.qualities(candidates)
@@ -342,4 +424,21 @@ class LearnedStrategy(Strategy[LearnedParams]):
         side = (
             f">= {self.threshold:.2f}: strongest" if strong else f"< {self.threshold:.2f}: cheapest"
         )
-        return Ranking(ranked, f"learned p(strong)={p:.2f} {side} {ranked[0].model}")
+        if view is None or view.distance is None:
+            return Ranking(ranked, f"learned p(strong)={p:.2f} {side} {ranked[0].model}")
+        annotate_current(
+            {ROUTE_OUT_OF_DOMAIN: view.out_of_domain, ROUTE_DOMAIN_DISTANCE: view.distance}
+        )
+        if not view.out_of_domain:
+            return Ranking(
+                ranked,
+                f"learned p(strong)={p:.2f} {side} {ranked[0].model} "
+                f"(domain distance {view.distance:.2f})",
+            )
+        fallback = self.params.fallback or (self.model.domain.fallback if self.model.domain else "")
+        return Ranking(
+            ranked,
+            f"learned: out_of_domain: true, distance {view.distance:.2f} > 1 "
+            f"(router p(strong)={view.score:.2f} not used); fallback {fallback}: "
+            f"score {p:.2f} {side} {ranked[0].model}",
+        )
