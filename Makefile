@@ -6,7 +6,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-EXTRAS ?= local,dev,otlp,redis,postgres,eval,ecosystem
+EXTRAS ?= local,dev,otlp,redis,postgres,eval,ecosystem,server
 # llama-cpp-python compiles llama.cpp: a portable, text-only build (~5 min on 2 cores,
 # cached by pip afterwards).
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF

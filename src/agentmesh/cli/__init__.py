@@ -23,11 +23,21 @@ from agentmesh.cli import models as models_cmd
 from agentmesh.cli import prompts as prompts_cmd
 from agentmesh.cli import route as route_cmd
 from agentmesh.cli import run as run_cmd
+from agentmesh.cli import serve as serve_cmd
 from agentmesh.cli import trace as trace_cmd
 
 __all__ = ["build_parser", "main", "version"]
 
-_GROUPS = (run_cmd, models_cmd, route_cmd, ask_cmd, prompts_cmd, trace_cmd, evaluate_cmd)
+_GROUPS = (
+    run_cmd,
+    models_cmd,
+    route_cmd,
+    ask_cmd,
+    prompts_cmd,
+    trace_cmd,
+    evaluate_cmd,
+    serve_cmd,
+)
 
 
 def version() -> str:
