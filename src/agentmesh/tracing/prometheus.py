@@ -12,7 +12,9 @@ fed in two ways:
   token; every ``route`` span counts a decision; the ``agentmesh.fallback``,
   ``agentmesh.escalation`` and ``agentmesh.breaker`` events the resilience
   layer puts on the current span count fallbacks, escalations and breaker
-  transitions, and set the breaker-state gauge. The spans are the one record
+  transitions, and set the breaker-state gauge; a ``node`` span at an
+  escalation level above 0 counts one escalation (reason ``judge``: a judged
+  step sent back one level up). The spans are the one record
   of what happened, so the metrics cannot disagree with the trace.
 - **By the server** for what only it knows: requests by endpoint, model field,
   key and status, and their duration (:meth:`Metrics.observe_request`), and the
@@ -28,6 +30,7 @@ metrics. Needs ``prometheus-client`` (extras ``server`` or ``metrics``).
 series                                                 type       labels
 =====================================================  =========  ==================================
 ``agentmesh_model_calls_total``                        counter    model, provider, node, outcome
+                                                                  (ok, an error kind, cancelled)
 ``agentmesh_model_tokens_total``                       counter    model, node, type (input/output)
 ``agentmesh_model_cost_usd_total``                     counter    model, node
 ``agentmesh_model_call_duration_seconds``              histogram  model, outcome
@@ -60,16 +63,19 @@ from agentmesh.tracing.attributes import (
     BREAKER_TO,
     COST_USD,
     ERROR_TYPE,
+    ESCALATION_LEVEL,
     ESCALATION_REASON,
     FALLBACK_FROM,
     FALLBACK_REASON,
     FALLBACK_TO,
     GEN_AI_OPERATION_NAME,
     GEN_AI_PROVIDER_NAME,
+    GEN_AI_RESPONSE_MODEL,
     GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
     GEN_AI_USAGE_INPUT_TOKENS,
     GEN_AI_USAGE_OUTPUT_TOKENS,
     MODEL_ID,
+    NODE_KIND,
     NODE_NAME,
     OP_CHAT,
     ROUTE_CHOSEN,
@@ -87,6 +93,7 @@ BREAKER_STATES: Mapping[str, int] = {"closed": 0, "half_open": 1, "open": 2}
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _TOKEN_TYPES = ((GEN_AI_USAGE_INPUT_TOKENS, "input"), (GEN_AI_USAGE_OUTPUT_TOKENS, "output"))
+_CANCELLED = frozenset({"CancelledError", "GeneratorExit"})  # error.type of a call cut off
 _NONE = ""  # label value of a missing attribute (Prometheus has no null)
 
 
@@ -126,8 +133,8 @@ class RecordUnsampled(Sampler):
         found = self._base.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
         )
-        if found.decision is Decision.DROP:
-            return SamplingResult(Decision.RECORD_ONLY, found.attributes, found.trace_state)
+        if found.decision is Decision.DROP:  # the span's attributes come from the result
+            return SamplingResult(Decision.RECORD_ONLY, attributes, found.trace_state)
         return found
 
     def get_description(self) -> str:
@@ -272,6 +279,10 @@ class Metrics:
             self.decisions.labels(
                 _text(attrs, ROUTE_STRATEGY), _text(attrs, ROUTE_CHOSEN), _text(attrs, NODE_NAME)
             ).inc()
+        elif NODE_KIND in attrs:
+            level = attrs.get(ESCALATION_LEVEL)
+            if isinstance(level, int) and level > 0:  # a step re-run one level up (judge)
+                self.escalations.labels(_text(attrs, NODE_NAME), "judge").inc()
         for event in span.events:
             handler = _EVENTS.get(event.name)
             if handler is not None:
@@ -279,7 +290,13 @@ class Metrics:
 
     def _chat(self, span: ReadableSpan, attrs: Mapping[str, Any]) -> None:
         model, node = _text(attrs, MODEL_ID), _text(attrs, NODE_NAME)
-        outcome = str(attrs.get(ERROR_TYPE) or "ok")
+        error = attrs.get(ERROR_TYPE)
+        if error is not None and error not in _CANCELLED:
+            outcome = str(error)
+        elif error is None and GEN_AI_RESPONSE_MODEL in attrs:
+            outcome = "ok"
+        else:  # cancelled, or ended without an outcome: its consumer stopped (client gone)
+            outcome = "cancelled"
         self.calls.labels(model, _text(attrs, GEN_AI_PROVIDER_NAME), node, outcome).inc()
         if span.start_time is not None and span.end_time is not None:
             self.duration.labels(model, outcome).observe((span.end_time - span.start_time) / 1e9)

@@ -1,0 +1,238 @@
+"""``agentmesh serve`` under a real uvicorn on a free loopback port, called by real clients.
+
+The unmodified ``openai`` SDK (sync, async, streaming, JSON schema), LangChain's
+``ChatOpenAI`` and raw HTTP against the scripted catalog; a client that leaves
+mid-stream; a scrape of ``/metrics``; and the server in front of a real
+llama.cpp server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.conftest import ROOT, free_port, require
+
+pytestmark = pytest.mark.integration
+
+SIM = str(ROOT / "models" / "sim.yaml")
+
+SLOW_STREAM = """
+models:
+  - id: slow
+    provider: scripted
+    model: slow
+    tier: 1
+    pricing: {input: 1.0, output: 2.0}
+    capabilities: [json, streaming]
+    behavior:
+      reply: "{prompt} {prompt} {prompt} {prompt} {prompt} {prompt} {prompt} {prompt}"
+      ms_per_output_token: 25
+"""
+"""A model that streams ~200 tokens over ~5 s: long enough to leave in the middle."""
+
+
+def _serve(*args: str, log: Path) -> Iterator[str]:
+    require(
+        importlib.util.find_spec("uvicorn") is not None
+        and importlib.util.find_spec("starlette") is not None,
+        "the server extra is not installed (pip install 'agentmesh[server]')",
+    )
+    port = free_port()
+    command = [sys.executable, "-m", "agentmesh", "serve", "--port", str(port), *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"agentmesh serve exited with {process.returncode}:\n{log.read_text()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base}/ready", timeout=1.0).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"agentmesh serve not ready within 60 s:\n{log.read_text()}")
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=0.2)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    assert "Traceback" not in log.read_text(), log.read_text()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("serve")
+    slow = folder / "slow.yaml"
+    slow.write_text(SLOW_STREAM)
+    yield from _serve("--models", SIM, "--graphs", str(ROOT / "graphs"), log=folder / "log")
+
+
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("serve-slow")
+    slow = folder / "slow.yaml"
+    slow.write_text(SLOW_STREAM)
+    yield from _serve("--models", str(slow), log=folder / "log")
+
+
+def _metric(base: str, name: str, **labels: str) -> float:
+    text = httpx.get(f"{base}/metrics").text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                total += sample.value
+    return total
+
+
+HELLO = [{"role": "user", "content": "Hello there"}]
+
+
+def test_openai_sdk_sync_stream_and_json_schema(server: str) -> None:
+    import openai
+
+    sdk = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+    raw = sdk.chat.completions.with_raw_response.create(model="auto", messages=HELLO)
+    assert raw.headers["x-agentmesh-model"] == "sim-nano"
+    assert raw.parse().choices[0].message.content == (
+        "[simulated sim-nano] Short answer to: Hello there"
+    )
+    chunks = list(
+        sdk.chat.completions.create(
+            model="sim-mini", messages=HELLO, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "[simulated sim-mini] A concise answer to: Hello there"
+    assert chunks[-1].usage is not None
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+        "required": ["city", "days"],
+        "additionalProperties": False,
+    }
+    shaped = sdk.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": "Plan a trip."}],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "trip", "schema": schema, "strict": True},
+        },
+    )
+    assert set(json.loads(shaped.choices[0].message.content or "")) == {"city", "days"}
+
+
+async def test_openai_sdk_async_and_langchain(server: str) -> None:
+    import openai
+    from langchain_openai import ChatOpenAI
+
+    sdk = openai.AsyncOpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+    stream = await sdk.chat.completions.create(model="sim-4o", messages=HELLO, stream=True)
+    text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == "[simulated sim-4o] A careful, complete answer to: Hello there"
+    chat = ChatOpenAI(model="graph:support_triage", base_url=f"{server}/v1", api_key="unused")  # type: ignore[arg-type]
+    answer = await chat.ainvoke("I was charged twice for order A-1042.")
+    assert json.loads(str(answer.content))["fields"]["order_id"] == "A-1042"
+
+
+def test_raw_http_sse_and_errors(server: str) -> None:
+    body = {"model": "sim-haiku", "messages": HELLO, "stream": True}
+    with httpx.stream("POST", f"{server}/v1/chat/completions", json=body) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    last = json.loads(lines[-2][len("data: ") :])
+    assert last["agentmesh"]["model"] == "sim-haiku"
+    assert last["choices"][0]["finish_reason"] == "stop"
+    bad = httpx.post(f"{server}/v1/chat/completions", content=b"{", timeout=5)
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "invalid_json"
+    huge = httpx.post(f"{server}/v1/chat/completions", content=b"x" * (5 * 1024 * 1024))
+    assert huge.status_code == 413
+
+
+def test_unsampled_traceparent_is_still_counted_in_metrics(server: str) -> None:
+    before = _metric(server, "agentmesh_model_calls_total", model="sim-opus")
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"  # sampled flag off
+    response = httpx.post(
+        f"{server}/v1/chat/completions",
+        json={"model": "sim-opus", "messages": HELLO},
+        headers={"traceparent": parent},
+    )
+    assert response.status_code == 200
+    assert response.headers["x-agentmesh-trace-id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert _metric(server, "agentmesh_model_calls_total", model="sim-opus") == before + 1
+
+
+def test_a_client_leaving_mid_stream_cancels_the_upstream_call(slow_server: str) -> None:
+    body = {
+        "model": "slow",
+        "messages": [{"role": "user", "content": "count " * 20}],
+        "stream": True,
+    }
+    started = time.monotonic()
+    with httpx.stream("POST", f"{slow_server}/v1/chat/completions", json=body) as response:
+        lines = response.iter_lines()
+        seen = [next(lines) for _ in range(6)]  # role chunk + a few deltas, then leave
+    assert any('"content": "count' in line for line in seen)
+    deadline = time.monotonic() + 10
+    while _metric(slow_server, "agentmesh_model_calls_total", outcome="cancelled") < 1:
+        assert time.monotonic() < deadline, "the upstream call was not cancelled"
+        time.sleep(0.05)
+    held = _metric(slow_server, "agentmesh_model_call_duration_seconds_sum", model="slow")
+    assert held < 3.0  # the whole answer takes ~5 s: it stopped when the client left
+    assert time.monotonic() - started < 5.0
+    assert _metric(slow_server, "agentmesh_server_requests_total", status="499") == 1
+
+
+@pytest.fixture(scope="module")
+def llama_catalog(llama_server: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("serve-llama") / "llama.yaml"
+    path.write_text(
+        "models:\n"
+        "  - id: gemma-server\n    provider: openai\n    model: gemma\n"
+        f"    base_url: {llama_server}\n    tier: 1\n    context_window: 1024\n"
+        "    max_output_tokens: 64\n    capabilities: [streaming]\n"
+    )
+    return path
+
+
+def test_in_front_of_a_real_llama_cpp_server(llama_catalog: Path, tmp_path: Path) -> None:
+    import openai
+
+    for base in _serve("--models", str(llama_catalog), log=tmp_path / "log"):
+        sdk = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0)
+        asked = [{"role": "user", "content": "The capital of France is"}]
+        raw = sdk.chat.completions.with_raw_response.create(
+            model="gemma-server", messages=asked, max_tokens=16
+        )
+        assert raw.headers["x-agentmesh-model"] == "gemma-server"
+        completion = raw.parse()
+        assert completion.usage is not None
+        assert completion.usage.completion_tokens > 0
+        assert "x-agentmesh-simulated" not in raw.headers
+        chunks = list(
+            sdk.chat.completions.create(
+                model="gemma-server", messages=asked, max_tokens=16, stream=True
+            )
+        )
+        assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+        assert _metric(base, "agentmesh_model_calls_total", model="gemma-server", outcome="ok") == 2
