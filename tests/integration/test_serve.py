@@ -236,3 +236,32 @@ def test_in_front_of_a_real_llama_cpp_server(llama_catalog: Path, tmp_path: Path
         )
         assert chunks[-1].choices[0].finish_reason in ("stop", "length")
         assert _metric(base, "agentmesh_model_calls_total", model="gemma-server", outcome="ok") == 2
+
+
+def test_run_metrics_port_is_scraped_during_a_run(tmp_path: Path) -> None:
+    from tests.integration.conftest import FOUR_STEPS, SLOW_CATALOG
+
+    (tmp_path / "slow.yaml").write_text(SLOW_CATALOG)
+    (tmp_path / "four.yaml").write_text(FOUR_STEPS)
+    port = free_port()
+    command = [
+        sys.executable, "-m", "agentmesh", "run", str(tmp_path / "four.yaml"),
+        "--models", str(tmp_path / "slow.yaml"), "--input", "go", "--quiet",
+        "--metrics-port", str(port),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    seen: list[float] = []
+    try:
+        while process.poll() is None:
+            with contextlib.suppress(httpx.TransportError):
+                seen.append(_metric(base, "agentmesh_model_calls_total", model="slow"))
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=0.05)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 0, process.stderr.read() if process.stderr else ""
+    assert seen, "the metrics endpoint never answered during the run"
+    assert 0 < max(seen) <= 4  # calls were counted while the four-step run went on
