@@ -85,12 +85,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield from _serve("--models", SIM, "--graphs", str(ROOT / "graphs"), log=folder / "log")
 
 
+def _agentmesh(*args: str) -> str:
+    """Run the CLI in a new process; its stdout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, "-m", "agentmesh", *args], env=env, capture_output=True, check=True
+    )
+    return done.stdout.decode()
+
+
 @pytest.fixture(scope="module")
-def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
+    """A server of the slow model with keys; yields its URL, the keys URL and one key."""
     folder = tmp_path_factory.mktemp("serve-slow")
     slow = folder / "slow.yaml"
     slow.write_text(SLOW_STREAM)
-    yield from _serve("--models", str(slow), log=folder / "log")
+    keys = f"sqlite:{folder / 'keys.db'}"
+    key = _agentmesh("keys", "create", "--keys", keys, "--budget", "1").strip()
+    for base in _serve("--models", str(slow), "--keys", keys, log=folder / "log"):
+        yield base, keys, key
 
 
 def _metric(base: str, name: str, **labels: str) -> float:
@@ -182,25 +195,34 @@ def test_unsampled_traceparent_is_still_counted_in_metrics(server: str) -> None:
     assert _metric(server, "agentmesh_model_calls_total", model="sim-opus") == before + 1
 
 
-def test_a_client_leaving_mid_stream_cancels_the_upstream_call(slow_server: str) -> None:
+def test_a_client_leaving_mid_stream_cancels_the_upstream_call(
+    slow_server: tuple[str, str, str],
+) -> None:
+    base, keys, key = slow_server
     body = {
         "model": "slow",
         "messages": [{"role": "user", "content": "count " * 20}],
         "stream": True,
     }
     started = time.monotonic()
-    with httpx.stream("POST", f"{slow_server}/v1/chat/completions", json=body) as response:
+    auth = {"authorization": f"Bearer {key}"}
+    url = f"{base}/v1/chat/completions"
+    with httpx.stream("POST", url, json=body, headers=auth) as response:
         lines = response.iter_lines()
         seen = [next(lines) for _ in range(6)]  # role chunk + a few deltas, then leave
     assert any('"content": "count' in line for line in seen)
     deadline = time.monotonic() + 10
-    while _metric(slow_server, "agentmesh_model_calls_total", outcome="cancelled") < 1:
+    while _metric(base, "agentmesh_model_calls_total", outcome="cancelled") < 1:
         assert time.monotonic() < deadline, "the upstream call was not cancelled"
         time.sleep(0.05)
-    held = _metric(slow_server, "agentmesh_model_call_duration_seconds_sum", model="slow")
+    held = _metric(base, "agentmesh_model_call_duration_seconds_sum", model="slow")
     assert held < 3.0  # the whole answer takes ~5 s: it stopped when the client left
     assert time.monotonic() - started < 5.0
-    assert _metric(slow_server, "agentmesh_server_requests_total", status="499") == 1
+    assert _metric(base, "agentmesh_server_requests_total", status="499") == 1
+    (record,) = json.loads(_agentmesh("keys", "list", "--keys", keys, "--json"))
+    whole = 1.0 * 30 / 1e6 + 2.0 * 200 / 1e6  # about what the complete answer would cost
+    assert 0 < record["spent_usd"] < whole  # charged for what was generated, not nothing
+    assert record["held_usd"] == 0
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 from agentmesh.cli import ask as ask_cmd
 from agentmesh.cli import evaluate as evaluate_cmd
+from agentmesh.cli import keys as keys_cmd
 from agentmesh.cli import models as models_cmd
 from agentmesh.cli import prompts as prompts_cmd
 from agentmesh.cli import route as route_cmd
@@ -37,6 +38,7 @@ _GROUPS = (
     trace_cmd,
     evaluate_cmd,
     serve_cmd,
+    keys_cmd,
 )
 
 

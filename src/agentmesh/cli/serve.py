@@ -104,6 +104,7 @@ def _config(args: argparse.Namespace) -> ServeConfig:
         global_budget_usd=args.global_budget,
         trace=args.trace,
         otlp_endpoint=args.otlp,
+        keys=args.keys,
     )
 
 
@@ -113,8 +114,6 @@ def _refusal(args: argparse.Namespace, config: ServeConfig) -> str | None:
             f"refusing to bind {config.host}: off loopback every client must present a "
             "virtual key (--keys URL); bind 127.0.0.1 to serve this machine only"
         )
-    if args.keys:
-        return "--keys: virtual keys are not available in this build yet"
     if config.workers > 1 and config.state == "memory":
         return (
             f"--workers {config.workers} needs a shared --state (redis://...): with "
@@ -148,6 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
     from agentmesh.models import CatalogError
     from agentmesh.prompts import PromptError
     from agentmesh.routing import PolicyError, StateError
+    from agentmesh.server.keys import KeyStoreError
 
     config = _config(args)
     refusal = _refusal(args, config)
@@ -156,7 +156,15 @@ def _serve(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         asyncio.run(_check(config))
-    except (CatalogError, PolicyError, GraphError, PromptError, StateError, OSError) as exc:
+    except (
+        CatalogError,
+        PolicyError,
+        GraphError,
+        PromptError,
+        StateError,
+        KeyStoreError,
+        OSError,
+    ) as exc:
         print(f"agentmesh: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     from agentmesh.routing.stores import redacted

@@ -11,6 +11,7 @@ workflow spans of the request share the client's trace.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -21,6 +22,7 @@ from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from contextvars import Token
 from typing import Any
 
+import anyio
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
@@ -31,7 +33,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from agentmesh.server.access import Grant, authenticate, generated_cost, reserve
 from agentmesh.server.errors import ApiError
+from agentmesh.server.keys import KeyRecord
 from agentmesh.server.service import ServeConfig, Service, environment_config, open_service
 from agentmesh.server.targets import Asked, Served, Target
 from agentmesh.server.wire import (
@@ -53,6 +57,7 @@ Streamed = str | Served
 _log = logging.getLogger("agentmesh.server")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _HEADER_LIMIT = 512
+_GONE = 499  # the status counted for a client that closed the connection first
 UNKNOWN_MODEL = "unknown"
 """The ``model`` label of requests that named no known target (bounded cardinality)."""
 
@@ -67,7 +72,11 @@ class _Exchange:
         self.started = time.perf_counter()
         self.model = UNKNOWN_MODEL
         self.key = ""
+        self.record: KeyRecord | None = None
+        self.grant: Grant | None = None
+        self.asked: Asked | None = None
         self.cost_usd = 0.0
+        self.streamed: list[str] = []  # text sent so far (a stream cut off is charged for it)
         parent = propagate.extract(dict(request.headers))
         token = otel_context.attach(parent)
         try:
@@ -100,10 +109,23 @@ class _Exchange:
             found["x-agentmesh-trace-id"] = format(context.trace_id, "032x")
         return found
 
-    def finish(self, service: Service, status: int, error: BaseException | None = None) -> None:
+    async def finish(
+        self, service: Service, status: int, error: BaseException | None = None
+    ) -> None:
+        """End the span, settle the key's hold, count the request."""
+        if isinstance(error, ApiError):
+            self.cost_usd = error.cost_usd
+        grant = self.grant
+        if grant is not None and grant.hold is not None and service.keys is not None:
+            if status == _GONE and self.asked is not None:  # charged for what was generated
+                cost = generated_cost(
+                    service.runtime.catalog, grant.record, self.asked, "".join(self.streamed)
+                )
+                self.cost_usd = min(cost, grant.reserved_usd or cost)
+            await service.keys.settle(grant.record.id, grant.hold, self.cost_usd)
         span_ = self.scope.span
         span_.set_attribute("http.response.status_code", status)
-        if error is not None:
+        if error is not None and status >= 500:
             record_error(span_, error)
         span_.end()
         service.metrics.observe_request(
@@ -125,27 +147,33 @@ def _error_response(exchange: _Exchange, error: ApiError) -> JSONResponse:
 Handler = Callable[[Service, Request, _Exchange], Awaitable[Response]]
 
 
-def _guarded(endpoint: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """The endpoint: ``handler`` with OpenAI-shaped errors, a span and metrics."""
+def _guarded(
+    endpoint: str, handler: Handler, keyed: bool
+) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint: ``handler`` with OpenAI-shaped errors, a span, metrics, a key if ``keyed``."""
 
     async def endpoint_fn(request: Request) -> Response:
         service: Service = request.app.state.service
         exchange = _Exchange(request, endpoint)
         exchange.attach()
         try:
+            if keyed and service.keys is not None:
+                exchange.record = await authenticate(service.keys, request.headers)
+                exchange.key = exchange.record.id
+                exchange.scope.set("agentmesh.key.id", exchange.key)
             response = await handler(service, request, exchange)
         except ApiError as exc:
-            exchange.finish(service, exc.status, exc if exc.status >= 500 else None)
+            await exchange.finish(service, exc.status, exc)
             return _error_response(exchange, exc)
         except ClientDisconnect:
-            exchange.finish(service, 499)
-            return Response(status_code=499)
+            await exchange.finish(service, _GONE)
+            return Response(status_code=_GONE)
         except Exception as exc:  # a bug: the client gets the request id, never the traceback
             _log.error(
                 "request %s failed: %s (traceback at DEBUG)", exchange.id, type(exc).__name__
             )
             _log.debug("request %s failed", exchange.id, exc_info=True)
-            exchange.finish(service, 500, exc)
+            await exchange.finish(service, 500, exc)
             return _error_response(
                 exchange,
                 ApiError(
@@ -158,7 +186,7 @@ def _guarded(endpoint: str, handler: Handler) -> Callable[[Request], Awaitable[R
         finally:
             exchange.detach()
         if not isinstance(response, StreamingResponse):  # a stream finishes when it ends
-            exchange.finish(service, response.status_code)
+            await exchange.finish(service, response.status_code)
         response.headers.update(exchange.headers())
         return response
 
@@ -227,7 +255,13 @@ async def _chat(service: Service, request: Request, exchange: _Exchange) -> Resp
     target = service.targets.resolve(parsed.model)
     exchange.model = target.name
     exchange.scope.set("agentmesh.request.model", target.name)
-    asked = _asked(parsed, exchange)
+    asked = exchange.asked = _asked(parsed, exchange)
+    if exchange.record is not None and service.keys is not None:
+        grant = exchange.grant = await reserve(
+            service.keys, exchange.record, target, asked, service.runtime.catalog
+        )
+        if grant.reserved_usd is not None:
+            asked = dataclasses.replace(asked, budget_usd=grant.reserved_usd)
     completion_id = f"chatcmpl-{exchange.id}"
     if parsed.stream:
         return await _stream(service, target, asked, parsed, exchange, completion_id, ignored)
@@ -288,6 +322,7 @@ async def _stream(
             yield chunk(delta={"role": "assistant", "content": ""})
             while isinstance(item, str):
                 yield chunk(delta={"content": item})
+                exchange.streamed.append(item)
                 item = await anext(items)
             served = item
             exchange.cost_usd = served.cost_usd
@@ -302,11 +337,12 @@ async def _stream(
             status, error = exc.status, exc
             yield _sse(exc.body())
         except BaseException as exc:  # the client went away (cancelled) or a bug
-            status, error = 499, exc
+            status, error = _GONE, exc
             raise
         finally:
-            await stack.aclose()
-            exchange.finish(service, status, error)
+            with anyio.CancelScope(shield=True):  # settle even while being cancelled
+                await stack.aclose()
+                await exchange.finish(service, status, error)
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
@@ -387,22 +423,23 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     )
 
 
-_ROUTES: tuple[tuple[str, str, Handler, str], ...] = (
-    ("/v1/chat/completions", "POST", _chat, "/v1/chat/completions"),
-    ("/v1/models", "GET", _models, "/v1/models"),
-    ("/v1/models/{model:path}", "GET", _model, "/v1/models/{model}"),
-    ("/v1/embeddings", "POST", _embeddings, "/v1/embeddings"),
-    ("/health", "GET", _health, "/health"),
-    ("/ready", "GET", _ready, "/ready"),
-    ("/metrics", "GET", _metrics, "/metrics"),
+_ROUTES: tuple[tuple[str, str, Handler, str, bool], ...] = (
+    ("/v1/chat/completions", "POST", _chat, "/v1/chat/completions", True),
+    ("/v1/models", "GET", _models, "/v1/models", True),
+    ("/v1/models/{model:path}", "GET", _model, "/v1/models/{model}", True),
+    ("/v1/embeddings", "POST", _embeddings, "/v1/embeddings", True),
+    ("/health", "GET", _health, "/health", False),
+    ("/ready", "GET", _ready, "/ready", False),
+    ("/metrics", "GET", _metrics, "/metrics", False),
 )
+"""Path, method, handler, endpoint name (the metrics label), and whether a key is needed."""
 
 
 def _application(lifespan: Callable[[Starlette], Any] | None = None) -> Starlette:
     return Starlette(
         routes=[
-            Route(path, _guarded(name, handler), methods=[method])
-            for path, method, handler, name in _ROUTES
+            Route(path, _guarded(name, handler, keyed), methods=[method])
+            for path, method, handler, name, keyed in _ROUTES
         ],
         exception_handlers={404: _not_found, 405: _not_found},
         lifespan=lifespan,

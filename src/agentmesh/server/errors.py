@@ -30,6 +30,7 @@ class ApiError(Exception):
         param: The request field at fault, if one is.
         retry_after: Seconds for a ``Retry-After`` header, when known.
         attempts: The attempts of a failed call (listed in the body).
+        cost_usd: What the failed attempts were billed (charged to the key).
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class ApiError(Exception):
         *,
         retry_after: float | None = None,
         attempts: Sequence[Mapping[str, Any]] = (),
+        cost_usd: float = 0.0,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -51,6 +53,7 @@ class ApiError(Exception):
         self.param = param
         self.retry_after = retry_after
         self.attempts = tuple(attempts)
+        self.cost_usd = cost_usd
 
     def body(self) -> dict[str, Any]:
         """The JSON body."""
@@ -122,4 +125,5 @@ def call_error(failure: CallFailed) -> ApiError:
         _CODES.get(kind, kind),
         retry_after=retry_after,
         attempts=attempts,
+        cost_usd=failure.spend.cost_usd,
     )

@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from agentmesh.graph import GraphRunner, Runtime, load_graph
 from agentmesh.models import load_catalog
 from agentmesh.routing import BudgetLimits, RoutingState, open_state
+from agentmesh.server.keys import KeyStore, open_key_store
 from agentmesh.server.targets import NamedPolicy, Targets, build_targets, load_policies
 from agentmesh.tracing import configure
 from agentmesh.tracing.prometheus import Metrics, RecordUnsampled
@@ -52,6 +53,8 @@ class ServeConfig:
         global_budget_usd: Limit on everything spent through the routing state.
         trace: Append every span to this JSONL file.
         otlp_endpoint: Export spans over OTLP/HTTP to this collector.
+        keys: The virtual keys store (``sqlite:PATH``, ``postgresql://...``);
+            ``None`` serves without keys (loopback only).
     """
 
     models: str
@@ -66,6 +69,7 @@ class ServeConfig:
     global_budget_usd: float | None = None
     trace: str | None = None
     otlp_endpoint: str | None = None
+    keys: str | None = None
 
     def to_json(self) -> str:
         """The configuration as JSON (for :data:`CONFIG_VARIABLE`)."""
@@ -93,6 +97,7 @@ class Service:
         targets: Every accepted ``model`` name.
         metrics: The Prometheus registry of this process.
         state: The routing state (also probed by ``/ready``).
+        keys: The virtual keys store, when keys are required.
     """
 
     config: ServeConfig
@@ -100,6 +105,7 @@ class Service:
     targets: Targets
     metrics: Metrics
     state: RoutingState
+    keys: KeyStore | None = None
 
 
 def _graphs(folder: str | None, runtime: Runtime) -> dict[str, GraphRunner]:
@@ -155,7 +161,11 @@ async def open_service(
             default=default,
             graphs=_graphs(config.graphs, runtime),
         )
-        yield Service(config, runtime, targets, metrics, state)
+        keys = None
+        if config.keys is not None:
+            keys = open_key_store(config.keys)
+            stack.push_async_callback(keys.aclose)
+        yield Service(config, runtime, targets, metrics, state, keys)
 
 
 def environment_config(environ: Mapping[str, str]) -> ServeConfig:

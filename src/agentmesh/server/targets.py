@@ -31,6 +31,7 @@ from agentmesh._yamlfile import YamlFileError, describe_yaml_error, parse_yaml, 
 from agentmesh.graph.run import GraphRunner
 from agentmesh.models.catalog import Catalog
 from agentmesh.models.spec import Capability
+from agentmesh.models.tokens import estimate_message_tokens
 from agentmesh.models.types import ModelRequest, ModelResponse, last_user_text, message_text
 from agentmesh.resilience import (
     Call,
@@ -116,6 +117,8 @@ class Asked:
     request: ModelRequest
     needs: frozenset[Capability]
     attributes: Mapping[str, Any]
+    budget_usd: float | None = None
+    """The most the request may spend (what its key reserved); ``None``: no limit."""
 
 
 class Target(ABC):
@@ -124,10 +127,12 @@ class Target(ABC):
     Attributes:
         name: The name clients send.
         owned_by: ``owned_by`` in ``GET /v1/models``.
+        runs_workflow: It runs a workflow (several calls) rather than one call.
     """
 
     name: str
     owned_by: str = "agentmesh"
+    runs_workflow: bool = False
 
     @abstractmethod
     async def complete(self, asked: Asked) -> Served:
@@ -160,8 +165,10 @@ class RoutedTarget(Target):
             node=SERVER_NODE,
             role="executor",
             prompt=last_user_text(asked.messages),
+            prompt_tokens=estimate_message_tokens(asked.messages),
             max_output_tokens=request.max_tokens or _DEFAULT_OUTPUT,
             capabilities=asked.needs,
+            remaining_budget_usd=asked.budget_usd,
         )
         return Call(
             route,
@@ -205,6 +212,7 @@ class GraphTarget(Target):
     """A workflow run with the conversation as its input; its output is the answer."""
 
     owned_by = "agentmesh-graph"
+    runs_workflow = True
 
     def __init__(self, name: str, runner: GraphRunner) -> None:
         self.name = name
@@ -212,7 +220,9 @@ class GraphTarget(Target):
 
     async def complete(self, asked: Asked) -> Served:
         """One :meth:`GraphRunner.run` (a failed run: the status of its error type)."""
-        result = await self._runner.run(conversation_text(asked.messages))
+        result = await self._runner.run(
+            conversation_text(asked.messages), budget_usd=asked.budget_usd
+        )
         if result.status != "ok":
             error = dict(result.error or {})
             kind = str(error.get("type") or "workflow_failed")
@@ -225,6 +235,7 @@ class GraphTarget(Target):
                 f"{error.get('message', '')}",
                 type_,
                 kind,
+                cost_usd=result.cost_usd,
             )
         models = []
         attempts = 0
