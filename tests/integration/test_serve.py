@@ -287,3 +287,81 @@ def test_run_metrics_port_is_scraped_during_a_run(tmp_path: Path) -> None:
     assert process.returncode == 0, process.stderr.read() if process.stderr else ""
     assert seen, "the metrics endpoint never answered during the run"
     assert 0 < max(seen) <= 4  # calls were counted while the four-step run went on
+
+
+def _key_store_url(kind: str, folder: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:{folder / 'keys.db'}"
+    from tests.integration.test_distributed import postgres_url
+
+    url = postgres_url()
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:  # a clean table for this test
+        for table in ("agentmesh_keys", "agentmesh_key_holds", "agentmesh_key_minutes"):
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+    return url
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_a_key_budget_holds_across_two_server_processes(store: str, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.integration.test_distributed import require_redis
+
+    require_redis()
+    keys = _key_store_url(store, tmp_path)
+    state = f"redis://127.0.0.1:6379/0?prefix=serve-{os.getpid()}-{store}:"
+    budget = 0.0002
+    key = _agentmesh("keys", "create", "--keys", keys, "--budget", str(budget)).strip()
+    common = ("--models", SIM, "--state", state, "--keys", keys)
+    with contextlib.ExitStack() as stack:
+        bases = [
+            stack.enter_context(contextlib.contextmanager(_serve)(*common, log=tmp_path / f"{n}"))
+            for n in ("a", "b")
+        ]
+
+        def ask(n: int) -> tuple[int, float]:
+            response = httpx.post(
+                f"{bases[n % 2]}/v1/chat/completions",
+                json={"model": "auto", "messages": HELLO, "max_tokens": 32},
+                headers={"authorization": f"Bearer {key}"},
+                timeout=30,
+            )
+            return response.status_code, float(response.headers.get("x-agentmesh-cost-usd", 0))
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(ask, range(120)))
+    statuses = [s for s, _ in answers]
+    assert set(statuses) == {200, 429}  # served until the budget ran out, then refused
+    spent = sum(c for s, c in answers if s == 200)
+    (record,) = json.loads(_agentmesh("keys", "list", "--keys", keys, "--json"))
+    assert record["spent_usd"] == pytest.approx(spent)
+    assert spent <= budget  # both processes together never overspent the key
+    assert record["held_usd"] == 0
+
+
+def test_workers_share_the_state_and_the_keys(tmp_path: Path) -> None:
+    from tests.integration.test_distributed import require_redis
+
+    require_redis()
+    keys = f"sqlite:{tmp_path / 'keys.db'}"
+    key = _agentmesh("keys", "create", "--keys", keys).strip()
+    state = f"redis://127.0.0.1:6379/0?prefix=serve-workers-{os.getpid()}:"
+    args = ("--models", SIM, "--state", state, "--keys", keys, "--workers", "2")
+    for base in _serve(*args, log=tmp_path / "log"):
+        auth = {"authorization": f"Bearer {key}"}
+        answers = [
+            httpx.post(
+                f"{base}/v1/chat/completions",
+                json={"model": "sim-mini", "messages": HELLO},
+                headers=auth,
+                timeout=30,
+            )
+            for _ in range(6)
+        ]
+        assert [a.status_code for a in answers] == [200] * 6
+    (record,) = json.loads(_agentmesh("keys", "list", "--keys", keys, "--json"))
+    assert record["spent_usd"] == pytest.approx(
+        sum(float(a.headers["x-agentmesh-cost-usd"]) for a in answers)
+    )

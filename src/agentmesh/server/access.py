@@ -2,13 +2,17 @@
 
 Order, each refusal with its status: no or unknown key 401, revoked or
 expired 401, over its rpm 429 (``Retry-After``), model not allowed 403, budget
-left smaller than the request's worst case 429. The worst case is the
-priciest catalog model the key may reach, for the conversation's estimated
-prompt plus ``max_tokens`` (1024 when unset, the router's own default for
-reservations); it is held in the key store until the request settles with
-its actual cost (see :mod:`agentmesh.server.keys`). The amount held is also
-the call's ``remaining_budget_usd`` (and a workflow's run budget), so the
-router itself never picks a call that could cost more than was reserved.
+left (not spent, not held by requests in flight) smaller than the request's
+cheapest worst case 429. A routed call holds its worst case on the priciest
+catalog model the key may reach (the conversation's estimated prompt plus
+``max_tokens``, 1024 when unset, the router's own default for reservations),
+or what is left when that is less; a workflow holds what is left. The hold
+stays in the key store until the request settles with its actual cost (see
+:mod:`agentmesh.server.keys`), and it is the call's ``remaining_budget_usd``
+(a workflow's run budget), so the router never picks a call that could cost
+more than was held: a key overshoots by at most the estimate's error on one
+in-flight call. Near the end of a budget, concurrent requests of one key are
+refused while the rest is held by one in flight.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from agentmesh.server.errors import ApiError
 from agentmesh.server.keys import PREFIX, KeyRecord, KeyStore
 from agentmesh.server.targets import Asked, Target
 
-__all__ = ["DEFAULT_OUTPUT_TOKENS", "Grant", "authenticate", "generated_cost", "reserve"]
+__all__ = [
+    "DEFAULT_OUTPUT_TOKENS",
+    "Grant",
+    "authenticate",
+    "generated_cost",
+    "reserve",
+    "worst_cases",
+]
 
 DEFAULT_OUTPUT_TOKENS = 1024
 
@@ -90,13 +101,12 @@ def _reachable(catalog: Catalog, record: KeyRecord) -> list[ModelSpec]:
     return allowed or list(catalog.specs)  # a key allowing only graphs or routes: any model
 
 
-def worst_case(catalog: Catalog, record: KeyRecord, asked: Asked) -> float:
-    """The most a routed call of ``asked`` can cost under ``record``'s models."""
+def worst_cases(catalog: Catalog, record: KeyRecord, asked: Asked) -> tuple[float, float]:
+    """Worst-case costs of a routed call of ``asked``: the cheapest and priciest reachable model."""
     prompt = estimate_message_tokens(asked.messages)
     output = asked.request.max_tokens or DEFAULT_OUTPUT_TOKENS
-    return max(
-        s.cost(prompt, min(output, s.max_output_tokens)) for s in _reachable(catalog, record)
-    )
+    costs = [s.cost(prompt, output) for s in _reachable(catalog, record)]
+    return min(costs), max(costs)
 
 
 def generated_cost(catalog: Catalog, record: KeyRecord, asked: Asked, text: str) -> float:
@@ -125,16 +135,22 @@ async def reserve(
             "model_not_allowed",
             "model",
         )
-    if record.spec.budget_usd is None:
-        return Grant(record, None, None)
+    if record.spec.budget_usd is None:  # nothing to limit; the hold records the spending
+        hold, _ = await keys.reserve(record.id, 0.0)
+        return Grant(record, hold, None)
     left = record.spec.budget_usd - record.spent_usd - record.held_usd
-    needed = left if target.runs_workflow else worst_case(catalog, record, asked)
-    hold, remaining = await keys.reserve(record.id, needed) if left > 0 else (None, left)
+    cheapest, priciest = worst_cases(catalog, record, asked)
+    needed = left if target.runs_workflow else min(left, priciest)
+    hold = None
+    remaining = left
+    if needed > 0 and needed >= cheapest:
+        hold, remaining = await keys.reserve(record.id, needed)
     if hold is None:
         raise ApiError(
             429,
             f"key {record.id} budget exhausted: ${max(remaining, 0):.6f} left of "
-            f"${record.spec.budget_usd:.6f}, this request may cost ${needed:.6f}",
+            f"${record.spec.budget_usd:.6f} (not spent or held by requests in flight), "
+            f"this request may cost ${max(cheapest, 0):.6f}",
             "insufficient_quota",
             "budget_exceeded",
         )
