@@ -404,3 +404,34 @@ async def test_async_sdk_streams_through_the_asgi_app() -> None:
             text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert done.choices[0].message.content == text
     assert text.startswith("[simulated sim-4o]")
+
+
+def test_a_bug_is_a_500_naming_the_request_without_a_traceback(
+    sim: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agentmesh.server.targets import RoutedTarget
+
+    async def broken(self: RoutedTarget, asked: object) -> object:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(RoutedTarget, "complete", broken)
+    with caplog.at_level("INFO", logger="agentmesh.server"):
+        response = _post(sim, {"model": "auto", "messages": HELLO}, headers={"x-request-id": "r-9"})
+    assert response.status_code == 500
+    assert response.json()["error"] == {
+        "message": "internal error (request r-9)",
+        "type": "server_error",
+        "code": "internal_error",
+        "param": None,
+    }
+    logged = [r for r in caplog.records if r.levelno >= 20]
+    assert [r.getMessage() for r in logged] == [
+        "request r-9 failed: RuntimeError (traceback at DEBUG)"
+    ]
+    assert all(r.exc_info is None for r in logged)
+
+
+def test_embeddings_are_refused_with_501(sim: TestClient) -> None:
+    response = sim.post("/v1/embeddings", json={"model": "auto", "input": "x"})
+    assert response.status_code == 501
+    assert response.json()["error"]["code"] == "embeddings_unsupported"
