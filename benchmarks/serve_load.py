@@ -53,7 +53,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _peer_stack import LITELLM_ENV, POOL, STUB_MODEL
+from _peer_stack import ARM_HEADER, LITELLM_ENV, POOL, STUB_MODEL, stub_catalog_text
 from _stub_server import StubServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,23 +70,6 @@ def _free_port() -> int:
         return port
 
 
-def _agentmesh_catalog(base_url: str) -> str:
-    lines = ["# serve_load.py: two deployments of the stub, priced like LiteLLM's", "models:"]
-    for model in POOL:
-        lines += [
-            f"  - id: {model.id}",
-            "    provider: openai",
-            f"    model: {STUB_MODEL}",
-            f"    base_url: {base_url}",
-            f"    tier: {model.tier}",
-            f"    pricing: {{input: {model.input_per_m}, output: {model.output_per_m}}}",
-            "    context_window: 128000",
-            "    max_output_tokens: 4096",
-            "    capabilities: [json, tools, streaming]",
-        ]
-    return "\n".join(lines) + "\n"
-
-
 def _litellm_config(base_url: str) -> str:
     cheap, dear = POOL
     deployments = []
@@ -99,6 +82,7 @@ def _litellm_config(base_url: str) -> str:
                     "api_base": base_url,
                     "api_key": "unused",
                     "max_retries": 0,
+                    "extra_headers": {ARM_HEADER: "litellm"},
                     "input_cost_per_token": model.input_per_m / 1e6,
                     "output_cost_per_token": model.output_per_m / 1e6,
                 },
@@ -257,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **LITELLM_ENV}
     with StubServer(max_seconds=3600) as stub, contextlib.ExitStack() as stack:
         catalog = folder / "models.yaml"
-        catalog.write_text(_agentmesh_catalog(stub.base_url))
+        catalog.write_text(stub_catalog_text(stub.base_url, "agentmesh"))
         port = _free_port()
         agentmesh_pid = stack.enter_context(
             _process(
