@@ -365,3 +365,30 @@ def test_workers_share_the_state_and_the_keys(tmp_path: Path) -> None:
     assert record["spent_usd"] == pytest.approx(
         sum(float(a.headers["x-agentmesh-cost-usd"]) for a in answers)
     )
+
+
+def test_slow_and_vanishing_clients_never_get_a_500(server: str) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    address = urlsplit(server)
+    body = json.dumps({"model": "auto", "messages": HELLO}).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: {address.hostname}\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(head)
+        for byte in body:  # the body one byte per write
+            sock.sendall(bytes([byte]))
+        answer = sock.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 200"), answer[:200]
+    before = _metric(server, "agentmesh_server_requests_total", status="499")
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(head + body[: len(body) // 2])  # half a body, then gone
+    deadline = time.monotonic() + 10
+    while _metric(server, "agentmesh_server_requests_total", status="499") < before + 1:
+        assert time.monotonic() < deadline, "the vanished client was not counted"
+        time.sleep(0.05)
+    assert httpx.get(f"{server}/health").status_code == 200
+    assert _metric(server, "agentmesh_server_requests_total", status="500") == 0
