@@ -76,6 +76,7 @@ class _Exchange:
         self.grant: Grant | None = None
         self.asked: Asked | None = None
         self.cost_usd = 0.0
+        self.cost_known = False  # cost_usd is the call's own (not an estimate to make)
         self.streamed: list[str] = []  # text sent so far (a stream cut off is charged for it)
         parent = propagate.extract(dict(request.headers))
         token = otel_context.attach(parent)
@@ -114,15 +115,18 @@ class _Exchange:
     ) -> None:
         """End the span, settle the key's hold, count the request."""
         if isinstance(error, ApiError):
-            self.cost_usd = error.cost_usd
+            self.cost_usd, self.cost_known = error.cost_usd, True
         grant = self.grant
         if grant is not None and grant.hold is not None and service.keys is not None:
-            if status == _GONE and self.asked is not None:  # charged for what was generated
+            if not self.cost_known and self.asked is not None:  # cut off: what was generated
                 cost = generated_cost(
                     service.runtime.catalog, grant.record, self.asked, "".join(self.streamed)
                 )
                 self.cost_usd = min(cost, grant.reserved_usd or cost)
-            await service.keys.settle(grant.record.id, grant.hold, self.cost_usd)
+            try:
+                await service.keys.settle(grant.record.id, grant.hold, self.cost_usd)
+            except Exception as exc:  # the store is down: the hold lapses with its lease
+                _log.error("request %s: key %s not settled: %s", self.id, grant.record.id, exc)
         span_ = self.scope.span
         span_.set_attribute("http.response.status_code", status)
         if error is not None and status >= 500:
@@ -266,7 +270,7 @@ async def _chat(service: Service, request: Request, exchange: _Exchange) -> Resp
     if parsed.stream:
         return await _stream(service, target, asked, parsed, exchange, completion_id, ignored)
     served = await target.complete(asked)
-    exchange.cost_usd = served.cost_usd
+    exchange.cost_usd, exchange.cost_known = served.cost_usd, True
     body_out = completion_body(
         completion_id,
         served.model or target.name,
@@ -325,7 +329,7 @@ async def _stream(
                 exchange.streamed.append(item)
                 item = await anext(items)
             served = item
-            exchange.cost_usd = served.cost_usd
+            exchange.cost_usd, exchange.cost_known = served.cost_usd, True
             if served.response is not None and served.response.tool_calls:
                 yield chunk(delta={"tool_calls": tool_call_deltas(served.response)})
             reason = finish_reason(served.response) if served.response else "stop"
