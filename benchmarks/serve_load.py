@@ -15,7 +15,7 @@ What is measured
       deployments and ``router_settings.fallbacks``; the client asks for ``cheap``.
     * ``direct``: the stub itself, the baseline the added latency is measured from.
 
-    A load generator (this process: asyncio, one ``httpx.AsyncClient`` per arm)
+    A load generator (this process: asyncio and aiohttp, a fresh session per round)
     keeps a fixed number of requests in flight (1, 16, 64, 256 by default) for
     ``--seconds`` after a warm-up, the arms alternating in rounds
     (``--rounds``); figures are medians over the rounds.
@@ -50,6 +50,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -144,22 +145,24 @@ def _cpu_s(pid: int) -> float:
 
 
 async def _load(
-    client: httpx.AsyncClient, url: str, model: str, concurrency: int, seconds: float
+    session: aiohttp.ClientSession, url: str, model: str, concurrency: int, seconds: float
 ) -> tuple[list[float], int]:
     """Keep ``concurrency`` requests in flight for ``seconds``; latencies (ms) and errors."""
     latencies: list[float] = []
     errors = 0
     stop = time.perf_counter() + seconds
-    body = {"model": model, "messages": BODY_MESSAGES, "max_tokens": 16}
+    body = json.dumps({"model": model, "messages": BODY_MESSAGES, "max_tokens": 16})
+    headers = {"content-type": "application/json"}
 
     async def worker() -> None:
         nonlocal errors
         while time.perf_counter() < stop:
             started = time.perf_counter()
             try:
-                response = await client.post(url, json=body)
-                ok = response.status_code == 200
-            except httpx.HTTPError:
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    ok = response.status == 200
+            except (TimeoutError, aiohttp.ClientError):
                 ok = False
             if ok:
                 latencies.append((time.perf_counter() - started) * 1000)
@@ -176,12 +179,13 @@ def _pct(values: Sequence[float], q: float) -> float:
 
 
 async def _round(arm: dict[str, Any], concurrency: int, seconds: float) -> dict[str, float]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        await _load(client, arm["url"], arm["model"], concurrency, min(1.0, seconds))  # warm-up
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await _load(session, arm["url"], arm["model"], concurrency, min(1.0, seconds))  # warm-up
         cpu_before = _cpu_s(arm["pid"]) if arm["pid"] else 0.0
         started = time.perf_counter()
-        latencies, errors = await _load(client, arm["url"], arm["model"], concurrency, seconds)
+        latencies, errors = await _load(session, arm["url"], arm["model"], concurrency, seconds)
         elapsed = time.perf_counter() - started
         cpu = (_cpu_s(arm["pid"]) - cpu_before) if arm["pid"] else 0.0
     return {
