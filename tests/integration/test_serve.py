@@ -392,3 +392,50 @@ def test_slow_and_vanishing_clients_never_get_a_500(server: str) -> None:
         time.sleep(0.05)
     assert httpx.get(f"{server}/health").status_code == 200
     assert _metric(server, "agentmesh_server_requests_total", status="500") == 0
+
+
+def test_upstream_faults_through_the_servers_http_pool(tmp_path: Path) -> None:
+    """Real HTTP faults through the server's aiohttp-backed pool keep their kinds and statuses."""
+    from agentmesh.testing.fault_server import FaultPlan, FaultServer
+
+    plans = {
+        "limited": FaultPlan(mode="rate_limit", retry_after=90),
+        "dropped": FaultPlan(mode="drop"),
+        "broken": FaultPlan(mode="malformed"),
+        "flaky": FaultPlan(mode="error", status=503, fail_first=1, fail_rate=0.0),
+        "slow": FaultPlan(mode="slow", delay_s=5),
+    }
+    with FaultServer() as faults:
+        models, policies = ["models:"], ["policies:"]
+        for name, plan in plans.items():
+            faults.plan(name, plan)
+            models.append(
+                f"  - {{id: {name}, provider: openai, model: m, base_url: "
+                f"'{faults.base_url(name)}', tier: 1, timeout_s: 1, tags: [{name}]}}"
+            )
+            retry = "{retry: {max_attempts: 2, base_s: 0}}"
+            policies.append(  # one model each, two attempts: no fallback hides the fault
+                f"  {name}: {{allow_tags: [{name}], resilience: {retry}}}"
+            )
+        (tmp_path / "m.yaml").write_text("\n".join(models) + "\n")
+        (tmp_path / "p.yaml").write_text("\n".join(policies) + "\n")
+        args = ("--models", str(tmp_path / "m.yaml"), "--policies", str(tmp_path / "p.yaml"))
+        for base in _serve(*args, log=tmp_path / "log"):
+
+            def ask(name: str, base: str = base) -> httpx.Response:
+                body = {"model": f"route:{name}", "messages": HELLO}
+                return httpx.post(f"{base}/v1/chat/completions", json=body, timeout=30)
+
+            limited = ask("limited")
+            assert limited.status_code == 429
+            assert limited.headers["retry-after"] == "90"
+            assert ask("slow").status_code == 504
+            broken = ask("broken")
+            assert broken.status_code == 502
+            assert broken.json()["error"]["code"] == "malformed_response"
+            dropped = ask("dropped")
+            assert dropped.status_code == 502
+            assert dropped.json()["error"]["code"] == "unavailable"
+            flaky = ask("flaky")
+            assert flaky.status_code == 200, flaky.text  # the 503 retried, then served
+            assert flaky.headers["x-agentmesh-attempts"] == "2"
