@@ -22,7 +22,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import ROOT, free_port, require
+from tests.integration.conftest import ROOT, free_port, require, serving
 
 pytestmark = pytest.mark.integration
 
@@ -55,25 +55,8 @@ def _serve(*args: str, log: Path) -> Iterator[str]:
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"agentmesh serve exited with {process.returncode}:\n{log.read_text()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{base}/ready", timeout=1.0).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"agentmesh serve not ready within 60 s:\n{log.read_text()}")
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=0.2)
+    with serving(process, f"{base}/ready", log, "agentmesh serve"):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
     assert "Traceback" not in log.read_text(), log.read_text()
 
 
