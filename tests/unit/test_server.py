@@ -389,6 +389,10 @@ def test_traceparent_is_the_parent_of_the_request_spans(
     assert format(chat.context.trace_id, "032x") == trace_id
     assert server.parent is not None
     assert format(server.parent.span_id, "016x") == "00f067aa0ba902b7"
+    spans.clear()
+    sim.get("/health")
+    sim.get("/metrics")
+    assert spans.get_finished_spans() == ()  # probes and scrapes make no traces
     assert (server.attributes or {})["http.response.status_code"] == 200
 
 

@@ -26,7 +26,7 @@ import anyio
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -48,7 +48,7 @@ from agentmesh.server.wire import (
     to_model_request,
     tool_call_deltas,
 )
-from agentmesh.tracing import SpanScope, record_error, span
+from agentmesh.tracing import record_error, span
 
 __all__ = ["app_from_environment", "build_app", "create_app"]
 
@@ -65,7 +65,7 @@ UNKNOWN_MODEL = "unknown"
 class _Exchange:
     """One request's id, span, timing and what the metrics will say about it."""
 
-    def __init__(self, request: Request, endpoint: str) -> None:
+    def __init__(self, request: Request, endpoint: str, traced: bool) -> None:
         sent = request.headers.get("x-request-id", "")
         self.id = sent if _REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
         self.endpoint = endpoint
@@ -78,25 +78,26 @@ class _Exchange:
         self.cost_usd = 0.0
         self.cost_known = False  # cost_usd is the call's own (not an estimate to make)
         self.streamed: list[str] = []  # text sent so far (a stream cut off is charged for it)
-        parent = propagate.extract(dict(request.headers))
-        token = otel_context.attach(parent)
-        try:
-            self.scope: SpanScope = span(
-                f"{request.method} {endpoint}",
-                {
-                    "http.request.method": request.method,
-                    "url.path": request.url.path,
-                    "agentmesh.request.id": self.id,
-                },
-                kind=SpanKind.SERVER,
-            )
-        finally:
-            otel_context.detach(token)
+        self.span: Span = INVALID_SPAN  # probes and scrapes make no trace
+        if traced:
+            token = otel_context.attach(propagate.extract(dict(request.headers)))
+            try:
+                self.span = span(
+                    f"{request.method} {endpoint}",
+                    {
+                        "http.request.method": request.method,
+                        "url.path": request.url.path,
+                        "agentmesh.request.id": self.id,
+                    },
+                    kind=SpanKind.SERVER,
+                ).span
+            finally:
+                otel_context.detach(token)
         self._token: Token[Context] | None = None
 
     def attach(self) -> None:
         """Make the request's span current (its children: route, chat, workflow spans)."""
-        self._token = otel_context.attach(trace.set_span_in_context(self.scope.span))
+        self._token = otel_context.attach(trace.set_span_in_context(self.span))
 
     def detach(self) -> None:
         if self._token is not None:
@@ -105,7 +106,7 @@ class _Exchange:
 
     def headers(self) -> dict[str, str]:
         found = {"x-request-id": self.id}
-        context = self.scope.span.get_span_context()
+        context = self.span.get_span_context()
         if context.is_valid:
             found["x-agentmesh-trace-id"] = format(context.trace_id, "032x")
         return found
@@ -127,7 +128,7 @@ class _Exchange:
                 await service.keys.settle(grant.record.id, grant.hold, self.cost_usd)
             except Exception as exc:  # the store is down: the hold lapses with its lease
                 _log.error("request %s: key %s not settled: %s", self.id, grant.record.id, exc)
-        span_ = self.scope.span
+        span_ = self.span
         span_.set_attribute("http.response.status_code", status)
         if error is not None and status >= 500:
             record_error(span_, error)
@@ -152,19 +153,19 @@ Handler = Callable[[Service, Request, _Exchange], Awaitable[Response]]
 
 
 def _guarded(
-    endpoint: str, handler: Handler, keyed: bool
+    endpoint: str, handler: Handler, api: bool
 ) -> Callable[[Request], Awaitable[Response]]:
-    """The endpoint: ``handler`` with OpenAI-shaped errors, a span, metrics, a key if ``keyed``."""
+    """The endpoint: ``handler`` with OpenAI-shaped errors and metrics (``api``: span, key)."""
 
     async def endpoint_fn(request: Request) -> Response:
         service: Service = request.app.state.service
-        exchange = _Exchange(request, endpoint)
+        exchange = _Exchange(request, endpoint, traced=api)
         exchange.attach()
         try:
-            if keyed and service.keys is not None:
+            if api and service.keys is not None:
                 exchange.record = await authenticate(service.keys, request.headers)
                 exchange.key = exchange.record.id
-                exchange.scope.set("agentmesh.key.id", exchange.key)
+                exchange.span.set_attribute("agentmesh.key.id", exchange.key)
             response = await handler(service, request, exchange)
         except ApiError as exc:
             await exchange.finish(service, exc.status, exc)
@@ -258,7 +259,7 @@ async def _chat(service: Service, request: Request, exchange: _Exchange) -> Resp
     parsed, ignored = parse_chat_request(body)
     target = service.targets.resolve(parsed.model)
     exchange.model = target.name
-    exchange.scope.set("agentmesh.request.model", target.name)
+    exchange.span.set_attribute("agentmesh.request.model", target.name)
     asked = exchange.asked = _asked(parsed, exchange)
     if exchange.record is not None and service.keys is not None:
         grant = exchange.grant = await reserve(
@@ -436,14 +437,15 @@ _ROUTES: tuple[tuple[str, str, Handler, str, bool], ...] = (
     ("/ready", "GET", _ready, "/ready", False),
     ("/metrics", "GET", _metrics, "/metrics", False),
 )
-"""Path, method, handler, endpoint name (the metrics label), and whether a key is needed."""
+"""Path, method, handler, endpoint name (the metrics label), and whether it is an API
+endpoint (traced, and keyed when keys are on) rather than a probe or a scrape."""
 
 
 def _application(lifespan: Callable[[Starlette], Any] | None = None) -> Starlette:
     return Starlette(
         routes=[
-            Route(path, _guarded(name, handler, keyed), methods=[method])
-            for path, method, handler, name, keyed in _ROUTES
+            Route(path, _guarded(name, handler, api), methods=[method])
+            for path, method, handler, name, api in _ROUTES
         ],
         exception_handlers={404: _not_found, 405: _not_found},
         lifespan=lifespan,
