@@ -9,12 +9,23 @@ routing logic of its own.
 - :mod:`~agentmesh.server.wire`: OpenAI's request and response shapes.
 - :mod:`~agentmesh.server.targets`: what a ``model`` name serves.
 - :mod:`~agentmesh.server.errors`: OpenAI-shaped errors and their statuses.
+- :mod:`~agentmesh.server.keys`, :mod:`~agentmesh.server.access`: virtual keys and their gate.
 - :mod:`~agentmesh.server.service`: configuration and the per-process service.
 - :mod:`~agentmesh.server.app`: the endpoints.
 """
 
 from agentmesh.server.app import app_from_environment, build_app, create_app
 from agentmesh.server.errors import CALL_STATUSES, ApiError, call_error
+from agentmesh.server.keys import (
+    KEY_STORES,
+    KeyRecord,
+    KeySpec,
+    KeyStore,
+    KeyStoreError,
+    PostgresKeyStore,
+    SqliteKeyStore,
+    open_key_store,
+)
 from agentmesh.server.service import ServeConfig, Service, open_service
 from agentmesh.server.targets import (
     GraphTarget,
@@ -29,7 +40,14 @@ from agentmesh.server.targets import (
 
 __all__ = [
     "CALL_STATUSES",
+    "KEY_STORES",
     "ApiError",
+    "KeyRecord",
+    "KeySpec",
+    "KeyStore",
+    "KeyStoreError",
+    "PostgresKeyStore",
+    "SqliteKeyStore",
     "GraphTarget",
     "NamedPolicy",
     "RoutedTarget",
@@ -44,5 +62,6 @@ __all__ = [
     "call_error",
     "create_app",
     "load_policies",
+    "open_key_store",
     "open_service",
 ]
