@@ -6,7 +6,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-EXTRAS ?= local,dev,otlp,redis,limits,postgres,eval,ecosystem,phoenix,browser
+EXTRAS ?= local,dev,otlp,redis,limits,postgres,eval,ecosystem,server,phoenix,browser
 # llama-cpp-python compiles llama.cpp: a portable, text-only build (~5 min on 2 cores,
 # cached by pip afterwards).
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF

@@ -48,6 +48,7 @@ __all__ = [
     "litellm_ask",
     "litellm_routers",
     "stub_catalog",
+    "stub_catalog_text",
 ]
 
 Ask = Callable[[str], Awaitable[str]]
@@ -146,13 +147,8 @@ def guard_loopback() -> NetworkGuard:
     return guard
 
 
-def stub_catalog(base_url: str, arm: str) -> Any:
-    """The two-model pool as an agentmesh catalog of ``openai`` entries on the stub.
-
-    Written as a catalog file and loaded with ``load_catalog``, the way users do.
-    """
-    from agentmesh.models import load_catalog
-
+def stub_catalog_text(base_url: str, arm: str) -> str:
+    """The two-model pool as the text of a catalog of ``openai`` entries on the stub."""
     lines = ["description: Two-model pool on the loopback stub (node_overhead.py).", "models:"]
     for model in POOL:
         lines += [
@@ -166,9 +162,19 @@ def stub_catalog(base_url: str, arm: str) -> Any:
             "    capabilities: [json]",
             f"    headers: {{{ARM_HEADER}: {arm}}}",
         ]
+    return "\n".join(lines) + "\n"
+
+
+def stub_catalog(base_url: str, arm: str) -> Any:
+    """The two-model pool as an agentmesh catalog of ``openai`` entries on the stub.
+
+    Written as a catalog file and loaded with ``load_catalog``, the way users do.
+    """
+    from agentmesh.models import load_catalog
+
     with tempfile.TemporaryDirectory(prefix="agentmesh-peer-") as folder:
         path = Path(folder) / "catalog.yaml"
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        path.write_text(stub_catalog_text(base_url, arm), encoding="utf-8")
         return load_catalog(path)
 
 

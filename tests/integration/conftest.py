@@ -62,6 +62,36 @@ def free_port() -> int:
         return port
 
 
+@contextlib.contextmanager
+def serving(
+    process: subprocess.Popen[bytes], ready_url: str, log: Path, what: str
+) -> Iterator[None]:
+    """Wait until ``ready_url`` answers 200, then stop ``process`` on exit.
+
+    Fails with the server's log if it dies or is not ready within 60 s; on exit
+    it is terminated (killed if it lingers).
+    """
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"{what} exited with {process.returncode}:\n{log.read_text()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(ready_url, timeout=1.0).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"{what} not ready within 60 s:\n{log.read_text()}")
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=0.2)  # poll interval that notices a dying server at once
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 @pytest.fixture(scope="session")
 def gguf_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled Gemma 3 270M GGUF (needs the `local` extra)."""
@@ -97,26 +127,5 @@ def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"llama.cpp server exited with {process.returncode}:\n{log.read_text()}"
-                )
-            try:
-                if httpx.get(f"{base_url}/models", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama.cpp server not ready within 60 s:\n{log.read_text()}")
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=0.2)  # poll interval that notices a dying server at once
+    with serving(process, f"{base_url}/models", log, "llama.cpp server"):
         yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()

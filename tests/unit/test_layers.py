@@ -35,6 +35,7 @@ LAYERS = (
     "integrations",
     "evaluation",
     "graph",
+    "server",
     "cli",
     "__main__",
 )

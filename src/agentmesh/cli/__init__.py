@@ -19,15 +19,27 @@ from typing import Any, NoReturn
 
 from agentmesh.cli import ask as ask_cmd
 from agentmesh.cli import evaluate as evaluate_cmd
+from agentmesh.cli import keys as keys_cmd
 from agentmesh.cli import models as models_cmd
 from agentmesh.cli import prompts as prompts_cmd
 from agentmesh.cli import route as route_cmd
 from agentmesh.cli import run as run_cmd
+from agentmesh.cli import serve as serve_cmd
 from agentmesh.cli import trace as trace_cmd
 
 __all__ = ["build_parser", "main", "version"]
 
-_GROUPS = (run_cmd, models_cmd, route_cmd, ask_cmd, prompts_cmd, trace_cmd, evaluate_cmd)
+_GROUPS = (
+    run_cmd,
+    models_cmd,
+    route_cmd,
+    ask_cmd,
+    prompts_cmd,
+    trace_cmd,
+    evaluate_cmd,
+    serve_cmd,
+    keys_cmd,
+)
 
 
 def version() -> str:

@@ -28,7 +28,7 @@ import json
 import re
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import ExitStack, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,7 @@ from agentmesh.cli._common import (
 )
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor
     from rich.console import Console
 
     from agentmesh.cli._stream import TokenWriter
@@ -92,6 +93,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="limit on everything spent through the routing state (all runs sharing it)",
     )
     run.add_argument("--run-id", metavar="ID", help="id of a new run (default: random)")
+    run.add_argument(
+        "--metrics-port",
+        metavar="N",
+        type=_port,
+        help="serve Prometheus metrics on 127.0.0.1:N/metrics during the run (extra metrics)",
+    )
     add_prompts_option(run)
     run.add_argument(
         "--quiet", action="store_true", help="no progress on stderr (a failure is still reported)"
@@ -156,6 +163,13 @@ def _usd(text: str) -> float:
     if not value > 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be greater than 0 USD, got {text}")
     return value
+
+
+def _port(text: str) -> int:
+    """A TCP port: 1 to 65535."""
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"a port is a number from 1 to 65535, got {text!r}")
+    return int(text)
 
 
 def _fail(message: object) -> int:
@@ -360,11 +374,14 @@ def _run(args: argparse.Namespace) -> int:
         _durable_for_pauses(loaded, args.checkpoint)
         prompts = open_prompts(args.prompts)
         tokens = _token_writer(args, loaded)
-        if args.trace:
-            Path(args.trace).parent.mkdir(parents=True, exist_ok=True)
-            with tracing.configure(jsonl=args.trace):
+        if args.trace or args.metrics_port:
+            if args.trace:
+                Path(args.trace).parent.mkdir(parents=True, exist_ok=True)
+            with ExitStack() as stack:
+                processors = _metrics_endpoint(args, stack)
+                stack.enter_context(tracing.configure(jsonl=args.trace, processors=processors))
                 result = asyncio.run(_execute(args, loaded, catalog, prompts, tokens))
-            if not args.quiet:
+            if args.trace and not args.quiet:
                 print(
                     f"# trace appended to {args.trace} (agentmesh trace show {args.trace})",
                     file=sys.stderr,
@@ -379,6 +396,7 @@ def _run(args: argparse.Namespace) -> int:
         StateError,
         CacheError,
         LimiterError,
+        OSError,
     ) as exc:
         return _fail(exc)
     return _report(args, result, tokens)
@@ -478,6 +496,23 @@ def _resume(args: argparse.Namespace) -> int:
     ) as exc:
         return _fail(str(exc).replace(args.checkpoint, redacted(args.checkpoint)))
     return _report(args, result)
+
+
+def _metrics_endpoint(args: argparse.Namespace, stack: ExitStack) -> list[SpanProcessor]:
+    """Start ``--metrics-port``'s endpoint (closed with ``stack``); its span feed."""
+    if args.metrics_port is None:
+        return []
+    from agentmesh.tracing.prometheus import Metrics
+
+    metrics = Metrics()
+    try:
+        endpoint = metrics.serve(args.metrics_port)
+    except OSError as exc:
+        raise OSError(f"--metrics-port {args.metrics_port}: {exc.strerror or exc}") from None
+    stack.callback(endpoint.close)
+    if not args.quiet:
+        print(f"# metrics on http://127.0.0.1:{endpoint.port}/metrics", file=sys.stderr)
+    return [metrics.span_processor()]
 
 
 def _error_json(exc: Exception) -> dict[str, Any]:

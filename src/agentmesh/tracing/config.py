@@ -36,6 +36,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 
 from agentmesh.tracing.jsonl import JsonlSpanExporter
@@ -182,12 +183,16 @@ class Tracing:
         self.shutdown()
 
 
-def _global_provider(provider: TracerProvider | None, service_name: str) -> TracerProvider:
+def _global_provider(
+    provider: TracerProvider | None, service_name: str, sampler: Sampler | None = None
+) -> TracerProvider:
     current = trace.get_tracer_provider()
     if provider is None:
         if isinstance(current, TracerProvider):
             return current
-        provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+        provider = TracerProvider(
+            sampler=sampler, resource=Resource.create({SERVICE_NAME: service_name})
+        )
     if current is provider:
         return provider
     if isinstance(current, TracerProvider):
@@ -237,6 +242,8 @@ def configure(
     otlp_headers: Mapping[str, str] | None = None,
     exporters: Sequence[SpanExporter] = (),
     metric_readers: Sequence[MetricReader] = (),
+    processors: Sequence[SpanProcessor] = (),
+    sampler: Sampler | None = None,
     capture_content: bool | None = None,
     service_name: str = "agentmesh",
     provider: TracerProvider | None = None,
@@ -254,6 +261,10 @@ def configure(
         otlp_headers: HTTP headers for the OTLP exporters.
         exporters: More span exporters (e.g. an ``InMemorySpanExporter``).
         metric_readers: Metric readers to install with a new SDK meter provider.
+        processors: More span processors, detached with the exporters (e.g.
+            :meth:`agentmesh.tracing.prometheus.Metrics.span_processor`).
+        sampler: The sampler of a provider created here (ignored when one is
+            installed already); default OpenTelemetry's (parent-based, always on).
         capture_content: Put prompts, completions and tool payloads on spans
             (never keys or headers). Set for the calling context (a context
             variable, inherited by the tasks it starts) and undone by
@@ -282,9 +293,9 @@ def configure(
         span_exporters.append(ConsoleSpanExporter())
     span_exporters.extend(exporters)
 
-    tracer_provider = _global_provider(provider, service_name)
+    tracer_provider = _global_provider(provider, service_name, sampler)
     processor_type = BatchSpanProcessor if batch else SimpleSpanProcessor
-    processor = _Detachable([processor_type(e) for e in span_exporters])
+    processor = _Detachable([*(processor_type(e) for e in span_exporters), *processors])
     tracer_provider.add_span_processor(processor)
     meter_provider = _meter_provider(metric_readers, otlp_endpoint, otlp_headers, service_name)
     return Tracing(
