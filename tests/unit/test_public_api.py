@@ -87,6 +87,7 @@ MODULES = [
     "agentmesh.tracing._state",
     "agentmesh.cli.trace",
     "agentmesh.cli.run",
+    "agentmesh.cli.resume",
     "agentmesh.cli",
     "agentmesh.graph",
     "agentmesh.graph.agent",

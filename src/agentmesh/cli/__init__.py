@@ -22,6 +22,7 @@ from agentmesh.cli import evaluate as evaluate_cmd
 from agentmesh.cli import keys as keys_cmd
 from agentmesh.cli import models as models_cmd
 from agentmesh.cli import prompts as prompts_cmd
+from agentmesh.cli import resume as resume_cmd
 from agentmesh.cli import route as route_cmd
 from agentmesh.cli import run as run_cmd
 from agentmesh.cli import serve as serve_cmd
@@ -31,6 +32,7 @@ __all__ = ["build_parser", "main", "version"]
 
 _GROUPS = (
     run_cmd,
+    resume_cmd,
     models_cmd,
     route_cmd,
     ask_cmd,

@@ -8,9 +8,7 @@
 - ``validate GRAPH [--models FILE] [--json]``: every compile-time check, no call made;
   catalog entries that will surprise (no pricing...) are warnings on stderr.
 - ``graph GRAPH``: the graph as Mermaid (LangGraph's own drawing; no prompts needed).
-- ``resume RUN_ID --checkpoint URL (--approve | --reject [--feedback TEXT] |
-  --value JSON) [--json]``: continue a run a node paused for a person, with
-  the answer; the graph file and catalog are the ones the run started with.
+- ``resume``: continue a run paused for a person (:mod:`agentmesh.cli.resume`).
 
 Templates come from ``--prompts DIR``, else ``$AGENTMESH_PROMPTS``, else the
 shipped ones (:func:`agentmesh.prompts.shipped_prompts`).
@@ -28,7 +26,7 @@ import json
 import re
 import sys
 from collections.abc import AsyncIterator
-from contextlib import ExitStack, asynccontextmanager, nullcontext
+from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +55,7 @@ if TYPE_CHECKING:
     from agentmesh.resilience import RateLimiter, ResponseCache
     from agentmesh.routing import BudgetLimits, RoutingState
 
-__all__ = ["register"]
+__all__ = ["execute", "fail", "register", "report", "user_errors"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -120,38 +118,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the graph format")
     schema.set_defaults(handler=_schema)
-    _register_resume(sub)
-
-
-def _register_resume(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    resume = sub.add_parser("resume", help="answer a paused run (interrupted) and continue it")
-    resume.add_argument("resume", metavar="RUN_ID", help="the paused run's id")
-    resume.add_argument(
-        "--checkpoint",
-        metavar="URL",
-        required=True,
-        help="where the run is: sqlite:PATH or postgres://...",
-    )
-    answer = resume.add_mutually_exclusive_group(required=True)
-    answer.add_argument("--approve", action="store_true", help="approve what the node shows")
-    answer.add_argument("--reject", action="store_true", help="reject it (see --feedback)")
-    answer.add_argument("--value", metavar="JSON", help="answer with a JSON value")
-    resume.add_argument("--feedback", metavar="TEXT", help="with --reject: what to change")
-    resume.add_argument("--json", action="store_true", help="print the run as JSON")
-    resume.add_argument("--trace", metavar="FILE", help="append the run's spans to FILE (JSONL)")
-    resume.add_argument(
-        "--models", metavar="FILE", help="catalog (default: the one the run started with)"
-    )
-    resume.add_argument(
-        "--graph", metavar="FILE", help="graph file (default: the one the run started with)"
-    )
-    add_state_option(resume)
-    add_cache_option(resume)
-    add_prompts_option(resume)
-    resume.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    resume.set_defaults(
-        handler=_resume, input=None, run_id=None, budget=None, global_budget=None, stream=False
-    )
 
 
 def _usd(text: str) -> float:
@@ -172,7 +138,27 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _fail(message: object) -> int:
+def user_errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
+    """The errors of bad input or an unusable store (and ``more``): one line, exit 2."""
+    from agentmesh.graph import CheckpointError, GraphError, RunError
+    from agentmesh.prompts import PromptError
+    from agentmesh.resilience import CacheError, LimiterError
+    from agentmesh.routing import StateError
+
+    return (
+        GraphError,
+        PromptError,
+        CheckpointError,
+        RunError,
+        StateError,
+        CacheError,
+        LimiterError,
+        *more,
+    )
+
+
+def fail(message: object) -> int:
+    """Report ``message`` on stderr as agentmesh's one-line error; the exit code 2."""
     print(f"agentmesh: {message}", file=sys.stderr)
     return EXIT_CONFIG
 
@@ -236,7 +222,7 @@ async def _opened(
         yield _runtime_for(loaded, runtime)
 
 
-async def _execute(
+async def execute(
     args: argparse.Namespace,
     loaded: LoadedGraph,
     catalog: Catalog,
@@ -244,6 +230,7 @@ async def _execute(
     tokens: TokenWriter | None = None,
     answer: Any = None,
 ) -> RunResult:
+    """Open the run's stores, runtime and progress; run (or resume) the graph once."""
     from rich.console import Console
 
     from agentmesh.graph import open_checkpointer, run_graph
@@ -307,9 +294,8 @@ def _token_writer(args: argparse.Namespace, loaded: LoadedGraph) -> TokenWriter 
     return TokenWriter(node, sys.stdout)
 
 
-def _report(
-    args: argparse.Namespace, result: RunResult, streamed: TokenWriter | None = None
-) -> int:
+def report(args: argparse.Namespace, result: RunResult, streamed: TokenWriter | None = None) -> int:
+    """Print the run (answer, or JSON, or what it awaits); the exit code of its status."""
     from agentmesh.routing.stores import redacted
 
     if streamed is not None:
@@ -359,13 +345,10 @@ def _run(args: argparse.Namespace) -> int:
     import asyncio
 
     from agentmesh import tracing
-    from agentmesh.graph import CheckpointError, GraphError, RunError, load_graph
-    from agentmesh.prompts import PromptError
-    from agentmesh.resilience import CacheError, LimiterError
-    from agentmesh.routing import StateError
+    from agentmesh.graph import load_graph
 
     if args.stream and args.json:
-        return _fail("--stream writes tokens to stdout, --json a JSON document: choose one")
+        return fail("--stream writes tokens to stdout, --json a JSON document: choose one")
     catalog = open_catalog(args.models)
     if catalog is None:
         return EXIT_CONFIG
@@ -380,26 +363,17 @@ def _run(args: argparse.Namespace) -> int:
             with ExitStack() as stack:
                 processors = _metrics_endpoint(args, stack)
                 stack.enter_context(tracing.configure(jsonl=args.trace, processors=processors))
-                result = asyncio.run(_execute(args, loaded, catalog, prompts, tokens))
+                result = asyncio.run(execute(args, loaded, catalog, prompts, tokens))
             if args.trace and not args.quiet:
                 print(
                     f"# trace appended to {args.trace} (agentmesh trace show {args.trace})",
                     file=sys.stderr,
                 )
         else:
-            result = asyncio.run(_execute(args, loaded, catalog, prompts, tokens))
-    except (
-        GraphError,
-        PromptError,
-        CheckpointError,
-        RunError,
-        StateError,
-        CacheError,
-        LimiterError,
-        OSError,
-    ) as exc:
-        return _fail(exc)
-    return _report(args, result, tokens)
+            result = asyncio.run(execute(args, loaded, catalog, prompts, tokens))
+    except user_errors(OSError) as exc:
+        return fail(exc)
+    return report(args, result, tokens)
 
 
 def _durable_for_pauses(loaded: LoadedGraph, checkpoint: str) -> None:
@@ -415,87 +389,6 @@ def _durable_for_pauses(loaded: LoadedGraph, checkpoint: str) -> None:
     if pausing and checkpoint == "memory":
         problem = needs_checkpointer(pausing)
         raise GraphError(loaded.spec.name, [f"{loaded.locate(pausing[0])}{problem}"])
-
-
-def _answer(args: argparse.Namespace) -> Any:
-    """The resume value of ``--approve``, ``--reject [--feedback]`` or ``--value JSON``.
-
-    Raises:
-        ValueError: ``--value`` is not JSON, or ``--feedback`` comes without ``--reject``.
-    """
-    from agentmesh._jsontext import loads
-    from agentmesh.graph.pause import approve, reject, value
-
-    if args.feedback is not None and not args.reject:
-        raise ValueError("--feedback goes with --reject")
-    if args.approve:
-        return approve()
-    if args.reject:
-        return reject(args.feedback)
-    try:
-        return value(loads(args.value))
-    except ValueError as exc:
-        raise ValueError(f"--value: not JSON: {exc}") from None
-
-
-async def _started(url: str, run_id: str) -> dict[str, Any]:
-    """The ``origin`` the run kept in its checkpoint (graph, catalog, prompts)."""
-    from agentmesh.graph import RunError, open_checkpointer
-
-    async with open_checkpointer(url) as saver:
-        found = await saver.aget_tuple({"configurable": {"thread_id": run_id, "checkpoint_ns": ""}})
-    if found is None:
-        raise RunError(f"no run {run_id!r} in {url}: nothing to resume")
-    origin = found.checkpoint["channel_values"].get("origin")
-    if not isinstance(origin, dict):
-        raise RunError(
-            f"run {run_id!r} did not record its graph and catalog: "
-            "give --graph FILE and --models FILE"
-        )
-    return origin
-
-
-def _resume(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from agentmesh import tracing
-    from agentmesh.graph import CheckpointError, GraphError, RunError, load_graph
-    from agentmesh.prompts import PromptError
-    from agentmesh.resilience import CacheError, LimiterError
-    from agentmesh.routing import StateError
-    from agentmesh.routing.stores import redacted
-
-    try:
-        answer = _answer(args)
-        origin = (
-            {}
-            if args.graph and args.models
-            else asyncio.run(_started(args.checkpoint, args.resume))
-        )
-    except (ValueError, CheckpointError, RunError) as exc:
-        return _fail(exc)
-    args.graph = args.graph or origin.get("graph")
-    args.models = args.models or origin.get("models")
-    args.prompts = args.prompts or origin.get("prompts")
-    catalog = open_catalog(args.models)
-    if catalog is None:
-        return EXIT_CONFIG
-    try:
-        loaded = load_graph(args.graph)
-        prompts = open_prompts(args.prompts)
-        with tracing.configure(jsonl=args.trace) if args.trace else nullcontext():
-            result = asyncio.run(_execute(args, loaded, catalog, prompts, answer=answer))
-    except (
-        GraphError,
-        PromptError,
-        CheckpointError,
-        RunError,
-        StateError,
-        CacheError,
-        LimiterError,
-    ) as exc:
-        return _fail(str(exc).replace(args.checkpoint, redacted(args.checkpoint)))
-    return _report(args, result)
 
 
 def _metrics_endpoint(args: argparse.Namespace, stack: ExitStack) -> list[SpanProcessor]:
@@ -546,7 +439,7 @@ def _validate(args: argparse.Namespace) -> int:
     except (GraphError, PromptError, CatalogError) as exc:
         if args.json:
             emit_json({"graph": args.graph, "valid": False, "error": _error_json(exc)})
-        return _fail(exc)
+        return fail(exc)
     spec = loaded.spec
     if args.json:
         emit_json(
@@ -589,7 +482,7 @@ def _mermaid(args: argparse.Namespace) -> int:
         loaded = load_graph(args.graph)
         print(asyncio.run(_drawing(loaded)))
     except GraphError as exc:
-        return _fail(exc)
+        return fail(exc)
     return EXIT_OK
 
 
