@@ -141,3 +141,11 @@ async def test_faults_map_to_the_same_kinds_on_either_transport(
     assert type(raised.value) is kind, raised.value
     if kind is RateLimited:
         assert raised.value.retry_after == 7
+
+
+async def test_a_gateways_own_pool_is_sized_by_pool(server: FaultServer) -> None:
+    server.plan("busy", FaultPlan(reply="pong", delay_s=0.02))
+    catalog = Catalog([_spec(server.base_url("busy"), "busy")])
+    async with Gateway(catalog, pool=PoolLimits(connections=2, per_host=2)) as gateway:
+        assert await _calls(gateway, "busy", 8) == ["pong"] * 8
+    assert server.connections <= 2

@@ -69,3 +69,10 @@ def test_limits_out_of_range_are_refused_naming_the_field(fields: dict[str, floa
     name = next(iter(fields))
     with pytest.raises(ValueError, match=name if name == "keepalive_s" else "at least 1"):
         PoolLimits(**fields)  # type: ignore[arg-type]
+
+
+def test_a_gateway_takes_a_client_or_a_pool_size_not_both() -> None:
+    from agentmesh.models import Catalog, Gateway
+
+    with pytest.raises(ValueError, match=r"either http .* or pool"):
+        Gateway(Catalog([]), http=httpx.AsyncClient(), pool=PoolLimits())
