@@ -10,9 +10,6 @@ import pytest
 from agentmesh.models._http import PoolLimits, default_http_client
 from agentmesh.models._transport import pooled_transport
 
-aiohttp = pytest.importorskip("aiohttp", reason="the server extra brings aiohttp")
-pytest.importorskip("httpx_aiohttp", reason="the server extra brings httpx-aiohttp")
-
 
 @pytest.fixture(autouse=True)
 def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -22,6 +19,8 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_the_default_client_sends_over_aiohttps_pool_with_the_limits_set() -> None:
+    aiohttp = pytest.importorskip("aiohttp", reason="the server extra brings aiohttp")
+    pytest.importorskip("httpx_aiohttp", reason="the server extra brings httpx-aiohttp")
     client = default_http_client(PoolLimits(connections=8, per_host=4, keepalive_s=2.5))
     transport = client._transport
     from httpx_aiohttp import AiohttpTransport
