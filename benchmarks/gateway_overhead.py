@@ -14,9 +14,14 @@ What is measured
       status check, parsing, error mapping, the ``ModelResponse``, cost.
 
     Both clients are built by ``default_http_client()`` (the pooled client a
-    gateway builds for itself), each with one extra default header naming its
-    arm, so that the server can attribute every TCP connection it accepts to an
-    arm. Each arm has its own client and so its own connection pool.
+    gateway builds for itself: over aiohttp's pool when ``httpx-aiohttp`` is
+    installed, see ``agentmesh.models._transport``), each with one extra default
+    header naming its arm, so that the server can attribute every TCP connection
+    it accepts to an arm. Each arm has its own client and so its own connection
+    pool. Two more arms, same rounds: ``openai``, the ``openai`` SDK's own
+    async client (its default pool), and ``agentmesh_httpcore``, the gateway on
+    httpx's own transport (httpcore's pool, what the gateway used before, with
+    the same limits) to show what the transport accounts for.
 
     Each concurrency level (1 and 64) starts with fresh clients and a warm-up,
     then runs the arms in short alternating rounds (A B B A A B ...), so drift
@@ -39,6 +44,10 @@ How to read the output (one JSON object on stdout)
     is roughly 64 times the per-call cost. ``added_cpu_ms_per_call``
     (``1000/throughput`` agentmesh minus baseline) is the per-call overhead at
     that level without the queueing factor.
+
+    ``vs_openai_sdk`` holds the SDK arm and agentmesh's ratios to it
+    (throughput, p99); ``httpcore_pool`` the gateway on httpcore's pool and its
+    ratios to the SDK. ``transport`` names the default client's transport.
 
     ``default_client`` checks the gateway's *own* client (``http`` omitted):
     two catalog entries on one gateway, called alternately and then 64 at a
@@ -78,7 +87,8 @@ from typing import Any
 import httpx
 
 from _stub_server import StubServer
-from agentmesh.models._http import default_http_client
+from agentmesh.models._http import PoolLimits, default_http_client
+from agentmesh.models._transport import pooled_transport
 from agentmesh.models.catalog import Catalog
 from agentmesh.models.client import ClientContext
 from agentmesh.models.gateway import Gateway
@@ -91,6 +101,7 @@ ARM_HEADER = "x-bench-arm"
 BASELINE = "baseline"
 AGENTMESH = "agentmesh"
 OPENAI = "openai"
+HTTPCORE = "agentmesh_httpcore"
 TARGET_P99_VS_OPENAI = 2.0
 """At 64 callers: agentmesh calls/s >= the openai SDK's, p99 <= this times its p99 (#26)."""
 DEFAULT_CLIENT = "default-client"
@@ -131,6 +142,14 @@ def arm_client(arm: str) -> httpx.AsyncClient:
     """A client built by ``default_http_client()``, tagged with ``arm`` for the server's counts."""
     client = default_http_client()
     client.headers[ARM_HEADER] = arm
+    return client
+
+
+def httpcore_client() -> httpx.AsyncClient:
+    """A client on httpx's own transport (httpcore's pool), the default client's limits."""
+    transport = httpx.AsyncHTTPTransport(limits=PoolLimits().httpx_limits())
+    client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(120.0, connect=5.0))
+    client.headers[ARM_HEADER] = HTTPCORE
     return client
 
 
@@ -218,6 +237,8 @@ async def measure_level(
     baseline_http = arm_client(BASELINE)
     gateway_http = arm_client(AGENTMESH)
     gateway = Gateway(Catalog([stub_spec("stub", server.base_url)]), http=gateway_http)
+    httpcore_http = httpcore_client()
+    httpcore_gateway = Gateway(Catalog([stub_spec("stub", server.base_url)]), http=httpcore_http)
     sdk = openai_client(server.base_url)
 
     async def baseline_call() -> None:
@@ -227,11 +248,18 @@ async def measure_level(
     async def agentmesh_call() -> None:
         await gateway.invoke("stub", request)
 
+    async def httpcore_call() -> None:
+        await httpcore_gateway.invoke("stub", request)
+
     async def openai_call() -> None:
         if sdk is not None:
             await sdk.chat.completions.create(**body)
 
-    arms: dict[str, Call] = {BASELINE: baseline_call, AGENTMESH: agentmesh_call}
+    arms: dict[str, Call] = {
+        BASELINE: baseline_call,
+        AGENTMESH: agentmesh_call,
+        HTTPCORE: httpcore_call,
+    }
     if sdk is not None:
         arms[OPENAI] = openai_call
     per_worker = SEQUENTIAL_ROUND if concurrency == 1 else CALLS_PER_WORKER_PER_ROUND
@@ -260,15 +288,23 @@ async def measure_level(
         after = await asyncio.to_thread(server.stats)
     finally:
         await gateway.aclose()
+        await httpcore_gateway.aclose()
         await baseline_http.aclose()
         await gateway_http.aclose()
+        await httpcore_http.aclose()
         if sdk is not None:
             await sdk.close()
     base = summarize(samples[BASELINE], *arm_counts(before, after, BASELINE))
     mesh = summarize(samples[AGENTMESH], *arm_counts(before, after, AGENTMESH))
+    old = summarize(samples[HTTPCORE], *arm_counts(before, after, HTTPCORE))
     vs_sdk: dict[str, Any] = {"skipped": "the openai package is not installed"}
+    httpcore_pool: dict[str, Any] = {"agentmesh": old}
     if sdk is not None:
         theirs = summarize(samples[OPENAI], *arm_counts(before, after, OPENAI))
+        httpcore_pool["throughput_ratio_vs_openai"] = round(
+            old["throughput_rps"] / theirs["throughput_rps"], 3
+        )
+        httpcore_pool["p99_ratio_vs_openai"] = round(old["p99_ms"] / theirs["p99_ms"], 3)
         vs_sdk = {
             "openai": theirs,
             "throughput_ratio": round(mesh["throughput_rps"] / theirs["throughput_rps"], 3),
@@ -293,6 +329,7 @@ async def measure_level(
         "added_median_within_target": mesh["median_ms"] - base["median_ms"]
         <= TARGET_ADDED_MEDIAN_MS,
         "vs_openai_sdk": vs_sdk,
+        "httpcore_pool": httpcore_pool,
     }
 
 
@@ -332,6 +369,7 @@ async def check_default_client(
 async def run(calls: int) -> dict[str, Any]:
     """Run the whole benchmark and return its JSON report."""
     request = ModelRequest.of(PROMPT)
+    transport = type(pooled_transport()).__name__  # what default_http_client() sends with
     with StubServer(max_seconds=600) as server:
         async with httpx.AsyncClient() as scratch:
             ctx = ClientContext(http=scratch, environ={})
@@ -358,6 +396,9 @@ async def run(calls: int) -> dict[str, Any]:
         "httpx": version("httpx"),
         "httpcore": version("httpcore"),
         "openai": _version_or_none("openai"),
+        "aiohttp": _version_or_none("aiohttp"),
+        "httpx_aiohttp": _version_or_none("httpx-aiohttp"),
+        "transport": transport,
         "server": "stdlib asyncio HTTP/1.1 stub in a separate process",
         "server_port": server.port,
         "request_body": body,

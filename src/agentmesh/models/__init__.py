@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from agentmesh._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from agentmesh.models._transport import PoolLimits
     from agentmesh.models.anthropic import AnthropicClient
     from agentmesh.models.catalog import Catalog, CatalogError, UnknownModel, load_catalog
     from agentmesh.models.client import ClientContext, ClientFactory, ModelClient
@@ -70,6 +71,7 @@ EXPORTS = MappingProxyType(
         "Timeout": "agentmesh.models.errors",
         "Unavailable": "agentmesh.models.errors",
         "Gateway": "agentmesh.models.gateway",
+        "PoolLimits": "agentmesh.models._transport",
         "PROVIDERS": "agentmesh.models.gateway",
         "LangChainClient": "agentmesh.models.langchain",
         "LlamaCppClient": "agentmesh.models.llamacpp",
@@ -119,6 +121,7 @@ __all__ = [
     "ModelResponse",
     "ModelSpec",
     "OpenAIClient",
+    "PoolLimits",
     "Pricing",
     "Provider",
     "RateLimited",

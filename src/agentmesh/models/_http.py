@@ -21,6 +21,7 @@ import httpx
 
 from agentmesh._jsontext import loads as json_loads
 from agentmesh._redact import credential_values, redact_url
+from agentmesh.models._transport import PoolLimits, pooled_transport
 from agentmesh.models.client import ModelClient
 from agentmesh.models.errors import (
     AuthError,
@@ -39,6 +40,7 @@ from agentmesh.models.spec import ModelSpec
 __all__ = [
     "HttpModelClient",
     "LoopClients",
+    "PoolLimits",
     "default_http_client",
     "error_for_status",
     "parse_retry_after",
@@ -69,16 +71,19 @@ _STATUS_ERRORS: Mapping[int, type[ModelError]] = {
 _MAX_DETAIL = 300
 
 
-def default_http_client() -> httpx.AsyncClient:
+def default_http_client(limits: PoolLimits | None = None) -> httpx.AsyncClient:
     """The pooled client a gateway builds when none is injected.
 
-    Connections are kept alive and reused across calls and adapters; the
-    connect limit is short so dead hosts fail fast, the read limit generous
-    because generation is slow.
+    Connections are kept alive and reused across calls and adapters, over
+    aiohttp's pool when ``httpx-aiohttp`` is installed (see
+    :mod:`agentmesh.models._transport` for why); the connect limit is short so
+    dead hosts fail fast, the read limit generous because generation is slow.
+
+    Args:
+        limits: The pool's size (default :class:`PoolLimits`: 256 connections).
     """
     return httpx.AsyncClient(
-        timeout=httpx.Timeout(120.0, connect=5.0),
-        limits=httpx.Limits(max_connections=256, max_keepalive_connections=128),
+        transport=pooled_transport(limits), timeout=httpx.Timeout(120.0, connect=5.0)
     )
 
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping
+from functools import partial
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Self
 
 import httpx
 
 from agentmesh._redact import credential_values
-from agentmesh.models._http import LoopClients
+from agentmesh.models._http import LoopClients, PoolLimits, default_http_client
 from agentmesh.models.anthropic import AnthropicClient
 from agentmesh.models.catalog import Catalog
 from agentmesh.models.client import ClientContext, ClientFactory, ModelClient
@@ -69,6 +70,9 @@ class Gateway:
         environ: Where API keys and hosts are read from; ``os.environ`` by default.
         chat_models: LangChain chat models for ``langchain`` entries, by id.
         factories: Replacement or extra adapter factories, by provider.
+        pool: The size of the pooled clients the gateway builds (default
+            :class:`~agentmesh.models.PoolLimits`: 256 connections, 256 to one
+            host); size it to the calls in flight at once. Not with ``http``.
     """
 
     def __init__(
@@ -79,11 +83,15 @@ class Gateway:
         environ: Mapping[str, str] | None = None,
         chat_models: Mapping[str, BaseChatModel] | None = None,
         factories: Mapping[Provider, ClientFactory] | None = None,
+        pool: PoolLimits | None = None,
     ) -> None:
+        if http is not None and pool is not None:
+            raise ValueError("Gateway: pass either http (your client) or pool (its size), not both")
         self.catalog = catalog
         self._owns_http = http is None
+        own = LoopClients() if pool is None else LoopClients(partial(default_http_client, pool))
         self._context = ClientContext(
-            http=http if http is not None else LoopClients(),
+            http=http if http is not None else own,
             environ=os.environ if environ is None else environ,
             chat_models=dict(chat_models or {}),
         )

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 
 from agentmesh.graph import GraphRunner, Runtime, load_graph
 from agentmesh.models import Gateway, load_catalog
+from agentmesh.models._http import PoolLimits, default_http_client
 from agentmesh.prompts import PromptLibrary
 from agentmesh.resilience import ResilientCaller
 from agentmesh.routing import BudgetLimits, Router, RoutingState, open_state
@@ -112,73 +113,14 @@ class Service:
 
 
 def server_http_client() -> httpx.AsyncClient:
-    """The gateway's HTTP client in a server: httpx's API over aiohttp's connection pool.
+    """The gateway's HTTP client in a server: the pooled client, sized for many callers.
 
-    httpcore's pool (httpx's default transport) scans every connection for
-    every queued request on each state change, and polls each idle socket while
-    doing so: with 64 calls in flight a server spent most of its CPU there
-    (profiled: ~4.3 M ``is_idle`` calls for 750 requests) and its throughput fell
-    to a quarter of its single-client rate. aiohttp's connector keeps idle
-    connections in a queue per host. Adapters still see an ``httpx.AsyncClient``
-    (timeouts, streams, httpx's errors: see :class:`_AiohttpTransport`). Without
-    ``httpx-aiohttp`` (it comes with the ``server`` extra) the default client is used.
+    It sends over aiohttp's pool (``httpx-aiohttp`` comes with the ``server``
+    extra): httpcore's pool spent most of a server's CPU under 64 calls in
+    flight (profiled: ~4.3 M ``is_idle`` calls for 750 requests), see
+    :mod:`agentmesh.models._transport`.
     """
-    timeout = httpx.Timeout(120.0, connect=5.0)
-    try:
-        transport = _aiohttp_transport()
-    except ImportError:  # pragma: no cover - the server extra installs it
-        return httpx.AsyncClient(timeout=timeout)
-    return httpx.AsyncClient(transport=transport, timeout=timeout)
-
-
-def _aiohttp_transport() -> httpx.AsyncBaseTransport:
-    from httpx_aiohttp import AiohttpTransport
-
-    class _AiohttpTransport(AiohttpTransport):
-        """``httpx-aiohttp``'s transport, with connection failures that are not timeouts.
-
-        It maps every ``aiohttp.ClientConnectionError`` (refused, reset, the peer
-        closing mid-answer) to ``httpx.ConnectTimeout``, which the gateway would
-        report as a ``timeout``; here only real timeouts stay timeouts, the rest
-        are ``ConnectError`` / ``ReadError`` (the gateway's ``unavailable``), as
-        with httpx's own transport.
-        """
-
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            with _not_timeouts(request, httpx.ConnectError):
-                response = await super().handle_async_request(request)
-            response.stream = _Stream(response.stream, request)
-            return response
-
-    limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024)
-    return _AiohttpTransport(limits=limits)
-
-
-@contextmanager
-def _not_timeouts(request: httpx.Request, instead: type[httpx.TransportError]) -> Iterator[None]:
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        if isinstance(exc.__cause__, TimeoutError):
-            raise
-        raise instead(str(exc) or type(exc.__cause__).__name__, request=request) from exc
-
-
-class _Stream(httpx.AsyncByteStream):
-    """A response body whose connection failures are read errors, not timeouts."""
-
-    def __init__(self, stream: Any, request: httpx.Request) -> None:
-        self._stream = stream
-        self._request = request
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _not_timeouts(self._request, httpx.ReadError):
-            async for chunk in self._stream:
-                yield chunk
-
-    async def aclose(self) -> None:
-        with _not_timeouts(self._request, httpx.ReadError):
-            await self._stream.aclose()
+    return default_http_client(PoolLimits(connections=1024, per_host=1024))
 
 
 def _graphs(folder: str | None, runtime: Runtime) -> dict[str, GraphRunner]:
