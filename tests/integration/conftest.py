@@ -129,3 +129,29 @@ def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     base_url = f"http://127.0.0.1:{port}/v1"
     with serving(process, f"{base_url}/models", log, "llama.cpp server"):
         yield base_url
+
+
+@pytest.fixture(scope="session")
+def llama_embedding_server(
+    gguf_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """llama.cpp's server with ``--embedding`` (``POST /v1/embeddings``); its ``/v1`` URL."""
+    require(
+        importlib.util.find_spec("llama_cpp.server") is not None
+        and importlib.util.find_spec("uvicorn") is not None,
+        "llama-cpp-python[server] is not installed",
+    )
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama-embedding-server") / "server.log"
+    command = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(gguf_path),
+        "--host", "127.0.0.1", "--port", str(port),
+        "--n_ctx", "512", "--n_threads", "2",
+        "--embedding", "True", "--verbose", "False",
+    ]  # fmt: skip
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    with serving(process, f"{base_url}/models", log, "llama.cpp embeddings server"):
+        yield base_url

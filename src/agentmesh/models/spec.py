@@ -27,6 +27,7 @@ from agentmesh.models.controls import (
 __all__ = [
     "Capability",
     "FailureKind",
+    "ModelKind",
     "ModelSpec",
     "Pricing",
     "Provider",
@@ -66,6 +67,10 @@ FailureKind = Literal[
     "bad_request",
     "context_overflow",
 ]
+
+
+ModelKind = Literal["chat", "embeddings"]
+"""What a catalog entry serves: chat completions, or embeddings (never routed to for chat)."""
 
 
 class _Frozen(BaseModel):
@@ -174,6 +179,10 @@ class ModelSpec(_Frozen):
     Attributes:
         id: The name everything else uses (graphs, policies, traces).
         provider: Which adapter serves it.
+        kind: ``chat`` (the default) or ``embeddings``: an embeddings entry is
+            called only through ``Gateway.embed`` (the semantic cache,
+            ``POST /v1/embeddings``, embedding routers) and the router never
+            picks it for a chat call.
         model: The provider's wire name for the model.
         base_url: Endpoint for HTTP providers; may use ``${VAR:-default}``.
             Required for ``openai`` (there is no safe default among the many
@@ -212,6 +221,7 @@ class ModelSpec(_Frozen):
 
     id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
     provider: Provider
+    kind: ModelKind = "chat"
     model: Annotated[str, Field(min_length=1)]
     base_url: str | None = None
     api_key_env: str | None = None
@@ -315,6 +325,11 @@ class ModelSpec(_Frozen):
             data["base_url"] = redact_url(data["base_url"])
         data["headers"] = redact_headers(data.get("headers") or {})
         return data
+
+    @property
+    def embeds(self) -> bool:
+        """True for an entry of ``kind: embeddings``."""
+        return self.kind == "embeddings"
 
     @property
     def simulated(self) -> bool:
