@@ -21,6 +21,7 @@ from agentmesh.models.controls import (
     HealthProbe,
     RateLimits,
     RedactSetting,
+    SemanticCacheSetting,
     check_redact,
 )
 
@@ -217,6 +218,8 @@ class ModelSpec(_Frozen):
         limits: Client-side rate limits (rpm, tpm, concurrency).
         redact: Redact what is sent to this model when it is tagged ``external``.
         health: Periodic health probes feeding its circuit breaker.
+        semantic_cache: The opt-in semantic cache of this model's answers
+            (a policy's setting wins over the entry's).
     """
 
     id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
@@ -249,6 +252,7 @@ class ModelSpec(_Frozen):
     limits: RateLimits | None = None
     redact: RedactSetting | None = None
     health: HealthProbe | None = None
+    semantic_cache: SemanticCacheSetting | None = None
 
     @field_validator("redact")
     @classmethod
