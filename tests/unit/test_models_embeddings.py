@@ -149,3 +149,21 @@ async def test_token_level_embeddings_of_a_server_without_pooling_are_mean_poole
     async with http, Gateway(Catalog([SERVER]), http=http) as gateway:
         found = await gateway.embed("emb", ["two tokens"])
     assert found.vectors == ((2.0, 2.0),)
+
+
+async def test_embed_batch_splits_the_texts_into_requests_of_that_size() -> None:
+    sizes: list[int] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        texts = json.loads(request.content)["input"]
+        sizes.append(len(texts))
+        data = [{"index": i, "embedding": [float(len(t))]} for i, t in enumerate(texts)]
+        return httpx.Response(200, json={"data": data, "usage": {"prompt_tokens": len(texts)}})
+
+    one_by_one = SERVER.model_copy(update={"params": {"embed_batch": 2}})
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+    async with http, Gateway(Catalog([one_by_one]), http=http) as gateway:
+        found = await gateway.embed("emb", ["a", "bb", "ccc"])
+    assert sizes == [2, 1]
+    assert found.vectors == ((1.0,), (2.0,), (3.0,))
+    assert found.usage.input_tokens == 3
