@@ -183,16 +183,19 @@ class LlamaCppClient(ModelClient):
                     if self.spec.embeds
                     else {}
                 )
-                self._model = self._llama_cpp.Llama(
-                    model_path=str(resolved),
-                    n_ctx=self.n_ctx,
-                    n_threads=self.spec.n_threads or min(4, os.cpu_count() or 1),
-                    verbose=False,
-                    # One sequence at a time: the sliding-window cache need not be
-                    # full size (this also silences llama.cpp's warning about it).
-                    swa_full=False,
-                    **pooling,
-                )
+                # llama.cpp warns that the GGUF declares no pooling: expected here.
+                quiet = _quiet() if self.spec.embeds else nullcontext()
+                with quiet:
+                    self._model = self._llama_cpp.Llama(
+                        model_path=str(resolved),
+                        n_ctx=self.n_ctx,
+                        n_threads=self.spec.n_threads or min(4, os.cpu_count() or 1),
+                        verbose=False,
+                        # One sequence at a time: the sliding-window cache need not be
+                        # full size (this also silences llama.cpp's warning about it).
+                        swa_full=False,
+                        **pooling,
+                    )
             return self._model
 
     async def load(self) -> None:
