@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from agentmesh.models import Catalog, Gateway, ModelRequest, ModelResponse
+from agentmesh.models import Catalog, ModelRequest
 from agentmesh.resilience import Call, ResilientCaller
 from agentmesh.resilience.semantic import guard_signature, namespace_of
 from agentmesh.routing import Policy, Router, RouteRequest
 from agentmesh.testing import scripted_model
 
+from .test_response_cache import CountingGateway
 from .test_tracing_support import by_name, span_fixture
 
 EMBED = scripted_model("embed", fields={"kind": "embeddings", "model": "hash-bow"})
@@ -24,20 +25,6 @@ SEMANTIC = {"model": "embed", "threshold": 0.8}
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     yield from span_fixture()
-
-
-class CountingGateway(Gateway):
-    """A real gateway counting the chat calls that reach a model (and able to rewrite answers)."""
-
-    def __init__(self, catalog: Catalog, finish: str | None = None) -> None:
-        super().__init__(catalog)
-        self.calls = 0
-        self.finish = finish
-
-    async def invoke(self, model_id: str, request: ModelRequest, **kw: Any) -> ModelResponse:
-        self.calls += 1
-        response = await super().invoke(model_id, request, **kw)
-        return replace(response, finish_reason=self.finish) if self.finish else response  # type: ignore[arg-type]
 
 
 def _caller(
