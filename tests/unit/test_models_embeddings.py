@@ -17,6 +17,7 @@ from agentmesh.models import (
     CatalogError,
     Gateway,
     MalformedResponse,
+    ModelRequest,
     ModelSpec,
     load_catalog,
 )
@@ -167,3 +168,12 @@ async def test_embed_batch_splits_the_texts_into_requests_of_that_size() -> None
     assert sizes == [2, 1]
     assert found.vectors == ((1.0,), (2.0,), (3.0,))
     assert found.usage.input_tokens == 3
+
+
+async def test_an_embeddings_model_is_refused_for_chat() -> None:
+    async with Gateway(Catalog([EMBED, scripted_model("chat")])) as gateway:
+        with pytest.raises(BadRequest, match=r"^sim-embed: is an embeddings model"):
+            await gateway.invoke("sim-embed", ModelRequest.of("hi"))
+        with pytest.raises(BadRequest, match=r"^sim-embed: is an embeddings model"):
+            async for _ in gateway.stream("sim-embed", ModelRequest.of("hi")):
+                pass

@@ -120,6 +120,21 @@ class Gateway:
             self._clients[model_id] = found
         return found
 
+    def _chat_client(self, model_id: str) -> ModelClient:
+        """The client of a chat entry.
+
+        Raises:
+            BadRequest: ``model_id`` is an embeddings entry (``kind: embeddings``).
+        """
+        spec = self.catalog[model_id]
+        if spec.embeds:
+            raise BadRequest(
+                "is an embeddings model (kind: embeddings): call Gateway.embed",
+                model_id=model_id,
+                provider=spec.provider.value,
+            )
+        return self.client(model_id)
+
     def token_counting_models(self) -> tuple[str, ...]:
         """Catalog models whose adapter counts prompt tokens with their own tokenizer."""
         if self._counting is None:
@@ -206,7 +221,7 @@ class Gateway:
         Raises:
             ModelError: The classified failure.
         """
-        client = self.client(model_id)
+        client = self._chat_client(model_id)
         limit = self._deadline(model_id, request)
         call = self._chat_call(client.spec, request, attributes, False)
         try:
@@ -234,7 +249,7 @@ class Gateway:
 
         ``attributes`` are set on the call's ``chat`` span, as for :meth:`invoke`.
         """
-        client = self.client(model_id)
+        client = self._chat_client(model_id)
         limit = self._deadline(model_id, request)
         call = self._chat_call(client.spec, request, attributes, True)
         events = call.iterate(client.stream(request))
