@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from agentmesh.testing import scripted_model
 from .test_response_cache import CountingGateway
 from .test_tracing_support import by_name, span_fixture
 
+PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
 EMBED = scripted_model("embed", fields={"kind": "embeddings", "model": "hash-bow"})
 SEMANTIC = {"model": "embed", "threshold": 0.8}
 
@@ -159,3 +161,21 @@ def test_the_namespace_ignores_only_the_last_user_message() -> None:
     }
     assert same not in others
     assert len(others) == 6
+
+
+async def test_a_graph_step_served_by_the_semantic_cache_says_cached() -> None:
+    from agentmesh.graph import Runtime, Workflow, run_graph
+    from agentmesh.prompts import PromptLibrary
+
+    catalog = Catalog([scripted_model("m", fields={"pricing": {"input": 1}}), EMBED])
+    wf = Workflow("semantic", policy=Policy(semantic_cache=SEMANTIC))
+    wf.executor("answer", prompt="execute_step", inputs={"question": "$input", "step": "answer"})
+    prompts = PromptLibrary(PROMPTS)
+    async with Runtime.open(catalog, prompts=prompts) as rt:
+        first = await run_graph(wf.spec(), rt, "how do I reset my password")
+        second = await run_graph(wf.spec(), rt, "how can I reset my password")
+        other = await run_graph(wf.spec(), rt, "how do I reset my password 2 times")
+    assert first.steps[0]["cached"] is False
+    assert second.steps[0]["cached"] is True
+    assert second.cost_usd == 0
+    assert other.steps[0]["cached"] is False  # another number: the guard
