@@ -106,26 +106,53 @@ def gguf_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bundled_model_path()
 
 
-@pytest.fixture(scope="session")
-def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """llama.cpp's OpenAI-compatible server on 127.0.0.1; yields its ``/v1`` base URL."""
+def _llama_cpp_server(
+    gguf_path: Path, tmp_path_factory: pytest.TempPathFactory, what: str, options: list[str]
+) -> Iterator[str]:
+    """Run ``python -m llama_cpp.server`` on the GGUF with ``options``; yield its ``/v1`` URL."""
     require(
         importlib.util.find_spec("llama_cpp.server") is not None
         and importlib.util.find_spec("uvicorn") is not None,
         "llama-cpp-python[server] is not installed",
     )
     port = free_port()
-    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    log = tmp_path_factory.mktemp(what.replace(" ", "-").replace(".", "")) / "server.log"
     command = [
         sys.executable, "-m", "llama_cpp.server",
         "--model", str(gguf_path),
         "--host", "127.0.0.1", "--port", str(port),
-        "--n_ctx", "1024", "--n_threads", "2",
-        "--logits_all", "False", "--verbose", "False",
-        "--chat_format", "alpaca",  # the base model has no chat template of its own
+        "--n_threads", "2", "--verbose", "False",
+        *options,
     ]  # fmt: skip
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
-    with serving(process, f"{base_url}/models", log, "llama.cpp server"):
+    with serving(process, f"{base_url}/models", log, what):
         yield base_url
+
+
+@pytest.fixture(scope="session")
+def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama.cpp's OpenAI-compatible server on 127.0.0.1; yields its ``/v1`` base URL."""
+    yield from _llama_cpp_server(
+        gguf_path,
+        tmp_path_factory,
+        "llama.cpp server",
+        [
+            "--n_ctx", "1024", "--logits_all", "False",
+            "--chat_format", "alpaca",  # the base model has no chat template of its own
+        ],
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def llama_embedding_server(
+    gguf_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """llama.cpp's server with ``--embedding`` (``POST /v1/embeddings``); its ``/v1`` URL."""
+    yield from _llama_cpp_server(
+        gguf_path,
+        tmp_path_factory,
+        "llama.cpp embeddings server",
+        ["--n_ctx", "512", "--embedding", "True"],
+    )

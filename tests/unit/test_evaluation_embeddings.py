@@ -13,13 +13,12 @@ from agentmesh.evaluation.data import Row
 from agentmesh.evaluation.embedding_router import fit_embedding_router
 from agentmesh.evaluation.embeddings import (
     EmbeddingCache,
-    LlamaCppEmbedder,
-    ServerEmbedder,
+    GatewayEmbedder,
     embed_prompts,
     embedder_for,
 )
 from agentmesh.evaluation.metrics import apgr
-from agentmesh.models import ModelSpec
+from agentmesh.models import ModelError, ModelSpec
 
 SERVER = ModelSpec.model_validate(
     {"id": "emb", "provider": "openai", "model": "gemma-embed", "base_url": "http://emb.test/v1"}
@@ -44,7 +43,7 @@ def _transport(calls: list[dict[str, object]]) -> httpx.MockTransport:
 async def test_server_embeddings_are_cached_per_dataset(tmp_path: Path) -> None:
     calls: list[dict[str, object]] = []
     async with httpx.AsyncClient(transport=_transport(calls)) as client:
-        embedder = ServerEmbedder(SERVER, client)
+        embedder = embedder_for(SERVER, client)
         assert embedder.name == "server:gemma-embed"
         prompts = [f"prompt {'a' * i}" for i in range(5)] + ["prompt "]  # one repeated
         cache = EmbeddingCache(tmp_path, "mmlu", embedder.name)
@@ -66,13 +65,23 @@ async def test_server_embeddings_are_cached_per_dataset(tmp_path: Path) -> None:
 async def test_a_failing_server_and_unknown_providers_are_named() -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(501, text="no embeddings"))
     async with httpx.AsyncClient(transport=transport) as client:
-        with pytest.raises(ValueError, match=r"model 'emb': .*/v1/embeddings answered 501"):
-            await ServerEmbedder(SERVER, client).embed(["x"])
-    scripted = ModelSpec.model_validate({"id": "sim", "provider": "scripted", "model": "sim"})
-    with pytest.raises(ValueError, match=r"model 'sim': provider 'scripted' serves no embeddings"):
-        embedder_for(scripted)
+        with pytest.raises(ModelError, match=r"^emb: .*HTTP 501"):
+            await GatewayEmbedder(SERVER, client).embed(["x"])
+    claude = ModelSpec.model_validate({"id": "c", "provider": "anthropic", "model": "claude"})
+    with pytest.raises(ValueError, match=r"model 'c': provider 'anthropic' serves no embeddings"):
+        embedder_for(claude)
     local = ModelSpec.model_validate({"id": "g", "provider": "llamacpp", "model": "gemma"})
-    assert isinstance(embedder_for(local), LlamaCppEmbedder)  # loads nothing until used
+    assert isinstance(embedder_for(local), GatewayEmbedder)  # loads nothing until used
+
+
+async def test_scripted_embeddings_are_simulated_bags_of_words() -> None:
+    scripted = ModelSpec.model_validate({"id": "sim", "provider": "scripted", "model": "sim"})
+    embedder = embedder_for(scripted)
+    assert embedder.name == "scripted:sim"
+    a, b, c = await embedder.embed(["the red fox", "The red fox!", "a blue whale"])
+    assert a == b  # same words, same vector
+    assert abs(sum(x * y for x, y in zip(a, c, strict=True))) < 1e-9  # no shared word
+    await embedder.aclose()
 
 
 def _rows(n: int, seed: int) -> tuple[np.ndarray, list[Row]]:

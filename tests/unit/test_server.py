@@ -433,9 +433,3 @@ def test_a_bug_is_a_500_naming_the_request_without_a_traceback(
         "request r-9 failed: RuntimeError (traceback at DEBUG)"
     ]
     assert all(r.exc_info is None for r in logged)
-
-
-def test_embeddings_are_refused_with_501(sim: TestClient) -> None:
-    response = sim.post("/v1/embeddings", json={"model": "auto", "input": "x"})
-    assert response.status_code == 501
-    assert response.json()["error"]["code"] == "embeddings_unsupported"

@@ -1,14 +1,15 @@
 """Prompt embeddings from a model of the catalog, cached on disk per dataset (numpy: ``eval``).
 
-An :class:`Embedder` turns prompts into vectors; :data:`EMBEDDERS` maps a
-catalog provider to the one that serves it:
+An :class:`Embedder` turns prompts into vectors. :func:`embedder_for` gives a
+catalog model's, through the one embeddings contract of the models layer,
+:meth:`Gateway.embed <agentmesh.models.Gateway.embed>` (:class:`GatewayEmbedder`):
 
 - ``openai``: any OpenAI-compatible ``POST {base_url}/embeddings`` (a llama.cpp
-  server started with ``--embedding``, vLLM, OpenAI), over an injected
-  ``httpx.AsyncClient`` (:class:`ServerEmbedder`);
+  server started with ``--embedding``, vLLM, OpenAI);
 - ``llamacpp``: the GGUF of the in-process adapter (the bundled Gemma 3 270M
   unless ``model_path`` says otherwise), loaded with ``embedding=True`` and
-  mean pooling (:class:`LlamaCppEmbedder`, the ``local`` extra).
+  mean pooling (the ``local`` extra);
+- ``scripted``: simulated bag-of-words vectors, for tests.
 
 :func:`embed_prompts` reads what it can from an :class:`EmbeddingCache` (one
 ``.npz`` file per dataset and model: text digests and vectors) and embeds only
@@ -18,27 +19,22 @@ loses at most one batch.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 import numpy as np
 from numpy.typing import NDArray
 
-from agentmesh.models.spec import ModelSpec
+from agentmesh.models import PROVIDERS, Catalog, Gateway, ModelClient, ModelSpec, Provider
 
 __all__ = [
-    "EMBEDDERS",
     "Embedder",
     "EmbeddingCache",
-    "LlamaCppEmbedder",
-    "ServerEmbedder",
+    "GatewayEmbedder",
     "embed_prompts",
     "embedder_for",
 ]
@@ -60,131 +56,80 @@ class Embedder(Protocol):
         """Release what the embedder holds (connections, the loaded model)."""
 
 
-class ServerEmbedder:
-    """An OpenAI-compatible ``/embeddings`` endpoint (a llama.cpp server with ``--embedding``).
-
-    Args:
-        spec: The catalog entry (``base_url``, wire ``model``, ``api_key_env``, ``headers``).
-        client: The HTTP client to use (default: one of its own, closed by :meth:`aclose`).
-    """
-
-    def __init__(self, spec: ModelSpec, client: httpx.AsyncClient | None = None) -> None:
-        if not spec.base_url:
-            raise ValueError(f"model {spec.id!r}: an embeddings server needs a base_url")
-        self.spec = spec
-        self._own = client is None
-        self._client = client or httpx.AsyncClient(timeout=spec.timeout_s)
-
-    @property
-    def name(self) -> str:
-        """``server:<wire model>``."""
-        return f"server:{self.spec.model}"
-
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """POST the texts; the answer's ``data[i].embedding``, sorted by ``index``."""
-        headers = dict(self.spec.headers)
-        key = os.environ.get(self.spec.api_key_env) if self.spec.api_key_env else None
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        url = f"{(self.spec.base_url or '').rstrip('/')}/embeddings"
-        body = {"model": self.spec.model, "input": list(texts)}
-        response = await self._client.post(url, json=body, headers=headers)
-        if response.status_code != 200:
-            raise ValueError(
-                f"model {self.spec.id!r}: {url} answered {response.status_code}: "
-                f"{response.text[:200]}"
-            )
-        try:
-            data = sorted(response.json()["data"], key=lambda d: int(d["index"]))
-            vectors = [[float(v) for v in d["embedding"]] for d in data]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(
-                f"model {self.spec.id!r}: malformed embeddings answer: {exc}"
-            ) from None
-        if len(vectors) != len(texts):
-            raise ValueError(
-                f"model {self.spec.id!r}: {len(vectors)} embeddings for {len(texts)} inputs"
-            )
-        return vectors
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if it is this embedder's own."""
-        if self._own:
-            await self._client.aclose()
-
-
-class LlamaCppEmbedder:
-    """The in-process GGUF, mean-pooled over the prompt's tokens (truncated to ``n_ctx``)."""
-
-    def __init__(self, spec: ModelSpec) -> None:
-        self.spec = spec
-        self._model: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def name(self) -> str:
-        """``llamacpp:<file name>:mean``."""
-        return f"llamacpp:{Path(self._path()).name}:mean"
-
-    def _path(self) -> str:
+def _embedder_name(spec: ModelSpec) -> str:
+    """What the vectors depend on: ``llamacpp:<file name>:mean`` or ``server:<wire model>``."""
+    if spec.provider is Provider.LLAMACPP:
+        path = spec.model_path
+        if path:
+            return f"llamacpp:{Path(os.path.expanduser(path)).name}:mean"
         from agentmesh.models.llamacpp import bundled_model_path
 
-        path = self.spec.model_path
-        return os.path.expanduser(path) if path else str(bundled_model_path())
+        return f"llamacpp:{bundled_model_path().name}:mean"
+    prefix = "server" if spec.provider is Provider.OPENAI else spec.provider.value
+    return f"{prefix}:{spec.model}"
 
-    def _llm(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                try:
-                    import llama_cpp
-                except ImportError as exc:
-                    raise ImportError(
-                        "llamacpp embeddings need llama-cpp-python: pip install 'agentmesh[local]'"
-                    ) from exc
-                self._model = llama_cpp.Llama(
-                    model_path=self._path(),
-                    embedding=True,
-                    pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
-                    n_ctx=self.spec.n_ctx or min(self.spec.context_window, 2048),
-                    n_threads=self.spec.n_threads or min(4, os.cpu_count() or 1),
-                    verbose=False,
-                    swa_full=False,  # one sequence at a time (as the llamacpp adapter loads it)
-                )
-            return self._model
 
-    def _embed(self, texts: Sequence[str]) -> list[list[float]]:
-        llm = self._llm()
-        return [[float(v) for v in llm.embed(t, truncate=True)] for t in texts]
+class GatewayEmbedder:
+    """A catalog model's embeddings through :meth:`Gateway.embed <agentmesh.models.Gateway.embed>`.
+
+    The entry is called as ``kind: embeddings`` whatever its catalog kind (a
+    chat entry's weights or endpoint serve embeddings too): an ``openai``
+    entry posts to ``{base_url}/embeddings``, a ``llamacpp`` entry loads its
+    GGUF for embeddings (mean pooling), a ``scripted`` entry gives simulated
+    bag-of-words vectors.
+
+    Args:
+        spec: The catalog entry.
+        http: The HTTP client to send on (e.g. with a mock transport); default:
+            the gateway's own pool, closed by :meth:`aclose`.
+    """
+
+    def __init__(self, spec: ModelSpec, http: httpx.AsyncClient | None = None) -> None:
+        self.spec = spec.model_copy(update={"kind": "embeddings"})
+        self._gateway = Gateway(
+            Catalog([self.spec], source=f"<embeddings of {spec.id}>"), http=http
+        )
+        self._name: str | None = None
+
+    @property
+    def name(self) -> str:
+        """``llamacpp:<file name>:mean``, ``server:<wire model>`` or ``scripted:<model>``."""
+        if self._name is None:
+            self._name = _embedder_name(self.spec)
+        return self._name
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embed in a worker thread (one text at a time: one sequence in the context)."""
-        return await asyncio.to_thread(self._embed, texts)
+        """One vector per text, in order.
+
+        Raises:
+            ModelError: The classified failure of the call.
+        """
+        found = await self._gateway.embed(self.spec.id, texts)
+        return [list(v) for v in found.vectors]
 
     async def aclose(self) -> None:
-        """Drop the loaded model."""
-        with self._lock:
-            self._model = None
+        """Close the gateway (connections it owns, the loaded model)."""
+        await self._gateway.aclose()
 
 
-EMBEDDERS: Mapping[str, Callable[[ModelSpec], Embedder]] = MappingProxyType(
-    {"openai": ServerEmbedder, "llamacpp": LlamaCppEmbedder}
-)
-"""Catalog provider -> the embedder of its models."""
-
-
-def embedder_for(spec: ModelSpec) -> Embedder:
-    """The embedder of a catalog model.
+def embedder_for(spec: ModelSpec, http: httpx.AsyncClient | None = None) -> Embedder:
+    """The embedder of a catalog model (:class:`GatewayEmbedder`).
 
     Raises:
         ValueError: Its provider serves no embeddings.
     """
-    factory = EMBEDDERS.get(spec.provider.value)
-    if factory is None:
+    serving = [p.value for p, f in PROVIDERS.items() if _serves_embeddings(f)]
+    if spec.provider.value not in serving:
         raise ValueError(
             f"model {spec.id!r}: provider {spec.provider.value!r} serves no embeddings "
-            f"(embeddings come from: {', '.join(EMBEDDERS)})"
+            f"(embeddings come from: {', '.join(serving)})"
         )
-    return factory(spec)
+    return GatewayEmbedder(spec, http)
+
+
+def _serves_embeddings(factory: object) -> bool:
+    """Whether an adapter class overrides :meth:`ModelClient.embed`."""
+    return getattr(factory, "embed", ModelClient.embed) is not ModelClient.embed
 
 
 def _digest(text: str) -> str:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     )
     from agentmesh.models.tokens import estimate_message_tokens, estimate_tokens
     from agentmesh.models.types import (
+        Embeddings,
         ModelRequest,
         ModelResponse,
         ResponseFormat,
@@ -85,6 +86,7 @@ EXPORTS = MappingProxyType(
         "ScriptedBehavior": "agentmesh.models.spec",
         "estimate_message_tokens": "agentmesh.models.tokens",
         "estimate_tokens": "agentmesh.models.tokens",
+        "Embeddings": "agentmesh.models.types",
         "ModelRequest": "agentmesh.models.types",
         "ModelResponse": "agentmesh.models.types",
         "ResponseFormat": "agentmesh.models.types",
@@ -111,6 +113,7 @@ __all__ = [
     "ClientFactory",
     "ContentFiltered",
     "ContextOverflow",
+    "Embeddings",
     "Gateway",
     "LangChainClient",
     "LlamaCppClient",

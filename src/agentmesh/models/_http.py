@@ -382,12 +382,17 @@ class HttpModelClient(ModelClient):
             response.status_code, body, response.headers, spec=self.spec, secrets=self._secrets
         )
 
-    async def post_json(self, body: Mapping[str, Any], *, read_timeout: float | None) -> Any:
-        """POST ``body`` and return the decoded JSON answer."""
+    async def post_json(
+        self, body: Mapping[str, Any], *, read_timeout: float | None, url: str | None = None
+    ) -> Any:
+        """POST ``body`` (to ``url``, default the adapter's endpoint); the decoded JSON answer."""
         http = await self.http()
         with self._transport_errors():
             response = await http.post(
-                self._url, json=body, headers=self._headers, timeout=self._timeout(read_timeout)
+                url or self._url,
+                json=body,
+                headers=self._headers,
+                timeout=self._timeout(read_timeout),
             )
         if response.status_code >= 400:
             self._raise_for(response, response.text)

@@ -73,9 +73,19 @@ class Catalog(Mapping[str, ModelSpec]):
         """All specs, in file order."""
         return tuple(self._specs.values())
 
+    @property
+    def chat_specs(self) -> tuple[ModelSpec, ...]:
+        """The chat models (every entry but ``kind: embeddings``), in file order: what routes."""
+        return tuple(s for s in self._specs.values() if not s.embeds)
+
+    @property
+    def embedding_specs(self) -> tuple[ModelSpec, ...]:
+        """The ``kind: embeddings`` entries, in file order."""
+        return tuple(s for s in self._specs.values() if s.embeds)
+
     def by_tier(self) -> tuple[ModelSpec, ...]:
-        """All specs from the cheapest tier up (then by price)."""
-        return tuple(sorted(self._specs.values(), key=lambda s: (s.tier, s.pricing.output)))
+        """The chat models from the cheapest tier up (then by price)."""
+        return tuple(sorted(self.chat_specs, key=lambda s: (s.tier, s.pricing.output)))
 
 
 def _entry_lines(root: yaml.Node | None) -> list[int]:

@@ -2,7 +2,10 @@
 
 One required method, :meth:`ModelClient.invoke`. :meth:`ModelClient.stream`
 has a default (one delta with the whole text, then the response) that
-streaming adapters override; :meth:`ModelClient.aclose` releases resources.
+streaming adapters override; :meth:`ModelClient.embed` (entries of ``kind:
+embeddings``) refuses by default and is overridden by the adapters that serve
+embeddings (``openai``, ``llamacpp``, ``scripted``); :meth:`ModelClient.aclose`
+releases resources.
 Adapters are built from a :class:`ModelSpec` and a :class:`ClientContext` by a
 :data:`ClientFactory`; the gateway keeps the registry of factories.
 """
@@ -12,15 +15,16 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 import httpx
 
-from agentmesh.models.errors import AuthError, MalformedResponse, ModelError
+from agentmesh.models.errors import AuthError, BadRequest, MalformedResponse, ModelError
 from agentmesh.models.spec import ModelSpec
 from agentmesh.models.types import (
+    Embeddings,
     FinishReason,
     ModelRequest,
     ModelResponse,
@@ -145,6 +149,57 @@ class ModelClient(ABC):
         if response.text:
             yield StreamEvent(delta=response.text)
         yield StreamEvent(response=response)
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        """One vector per text, in order (build the answer with :meth:`embedded`).
+
+        Raises:
+            BadRequest: This provider serves no embeddings (the default).
+            ModelError: The classified failure of an adapter that does.
+        """
+        raise self.error(BadRequest, f"provider {self.spec.provider.value!r} serves no embeddings")
+
+    def embedded(
+        self,
+        vectors: Sequence[Sequence[float]],
+        *,
+        texts: int,
+        input_tokens: int,
+        watch: Stopwatch,
+        served_model: str | None = None,
+        estimated: bool = False,
+    ) -> Embeddings:
+        """An embeddings answer of this client's model, checked, costed from the catalog price.
+
+        Raises:
+            MalformedResponse: Not one vector per text, vectors of different
+                lengths, empty or non-finite vectors, or an implausible token count.
+        """
+        if len(vectors) != texts:
+            raise self.error(MalformedResponse, f"{len(vectors)} embeddings for {texts} inputs")
+        try:
+            rows = tuple(tuple(float(v) for v in row) for row in vectors)
+        except (TypeError, ValueError) as exc:
+            raise self.error(MalformedResponse, f"an embedding is not numbers: {exc}") from None
+        sizes = {len(row) for row in rows}
+        if len(sizes) > 1 or 0 in sizes:
+            raise self.error(MalformedResponse, f"embeddings of sizes {sorted(sizes)}")
+        if not all(math.isfinite(v) for row in rows for v in row):
+            raise self.error(MalformedResponse, "an embedding holds a non-finite number")
+        problem = token_count(input_tokens, "input")
+        if isinstance(problem, str):
+            raise self.error(MalformedResponse, problem)
+        latency_ms, _ = watch.read()
+        return Embeddings(
+            model_id=self.spec.id,
+            provider=self.spec.provider.value,
+            served_model=served_model or self.spec.model,
+            vectors=rows,
+            usage=Usage(input_tokens, 0, estimated),
+            latency_ms=latency_ms,
+            cost_usd=self.spec.cost(input_tokens, 0),
+            simulated=self.spec.simulated,
+        )
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Release what the client holds (loaded weights, private connections)."""

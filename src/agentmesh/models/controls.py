@@ -14,6 +14,7 @@ to carry them::
       ttl: 3600            # seconds a cached answer lives
       redact: true         # or "package.module:function"
       health: {interval_s: 30}
+      semantic_cache: {model: gemma-embed, threshold: 0.95}   # also on a policy / node
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "HedgePolicy",
     "RateLimits",
     "RedactSetting",
+    "SemanticCacheSetting",
     "check_redact",
 ]
 
@@ -108,3 +110,26 @@ class HealthProbe(_Frozen):
         if not value.strip():
             raise ValueError("must not be blank")
         return value
+
+
+class SemanticCacheSetting(_Frozen):
+    """The opt-in semantic cache: answer a prompt with a stored answer of a paraphrase.
+
+    A stored answer serves a new call only in the same namespace (the model,
+    the node, the prompt template's hash and every message but the last user
+    message, the parameters, tools and response format) when the cosine
+    similarity of the two last user messages' embeddings reaches ``threshold``
+    and, with ``guard``, both carry the same numbers and the same negations.
+
+    Attributes:
+        model: Catalog id of a ``kind: embeddings`` entry that embeds the prompts.
+        threshold: Lowest cosine similarity that counts as the same question.
+        guard: Also require equal numbers and negation words in both prompts
+            (what keeps "refund 12 euros" from answering "refund 120 euros").
+        max_entries: Answers kept per namespace (the oldest leave first).
+    """
+
+    model: Annotated[str, Field(min_length=1)]
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.95
+    guard: bool = True
+    max_entries: Annotated[int, Field(gt=0, le=100_000)] = 1000

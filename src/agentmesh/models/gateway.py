@@ -11,13 +11,15 @@ Every call is traced: a ``chat {model}`` span (OpenTelemetry GenAI conventions,
 see :mod:`agentmesh.tracing`) with the request, the served model, usage, cost
 and finish reason, or ``error.type`` on failure; callers add their own
 attributes (attempt, fallback, node, prompt template) with ``attributes=``.
+:meth:`Gateway.embed` calls an entry of ``kind: embeddings`` (an
+``embeddings {model}`` span, GenAI operation ``embeddings``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import partial
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Self
@@ -29,14 +31,14 @@ from agentmesh.models._http import LoopClients, PoolLimits, default_http_client
 from agentmesh.models.anthropic import AnthropicClient
 from agentmesh.models.catalog import Catalog
 from agentmesh.models.client import ClientContext, ClientFactory, ModelClient
-from agentmesh.models.errors import Timeout
+from agentmesh.models.errors import BadRequest, Timeout
 from agentmesh.models.langchain import LangChainClient
 from agentmesh.models.llamacpp import LlamaCppClient
 from agentmesh.models.openai import OpenAIClient
 from agentmesh.models.scripted import ScriptedClient
 from agentmesh.models.spec import ModelSpec, Provider, expand_env
-from agentmesh.models.types import ModelRequest, ModelResponse, StreamEvent
-from agentmesh.tracing import Attributes, ChatCall
+from agentmesh.models.types import Embeddings, ModelRequest, ModelResponse, StreamEvent
+from agentmesh.tracing import Attributes, ChatCall, embeddings_done, embeddings_span
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -126,6 +128,21 @@ class Gateway:
             self._clients[model_id] = found
         return found
 
+    def _chat_client(self, model_id: str) -> ModelClient:
+        """The client of a chat entry.
+
+        Raises:
+            BadRequest: ``model_id`` is an embeddings entry (``kind: embeddings``).
+        """
+        spec = self.catalog[model_id]
+        if spec.embeds:
+            raise BadRequest(
+                "is an embeddings model (kind: embeddings): call Gateway.embed",
+                model_id=model_id,
+                provider=spec.provider.value,
+            )
+        return self.client(model_id)
+
     def token_counting_models(self) -> tuple[str, ...]:
         """Catalog models whose adapter counts prompt tokens with their own tokenizer."""
         if self._counting is None:
@@ -212,7 +229,7 @@ class Gateway:
         Raises:
             ModelError: The classified failure.
         """
-        client = self.client(model_id)
+        client = self._chat_client(model_id)
         limit = self._deadline(model_id, request)
         call = self._chat_call(client.spec, request, attributes, False)
         try:
@@ -240,7 +257,7 @@ class Gateway:
 
         ``attributes`` are set on the call's ``chat`` span, as for :meth:`invoke`.
         """
-        client = self.client(model_id)
+        client = self._chat_client(model_id)
         limit = self._deadline(model_id, request)
         call = self._chat_call(client.spec, request, attributes, True)
         events = call.iterate(client.stream(request))
@@ -262,6 +279,51 @@ class Gateway:
         finally:
             call.end()  # a consumer that stopped reading: the span ends without an outcome
             await events.aclose()
+
+    async def embed(
+        self,
+        model_id: str,
+        texts: Sequence[str],
+        *,
+        attributes: Attributes | None = None,
+    ) -> Embeddings:
+        """Embed ``texts`` with the ``kind: embeddings`` entry ``model_id``, within its time limit.
+
+        Args:
+            model_id: Catalog id of an embeddings model.
+            texts: The inputs; one vector each comes back, in order.
+            attributes: Set on the call's ``embeddings {model}`` span.
+
+        Raises:
+            UnknownModel: The catalog does not list ``model_id``.
+            BadRequest: ``model_id`` is a chat model, or its provider serves no embeddings.
+            ModelError: The classified failure.
+        """
+        spec = self.catalog[model_id]
+        if not spec.embeds:
+            raise BadRequest(
+                "is a chat model (kind: chat); embeddings need an entry of kind: embeddings",
+                model_id=model_id,
+                provider=spec.provider.value,
+            )
+        client = self.client(model_id)
+        limit = spec.timeout_s
+        with embeddings_span(spec.id, spec.provider.value, spec.model, attributes) as scope:
+            try:
+                async with asyncio.timeout(limit):
+                    found = await client.embed(texts)
+            except TimeoutError:
+                raise client.error(Timeout, f"no embeddings within {limit:g} s") from None
+            embeddings_done(
+                scope,
+                response_model=found.served_model,
+                input_tokens=found.usage.input_tokens,
+                cost_usd=found.cost_usd,
+                dimensions=found.dimensions,
+                simulated=found.simulated,
+                usage_estimated=found.usage.estimated,
+            )
+        return found
 
     async def aclose(self) -> None:
         """Close every client built so far and the HTTP clients the gateway owns.

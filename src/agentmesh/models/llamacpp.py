@@ -34,6 +34,7 @@ from agentmesh.models.errors import BadRequest, ContextOverflow, MalformedRespon
 from agentmesh.models.openai import to_openai_messages
 from agentmesh.models.spec import ModelSpec
 from agentmesh.models.types import (
+    Embeddings,
     FinishReason,
     ModelRequest,
     ModelResponse,
@@ -175,15 +176,26 @@ class LlamaCppClient(ModelClient):
         with self._load_lock:
             if self._model is None:
                 resolved = self._path()
-                self._model = self._llama_cpp.Llama(
-                    model_path=str(resolved),
-                    n_ctx=self.n_ctx,
-                    n_threads=self.spec.n_threads or min(4, os.cpu_count() or 1),
-                    verbose=False,
-                    # One sequence at a time: the sliding-window cache need not be
-                    # full size (this also silences llama.cpp's warning about it).
-                    swa_full=False,
+                # An embeddings entry loads the weights for embeddings, mean-pooled
+                # over the text's tokens; a chat entry for generation.
+                pooling = (
+                    {"embedding": True, "pooling_type": self._llama_cpp.LLAMA_POOLING_TYPE_MEAN}
+                    if self.spec.embeds
+                    else {}
                 )
+                # llama.cpp warns that the GGUF declares no pooling: expected here.
+                quiet = _quiet() if self.spec.embeds else nullcontext()
+                with quiet:
+                    self._model = self._llama_cpp.Llama(
+                        model_path=str(resolved),
+                        n_ctx=self.n_ctx,
+                        n_threads=self.spec.n_threads or min(4, os.cpu_count() or 1),
+                        verbose=False,
+                        # One sequence at a time: the sliding-window cache need not be
+                        # full size (this also silences llama.cpp's warning about it).
+                        swa_full=False,
+                        **pooling,
+                    )
             return self._model
 
     async def load(self) -> None:
@@ -381,6 +393,31 @@ class LlamaCppClient(ModelClient):
         response = self._response(text, Usage(prompt_tokens, output_tokens), finish, watch)
         self._check_json(request, response.text)
         yield StreamEvent(response=response)
+
+    def _embed(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
+        """Vectors (one text at a time: one sequence in the context) and their tokens."""
+        llm = self._llm()
+        vectors = [[float(v) for v in llm.embed(t, truncate=True)] for t in texts]
+        tokens = sum(min(len(llm.tokenize(t.encode("utf-8"))), self.n_ctx) for t in texts)
+        return vectors, tokens
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        """Embed in a worker thread, the model locked as for a generation (``kind: embeddings``).
+
+        Raises:
+            BadRequest: The entry is a chat model: its weights are loaded for
+                generation, not embeddings.
+        """
+        if not self.spec.embeds:
+            raise self.error(BadRequest, "a chat entry (kind: chat) is not loaded for embeddings")
+        await self.load()
+        watch = Stopwatch()
+        worker = await self._start(self._embed, texts)
+        try:
+            vectors, tokens = await asyncio.shield(worker)
+        except ValueError as exc:
+            raise self._classify(exc) from None
+        return self.embedded(vectors, texts=len(texts), input_tokens=tokens, watch=watch)
 
     def _classify(self, exc: ValueError) -> ModelError:
         message = str(exc)

@@ -11,7 +11,9 @@ declared context window fails with :class:`ContextOverflow`, as a real model wou
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import math
 import random
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -35,6 +37,7 @@ from agentmesh.models.errors import (
 from agentmesh.models.spec import FailureKind, ModelSpec, ReplyRule, ScriptedBehavior
 from agentmesh.models.tokens import estimate_message_tokens, estimate_tokens
 from agentmesh.models.types import (
+    Embeddings,
     ModelRequest,
     ModelResponse,
     StreamEvent,
@@ -44,7 +47,7 @@ from agentmesh.models.types import (
     message_text,
 )
 
-__all__ = ["ScriptedClient", "shaped_like"]
+__all__ = ["SIMULATED_DIMENSIONS", "ScriptedClient", "bag_of_words", "shaped_like"]
 
 
 def _user_text(messages: Sequence[BaseMessage]) -> str:
@@ -107,6 +110,27 @@ _FAILURES: Mapping[FailureKind, tuple[type[ModelError], int | None]] = {
     "bad_request": (BadRequest, 400),
     "context_overflow": (ContextOverflow, None),
 }
+
+
+SIMULATED_DIMENSIONS = 256
+"""Length of the scripted provider's simulated embeddings."""
+
+_WORD = re.compile(r"\w+")
+
+
+def bag_of_words(text: str, dimensions: int = SIMULATED_DIMENSIONS) -> list[float]:
+    """A simulated embedding: the text's lower-cased words hashed into ``dimensions`` counts.
+
+    Deterministic across processes (BLAKE2b, not ``hash``) and L2-normalised, so
+    the dot product of two vectors is their cosine similarity; texts sharing no
+    word are orthogonal. It measures shared words, not meaning.
+    """
+    vector = [0.0] * dimensions
+    for word in _WORD.findall(text.lower()):
+        digest = hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
+        vector[int.from_bytes(digest, "big") % dimensions] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector))
+    return [v / norm for v in vector] if norm else vector
 
 
 class ScriptedClient(ModelClient):
@@ -279,6 +303,20 @@ class ScriptedClient(ModelClient):
         if delay:
             await asyncio.sleep(delay / 1000.0)
         return self._response(text, input_tokens, output_tokens, truncated, watch)
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        """Simulated vectors (:func:`bag_of_words`), after the behaviour's failures and latency."""
+        watch = Stopwatch()
+        await self._admit()
+        if self.behavior.latency_ms:
+            await asyncio.sleep(self.behavior.latency_ms / 1000.0)
+        return self.embedded(
+            [bag_of_words(t) for t in texts],
+            texts=len(texts),
+            input_tokens=sum(estimate_tokens(t) for t in texts),
+            watch=watch,
+            estimated=True,
+        )
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
         """Stream the reply word by word, pacing by ``ms_per_output_token``.

@@ -21,12 +21,14 @@ from agentmesh.models.controls import (
     HealthProbe,
     RateLimits,
     RedactSetting,
+    SemanticCacheSetting,
     check_redact,
 )
 
 __all__ = [
     "Capability",
     "FailureKind",
+    "ModelKind",
     "ModelSpec",
     "Pricing",
     "Provider",
@@ -66,6 +68,10 @@ FailureKind = Literal[
     "bad_request",
     "context_overflow",
 ]
+
+
+ModelKind = Literal["chat", "embeddings"]
+"""What a catalog entry serves: chat completions, or embeddings (never routed to for chat)."""
 
 
 class _Frozen(BaseModel):
@@ -174,6 +180,10 @@ class ModelSpec(_Frozen):
     Attributes:
         id: The name everything else uses (graphs, policies, traces).
         provider: Which adapter serves it.
+        kind: ``chat`` (the default) or ``embeddings``: an embeddings entry is
+            called only through ``Gateway.embed`` (the semantic cache,
+            ``POST /v1/embeddings``, embedding routers) and the router never
+            picks it for a chat call.
         model: The provider's wire name for the model.
         base_url: Endpoint for HTTP providers; may use ``${VAR:-default}``.
             Required for ``openai`` (there is no safe default among the many
@@ -208,10 +218,13 @@ class ModelSpec(_Frozen):
         limits: Client-side rate limits (rpm, tpm, concurrency).
         redact: Redact what is sent to this model when it is tagged ``external``.
         health: Periodic health probes feeding its circuit breaker.
+        semantic_cache: The opt-in semantic cache of this model's answers
+            (a policy's setting wins over the entry's).
     """
 
     id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
     provider: Provider
+    kind: ModelKind = "chat"
     model: Annotated[str, Field(min_length=1)]
     base_url: str | None = None
     api_key_env: str | None = None
@@ -239,6 +252,7 @@ class ModelSpec(_Frozen):
     limits: RateLimits | None = None
     redact: RedactSetting | None = None
     health: HealthProbe | None = None
+    semantic_cache: SemanticCacheSetting | None = None
 
     @field_validator("redact")
     @classmethod
@@ -315,6 +329,11 @@ class ModelSpec(_Frozen):
             data["base_url"] = redact_url(data["base_url"])
         data["headers"] = redact_headers(data.get("headers") or {})
         return data
+
+    @property
+    def embeds(self) -> bool:
+        """True for an entry of ``kind: embeddings``."""
+        return self.kind == "embeddings"
 
     @property
     def simulated(self) -> bool:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 __all__ = [
+    "Embeddings",
     "ModelRequest",
     "ModelResponse",
     "ResponseFormat",
@@ -181,6 +182,37 @@ class ModelResponse:
                 "simulated": self.simulated,
             },
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """What one successful embeddings call returned.
+
+    Attributes:
+        model_id: Catalog id of the embeddings model.
+        provider: Provider name.
+        served_model: The model name the provider says served the call.
+        vectors: One vector per input text, in input order.
+        usage: Input tokens (embeddings have no output tokens).
+        latency_ms: Wall time of the call.
+        cost_usd: Cost from the catalog's input price.
+        simulated: True when the scripted provider made the vectors (hashed
+            bag of words, not a model).
+    """
+
+    model_id: str
+    provider: str
+    served_model: str
+    vectors: tuple[tuple[float, ...], ...]
+    usage: Usage
+    latency_ms: float
+    cost_usd: float
+    simulated: bool = False
+
+    @property
+    def dimensions(self) -> int:
+        """Length of the vectors (0 when there are none)."""
+        return len(self.vectors[0]) if self.vectors else 0
 
 
 @dataclass(frozen=True, slots=True)

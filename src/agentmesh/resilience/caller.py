@@ -42,6 +42,7 @@ from agentmesh.resilience.limiter import LimitStep, RateLimiter
 from agentmesh.resilience.policy import BreakerPolicy, ResiliencePolicy, RetryBudgetPolicy
 from agentmesh.resilience.redaction import RedactionError, RedactStep
 from agentmesh.resilience.retry import RetryBudget, backoff_delay
+from agentmesh.resilience.semantic import SemanticStep
 from agentmesh.routing.filters import LocalRateLimitFilter
 from agentmesh.routing.policy import Policy
 from agentmesh.routing.router import Router
@@ -135,6 +136,7 @@ class ResilientCaller:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._cache = CacheStep(cache)
+        self._semantic = SemanticStep(gateway)
         self._limits = LimitStep(limiter, sleep)
         self._redact = RedactStep()
 
@@ -533,7 +535,7 @@ class ResilientCaller:
         """Call one model, retrying what may be retried; the response or the last error.
 
         The gateway controls are steps of this routine, in order: a cache
-        lookup (a hit ends it at no cost), redaction of what the model may
+        lookup, exact then semantic (a hit ends it at no cost), redaction of what the model may
         receive, and for each attempt the rate limiter's admission, the call,
         the record; the answer (restored from placeholders when asked) is
         stored in the cache once it is known to be good.
@@ -546,8 +548,12 @@ class ResilientCaller:
         except RedactionError as exc:
             run.last_error = BadRequest(str(exc), model_id=model)
             return run.last_error
-        if lookup is not None:
-            hit = await self._cache.lookup(lookup, model, decision.request.node)
+        node = decision.request.node
+        semantic = None if probe else self._semantic.plan(policy, spec, request, node)
+        if lookup is not None or semantic is not None:
+            hit = await self._cache.lookup(lookup, model, node) if lookup is not None else None
+            if hit is None and semantic is not None:  # after the exact cache, never before
+                hit = await self._semantic.lookup(semantic, model, node)
             if hit is not None:
                 await self.router.release(decision)
                 run.attempts.append(
@@ -659,6 +665,8 @@ class ResilientCaller:
             response = self._redact.restore(policy, response, redaction)
             if lookup is not None:
                 await self._cache.store(lookup, response, allow_empty=run.call.allow_empty)
+            if semantic is not None:
+                self._semantic.store(semantic, response, allow_empty=run.call.allow_empty)
             return response
         raise AssertionError("unreachable: the loop returns")  # pragma: no cover
 

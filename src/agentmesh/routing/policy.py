@@ -24,7 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agentmesh._validation import describe_errors
 from agentmesh._yamlfile import YamlFileError, describe_yaml_error, parse_yaml, read_text
-from agentmesh.models.controls import CacheSetting, HedgePolicy, RedactSetting, check_redact
+from agentmesh.models.controls import (
+    CacheSetting,
+    HedgePolicy,
+    RedactSetting,
+    SemanticCacheSetting,
+    check_redact,
+)
 from agentmesh.models.spec import Capability
 from agentmesh.routing.constraints import Constraints
 from agentmesh.routing.strategies import STRATEGIES
@@ -57,8 +63,10 @@ class Policy(BaseModel):
         hedge: Delayed hedged requests (race the next candidate when slow).
         redact: Redact what is sent to models tagged ``external``.
         unredact: Put the redacted values back into the answer (by placeholder).
+        semantic_cache: The opt-in semantic cache of the calls it routes
+            (wins over a catalog entry's).
 
-    The last five are gateway controls, applied by the resilient caller; the
+    The last six are gateway controls, applied by the resilient caller; the
     router itself reads none of them.
     """
 
@@ -79,6 +87,7 @@ class Policy(BaseModel):
     hedge: HedgePolicy | None = None
     redact: RedactSetting | None = None
     unredact: bool = False
+    semantic_cache: SemanticCacheSetting | None = None
 
     @field_validator("redact")
     @classmethod

@@ -72,8 +72,8 @@ class Router:
         budgets: BudgetLimits | None = None,
         filters: Sequence[Filter] = DEFAULT_FILTERS,
     ) -> None:
-        if not len(catalog):
-            raise ValueError(f"{catalog.source}: a router needs at least one model")
+        if not catalog.chat_specs:
+            raise ValueError(f"{catalog.source}: a router needs at least one model of kind chat")
         self.catalog = catalog
         self.state: RoutingState = state if state is not None else InMemoryRoutingState()
         self.policy = policy if policy is not None else Policy()
@@ -93,7 +93,7 @@ class Router:
 
     def _index(self, catalog: Catalog) -> None:
         """Read once what every decision needs of ``catalog``."""
-        self._specs: tuple[ModelSpec, ...] = catalog.specs
+        self._specs: tuple[ModelSpec, ...] = catalog.chat_specs  # never an embeddings entry
         self._ids = tuple(s.id for s in self._specs)
         self._min_tier = min(s.tier for s in self._specs)
         # The price columns every call's worst-case cost reads; (id, output cap,
@@ -113,8 +113,8 @@ class Router:
         Raises:
             ValueError: The catalog is empty.
         """
-        if not len(catalog):
-            raise ValueError(f"{catalog.source}: a router needs at least one model")
+        if not catalog.chat_specs:
+            raise ValueError(f"{catalog.source}: a router needs at least one model of kind chat")
         self._index(catalog)
         self._strategies.clear()  # strategies may index the catalog they were built on
         self.catalog = catalog

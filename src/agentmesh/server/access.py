@@ -33,6 +33,7 @@ __all__ = [
     "authenticate",
     "generated_cost",
     "reserve",
+    "reserve_cost",
     "worst_cases",
 ]
 
@@ -97,8 +98,8 @@ async def authenticate(keys: KeyStore, headers: Mapping[str, str]) -> KeyRecord:
 
 
 def _reachable(catalog: Catalog, record: KeyRecord) -> list[ModelSpec]:
-    allowed = [s for s in catalog.specs if record.allows(s.id)]
-    return allowed or list(catalog.specs)  # a key allowing only graphs or routes: any model
+    allowed = [s for s in catalog.chat_specs if record.allows(s.id)]
+    return allowed or list(catalog.chat_specs)  # a key allowing only graphs or routes: any model
 
 
 def worst_cases(catalog: Catalog, record: KeyRecord, asked: Asked) -> tuple[float, float]:
@@ -116,33 +117,29 @@ def generated_cost(catalog: Catalog, record: KeyRecord, asked: Asked, text: str)
     return max(s.cost(prompt, output) for s in _reachable(catalog, record))
 
 
-async def reserve(
-    keys: KeyStore, record: KeyRecord, target: Target, asked: Asked, catalog: Catalog
-) -> Grant:
-    """Check the key may call ``target`` and hold the request's worst case against its budget.
-
-    A workflow holds the key's whole remaining budget (its run is bounded by it).
-
-    Raises:
-        ApiError: 403 model not allowed; 429 budget exhausted.
-    """
-    if not record.allows(target.name):
+def _allowed(record: KeyRecord, name: str) -> None:
+    if not record.allows(name):
         raise ApiError(
             403,
-            f"key {record.id} may not use model {target.name!r} "
+            f"key {record.id} may not use model {name!r} "
             f"(allowed: {', '.join(record.spec.models)})",
             "permission_error",
             "model_not_allowed",
             "model",
         )
+
+
+async def _hold(keys: KeyStore, record: KeyRecord, cheapest: float, needed: float) -> Grant:
+    """Hold ``needed`` USD of the key's budget (nothing to limit without one).
+
+    Raises:
+        ApiError: 429 when less than ``cheapest`` (or nothing) is left.
+    """
     if record.spec.budget_usd is None:  # nothing to limit; the hold records the spending
         hold, _ = await keys.reserve(record.id, 0.0)
         return Grant(record, hold, None)
-    left = record.spec.budget_usd - record.spent_usd - record.held_usd
-    cheapest, priciest = worst_cases(catalog, record, asked)
-    needed = left if target.runs_workflow else min(left, priciest)
     hold = None
-    remaining = left
+    remaining = record.spec.budget_usd - record.spent_usd - record.held_usd
     if needed > 0 and needed >= cheapest:
         hold, remaining = await keys.reserve(record.id, needed)
     if hold is None:
@@ -155,3 +152,39 @@ async def reserve(
             "budget_exceeded",
         )
     return Grant(record, hold, needed)
+
+
+def _left(record: KeyRecord) -> float:
+    budget = record.spec.budget_usd
+    return 0.0 if budget is None else budget - record.spent_usd - record.held_usd
+
+
+async def reserve(
+    keys: KeyStore, record: KeyRecord, target: Target, asked: Asked, catalog: Catalog
+) -> Grant:
+    """Check the key may call ``target`` and hold the request's worst case against its budget.
+
+    A workflow holds the key's whole remaining budget (its run is bounded by it).
+
+    Raises:
+        ApiError: 403 model not allowed; 429 budget exhausted.
+    """
+    _allowed(record, target.name)
+    left = _left(record)
+    cheapest, priciest = worst_cases(catalog, record, asked)
+    needed = left if target.runs_workflow else min(left, priciest)
+    return await _hold(keys, record, cheapest, needed)
+
+
+async def reserve_cost(keys: KeyStore, record: KeyRecord, name: str, worst_usd: float) -> Grant:
+    """Check the key may call model ``name`` and hold ``worst_usd`` (an embeddings call).
+
+    Raises:
+        ApiError: 403 model not allowed; 429 budget exhausted.
+    """
+    _allowed(record, name)
+    left = _left(record)
+    if record.spec.budget_usd is not None and worst_usd <= 0 < left:  # free: nothing to hold
+        hold, _ = await keys.reserve(record.id, 0.0)
+        return Grant(record, hold, None)
+    return await _hold(keys, record, worst_usd, min(left, worst_usd))

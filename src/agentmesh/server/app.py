@@ -33,7 +33,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from agentmesh.server.access import Grant, authenticate, generated_cost, reserve
+from agentmesh.models.tokens import estimate_tokens
+from agentmesh.server.access import Grant, authenticate, generated_cost, reserve, reserve_cost
+from agentmesh.server.embeddings import embeddings_body, parse_embeddings_request
 from agentmesh.server.errors import ApiError
 from agentmesh.server.keys import KeyRecord
 from agentmesh.server.service import ServeConfig, Service, environment_config, open_service
@@ -409,12 +411,31 @@ async def _metrics(service: Service, request: Request, exchange: _Exchange) -> R
 
 
 async def _embeddings(service: Service, request: Request, exchange: _Exchange) -> Response:
-    raise ApiError(
-        501,
-        "embeddings are not served yet: the catalog has no embeddings contract",
-        "not_implemented",
-        "embeddings_unsupported",
-    )
+    body = await _body(request, service.config.max_body_bytes)
+    parsed, ignored = parse_embeddings_request(body)
+    target = service.targets.resolve(parsed.model)
+    exchange.model = target.name
+    exchange.span.set_attribute("agentmesh.request.model", target.name)
+    texts = parsed.texts
+    if exchange.record is not None and service.keys is not None:
+        spec = service.runtime.catalog.get(target.name)
+        worst = spec.cost(sum(estimate_tokens(t) for t in texts), 0) if spec else 0.0
+        exchange.grant = await reserve_cost(service.keys, exchange.record, target.name, worst)
+    attributes: dict[str, Any] = {"agentmesh.request.id": exchange.id}
+    if parsed.user:
+        attributes["agentmesh.request.user"] = parsed.user
+    found = await target.embed(texts, attributes)
+    exchange.cost_usd, exchange.cost_known = found.cost_usd, True
+    extra = {"model": found.model_id, "cost_usd": found.cost_usd, "simulated": found.simulated}
+    headers = {
+        "x-agentmesh-model": _safe(found.model_id),
+        "x-agentmesh-cost-usd": f"{found.cost_usd:.10f}",
+    }
+    if found.simulated:
+        headers["x-agentmesh-simulated"] = "true"
+    if ignored:
+        headers["x-agentmesh-ignored"] = _safe(",".join(ignored))
+    return JSONResponse(embeddings_body(parsed, found, extra), headers=headers)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:

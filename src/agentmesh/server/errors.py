@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from agentmesh.models.errors import RateLimited
+from agentmesh.models.errors import ModelError, RateLimited
 from agentmesh.resilience.call import Attempt, CallFailed
 
-__all__ = ["CALL_STATUSES", "ApiError", "call_error"]
+__all__ = ["CALL_STATUSES", "ApiError", "call_error", "model_error"]
 
 
 class ApiError(Exception):
@@ -126,4 +126,16 @@ def call_error(failure: CallFailed) -> ApiError:
         retry_after=retry_after,
         attempts=attempts,
         cost_usd=failure.spend.cost_usd,
+    )
+
+
+def model_error(error: ModelError) -> ApiError:
+    """The response of one direct model call that failed (an embeddings call)."""
+    found = CALL_STATUSES.get(error.kind, _UPSTREAM)
+    return ApiError(
+        found.status,
+        str(error),
+        found.type,
+        _CODES.get(error.kind, error.kind),
+        retry_after=error.retry_after if isinstance(error, RateLimited) else None,
     )

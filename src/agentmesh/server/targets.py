@@ -8,7 +8,10 @@ start-up (:func:`build_targets`), so resolving a name is one dictionary look-up:
   resilience policy: retries and fallbacks, never a weaker model);
 - ``auto``: the default routing policy (the policies file's ``default``, else ``cheapest``);
 - ``route:<name>``: a named policy of the policies file, with its ``resilience:`` block;
-- ``graph:<name>``: a workflow of the graphs folder, run with the conversation as input.
+- ``graph:<name>``: a workflow of the graphs folder, run with the conversation as input;
+- a ``kind: embeddings`` catalog id: ``POST /v1/embeddings`` only (:class:`EmbeddingsTarget`,
+  one :meth:`Gateway.embed <agentmesh.models.Gateway.embed>` call); a chat request naming
+  it, or an embeddings request naming any other target, is a 400.
 
 Every routed target calls :meth:`ResilientCaller.call` / :meth:`~ResilientCaller.stream`
 and every workflow :meth:`GraphRunner.run`: the server has no call path of its own.
@@ -30,9 +33,17 @@ from langchain_core.messages import BaseMessage
 from agentmesh._yamlfile import YamlFileError, describe_yaml_error, parse_yaml, read_text
 from agentmesh.graph.run import GraphRunner
 from agentmesh.models.catalog import Catalog
+from agentmesh.models.errors import ModelError
+from agentmesh.models.gateway import Gateway
 from agentmesh.models.spec import Capability
 from agentmesh.models.tokens import estimate_message_tokens
-from agentmesh.models.types import ModelRequest, ModelResponse, last_user_text, message_text
+from agentmesh.models.types import (
+    Embeddings,
+    ModelRequest,
+    ModelResponse,
+    last_user_text,
+    message_text,
+)
 from agentmesh.resilience import (
     Call,
     CallFailed,
@@ -42,9 +53,10 @@ from agentmesh.resilience import (
     Streamed,
 )
 from agentmesh.routing import Policy, PolicyError, RouteRequest
-from agentmesh.server.errors import CALL_STATUSES, ApiError, call_error
+from agentmesh.server.errors import CALL_STATUSES, ApiError, call_error, model_error
 
 __all__ = [
+    "EmbeddingsTarget",
     "GraphTarget",
     "NamedPolicy",
     "RoutedTarget",
@@ -149,6 +161,20 @@ class Target(ABC):
             yield served.text
         yield served
 
+    async def embed(self, texts: Sequence[str], attributes: Mapping[str, Any]) -> Embeddings:
+        """The texts' vectors (default: refused, only embeddings models embed).
+
+        Raises:
+            ApiError: 400 ``model_not_embeddings`` (the default); a failed call's status.
+        """
+        raise ApiError(
+            400,
+            f"the model {self.name!r} is not an embeddings model "
+            "(GET /v1/models lists the catalog's entries; embeddings need kind: embeddings)",
+            code="model_not_embeddings",
+            param="model",
+        )
+
 
 class RoutedTarget(Target):
     """A routed, resilient call under one routing and resilience policy."""
@@ -196,6 +222,35 @@ class RoutedTarget(Target):
                     yield item if isinstance(item, str) else Served.of(item)
         except CallFailed as failure:
             raise call_error(failure) from None
+
+
+class EmbeddingsTarget(Target):
+    """A ``kind: embeddings`` catalog model: one :meth:`Gateway.embed` call, never a chat."""
+
+    def __init__(self, name: str, gateway: Gateway, owned_by: str) -> None:
+        self.name = name
+        self.owned_by = owned_by
+        self._gateway = gateway
+
+    async def complete(self, asked: Asked) -> Served:
+        """Refused: an embeddings model does not chat.
+
+        Raises:
+            ApiError: 400 ``model_not_chat``.
+        """
+        raise ApiError(
+            400,
+            f"the model {self.name!r} is an embeddings model: call POST /v1/embeddings",
+            code="model_not_chat",
+            param="model",
+        )
+
+    async def embed(self, texts: Sequence[str], attributes: Mapping[str, Any]) -> Embeddings:
+        """One :meth:`Gateway.embed` call (a failure: the status of its error kind)."""
+        try:
+            return await self._gateway.embed(self.name, texts, attributes=attributes)
+        except ModelError as error:
+            raise model_error(error) from None
 
 
 def conversation_text(messages: Sequence[BaseMessage]) -> str:
@@ -305,7 +360,7 @@ def _pinned(catalog: Catalog, model: str) -> Policy:
     """``model`` first, then the models of its tier or above (cheapest first) as fallbacks."""
     spec = catalog[model]
     stronger = sorted(
-        (s for s in catalog.specs if s.id != model and s.tier >= spec.tier),
+        (s for s in catalog.chat_specs if s.id != model and s.tier >= spec.tier),
         key=lambda s: (s.tier, s.pricing.output if s.pricing else 0.0, s.id),
     )
     return Policy(strategy="cascade", params={"ladder": [model, *(s.id for s in stronger)]})
@@ -353,8 +408,10 @@ def build_targets(
         spec.id: RoutedTarget(
             spec.id, caller, NamedPolicy(_pinned(catalog, spec.id), base.resilience), spec.provider
         )
-        for spec in catalog.specs
+        for spec in catalog.chat_specs
     }
+    for spec in catalog.embedding_specs:
+        found[spec.id] = EmbeddingsTarget(spec.id, caller.gateway, spec.provider)
     found[AUTO] = RoutedTarget(AUTO, caller, base, "agentmesh")
     for name, policy in policies.items():
         found[f"route:{name}"] = RoutedTarget(f"route:{name}", caller, policy, "agentmesh-route")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from langchain_core.messages import (
     AIMessage,
@@ -34,6 +34,7 @@ __all__ = [
     "completion_body",
     "chunk_body",
     "parse_chat_request",
+    "parse_request",
     "to_messages",
     "to_model_request",
     "usage_body",
@@ -125,15 +126,18 @@ class ChatCompletionRequest(_Wire):
     logprobs: Literal[False] | None = None
 
 
-def parse_chat_request(body: bytes) -> tuple[ChatCompletionRequest, tuple[str, ...]]:
-    """The request, and the top-level fields it had that agentmesh ignores.
+W = TypeVar("W", bound=BaseModel)
+
+
+def parse_request(model: type[W], body: bytes) -> tuple[W, tuple[str, ...]]:
+    """The request as ``model``, and the top-level fields it had that agentmesh ignores.
 
     Raises:
         ApiError: 400 for invalid JSON, a body that is not an object, or a field
             of the wrong type or range (naming it).
     """
     try:
-        request = ChatCompletionRequest.model_validate_json(body)
+        request = model.model_validate_json(body)
     except ValidationError as exc:
         errors = exc.errors()
         if errors and errors[0]["type"] in ("json_invalid", "json_type", "model_type"):
@@ -147,8 +151,13 @@ def parse_chat_request(body: bytes) -> tuple[ChatCompletionRequest, tuple[str, .
         keys = json.loads(body).keys()
     except (ValueError, RecursionError):  # pragma: no cover - pydantic parsed it already
         keys = ()
-    ignored = tuple(sorted(k for k in keys if k not in ChatCompletionRequest.model_fields))
+    ignored = tuple(sorted(k for k in keys if k not in model.model_fields))
     return request, ignored
+
+
+def parse_chat_request(body: bytes) -> tuple[ChatCompletionRequest, tuple[str, ...]]:
+    """``POST /v1/chat/completions``'s request (see :func:`parse_request`)."""
+    return parse_request(ChatCompletionRequest, body)
 
 
 def _parts(content: str | list[dict[str, Any]] | None) -> str | list[str | dict[str, Any]]:

@@ -8,7 +8,8 @@ with plain values.
   ``gen_ai.evaluation.result`` events, :func:`record_evaluation`), ``route {node}``
   (:class:`RouteCall`, opened by the router), ``chat {model}`` per attempt
   (:class:`ChatCall`, opened by the gateway; callers add
-  :func:`attempt_attributes`), ``execute_tool {name}`` (:func:`tool_span`);
+  :func:`attempt_attributes`), ``embeddings {model}`` per embeddings call
+  (:func:`embeddings_span`), ``execute_tool {name}`` (:func:`tool_span`);
   ``gen_ai.conversation.id`` = the run id on every span of a run
   (:func:`conversation` outside one). GenAI semantic-convention names where
   they exist, ``agentmesh.*`` otherwise (:mod:`agentmesh.tracing.attributes`).
@@ -25,6 +26,7 @@ from agentmesh.tracing._run import RunScope, conversation, current_run
 from agentmesh.tracing.chat import ChatCall
 from agentmesh.tracing.config import Tracing, configure, otlp_span_exporter
 from agentmesh.tracing.decision import ROUTE_LIST_LIMIT, RouteCall
+from agentmesh.tracing.embeddings import embeddings_done, embeddings_span
 from agentmesh.tracing.evaluation import record_evaluation
 from agentmesh.tracing.jsonl import JsonlSpanExporter, span_to_dict
 from agentmesh.tracing.metrics import (
@@ -83,6 +85,8 @@ __all__ = [
     "content_capture",
     "conversation",
     "current_run",
+    "embeddings_done",
+    "embeddings_span",
     "error_type",
     "load_spans",
     "node_span",

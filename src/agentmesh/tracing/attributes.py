@@ -55,6 +55,7 @@ __all__ = [
     "GEN_AI_AGENT_ID",
     "GEN_AI_AGENT_NAME",
     "GEN_AI_CONVERSATION_ID",
+    "GEN_AI_EMBEDDINGS_DIMENSION_COUNT",
     "GEN_AI_EVALUATION_EXPLANATION",
     "GEN_AI_EVALUATION_NAME",
     "GEN_AI_EVALUATION_SCORE_LABEL",
@@ -99,6 +100,7 @@ __all__ = [
     "NODE_TIME_TO_FIRST_TOKEN",
     "NODE_VERDICT",
     "OP_CHAT",
+    "OP_EMBEDDINGS",
     "OP_EXECUTE_TOOL",
     "OP_INVOKE_AGENT",
     "OP_INVOKE_WORKFLOW",
@@ -168,6 +170,7 @@ GEN_AI_EVALUATION_SCORE_LABEL: Final = _gen_ai.GEN_AI_EVALUATION_SCORE_LABEL
 GEN_AI_EVALUATION_EXPLANATION: Final = _gen_ai.GEN_AI_EVALUATION_EXPLANATION
 """The verdict's feedback: content, so only with capture on (scrubbed, at most 1000 chars)."""
 GEN_AI_TOOL_NAME: Final = _gen_ai.GEN_AI_TOOL_NAME
+GEN_AI_EMBEDDINGS_DIMENSION_COUNT: Final = _gen_ai.GEN_AI_EMBEDDINGS_DIMENSION_COUNT
 GEN_AI_TOOL_TYPE: Final = _gen_ai.GEN_AI_TOOL_TYPE
 GEN_AI_TOOL_CALL_ID: Final = _gen_ai.GEN_AI_TOOL_CALL_ID
 GEN_AI_TOOL_CALL_ARGUMENTS: Final = _gen_ai.GEN_AI_TOOL_CALL_ARGUMENTS
@@ -182,6 +185,8 @@ SERVER_PORT: Final = _server.SERVER_PORT
 
 OP_CHAT: Final = _gen_ai.GenAiOperationNameValues.CHAT.value
 """``gen_ai.operation.name`` of a model call (every agentmesh model call is a chat)."""
+OP_EMBEDDINGS: Final = _gen_ai.GenAiOperationNameValues.EMBEDDINGS.value
+"""``gen_ai.operation.name`` of an embeddings call (:meth:`Gateway.embed`)."""
 OP_EXECUTE_TOOL: Final = _gen_ai.GenAiOperationNameValues.EXECUTE_TOOL.value
 OP_INVOKE_WORKFLOW: Final = _gen_ai.GenAiOperationNameValues.INVOKE_WORKFLOW.value
 OP_INVOKE_AGENT: Final = _gen_ai.GenAiOperationNameValues.INVOKE_AGENT.value

@@ -24,6 +24,8 @@ from agentmesh.tracing.spans import SpanScope
 __all__ = [
     "CACHE_HIT",
     "CACHE_SAVED_USD",
+    "CACHE_SEMANTIC",
+    "CACHE_SIMILARITY",
     "HEALTH_OK",
     "HEDGE_AFTER_MS",
     "HEDGE_MODEL",
@@ -38,6 +40,10 @@ __all__ = [
 
 CACHE_HIT: Final = "agentmesh.cache.hit"
 CACHE_SAVED_USD: Final = "agentmesh.cache.saved_usd"
+CACHE_SEMANTIC: Final = "agentmesh.cache.semantic"
+"""True on the ``cache {model}`` span of a semantic lookup."""
+CACHE_SIMILARITY: Final = "agentmesh.cache.similarity"
+"""A semantic lookup's best cosine similarity in its namespace (hit or not)."""
 RATELIMIT_WAIT_S: Final = "agentmesh.ratelimit.wait_s"
 RATELIMIT_LIMIT: Final = "agentmesh.ratelimit.limit"
 HEDGE_AFTER_MS: Final = "agentmesh.hedge.after_ms"
