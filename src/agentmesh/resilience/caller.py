@@ -49,7 +49,7 @@ from agentmesh.resilience.policy import BreakerPolicy, ResiliencePolicy, RetryBu
 from agentmesh.resilience.redaction import RedactionError, RedactStep
 from agentmesh.resilience.retry import RetryBudget, backoff_delay
 from agentmesh.resilience.run import Invoke, Run, Sleep, empty, outcome
-from agentmesh.resilience.streaming import FirstToken, Streamed, stream_call
+from agentmesh.resilience.streaming import FirstToken, Streamed, charge_cut_stream, stream_call
 from agentmesh.routing.filters import LocalRateLimitFilter
 from agentmesh.routing.policy import Policy
 from agentmesh.routing.router import Router
@@ -157,7 +157,7 @@ class ResilientCaller:
         """
         return await self._run(self._start(call, self._invoke))
 
-    async def stream(
+    def stream(
         self, call: Call, *, on_first_token: FirstToken | None = None
     ) -> AsyncIterator[Streamed]:
         """Serve ``call``, yielding the answer's text as it arrives, then the result.
@@ -177,8 +177,7 @@ class ResilientCaller:
         Raises:
             CallFailed: No model served it, or the streaming model failed mid-answer.
         """
-        async for item in stream_call(self.gateway, call, self._start, self._run, on_first_token):
-            yield item
+        return stream_call(self.gateway, call, self._start, self._run, on_first_token)
 
     # --- one call -----------------------------------------------------------------------
 
@@ -468,6 +467,11 @@ class ResilientCaller:
             except BaseException:
                 if probe:  # cancelled (deadline) or crashed: the probe will never report back
                     await asyncio.shield(run.breaker.reopen(model, "probe abandoned"))
+                if run.owner == model and run.streamed:  # cut off mid-answer: charge its text
+                    charge = charge_cut_stream(
+                        self.router, run, decision, model, sent, reason, waited
+                    )
+                    await asyncio.shield(charge)
                 raise
             await self.router.record(
                 decision,

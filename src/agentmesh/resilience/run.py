@@ -4,7 +4,7 @@ A :class:`Run` is made by :class:`~agentmesh.resilience.ResilientCaller` for
 each call and handed to every step of the attempt routine (the walk over a
 decision's models, the hedge race, the consensus, the streaming plumbing):
 the attempts so far, the models tried, the last error, and for a stream who
-owns its output. Nothing outside the
+owns its output and what it has sent. Nothing outside the
 caller's steps sees it.
 """
 
@@ -50,6 +50,8 @@ class Run:
         committed: Streamed text reached the consumer: no retry, no fallback.
         owner: The model whose deltas are streamed (the first to send one).
         claimed: Set when ``owner`` is (a hedged stream's race).
+        streamed: The text deltas the owner has sent toward the consumer: what a
+            stream cut off mid-answer is known to have generated.
     """
 
     call: Call
@@ -65,6 +67,7 @@ class Run:
     committed: bool = False
     owner: str | None = None
     claimed: asyncio.Event | None = None
+    streamed: list[str] = field(default_factory=list)
 
     def claims(self, model: str) -> bool:
         """Whether ``model``'s delta may be streamed: the first to send one owns the stream."""

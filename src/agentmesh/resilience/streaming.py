@@ -7,6 +7,13 @@ first to send one: a hedge race's loser or a consensus member is never
 streamed) go through a queue to the consumer, then the :class:`CallResult`.
 The first delta commits the call (no retry, no fallback after it). A consumer
 that stops reading cancels the producer, and with it the provider request.
+
+A stream cut off after its first delta (the consumer left, the task was
+cancelled, a deadline) is charged what it is known to have cost
+(:func:`charge_cut_stream`): its prompt and the text streamed so far,
+estimated (a provider reports usage only at a stream's end), settled through
+:meth:`Router.settle_cut` so the run and global budgets see it. A call cut
+before any output keeps :meth:`Router.abandon` (its hold lapses with its lease).
 """
 
 from __future__ import annotations
@@ -17,13 +24,15 @@ from contextlib import aclosing, suppress
 from typing import Any, cast
 
 from agentmesh.models.errors import MalformedResponse
-from agentmesh.models.gateway import Gateway
+from agentmesh.models.gateway import Gateway, cut_usage
 from agentmesh.models.types import ModelRequest, ModelResponse, StreamEvent
-from agentmesh.resilience.call import Call, CallResult
+from agentmesh.resilience.call import Attempt, Call, CallResult, Spend
 from agentmesh.resilience.run import Invoke, Run
+from agentmesh.routing.router import Router
+from agentmesh.routing.types import RouteDecision
 from agentmesh.tracing.attributes import ATTEMPT
 
-__all__ = ["FirstToken", "Streamed", "stream_call"]
+__all__ = ["FirstToken", "Streamed", "charge_cut_stream", "stream_call"]
 
 Streamed = str | CallResult
 """What :meth:`ResilientCaller.stream` yields: text deltas, then the call's result."""
@@ -61,6 +70,7 @@ class _Pipe:
                     if not run.committed:
                         queue.put_nowait((model, int(attrs.get(ATTEMPT, 0))))
                     run.committed = True
+                    run.streamed.append(event.delta)
                     queue.put_nowait(event.delta)
         if final is None:
             raise MalformedResponse("the stream ended without its final response", model_id=model)
@@ -114,3 +124,40 @@ async def stream_call(
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
+
+
+async def charge_cut_stream(
+    router: Router,
+    run: Run,
+    decision: RouteDecision,
+    model: str,
+    request: ModelRequest,
+    reason: str,
+    waited_s: float,
+) -> None:
+    """Settle the streaming attempt of ``model``, cut off mid-answer, at what it generated.
+
+    ``request`` is what the model was sent; the spend is the prompt plus the
+    text streamed so far (:func:`~agentmesh.models.gateway.cut_usage`, the
+    figures its ``chat`` span carries), settled on ``decision`` (its hold, or
+    added to the budgets if an earlier attempt settled it) and listed as a
+    ``cancelled`` attempt.
+    """
+    text = "".join(run.streamed)
+    tokens_in, tokens_out, cost = cut_usage(router.catalog[model], request, text)
+    spend = Spend(tokens_in, tokens_out, cost)
+    await router.settle_cut(decision, spend.cost_usd)
+    run.attempts.append(
+        Attempt(
+            model,
+            "cancelled",
+            reason,
+            decision.decision_id,
+            message=(
+                f"cut off mid-stream after {tokens_out} output tokens "
+                "(its prompt and the text streamed are charged, estimated)"
+            ),
+            spend=spend,
+            waited_s=waited_s,
+        )
+    )
