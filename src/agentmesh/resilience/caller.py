@@ -314,7 +314,10 @@ class ResilientCaller:
             if admission.probe:
                 why += " (half-open probe)"
             built = run.call.build(self.router.catalog[model])
-            served = await self._attempt(run, decision, model, built, why, admission.probe)
+            # the hedge step: the attempt, raced by the next candidate when slow (hedge.py)
+            served = await hedged(
+                self.router, self._try_model, run, decision, model, built, why, admission.probe
+            )
             if isinstance(served, ModelResponse):
                 return CallResult(
                     served,
@@ -335,20 +338,6 @@ class ResilientCaller:
     async def _consensus(self, run: Run, decision: RouteDecision) -> CallResult | str:
         """The consensus path (:func:`~agentmesh.resilience.consensus.consensus`)."""
         return await consensus(run, decision, self._walk)
-
-    # --- the hedge step: the attempt, raced by the next candidate when slow --------------
-
-    async def _attempt(
-        self,
-        run: Run,
-        decision: RouteDecision,
-        model: str,
-        request: ModelRequest,
-        why: str,
-        probe: bool,
-    ) -> ModelResponse | ModelError:
-        """:meth:`_try_model`, hedged when the policy says so (:func:`~.hedge.hedged`)."""
-        return await hedged(self.router, self._try_model, run, decision, model, request, why, probe)
 
     # --- the single attempt routine -----------------------------------------------------
 
