@@ -8,13 +8,16 @@ sleeps or waits on a clock.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentmesh.models import Gateway, ModelRequest
+from agentmesh.models.errors import Unavailable
 from agentmesh.models.tokens import estimate_message_tokens, estimate_tokens
+from agentmesh.models.types import StreamEvent
 from agentmesh.resilience import Call, CallFailed, ResiliencePolicy, ResilientCaller
 from agentmesh.routing import BudgetLimits, Policy, RouteDecision, Router, RouteRequest
 from agentmesh.testing import scripted_catalog, scripted_model
@@ -185,3 +188,39 @@ async def test_a_cancelled_call_that_is_not_streamed_keeps_its_hold_until_the_le
     await _cancel_once_routed(asyncio.create_task(caller.call(_call())), decisions)
     (decision,) = decisions
     assert await _spent(router) == pytest.approx(dict.fromkeys(KEYS, decision.reserved_usd))
+
+
+class _Dropping(Gateway):
+    """A gateway whose streams fail with a server error after ``after`` deltas."""
+
+    after = 4
+
+    async def stream(  # type: ignore[override]
+        self, model_id: str, request: ModelRequest, *, attributes: Any = None
+    ) -> AsyncIterator[StreamEvent]:
+        sent = 0
+        async for event in super().stream(model_id, request, attributes=attributes):
+            if event.delta and sent == self.after:
+                raise Unavailable("connection dropped mid-stream", model_id=model_id)
+            sent += bool(event.delta)
+            yield event
+
+
+async def test_a_stream_failing_mid_answer_is_billed_what_it_streamed() -> None:
+    catalog = scripted_catalog(scripted_model("slow", fields=PRICE, reply=REPLY))
+    router = Router(catalog, budgets=BudgetLimits(run_usd=1.0, global_usd=5.0))
+    caller = ResilientCaller(router, _Dropping(catalog))
+    got: list[str] = []
+
+    async def consume() -> None:
+        async for item in caller.stream(_call()):
+            assert isinstance(item, str)
+            got.append(item)
+
+    with pytest.raises(CallFailed) as failed:
+        await consume()
+    assert len(got) == _Dropping.after
+    (attempt,) = failed.value.attempts
+    assert (attempt.outcome, attempt.error_type) == ("error", "unavailable")
+    assert attempt.cost_usd == pytest.approx(_expected("".join(got)))
+    assert (await _spent(router))["run:r1"] == pytest.approx(attempt.cost_usd)

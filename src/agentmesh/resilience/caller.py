@@ -37,7 +37,7 @@ from types import MappingProxyType
 from typing import Any
 
 from agentmesh.models.errors import BadRequest, MalformedResponse, ModelError, RateLimited, Timeout
-from agentmesh.models.gateway import Gateway
+from agentmesh.models.gateway import Gateway, cut_usage
 from agentmesh.models.types import ModelRequest, ModelResponse
 from agentmesh.resilience.breaker import BreakerEvent, CircuitBreaker
 from agentmesh.resilience.cache import CacheStep, ResponseCache
@@ -414,6 +414,9 @@ class ResilientCaller:
                     raise MalformedResponse("empty reply: no text and no tool call", model_id=model)
             except ModelError as error:
                 run.last_error = error
+                if run.owner == model and run.streamed and billed == Spend():
+                    # failed mid-answer: billed what it streamed (no usage came)
+                    billed = Spend(*cut_usage(spec, sent, "".join(run.streamed)))
                 stats = await self.router.record(
                     decision, outcome(model, billed, error=error.kind), failure_window_s=window
                 )
