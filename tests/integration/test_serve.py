@@ -22,6 +22,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from agentmesh.models.tokens import estimate_tokens
 from tests.integration.conftest import ROOT, free_port, require, serving
 
 pytestmark = pytest.mark.integration
@@ -206,6 +207,14 @@ def test_a_client_leaving_mid_stream_cancels_the_upstream_call(
     whole = 1.0 * 30 / 1e6 + 2.0 * 200 / 1e6  # about what the complete answer would cost
     assert 0 < record["spent_usd"] < whole  # charged for what was generated, not nothing
     assert record["held_usd"] == 0
+    # The routing side charged the cut call too (its chat span's cost, which the
+    # router's budgets settle): the prompt and the words streamed. The key was
+    # charged for the words the client was sent: they agree within the few
+    # words in flight when the client left.
+    routed = _metric(base, "agentmesh_model_cost_usd_total", model="slow")
+    per_word = 2.0 * estimate_tokens("count ") / 1e6
+    assert routed > 0
+    assert abs(routed - record["spent_usd"]) <= 3 * per_word, (routed, record["spent_usd"])
 
 
 @pytest.fixture(scope="module")

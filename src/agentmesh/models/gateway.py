@@ -37,13 +37,14 @@ from agentmesh.models.llamacpp import LlamaCppClient
 from agentmesh.models.openai import OpenAIClient
 from agentmesh.models.scripted import ScriptedClient
 from agentmesh.models.spec import ModelSpec, Provider, expand_env
+from agentmesh.models.tokens import estimate_message_tokens, estimate_tokens
 from agentmesh.models.types import Embeddings, ModelRequest, ModelResponse, StreamEvent
 from agentmesh.tracing import Attributes, ChatCall, embeddings_done, embeddings_span
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-__all__ = ["PROVIDERS", "Gateway"]
+__all__ = ["PROVIDERS", "Gateway", "cut_usage"]
 
 
 PROVIDERS: Mapping[Provider, ClientFactory] = MappingProxyType(
@@ -261,17 +262,27 @@ class Gateway:
         limit = self._deadline(model_id, request)
         call = self._chat_call(client.spec, request, attributes, True)
         events = call.iterate(client.stream(request))
+        streamed: list[str] = []  # what a stream cut off mid-answer is known to have generated
         try:
             async with asyncio.timeout(limit):
                 async for event in events:
                     if event.response is not None:
                         self._succeeded(call, event.response, True)
+                    elif event.delta:
+                        streamed.append(event.delta)
                     yield event
         except TimeoutError:
             error = client.error(Timeout, f"stream not finished within {limit:g} s")
             call.failed(error)
             raise error from None
         except GeneratorExit:
+            if streamed:
+                call.cut_off(*cut_usage(client.spec, request, "".join(streamed)))
+            raise
+        except asyncio.CancelledError as exc:
+            if streamed:
+                call.cut_off(*cut_usage(client.spec, request, "".join(streamed)))
+            call.failed(exc)
             raise
         except BaseException as exc:
             call.failed(exc)
@@ -346,3 +357,20 @@ class Gateway:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def cut_usage(spec: ModelSpec, request: ModelRequest, streamed: str) -> tuple[int, int, float]:
+    """``(input tokens, output tokens, cost)`` of a stream cut off after sending ``streamed``.
+
+    A provider reports usage only with a stream's last event, so a stream cut
+    off mid-answer is estimated: the prompt (the provider received all of it)
+    and the text streamed so far, with the project's token estimator, at the
+    model's price. The ``chat`` span of the cut attempt and the routing budgets
+    are charged the same figures.
+    """
+    if spec.prompt_style == "completion" and request.prompt is not None:
+        prompt = estimate_tokens(request.prompt)
+    else:
+        prompt = estimate_message_tokens(request.messages)
+    output = estimate_tokens(streamed)
+    return prompt, output, spec.cost(prompt, output)

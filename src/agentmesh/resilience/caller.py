@@ -14,6 +14,13 @@ Streaming differs in one place only: the model is called with
 token a failure is retried or falls back like any other; once text has been
 sent it cannot be taken back, so a failure then ends the call.
 
+The steps live beside this module: the run's bookkeeping in
+:mod:`~agentmesh.resilience.run`, the streaming entry point's queue plumbing
+in :mod:`~agentmesh.resilience.streaming`, the hedge race in
+:mod:`~agentmesh.resilience.hedge`, the consensus path in
+:mod:`~agentmesh.resilience.consensus`; the cache, limit and redaction steps
+in their own modules.
+
 Nothing else reads or writes routing state for a call: the router learns
 outcomes through :meth:`Router.record`, judges' scores through
 :meth:`Router.score`.
@@ -24,74 +31,37 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import aclosing, suppress
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import replace
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any
 
 from agentmesh.models.errors import BadRequest, MalformedResponse, ModelError, RateLimited, Timeout
-from agentmesh.models.gateway import Gateway
-from agentmesh.models.types import ModelRequest, ModelResponse, StreamEvent
+from agentmesh.models.gateway import Gateway, cut_usage
+from agentmesh.models.types import ModelRequest, ModelResponse
 from agentmesh.resilience.breaker import BreakerEvent, CircuitBreaker
 from agentmesh.resilience.cache import CacheStep, ResponseCache
 from agentmesh.resilience.call import Attempt, Call, CallFailed, CallResult, Spend
-from agentmesh.resilience.hedge import Racer, charge_cut, hedge_delay_s, race
+from agentmesh.resilience.consensus import consensus
+from agentmesh.resilience.hedge import hedged
 from agentmesh.resilience.limiter import LimitStep, RateLimiter
 from agentmesh.resilience.policy import BreakerPolicy, ResiliencePolicy, RetryBudgetPolicy
 from agentmesh.resilience.redaction import RedactionError, RedactStep
 from agentmesh.resilience.retry import RetryBudget, backoff_delay
+from agentmesh.resilience.run import Invoke, Run, Sleep, empty, outcome
 from agentmesh.resilience.semantic import SemanticStep
+from agentmesh.resilience.streaming import FirstToken, Streamed, charge_cut_stream, stream_call
 from agentmesh.routing.filters import LocalRateLimitFilter
 from agentmesh.routing.policy import Policy
 from agentmesh.routing.router import Router
-from agentmesh.routing.types import NoRoute, Outcome, RouteDecision, RouteRequest
+from agentmesh.routing.types import NoRoute, RouteDecision, RouteRequest
 from agentmesh.tracing import attempt_attributes, record_breaker_transition, record_fallback
-from agentmesh.tracing.attributes import ATTEMPT
 
 __all__ = ["FirstToken", "ResilientCaller", "Streamed"]
-
-Sleep = Callable[[float], Awaitable[None]]
-Invoke = Callable[["_Run", str, ModelRequest, Mapping[str, Any]], Awaitable[ModelResponse]]
-"""How one attempt reaches the model: ``(run, model id, request, span attributes) -> response``."""
-
-Streamed = str | CallResult
-"""What :meth:`ResilientCaller.stream` yields: text deltas, then the call's result."""
-
-FirstToken = Callable[[str, int], None]
-"""Told which model and attempt (number) is streamed, before its first delta."""
 
 
 def _trace_transition(event: BreakerEvent) -> None:
     record_breaker_transition(event.model, event.old, event.new)
-
-
-@dataclass(slots=True)
-class _Run:
-    """Mutable bookkeeping of one call (private to the caller)."""
-
-    call: Call
-    resilience: ResiliencePolicy
-    invoke: Invoke
-    breaker: CircuitBreaker
-    retry_budget: RetryBudget
-    deadline: float | None
-    attempts: list[Attempt] = field(default_factory=list)
-    tried: set[str] = field(default_factory=set)
-    last_error: ModelError | None = None
-    streaming: bool = False  # attempts stream their answer (``stream()``)
-    committed: bool = False  # streamed text reached the consumer: no retry, no fallback
-    owner: str | None = None  # the model whose deltas are streamed (the first to send one)
-    claimed: asyncio.Event | None = None  # set when ``owner`` is (a hedged stream's race)
-
-    def claims(self, model: str) -> bool:
-        """Whether ``model``'s delta may be streamed: the first to send one owns the stream."""
-        if self.owner is None:
-            self.owner = model
-            if self.claimed is not None:
-                self.claimed.set()
-        return self.owner == model
 
 
 class ResilientCaller:
@@ -189,7 +159,7 @@ class ResilientCaller:
         """
         return await self._run(self._start(call, self._invoke))
 
-    async def stream(
+    def stream(
         self, call: Call, *, on_first_token: FirstToken | None = None
     ) -> AsyncIterator[Streamed]:
         """Serve ``call``, yielding the answer's text as it arrives, then the result.
@@ -209,73 +179,16 @@ class ResilientCaller:
         Raises:
             CallFailed: No model served it, or the streaming model failed mid-answer.
         """
-        queue: asyncio.Queue[str | CallResult | Exception | tuple[str, int]] = asyncio.Queue()
-
-        async def invoke(
-            at: _Run, model: str, request: ModelRequest, attrs: Mapping[str, Any]
-        ) -> ModelResponse:
-            final: ModelResponse | None = None
-            events = cast(  # the gateway's stream is an async generator: close it on exit
-                "AsyncGenerator[StreamEvent, None]",
-                self.gateway.stream(model, request, attributes=attrs),
-            )
-            async with aclosing(events) as stream:
-                async for event in stream:
-                    if event.response is not None:
-                        final = event.response
-                    elif event.delta and at is run and run.claims(model):
-                        # consensus members are not streamed; nor is a hedge race's loser
-                        if not run.committed:
-                            queue.put_nowait((model, int(attrs.get(ATTEMPT, 0))))
-                        run.committed = True
-                        queue.put_nowait(event.delta)
-            if final is None:
-                raise MalformedResponse(
-                    "the stream ended without its final response", model_id=model
-                )
-            return final
-
-        run = self._start(call, invoke)
-        run.streaming = True
-
-        async def produce() -> None:
-            try:
-                result = await self._run(run)
-            except Exception as exc:
-                queue.put_nowait(exc)
-                return
-            if not run.committed and result.response.text:  # a consensus, or no text deltas
-                queue.put_nowait((result.model, len(result.attempts)))
-                queue.put_nowait(result.response.text)
-            queue.put_nowait(result)
-
-        task = asyncio.create_task(produce())
-        try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, Exception):
-                    raise item
-                if isinstance(item, tuple):
-                    if on_first_token is not None:
-                        on_first_token(*item)
-                    continue
-                yield item
-                if isinstance(item, CallResult):
-                    return
-        finally:
-            if not task.done():
-                task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await task
+        return stream_call(self.gateway, call, self._start, self._run, on_first_token)
 
     # --- one call -----------------------------------------------------------------------
 
-    def _start(self, call: Call, invoke: Invoke) -> _Run:
+    def _start(self, call: Call, invoke: Invoke) -> Run:
         policy = call.resilience or self.resilience
         deadline = None
         if policy.deadline_s is not None:
             deadline = asyncio.get_running_loop().time() + policy.deadline_s
-        return _Run(
+        return Run(
             call,
             policy,
             invoke,
@@ -285,11 +198,11 @@ class ResilientCaller:
         )
 
     async def _invoke(
-        self, run: _Run, model: str, request: ModelRequest, attributes: Mapping[str, Any]
+        self, run: Run, model: str, request: ModelRequest, attributes: Mapping[str, Any]
     ) -> ModelResponse:
         return await self.gateway.invoke(model, request, attributes=attributes)
 
-    async def _run(self, run: _Run) -> CallResult:
+    async def _run(self, run: Run) -> CallResult:
         try:
             async with asyncio.timeout_at(run.deadline):
                 return await self._serve(run)
@@ -297,7 +210,7 @@ class ResilientCaller:
             error = Timeout(f"deadline of {run.resilience.deadline_s:g} s reached", model_id=None)
             raise CallFailed(error, run.attempts) from None
 
-    async def _serve(self, run: _Run) -> CallResult:
+    async def _serve(self, run: Run) -> CallResult:
         request = run.call.route
         routing, degraded_reason = run.call.routing, ""
         route_request = await self._limits.mark_saturated(self.router.catalog.specs, request)
@@ -340,7 +253,7 @@ class ResilientCaller:
                 continue
             raise CallFailed(run.last_error or NoRoute(request, ()), run.attempts)
 
-    def _smaller(self, run: _Run) -> set[str]:
+    def _smaller(self, run: Run) -> set[str]:
         """Models whose window is not larger than the largest that overflowed."""
         catalog = self.router.catalog
         overflowed = [
@@ -352,7 +265,7 @@ class ResilientCaller:
         return {s.id for s in catalog.specs if s.context_window <= limit}
 
     @staticmethod
-    def _may_degrade(run: _Run, exc: NoRoute) -> bool:
+    def _may_degrade(run: Run, exc: NoRoute) -> bool:
         down = {"health", "exclude"}
         return run.resilience.degrade.allow and any(e.by in down for e in exc.excluded)
 
@@ -362,7 +275,7 @@ class ResilientCaller:
         return "every capable model is down (" + "; ".join(down[:4]) + ")"
 
     def _degraded(
-        self, run: _Run, request: RouteRequest, routing: Policy | None
+        self, run: Run, request: RouteRequest, routing: Policy | None
     ) -> tuple[RouteRequest, Policy]:
         base = routing or self.router.policy
         relaxed = base.model_copy(
@@ -372,7 +285,7 @@ class ResilientCaller:
         return lowered, relaxed
 
     async def _walk(
-        self, run: _Run, decision: RouteDecision, degraded_reason: str
+        self, run: Run, decision: RouteDecision, degraded_reason: str
     ) -> CallResult | str:
         """Try the decision's models in order; a result, or why the walk stopped."""
         previous: str | None = None
@@ -403,7 +316,10 @@ class ResilientCaller:
             if admission.probe:
                 why += " (half-open probe)"
             built = run.call.build(self.router.catalog[model])
-            served = await self._attempt(run, decision, model, built, why, admission.probe)
+            # the hedge step: the attempt, raced by the next candidate when slow (hedge.py)
+            served = await hedged(
+                self.router, self._try_model, run, decision, model, built, why, admission.probe
+            )
             if isinstance(served, ModelResponse):
                 return CallResult(
                     served,
@@ -421,111 +337,15 @@ class ResilientCaller:
             previous, previous_model = f"{served.kind} on {model}", model
         return "exhausted"
 
-    async def _consensus(self, run: _Run, decision: RouteDecision) -> CallResult | str:
-        """Call every selected model at once; the most common answer wins (ties: rank order).
-
-        Each member is one walk over its own model (retried, never replaced by
-        another: a substitute would not be the diverse pick the strategy made).
-        """
-        members = decision.selected
-        runs = [replace(run, attempts=[], tried=set(), committed=False) for _ in members]
-
-        async def member(sub: _Run, model: str) -> ModelResponse | ModelError:
-            only = replace(decision, chosen=model, fallbacks=())
-            found = await self._walk(sub, only, "")
-            if isinstance(found, CallResult):
-                return found.response
-            return sub.last_error or MalformedResponse("no answer", model_id=model)
-
-        answers = await asyncio.gather(*(member(s, m) for s, m in zip(runs, members, strict=True)))
-        for sub in runs:
-            run.attempts.extend(sub.attempts)
-            run.tried.update(a.model for a in sub.attempts)
-        served = [a for a in answers if isinstance(a, ModelResponse)]
-        if not served:
-            run.last_error = next(a for a in answers if isinstance(a, ModelError))
-            return "exhausted"
-        votes = Counter(_vote_key(a.text) for a in served)
-        best = max(votes.values())
-        winner = next(a for a in served if votes[_vote_key(a.text)] == best)
-        return CallResult(
-            winner,
-            decision,
-            tuple(run.attempts),
-            decision.request.escalation,
-            members=tuple(served),
-            agreement=best / len(members),
-        )
-
-    # --- the hedge step: the attempt, raced by the next candidate when slow --------------
-
-    async def _attempt(
-        self,
-        run: _Run,
-        decision: RouteDecision,
-        model: str,
-        request: ModelRequest,
-        why: str,
-        probe: bool,
-    ) -> ModelResponse | ModelError:
-        """:meth:`_try_model`, hedged when the policy says so (never a probe).
-
-        A streamed call's race is won by the first model to send a token.
-        """
-        policy = (run.call.routing or self.router.policy).hedge
-        if policy is None or probe or run.committed:
-            return await self._try_model(run, decision, model, request, why, probe)
-        order = (decision.chosen, *decision.fallbacks)
-        if not [m for m in order if m not in run.tried]:
-            return await self._try_model(run, decision, model, request, why, probe)
-
-        async def p95() -> float | None:
-            stats = (await self.router.state.snapshot([model])).stats.get(model)
-            return None if stats is None else stats.p95_latency_ms
-
-        after_s = await hedge_delay_s(policy, p95)
-        if after_s is None:
-            return await self._try_model(run, decision, model, request, why, probe)
-
-        async def start_extra() -> Racer | None:
-            for extra in order:
-                if extra in run.tried or len(run.tried) >= run.resilience.max_models:
-                    continue
-                run.tried.add(extra)
-                admission = await run.breaker.admit(extra)
-                hedged = await self.router.hedge(decision, extra) if admission.allowed else None
-                if hedged is None:
-                    continue
-                built = run.call.build(self.router.catalog[extra])
-                note = f"hedge after {after_s * 1000:.0f} ms without an answer from {model}"
-                if run.streaming:
-                    note += " (streamed)"
-                attempt = self._try_model(run, hedged, extra, built, note, admission.probe)
-                return Racer(extra, hedged, asyncio.create_task(attempt))
-            return None
-
-        first = Racer(
-            model,
-            decision,
-            asyncio.create_task(self._try_model(run, decision, model, request, why, probe)),
-        )
-        run.claimed = asyncio.Event() if run.streaming else None
-        try:
-            ended = await race(
-                first, after_s, start_extra, policy, decision.request.node, run.claimed, run
-            )
-        finally:
-            run.claimed = None
-        at = len(run.attempts) - 1  # losers go before the winner's attempt, which stays last
-        for loser in ended.cut:
-            run.attempts.insert(at, await charge_cut(self.router, loser, ended.winner.model))
-        return ended.served
+    async def _consensus(self, run: Run, decision: RouteDecision) -> CallResult | str:
+        """The consensus path (:func:`~agentmesh.resilience.consensus.consensus`)."""
+        return await consensus(run, decision, self._walk)
 
     # --- the single attempt routine -----------------------------------------------------
 
     async def _try_model(
         self,
-        run: _Run,
+        run: Run,
         decision: RouteDecision,
         model: str,
         request: ModelRequest,
@@ -596,12 +416,15 @@ class ResilientCaller:
                 finally:
                     await self._limits.release(permit)
                 billed, latency = Spend.of(response), response.latency_ms
-                if not run.call.allow_empty and _empty(response):
+                if not run.call.allow_empty and empty(response):
                     raise MalformedResponse("empty reply: no text and no tool call", model_id=model)
             except ModelError as error:
                 run.last_error = error
+                if run.owner == model and run.streamed and billed == Spend():
+                    # failed mid-answer: billed what it streamed (no usage came)
+                    billed = Spend(*cut_usage(spec, sent, "".join(run.streamed)))
                 stats = await self.router.record(
-                    decision, _outcome(model, billed, error=error.kind), failure_window_s=window
+                    decision, outcome(model, billed, error=error.kind), failure_window_s=window
                 )
                 run.attempts.append(
                     Attempt(
@@ -642,10 +465,15 @@ class ResilientCaller:
             except BaseException:
                 if probe:  # cancelled (deadline) or crashed: the probe will never report back
                     await asyncio.shield(run.breaker.reopen(model, "probe abandoned"))
+                if run.owner == model and run.streamed:  # cut off mid-answer: charge its text
+                    charge = charge_cut_stream(
+                        self.router, run, decision, model, sent, reason, waited
+                    )
+                    await asyncio.shield(charge)
                 raise
             await self.router.record(
                 decision,
-                _outcome(model, billed, latency_ms=response.latency_ms),
+                outcome(model, billed, latency_ms=response.latency_ms),
                 failure_window_s=window,
             )
             run.retry_budget.on_success(model)
@@ -672,7 +500,7 @@ class ResilientCaller:
 
     @staticmethod
     def _still_full(
-        run: _Run, decision: RouteDecision, model: str, why: str, waited: float
+        run: Run, decision: RouteDecision, model: str, why: str, waited: float
     ) -> ModelError:
         """A model whose local limit stayed full for ``max_wait``: skipped, as on a 429.
 
@@ -694,7 +522,7 @@ class ResilientCaller:
         return run.last_error
 
     async def _retry_delay(
-        self, run: _Run, model: str, error: ModelError, number: int, probe: bool
+        self, run: Run, model: str, error: ModelError, number: int, probe: bool
     ) -> float | None:
         """Seconds to wait before retrying ``model``, or ``None`` to move on."""
         retry = run.resilience.retry
@@ -714,26 +542,3 @@ class ResilientCaller:
 
 
 LIMITED = LocalRateLimitFilter.name
-
-
-def _outcome(
-    model: str, billed: Spend, *, latency_ms: float | None = None, error: str | None = None
-) -> Outcome:
-    """What the router learns from one attempt (a rejected answer is still billed)."""
-    return Outcome(
-        model,
-        latency_ms=latency_ms,
-        error=error,
-        input_tokens=billed.input_tokens,
-        output_tokens=billed.output_tokens,
-        cost_usd=billed.cost_usd,
-    )
-
-
-def _empty(response: ModelResponse) -> bool:
-    return not response.text.strip() and not response.tool_calls
-
-
-def _vote_key(text: str) -> str:
-    """Answers that differ only in case and spacing vote together."""
-    return " ".join(text.split()).casefold()

@@ -11,28 +11,34 @@ received it; nothing of its answer came back).
 ``after_ms: p95`` waits for the first model's observed p95 latency, so only
 the slowest twentieth of its calls are hedged (none until it has a p95).
 Each race is traced as ``hedge {model}`` (delay, extra model, winner).
+:func:`hedged` is the step itself (the caller's attempt, raced when slow);
+:func:`race` the race.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agentmesh.models.controls import HedgePolicy
 from agentmesh.models.errors import ModelError
 from agentmesh.models.tokens import estimate_tokens
-from agentmesh.models.types import ModelResponse
+from agentmesh.models.types import ModelRequest, ModelResponse
 from agentmesh.resilience.call import Attempt, Spend
+from agentmesh.resilience.run import Run
 from agentmesh.routing.router import Router
 from agentmesh.routing.types import RouteDecision
 from agentmesh.tracing import SpanScope
 from agentmesh.tracing.controls import HEDGE_AFTER_MS, HEDGE_MODEL, HEDGE_WINNER, hedge_span
 
-__all__ = ["Race", "Racer", "charge_cut", "hedge_delay_s", "race"]
+__all__ = ["Race", "Racer", "TryModel", "charge_cut", "hedge_delay_s", "hedged", "race"]
 
 Served = ModelResponse | ModelError
+
+TryModel = Callable[[Run, RouteDecision, str, ModelRequest, str, bool], Coroutine[Any, Any, Served]]
+"""The caller's single attempt routine: ``(run, decision, model, request, why, probe)``."""
 
 
 class Owned(Protocol):
@@ -65,6 +71,72 @@ class Race:
     winner: Racer
     cut: list[Racer] = field(default_factory=list)
     hedged: bool = False
+
+
+async def hedged(
+    router: Router,
+    try_model: TryModel,
+    run: Run,
+    decision: RouteDecision,
+    model: str,
+    request: ModelRequest,
+    why: str,
+    probe: bool,
+) -> Served:
+    """``try_model``, hedged when the policy says so (never a probe).
+
+    A streamed call's race is won by the first model to send a token. Cut
+    losers are charged (:func:`charge_cut`) and listed before the winner's
+    attempt, which stays last.
+    """
+    policy = (run.call.routing or router.policy).hedge
+    if policy is None or probe or run.committed:
+        return await try_model(run, decision, model, request, why, probe)
+    order = (decision.chosen, *decision.fallbacks)
+    if not [m for m in order if m not in run.tried]:
+        return await try_model(run, decision, model, request, why, probe)
+
+    async def p95() -> float | None:
+        stats = (await router.state.snapshot([model])).stats.get(model)
+        return None if stats is None else stats.p95_latency_ms
+
+    after_s = await hedge_delay_s(policy, p95)
+    if after_s is None:
+        return await try_model(run, decision, model, request, why, probe)
+
+    async def start_extra() -> Racer | None:
+        for extra in order:
+            if extra in run.tried or len(run.tried) >= run.resilience.max_models:
+                continue
+            run.tried.add(extra)
+            admission = await run.breaker.admit(extra)
+            extra_decision = await router.hedge(decision, extra) if admission.allowed else None
+            if extra_decision is None:
+                continue
+            built = run.call.build(router.catalog[extra])
+            note = f"hedge after {after_s * 1000:.0f} ms without an answer from {model}"
+            if run.streaming:
+                note += " (streamed)"
+            attempt = try_model(run, extra_decision, extra, built, note, admission.probe)
+            return Racer(extra, extra_decision, asyncio.create_task(attempt))
+        return None
+
+    first = Racer(
+        model,
+        decision,
+        asyncio.create_task(try_model(run, decision, model, request, why, probe)),
+    )
+    run.claimed = asyncio.Event() if run.streaming else None
+    try:
+        ended = await race(
+            first, after_s, start_extra, policy, decision.request.node, run.claimed, run
+        )
+    finally:
+        run.claimed = None
+    at = len(run.attempts) - 1  # losers go before the winner's attempt, which stays last
+    for loser in ended.cut:
+        run.attempts.insert(at, await charge_cut(router, loser, ended.winner.model))
+    return ended.served
 
 
 async def hedge_delay_s(

@@ -130,6 +130,7 @@ __all__ = [
     "SERVER_ADDRESS",
     "SERVER_PORT",
     "SIMULATED",
+    "STREAM_CUT_OFF",
     "TOKEN_INPUT",
     "TOKEN_OUTPUT",
     "USAGE_ESTIMATED",
@@ -274,6 +275,9 @@ MODEL_ID: Final = "agentmesh.model_id"
 COST_USD: Final = "agentmesh.cost_usd"
 SIMULATED: Final = "agentmesh.simulated"
 USAGE_ESTIMATED: Final = "agentmesh.usage.estimated"
+STREAM_CUT_OFF: Final = "agentmesh.stream.cut_off"
+"""A streamed call cut off mid-answer (its consumer left, or a deadline); its usage
+attributes are what it is known to have generated, estimated from the text streamed."""
 ATTEMPT: Final = "agentmesh.attempt"
 """1 for the first call of a step, 2 for the next (retries and fallbacks count).
 

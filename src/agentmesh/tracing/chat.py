@@ -48,6 +48,7 @@ from agentmesh.tracing.attributes import (
     SERVER_ADDRESS,
     SERVER_PORT,
     SIMULATED,
+    STREAM_CUT_OFF,
     USAGE_ESTIMATED,
 )
 from agentmesh.tracing.content import input_messages, output_messages
@@ -311,6 +312,21 @@ class ChatCall(CurrentSpan):
             output_tokens,
             cost_usd,
         )
+
+    def cut_off(self, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
+        """A stream cut off mid-answer: record what it generated (estimated) at its end.
+
+        Call it before :meth:`failed` (the cancellation) or :meth:`end`: the
+        span then carries ``agentmesh.stream.cut_off``, the estimated usage and
+        cost, and no response model (so it is counted as cancelled, not ok).
+        """
+        if self._done or not self.recording:
+            return
+        self._request[STREAM_CUT_OFF] = True
+        self._request[GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
+        self._request[GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
+        self._request[COST_USD] = cost_usd
+        self._request[USAGE_ESTIMATED] = True
 
     def failed(self, exc: BaseException) -> None:
         """The call failed with ``exc``: ``error.type``, status ERROR (scrubbed), metrics."""
