@@ -227,7 +227,7 @@ def test_run_s_resume_hint_names_the_state_and_checkpoint_without_passwords(
         checkpoint="postgres://me:pw@127.0.0.1/test",
         state="redis://:s3cret@127.0.0.1:6379/0",
     )
-    assert run_cmd._report(args, result) == 0
+    assert run_cmd.report(args, result) == 0
     err = capsys.readouterr().err
     assert "--checkpoint postgres://me:***@127.0.0.1/test" in err
     assert "--state redis://:***@127.0.0.1:6379/0 --resume r1" in err

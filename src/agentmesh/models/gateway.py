@@ -145,11 +145,14 @@ class Gateway:
         return self.client(model_id)
 
     def token_counting_models(self) -> tuple[str, ...]:
-        """Catalog models whose adapter counts prompt tokens with their own tokenizer."""
+        """Chat models of the catalog whose adapter counts prompt tokens with their own tokenizer.
+
+        Embeddings entries are left out: no routed chat request is ever sent to them.
+        """
         if self._counting is None:
             self._counting = tuple(
                 s.id
-                for s in self.catalog.specs
+                for s in self.catalog.chat_specs
                 if getattr(self._factories[s.provider], "counts_tokens", False)
             )
         return self._counting
