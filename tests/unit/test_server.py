@@ -433,3 +433,42 @@ def test_a_bug_is_a_500_naming_the_request_without_a_traceback(
         "request r-9 failed: RuntimeError (traceback at DEBUG)"
     ]
     assert all(r.exc_info is None for r in logged)
+
+
+@pytest.mark.parametrize(
+    ("entry", "says"),
+    [
+        ("fast: [cheapest]", "policies.fast: a policy is a mapping"),
+        (
+            "fast: {strategy: cheapest, resilience: 3}",
+            "policies.fast: resilience: must be a mapping",
+        ),
+        ("fast: {strategy: cheapest, resilience: {retry: {tries: 2}}}", "policies.fast resilience"),
+        ("fast: {strategy: no_such_strategy}", "policies.fast"),
+    ],
+)
+def test_a_policies_file_s_bad_entry_is_named_with_its_file(
+    tmp_path: Path, entry: str, says: str
+) -> None:
+    from agentmesh.routing import PolicyError
+    from agentmesh.server.targets import load_policies
+
+    path = tmp_path / "policies.yaml"
+    path.write_text(f"policies:\n  {entry}\n")
+    with pytest.raises(PolicyError, match=r"policies\.yaml") as info:
+        load_policies(path)
+    assert says in str(info.value)
+
+
+def test_a_policies_file_s_entries_carry_their_resilience(tmp_path: Path) -> None:
+    from agentmesh.server.targets import load_policies
+
+    path = tmp_path / "policies.yaml"
+    path.write_text(
+        "default: safe\npolicies:\n"
+        "  safe: {strategy: cheapest, resilience: {retry: {max_attempts: 5}}}\n"
+    )
+    default, named = load_policies(path)
+    assert default == "safe"
+    assert named["safe"].routing.strategy == "cheapest"
+    assert named["safe"].resilience.retry.max_attempts == 5

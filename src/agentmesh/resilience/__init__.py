@@ -45,6 +45,7 @@ from agentmesh.resilience.policy import (
     ResiliencePolicy,
     RetryBudgetPolicy,
     RetryPolicy,
+    call_policy_of,
     load_call_policy,
 )
 from agentmesh.resilience.retry import RetryBudget, backoff_delay
@@ -91,6 +92,7 @@ __all__ = [
     "Streamed",
     "Verdict",
     "backoff_delay",
+    "call_policy_of",
     "load_call_policy",
     "call_until",
     "with_feedback",

@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentmesh.routing.policy import Policy, PolicyError, read_policy_file
+from agentmesh.routing.policy import Policy, PolicyError, policy_document, split_policy
 
 __all__ = [
     "DEFAULT_ACTIONS",
@@ -185,7 +185,8 @@ def load_call_policy(
     """The routing and resilience policies of a policy file (or of a bare strategy).
 
     Every command that takes ``--policy FILE`` reads it here (through
-    :func:`~agentmesh.routing.read_policy_file`), so a file one command accepts
+    :func:`call_policy_of`, the reader ``agentmesh serve --policies`` uses for each
+    entry too), so a file one command accepts
     every command accepts.
 
     Args:
@@ -199,9 +200,20 @@ def load_call_policy(
         return Policy.from_mapping(
             {"strategy": strategy or "cheapest"}, source="--strategy"
         ), ResiliencePolicy()
-    routing, resilience = read_policy_file(path, strategy=strategy)
+    return call_policy_of(policy_document(path), str(path), strategy=strategy)
+
+
+def call_policy_of(
+    data: Any, source: str, *, strategy: str | None = None
+) -> tuple[Policy, ResiliencePolicy]:
+    """The routing and resilience policies of one policy mapping (a file's, or an entry's).
+
+    Raises:
+        PolicyError: Not a mapping, or an invalid policy, naming ``source`` and the field.
+    """
+    routing, resilience = split_policy(data, source, strategy=strategy)
     try:
-        res = ResiliencePolicy.from_mapping(resilience, source=f"{path} resilience")
+        res = ResiliencePolicy.from_mapping(resilience, source=f"{source} resilience")
     except ValueError as exc:
         raise PolicyError(str(exc)) from None
     return routing, res

@@ -36,7 +36,15 @@ from agentmesh.routing.constraints import Constraints
 from agentmesh.routing.strategies import STRATEGIES
 from agentmesh.routing.types import RouteRequest
 
-__all__ = ["BudgetLimits", "Policy", "PolicyError", "load_policy", "read_policy_file"]
+__all__ = [
+    "BudgetLimits",
+    "Policy",
+    "PolicyError",
+    "load_policy",
+    "policy_document",
+    "read_policy_file",
+    "split_policy",
+]
 
 
 class PolicyError(ValueError):
@@ -138,19 +146,50 @@ class Policy(BaseModel):
             raise PolicyError(f"{source}: {describe_errors(exc)}") from None
 
 
-def _policy_document(path: str | Path) -> Any:
+def policy_document(path: str | Path, what: str = "policy") -> Any:
     """The YAML document of a policy file, within :class:`~agentmesh.limits.FileLimits`.
+
+    Args:
+        path: The file.
+        what: What the file is, in errors (``policy``, ``policies``).
 
     Raises:
         PolicyError: Unreadable, too large, not UTF-8, or not valid YAML;
             names the file and line.
     """
     try:
-        return parse_yaml(read_text(Path(path), "policy"))[0]
+        return parse_yaml(read_text(Path(path), what))[0]
     except YamlFileError as exc:
         raise PolicyError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise PolicyError(describe_yaml_error(exc, path)) from None
+
+
+def split_policy(
+    data: Any, source: str, *, strategy: str | None = None
+) -> tuple[Policy, Mapping[str, Any]]:
+    """A policy mapping's routing policy, and its raw ``resilience:`` block.
+
+    Args:
+        data: The mapping (a policy file's document, or one entry of a policies file).
+        source: Where it comes from, in errors (file, and entry).
+        strategy: A strategy overriding the mapping's; its ``params`` are dropped
+            when it differs, as they belong to its own strategy.
+
+    Raises:
+        PolicyError: Not a mapping, or not a valid policy.
+    """
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: a policy is a mapping (strategy: ..., min_tier: ...)")
+    data = dict(data)
+    resilience = data.pop("resilience", None) or {}
+    if not isinstance(resilience, dict):
+        raise PolicyError(f"{source}: resilience: must be a mapping")
+    if strategy is not None:
+        if data.get("strategy") != strategy:
+            data.pop("params", None)
+        data["strategy"] = strategy
+    return Policy.from_mapping(data, source=source), resilience
 
 
 def read_policy_file(
@@ -170,17 +209,7 @@ def read_policy_file(
     Raises:
         PolicyError: The file is unreadable, not a mapping, or not a valid policy.
     """
-    data = _policy_document(path)
-    if not isinstance(data, dict):
-        raise PolicyError(f"{path}: a policy is a mapping (strategy: ..., min_tier: ...)")
-    resilience = data.pop("resilience", None) or {}
-    if not isinstance(resilience, dict):
-        raise PolicyError(f"{path}: resilience: must be a mapping")
-    if strategy is not None:
-        if data.get("strategy") != strategy:
-            data.pop("params", None)
-        data["strategy"] = strategy
-    return Policy.from_mapping(data, source=str(path)), resilience
+    return split_policy(policy_document(path), str(path), strategy=strategy)
 
 
 def load_policy(path: str | Path) -> Policy:

@@ -27,10 +27,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
-import yaml
 from langchain_core.messages import BaseMessage
 
-from agentmesh._yamlfile import YamlFileError, describe_yaml_error, parse_yaml, read_text
 from agentmesh.graph.run import GraphRunner
 from agentmesh.models.catalog import Catalog
 from agentmesh.models.errors import ModelError
@@ -51,8 +49,10 @@ from agentmesh.resilience import (
     ResiliencePolicy,
     ResilientCaller,
     Streamed,
+    call_policy_of,
 )
 from agentmesh.routing import Policy, PolicyError, RouteRequest
+from agentmesh.routing.policy import policy_document
 from agentmesh.server.errors import CALL_STATUSES, ApiError, call_error, model_error
 
 __all__ = [
@@ -311,19 +311,6 @@ class GraphTarget(Target):
         )
 
 
-def _policy_entry(name: str, body: Any, source: str) -> NamedPolicy:
-    if not isinstance(body, dict):
-        raise PolicyError(f"{source}: policies.{name}: a policy is a mapping (strategy: ...)")
-    body = dict(body)
-    resilience = body.pop("resilience", None) or {}
-    where = f"{source}: policies.{name}"
-    routing = Policy.from_mapping(body, source=where)
-    try:
-        return NamedPolicy(routing, ResiliencePolicy.from_mapping(resilience, source=where))
-    except ValueError as exc:
-        raise PolicyError(str(exc)) from None
-
-
 def load_policies(path: str | Path) -> tuple[str | None, dict[str, NamedPolicy]]:
     """The named policies of a policies file, and which one ``auto`` uses.
 
@@ -338,18 +325,16 @@ def load_policies(path: str | Path) -> tuple[str | None, dict[str, NamedPolicy]]
         PolicyError: Unreadable, invalid YAML, or an invalid policy (naming file and field).
     """
     source = str(path)
-    try:
-        data = parse_yaml(read_text(Path(path), "policies"))[0]
-    except YamlFileError as exc:
-        raise PolicyError(str(exc)) from None
-    except yaml.YAMLError as exc:
-        raise PolicyError(describe_yaml_error(exc, path)) from None
+    data = policy_document(path, "policies")
     if not isinstance(data, dict) or not isinstance(data.get("policies"), dict):
         raise PolicyError(f"{source}: expected a mapping with policies: {{name: policy, ...}}")
     unknown = set(data) - {"default", "policies"}
     if unknown:
         raise PolicyError(f"{source}: unknown keys {sorted(unknown)} (expected default, policies)")
-    named = {str(k): _policy_entry(str(k), v, source) for k, v in data["policies"].items()}
+    named = {
+        str(k): NamedPolicy(*call_policy_of(v, f"{source}: policies.{k}"))
+        for k, v in data["policies"].items()
+    }
     default = data.get("default")
     if default is not None and default not in named:
         raise PolicyError(f"{source}: default: {default!r} is not one of {sorted(named)}")
