@@ -10,6 +10,7 @@ answer is the node's verdict: a ``branch: {field: verdict}`` goes on from it
 from __future__ import annotations
 
 import json
+from abc import abstractmethod
 from typing import Any
 
 from agentmesh.graph.branches import VERDICT, read_field
@@ -38,13 +39,13 @@ class _Asking(NodeRunner):
     accepts: tuple[str, ...] = ("approve", "reject")
     counts_visits = True
 
+    @abstractmethod
     def payload(self, state: RunState, branch: Branch) -> dict[str, Any]:
         """What the person is shown."""
-        raise NotImplementedError
 
+    @abstractmethod
     def decided(self, decision: Answer, state: RunState, branch: Branch) -> dict[str, Any]:
         """The state update recording ``decision``."""
-        raise NotImplementedError
 
     async def __call__(self, state: RunState) -> dict[str, Any]:
         """Pause for the answer (no span while waiting), then record it in the node's span.
@@ -69,8 +70,12 @@ class _Asking(NodeRunner):
         return {**update, **visited(self.name)} if self.counts_visits else update
 
     async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
-        """Not used: asking nodes do their work in ``__call__``."""
-        raise NotImplementedError
+        """Never called: the pause must come before the span, so ``__call__`` does the work.
+
+        Raises:
+            TypeError: Always (a subclass calling the base ``__call__`` is a bug).
+        """
+        raise TypeError(f"{type(self).__name__} runs in __call__, not run()")
 
 
 class HumanRunner(_Asking):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from contextlib import suppress
 from types import TracebackType
 from typing import Self
@@ -10,7 +11,7 @@ from typing import Self
 __all__ = ["BackgroundLoop"]
 
 
-class BackgroundLoop:
+class BackgroundLoop(ABC):
     """Base of loops that ``async with`` starts as a task and cancels on exit.
 
     Subclasses implement :meth:`run` (forever, until cancelled).
@@ -18,9 +19,9 @@ class BackgroundLoop:
 
     _task: asyncio.Task[None] | None = None
 
+    @abstractmethod
     async def run(self) -> None:
         """The loop body; runs until cancelled."""
-        raise NotImplementedError
 
     async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self.run())
