@@ -292,11 +292,6 @@ class SpanScope(CurrentSpan):
         """Set several attributes (ignored when not recording)."""
         self.span.set_attributes(attributes)
 
-    def event(self, name: str, attributes: Attributes) -> None:
-        """Add an event to the span (ignored when not recording)."""
-        if self.span.is_recording():
-            self.span.add_event(name, attributes)
-
     def set_content(self, key: str, value: Any, *, secrets: Iterable[str | None] = ()) -> None:
         """Set a content attribute (JSON unless a string) only if content capture is on."""
         if self.span.is_recording() and capturing_content():
