@@ -220,19 +220,35 @@ def test_run_s_resume_hint_names_the_state_and_checkpoint_without_passwords(
     from agentmesh.cli import run as run_cmd
     from agentmesh.graph import RunResult
 
-    result = RunResult("r1", "g", "ok", "out", None, 0.0, {"input": 0, "output": 0})
+    error = {"node": "n1", "type": "unavailable", "message": "down"}
+    result = RunResult("r1", "g", "failed", None, error, 0.0, {"input": 0, "output": 0})
     args = argparse.Namespace(
         json=False,
         quiet=False,
         checkpoint="postgres://me:pw@127.0.0.1/test",
         state="redis://:s3cret@127.0.0.1:6379/0",
     )
-    assert run_cmd.report(args, result) == 0
+    assert run_cmd.report(args, result) == 1
     err = capsys.readouterr().err
     assert "--checkpoint postgres://me:***@127.0.0.1/test" in err
     assert "--state redis://:***@127.0.0.1:6379/0 --resume r1" in err
     assert "pw@" not in err
     assert "s3cret" not in err
+
+
+def test_a_finished_run_gets_no_resume_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from agentmesh.cli import run as run_cmd
+    from agentmesh.graph import RunResult
+
+    result = RunResult("r1", "g", "ok", "out", None, 0.0, {"input": 0, "output": 0})
+    args = argparse.Namespace(json=False, quiet=False, checkpoint="sqlite:///r.db", state="memory")
+    assert run_cmd.report(args, result) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "out\n"
+    assert "run r1: ok" in captured.err
+    assert "resume" not in captured.err, "nothing is left to resume of a run that ended ok"
 
 
 def test_a_state_from_a_url_shares_one_blocking_pool_of_bounded_size() -> None:

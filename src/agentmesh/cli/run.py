@@ -319,7 +319,7 @@ def report(args: argparse.Namespace, result: RunResult, streamed: TokenWriter | 
             f"answer with: agentmesh resume {result.run_id} --checkpoint {where}{shared} "
             "--approve | --reject [--feedback TEXT] | --value JSON"
         )
-    elif args.checkpoint != "memory":
+    elif result.status == "failed" and args.checkpoint != "memory":  # a finished run has no rest
         notes.append(f"resume with: --checkpoint {where}{shared} --resume {result.run_id}")
     if not args.quiet:
         print("\n".join(f"# {n}" for n in notes), file=sys.stderr)
