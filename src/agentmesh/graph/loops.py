@@ -48,7 +48,9 @@ def loop_limit(name: str, max_visits: int | None, graph: GraphSpec, state: RunSt
     return None
 
 
-def _components(nodes: Sequence[str], children: Mapping[str, Iterable[str]]) -> list[list[str]]:
+def strongly_connected(
+    nodes: Sequence[str], children: Mapping[str, Iterable[str]]
+) -> list[list[str]]:
     """Strongly connected components (Tarjan's, iterative), each in discovery order."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
@@ -123,6 +125,6 @@ def cycles(
     inner = {n: [c for c in children.get(n, ()) if c in free] for n in free}
     return [
         (component, _path(component, inner))
-        for component in _components(free, inner)
+        for component in strongly_connected(free, inner)
         if len(component) > 1 or component[0] in inner[component[0]]
     ]
