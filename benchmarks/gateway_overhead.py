@@ -15,7 +15,8 @@ What is measured
 
     Both clients are built by ``default_http_client()`` (the pooled client a
     gateway builds for itself: over aiohttp's pool when ``httpx-aiohttp`` is
-    installed, see ``agentmesh.models._transport``), each with one extra default
+    installed, else over ``GatedTransport``, as with ``--core-only``; see
+    ``agentmesh.models._transport``), each with one extra default
     header naming its arm, so that the server can attribute every TCP connection
     it accepts to an arm. Each arm has its own client and so its own connection
     pool. More arms, same rounds: ``openai``, the ``openai`` SDK's own async
@@ -69,6 +70,7 @@ Run::
     .venv/bin/python benchmarks/gateway_overhead.py            # full, ~40 s on 2 cores
     .venv/bin/python benchmarks/gateway_overhead.py --quick    # a few seconds
     .venv/bin/python benchmarks/gateway_overhead.py --calls 2000
+    .venv/bin/python benchmarks/gateway_overhead.py --core-only  # as without httpx-aiohttp
 """
 
 from __future__ import annotations
@@ -433,6 +435,7 @@ async def run(calls: int) -> dict[str, Any]:
         "openai": _version_or_none("openai"),
         "aiohttp": _version_or_none("aiohttp"),
         "httpx_aiohttp": _version_or_none("httpx-aiohttp"),
+        "core_only": "httpx_aiohttp" in sys.modules and sys.modules["httpx_aiohttp"] is None,
         "transport": transport,
         "server": "stdlib asyncio HTTP/1.1 stub in a separate process",
         "server_port": server.port,
@@ -475,7 +478,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help=f"timed calls per arm and concurrency level (default {FULL_CALLS})",
     )
+    parser.add_argument(
+        "--core-only",
+        action="store_true",
+        help="as on the default install: httpx-aiohttp hidden, the default client is the gated one",
+    )
     args = parser.parse_args(argv)
+    if args.core_only:
+        sys.modules["httpx_aiohttp"] = None  # type: ignore[assignment]  # its import now fails
     calls = QUICK_CALLS if args.quick else args.calls
     if calls < 1:
         parser.error("--calls must be at least 1")
