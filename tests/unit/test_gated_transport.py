@@ -294,6 +294,18 @@ async def test_an_expired_idle_connection_is_closed_and_replaced() -> None:
     assert_all_back(pool, limits)
 
 
+async def test_closing_the_transport_closes_the_connections_idle_and_in_use() -> None:
+    limits = PoolLimits()
+    client, fakes, pool = gated(limits)
+    async with client.stream("GET", f"{A}/held") as response:
+        await client.get(A)  # on a second connection, idle after
+        await client.aclose()
+        assert [c.state for c in fakes.made] == ["active", "closed"]
+        await response.aread()
+    assert [c.state for c in fakes.made] == ["closed", "closed"]
+    assert_all_back(pool, limits)
+
+
 def test_each_event_loop_has_its_own_pool() -> None:
     limits = PoolLimits(connections=1)
     transport = GatedTransport(limits)

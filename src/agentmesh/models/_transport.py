@@ -184,6 +184,7 @@ class _LoopPool:
         self._max = limits.connections
         self._origins: dict[tuple[bytes, bytes, int], _Origin] = {}
         self._open = 0  # connections made and not yet dropped: idle or in use
+        self._closed = False  # once closed, connections given back are closed too
 
     async def send(self, request: httpcore.Request) -> httpcore.Response:
         """Admit ``request``, send it on a connection taken from the pool, tie both to its body."""
@@ -245,16 +246,18 @@ class _LoopPool:
                 if other.idle:
                     await self._drop(other.idle.popleft())
                     break
+        connection = self._connections.create_connection(to)
         self._open += 1
-        return self._connections.create_connection(to)
+        return connection
 
     async def give_back(self, origin: _Origin, connection: AsyncConnectionInterface | None) -> None:
         """Return a request's connection (if reusable) and permits, then close what is not."""
-        if connection is not None and connection.is_idle() and not connection.is_closed():
-            origin.idle.append(connection)
-            connection = None
-        elif connection is not None:
-            self._open -= 1
+        if connection is not None:
+            if not self._closed and connection.is_idle() and not connection.is_closed():
+                origin.idle.append(connection)
+                connection = None
+            else:
+                self._open -= 1
         self._all.release()
         origin.gate.release()
         if connection is not None:
@@ -265,7 +268,8 @@ class _LoopPool:
         await connection.aclose()
 
     async def aclose(self) -> None:
-        """Close the idle connections."""
+        """Close the idle connections, and those in use once given back."""
+        self._closed = True
         for origin in self._origins.values():
             while origin.idle:
                 await self._drop(origin.idle.pop())
