@@ -15,13 +15,17 @@ What is measured
 
     Both clients are built by ``default_http_client()`` (the pooled client a
     gateway builds for itself: over aiohttp's pool when ``httpx-aiohttp`` is
-    installed, see ``agentmesh.models._transport``), each with one extra default
+    installed, else over ``GatedTransport``, as with ``--core-only``; see
+    ``agentmesh.models._transport``), each with one extra default
     header naming its arm, so that the server can attribute every TCP connection
     it accepts to an arm. Each arm has its own client and so its own connection
-    pool. Two more arms, same rounds: ``openai``, the ``openai`` SDK's own
-    async client (its default pool), and ``agentmesh_httpcore``, the gateway on
-    httpx's own transport (httpcore's pool, what the gateway used before, with
-    the same limits) to show what the transport accounts for.
+    pool. More arms, same rounds: ``openai``, the ``openai`` SDK's own async
+    client (its default pool), and the gateway on each transport it can send
+    over, with the same limits, to show what the transport accounts for:
+    ``agentmesh_aiohttp`` (aiohttp's pool, when ``httpx-aiohttp`` is installed),
+    ``agentmesh_gated`` (httpx's own transport behind agentmesh's gate,
+    ``GatedTransport``) and ``agentmesh_httpcore`` (httpx's own transport
+    alone: httpcore's pool, what the gateway used before).
 
     Each concurrency level (1 and 64) starts with fresh clients and a warm-up,
     then runs the arms in short alternating rounds (A B B A A B ...), so drift
@@ -46,8 +50,9 @@ How to read the output (one JSON object on stdout)
     that level without the queueing factor.
 
     ``vs_openai_sdk`` holds the SDK arm and agentmesh's ratios to it
-    (throughput, p99); ``httpcore_pool`` the gateway on httpcore's pool and its
-    ratios to the SDK. ``transport`` names the default client's transport.
+    (throughput, p99); ``transports`` the gateway on each transport and its
+    ratios to the SDK (``meets``: the #26 target, at 64 callers).
+    ``transport`` names the default client's transport.
 
     ``default_client`` checks the gateway's *own* client (``http`` omitted):
     two catalog entries on one gateway, called alternately and then 64 at a
@@ -65,6 +70,7 @@ Run::
     .venv/bin/python benchmarks/gateway_overhead.py            # full, ~40 s on 2 cores
     .venv/bin/python benchmarks/gateway_overhead.py --quick    # a few seconds
     .venv/bin/python benchmarks/gateway_overhead.py --calls 2000
+    .venv/bin/python benchmarks/gateway_overhead.py --core-only  # as without httpx-aiohttp
 """
 
 from __future__ import annotations
@@ -88,7 +94,7 @@ import httpx
 
 from _stub_server import StubServer
 from agentmesh.models._http import PoolLimits, default_http_client
-from agentmesh.models._transport import pooled_transport
+from agentmesh.models._transport import GatedTransport, aiohttp_transport, pooled_transport
 from agentmesh.models.catalog import Catalog
 from agentmesh.models.client import ClientContext
 from agentmesh.models.gateway import Gateway
@@ -101,6 +107,8 @@ ARM_HEADER = "x-bench-arm"
 BASELINE = "baseline"
 AGENTMESH = "agentmesh"
 OPENAI = "openai"
+AIOHTTP = "agentmesh_aiohttp"
+GATED = "agentmesh_gated"
 HTTPCORE = "agentmesh_httpcore"
 TARGET_P99_VS_OPENAI = 2.0
 """At 64 callers: agentmesh calls/s >= the openai SDK's, p99 <= this times its p99 (#26)."""
@@ -145,12 +153,39 @@ def arm_client(arm: str) -> httpx.AsyncClient:
     return client
 
 
-def httpcore_client() -> httpx.AsyncClient:
-    """A client on httpx's own transport (httpcore's pool), the default client's limits."""
-    transport = httpx.AsyncHTTPTransport(limits=PoolLimits().httpx_limits())
-    client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(120.0, connect=5.0))
-    client.headers[ARM_HEADER] = HTTPCORE
-    return client
+def transport_clients() -> dict[str, httpx.AsyncClient]:
+    """A client per transport the gateway can send over, the default client's limits.
+
+    Aiohttp's pool only when ``httpx-aiohttp`` is installed.
+    """
+    limits = PoolLimits()
+    transports: dict[str, Callable[[], httpx.AsyncBaseTransport]] = {
+        AIOHTTP: lambda: aiohttp_transport(limits),
+        GATED: lambda: GatedTransport(limits),
+        HTTPCORE: lambda: httpx.AsyncHTTPTransport(limits=limits.httpx_limits()),
+    }
+    clients = {}
+    for arm, make in transports.items():
+        try:
+            transport = make()
+        except ImportError:
+            continue
+        client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(120.0, connect=5.0))
+        client.headers[ARM_HEADER] = arm
+        clients[arm] = client
+    return clients
+
+
+def vs_openai(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> dict[str, Any]:
+    """``ours``' throughput and p99 ratios to the SDK's, and whether they meet #26's target."""
+    throughput = round(ours["throughput_rps"] / theirs["throughput_rps"], 3)
+    p99 = round(ours["p99_ms"] / theirs["p99_ms"], 3)
+    return {
+        "throughput_ratio": throughput,
+        "p99_ratio": p99,
+        "added_median_ms": round(ours["median_ms"] - theirs["median_ms"], 4),
+        "meets": throughput >= 1.0 and p99 <= TARGET_P99_VS_OPENAI,
+    }
 
 
 def openai_client(base_url: str) -> Any:
@@ -237,8 +272,11 @@ async def measure_level(
     baseline_http = arm_client(BASELINE)
     gateway_http = arm_client(AGENTMESH)
     gateway = Gateway(Catalog([stub_spec("stub", server.base_url)]), http=gateway_http)
-    httpcore_http = httpcore_client()
-    httpcore_gateway = Gateway(Catalog([stub_spec("stub", server.base_url)]), http=httpcore_http)
+    transport_http = transport_clients()
+    transport_gateways = {
+        arm: Gateway(Catalog([stub_spec("stub", server.base_url)]), http=http)
+        for arm, http in transport_http.items()
+    }
     sdk = openai_client(server.base_url)
 
     async def baseline_call() -> None:
@@ -248,8 +286,13 @@ async def measure_level(
     async def agentmesh_call() -> None:
         await gateway.invoke("stub", request)
 
-    async def httpcore_call() -> None:
-        await httpcore_gateway.invoke("stub", request)
+    def transport_call(arm: str) -> Call:
+        gateway = transport_gateways[arm]
+
+        async def call() -> None:
+            await gateway.invoke("stub", request)
+
+        return call
 
     async def openai_call() -> None:
         if sdk is not None:
@@ -258,7 +301,7 @@ async def measure_level(
     arms: dict[str, Call] = {
         BASELINE: baseline_call,
         AGENTMESH: agentmesh_call,
-        HTTPCORE: httpcore_call,
+        **{arm: transport_call(arm) for arm in transport_gateways},
     }
     if sdk is not None:
         arms[OPENAI] = openai_call
@@ -288,32 +331,26 @@ async def measure_level(
         after = await asyncio.to_thread(server.stats)
     finally:
         await gateway.aclose()
-        await httpcore_gateway.aclose()
+        for arm_gateway in transport_gateways.values():
+            await arm_gateway.aclose()
         await baseline_http.aclose()
         await gateway_http.aclose()
-        await httpcore_http.aclose()
+        for http in transport_http.values():
+            await http.aclose()
         if sdk is not None:
             await sdk.close()
     base = summarize(samples[BASELINE], *arm_counts(before, after, BASELINE))
     mesh = summarize(samples[AGENTMESH], *arm_counts(before, after, AGENTMESH))
-    old = summarize(samples[HTTPCORE], *arm_counts(before, after, HTTPCORE))
+    transports: dict[str, Any] = {
+        arm: {"agentmesh": summarize(samples[arm], *arm_counts(before, after, arm))}
+        for arm in transport_gateways
+    }
     vs_sdk: dict[str, Any] = {"skipped": "the openai package is not installed"}
-    httpcore_pool: dict[str, Any] = {"agentmesh": old}
     if sdk is not None:
         theirs = summarize(samples[OPENAI], *arm_counts(before, after, OPENAI))
-        httpcore_pool["throughput_ratio_vs_openai"] = round(
-            old["throughput_rps"] / theirs["throughput_rps"], 3
-        )
-        httpcore_pool["p99_ratio_vs_openai"] = round(old["p99_ms"] / theirs["p99_ms"], 3)
-        vs_sdk = {
-            "openai": theirs,
-            "throughput_ratio": round(mesh["throughput_rps"] / theirs["throughput_rps"], 3),
-            "p99_ratio": round(mesh["p99_ms"] / theirs["p99_ms"], 3),
-            "added_median_ms": round(mesh["median_ms"] - theirs["median_ms"], 4),
-        }
-        vs_sdk["meets"] = (
-            vs_sdk["throughput_ratio"] >= 1.0 and vs_sdk["p99_ratio"] <= TARGET_P99_VS_OPENAI
-        )
+        vs_sdk = {"openai": theirs, **vs_openai(mesh, theirs)}
+        for arm in transports.values():
+            arm.update(vs_openai(arm["agentmesh"], theirs))
     return {
         "concurrency": concurrency,
         "calls": len(samples[BASELINE].latencies),
@@ -329,7 +366,7 @@ async def measure_level(
         "added_median_within_target": mesh["median_ms"] - base["median_ms"]
         <= TARGET_ADDED_MEDIAN_MS,
         "vs_openai_sdk": vs_sdk,
-        "httpcore_pool": httpcore_pool,
+        "transports": transports,
     }
 
 
@@ -398,6 +435,7 @@ async def run(calls: int) -> dict[str, Any]:
         "openai": _version_or_none("openai"),
         "aiohttp": _version_or_none("aiohttp"),
         "httpx_aiohttp": _version_or_none("httpx-aiohttp"),
+        "core_only": "httpx_aiohttp" in sys.modules and sys.modules["httpx_aiohttp"] is None,
         "transport": transport,
         "server": "stdlib asyncio HTTP/1.1 stub in a separate process",
         "server_port": server.port,
@@ -440,7 +478,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help=f"timed calls per arm and concurrency level (default {FULL_CALLS})",
     )
+    parser.add_argument(
+        "--core-only",
+        action="store_true",
+        help="as on the default install: httpx-aiohttp hidden, the default client is the gated one",
+    )
     args = parser.parse_args(argv)
+    if args.core_only:
+        sys.modules["httpx_aiohttp"] = None  # type: ignore[assignment]  # its import now fails
     calls = QUICK_CALLS if args.quick else args.calls
     if calls < 1:
         parser.error("--calls must be at least 1")

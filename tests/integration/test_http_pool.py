@@ -1,8 +1,8 @@
-"""The gateway's pooled client against a loopback server, on either transport.
+"""The gateway's pooled client against a loopback server, on each transport.
 
 Concurrent calls to one host open at most one connection each and reuse them;
 the limits cap what is open; every transport failure maps to the same error
-kind over aiohttp's pool as over httpx's own.
+kind over aiohttp's pool, httpx's own gated and httpx's own alone.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 
 from agentmesh.models import Catalog, Gateway, ModelRequest, ModelSpec
 from agentmesh.models._http import PoolLimits, default_http_client
+from agentmesh.models._transport import GatedTransport
 from agentmesh.models.errors import (
     MalformedResponse,
     ModelError,
@@ -39,6 +40,11 @@ def _aiohttp(limits: PoolLimits) -> httpx.AsyncClient:
     return client
 
 
+def _gated(limits: PoolLimits) -> httpx.AsyncClient:
+    transport = GatedTransport(limits)
+    return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(120.0, connect=5.0))
+
+
 def _httpcore(limits: PoolLimits) -> httpx.AsyncClient:
     transport = httpx.AsyncHTTPTransport(limits=limits.httpx_limits())
     return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(120.0, connect=5.0))
@@ -51,7 +57,7 @@ def _require_aiohttp() -> None:
     )
 
 
-@pytest.fixture(params=[_aiohttp, _httpcore], ids=["aiohttp", "httpcore"])
+@pytest.fixture(params=[_aiohttp, _gated, _httpcore], ids=["aiohttp", "gated", "httpcore"])
 def factory(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Factory:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
@@ -105,11 +111,13 @@ async def test_the_limits_cap_the_open_connections_and_every_call_is_served(
     assert server.connections <= 2
 
 
-async def test_the_per_host_limit_of_aiohttps_pool(server: FaultServer) -> None:
-    _require_aiohttp()
+@pytest.mark.parametrize("make", [_aiohttp, _gated], ids=["aiohttp", "gated"])
+async def test_the_per_host_limit(server: FaultServer, make: Factory) -> None:
+    if make is _aiohttp:
+        _require_aiohttp()
     server.plan("busy", FaultPlan(reply="pong", delay_s=0.02))
     catalog = Catalog([_spec(server.base_url("busy"), "busy")])
-    async with _aiohttp(PoolLimits(per_host=3)) as http, Gateway(catalog, http=http) as gateway:
+    async with make(PoolLimits(per_host=3)) as http, Gateway(catalog, http=http) as gateway:
         assert await _calls(gateway, "busy", 9) == ["pong"] * 9
     assert server.connections <= 3
 

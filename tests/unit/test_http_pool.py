@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 
+import httpcore
 import httpx
 import pytest
 
 from agentmesh.models._http import PoolLimits, default_http_client
-from agentmesh.models._transport import pooled_transport
+from agentmesh.models._transport import GatedTransport, pooled_transport
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +48,7 @@ def test_the_default_limits_keep_every_connection_alive() -> None:
 @pytest.mark.parametrize(
     "why", ["a proxy in the environment", "httpx-aiohttp not installed"], ids=["proxy", "missing"]
 )
-async def test_httpx_own_transport_otherwise_with_the_same_limits(
+async def test_httpx_own_transport_gated_otherwise_with_the_same_limits(
     why: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if why.startswith("a proxy"):
@@ -55,9 +56,12 @@ async def test_httpx_own_transport_otherwise_with_the_same_limits(
     else:
         monkeypatch.setitem(sys.modules, "httpx_aiohttp", None)  # import fails
     transport = pooled_transport(PoolLimits(connections=8, per_host=4))
-    assert type(transport) is httpx.AsyncHTTPTransport, why
-    pool = transport._pool
-    assert (pool._max_connections, pool._max_keepalive_connections) == (8, 8)
+    assert type(transport) is GatedTransport, why
+    gates = transport._pool.here()
+    assert (gates._max, gates._per_origin) == (8, 4)
+    connections = transport._pool._connections  # httpcore's pool makes the connections
+    assert isinstance(connections, httpcore.AsyncConnectionPool)
+    assert (connections._max_connections, connections._max_keepalive_connections) == (8, 8)
     await transport.aclose()
 
 

@@ -75,8 +75,9 @@ def default_http_client(limits: PoolLimits | None = None) -> httpx.AsyncClient:
     """The pooled client a gateway builds when none is injected.
 
     Connections are kept alive and reused across calls and adapters, over
-    aiohttp's pool when ``httpx-aiohttp`` is installed (see
-    :mod:`agentmesh.models._transport` for why); the connect limit is short so
+    aiohttp's pool when ``httpx-aiohttp`` is installed, else over httpx's own
+    transport under agentmesh's pool (see :mod:`agentmesh.models._transport`
+    for why); the connect limit is short so
     dead hosts fail fast, the read limit generous because generation is slow.
 
     Args:
