@@ -21,7 +21,9 @@ What is measured
     before every route, so every snapshot reads one changed model; its
     ``server_us_per_route`` and slowlog are the snapshot script's alone (timed
     through a slowlog of every command), ``observe_us_per_route`` the
-    observation's, ``commands_per_route`` both. ``cheapest_slo`` is ``cheapest``
+    observation's, ``commands_per_route`` both. ``first_snapshot``: a process's
+    first snapshot (20 fresh states, one ``least_latency`` read each), which
+    reads every model's statistics, per snapshot. ``cheapest_slo`` is ``cheapest``
     under a latency SLO (the filter reads every model's p95) in the same busy
     setting. ``least_latency_cached`` is ``least_latency`` on a state with
     ``stats_cache_s=0.5`` (statistics reused for half a second, other processes'
@@ -65,6 +67,8 @@ SIZES = (10, 100, 1000)
 STRATEGIES = ("cheapest", "round_robin", "least_latency")
 BUSY = {"least_latency_busy": "least_latency", "cheapest_slo": "cheapest"}
 SLO_MS = 1000.0
+FULL = "first_snapshot"
+FULL_READS = 20
 SLOW_US = 1000
 CACHE_S = 0.5
 CACHED = "least_latency_cached"
@@ -183,7 +187,32 @@ async def measure_busy(
         row["observe_us_per_route"] = round(sum(int(e["duration"]) for e in others) / routes, 1)
         row["snapshots_timed"] = len(snapshots)
         out[name] = row
+    out[FULL] = await measure_full_reads(writer, ids, snapshot_sha)
     return out
+
+
+async def measure_full_reads(writer: RedisRoutingState, ids: Sequence[str], sha: str) -> Any:
+    """``FULL``: the first snapshot of a process (it reads every model's statistics).
+
+    What a process pays once, and every process after an expiry removed a model.
+    """
+    client: Any = writer.client
+    url = f"redis://127.0.0.1:{client.connection_pool.connection_kwargs['port']}/0"
+    await client.config_resetstat()
+    await client.config_set("slowlog-log-slower-than", 0)
+    await client.slowlog_reset()
+    for _ in range(FULL_READS):
+        fresh = RedisRoutingState.from_url(url, prefix=writer.prefix)
+        try:
+            await fresh.snapshot(ids)
+        finally:
+            await fresh.aclose()
+    everything = await client.slowlog_get(10000)
+    await client.config_set("slowlog-log-slower-than", SLOW_US)
+    stats = command_stats(await client.info("commandstats"))
+    snapshots = [e for e in everything if script_sha(e) == sha]
+    slow = [e for e in snapshots if int(e["duration"]) > SLOW_US]
+    return summary(stats, slow, FULL_READS, sum(int(e["duration"]) for e in snapshots))
 
 
 async def measure(
