@@ -243,3 +243,38 @@ async def test_routers_over_redis_and_memory_decide_alike(made: list[RedisRoutin
         await state.observe("new-y", latency_ms=50.0, error=None)  # ties fast-b
         await state.observe("mid", latency_ms=10.0, error=None)
     await both_decide()
+
+
+async def test_removals_reach_readers_without_a_full_read(made: list[RedisRoutingState]) -> None:
+    clock = FakeClock()
+    reader = make(made, clock=clock, stats_ttl_s=10.0)
+    writer = make(made, clock=clock, prefix=reader.prefix, stats_ttl_s=10.0)
+    await writer.observe("a", latency_ms=10.0, error=None)
+    clock.now += 5.0
+    await writer.observe("b", latency_ms=20.0, error=None)
+    await reader.snapshot(["a", "b"])
+    await reader.client.hset(f"{reader.prefix}stats", "b", "9 0 1.0 1.0 0  ")  # not logged
+    clock.now += 6.0  # "a" expires, "b" does not
+    await writer.snapshot(["a"])  # another process sweeps it
+    stats = (await reader.snapshot(["a", "b"])).stats
+    assert set(stats) == {"b"}
+    assert stats["b"].calls == 1, "only the removal was read, not the whole hash"
+
+
+async def test_a_reader_behind_forgotten_removals_reads_everything(
+    made: list[RedisRoutingState],
+) -> None:
+    """Past the removals kept (1,024), a reader that missed some reads the whole hash."""
+    clock = FakeClock()
+    reader = make(made, clock=clock, stats_ttl_s=10.0)
+    writer = make(made, clock=clock, prefix=reader.prefix, stats_ttl_s=10.0)
+    doomed = [f"old/{i}" for i in range(1100)]
+    for model in doomed:
+        await writer.observe(model, latency_ms=1.0, error=None)
+    clock.now += 5.0
+    await writer.observe("kept", latency_ms=2.0, error=None)
+    assert len((await reader.snapshot(["kept"])).stats) == 1101
+    clock.now += 6.0
+    await writer.snapshot(["kept"])  # removes 1,100: the oldest 76 removals are forgotten
+    assert await reader.client.zcard(f"{reader.prefix}stats_gone") == 1024
+    assert set((await reader.snapshot(["kept"])).stats) == {"kept"}

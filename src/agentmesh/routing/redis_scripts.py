@@ -44,27 +44,43 @@ end
 
 # Stats layout: one hash (field model: "calls errors ewma p95 streak streak_at last_error",
 # last_error last so it may hold spaces), a change log (zset model -> version of its last
-# write), an expiry index (zset model -> caller-clock epoch seconds) and a meta hash (epoch,
-# version, floor: the version of the last deletion, layout). A reader that holds the view
-# at (epoch, version) needs only the models logged after that version, unless a deletion
-# (floor) or a new epoch (the keys were cleared) came since: then it reads the whole hash.
-_LUA_STATS = """
+# write), an expiry index (zset model -> caller-clock epoch seconds), the models removed
+# since (zset model -> version of its removal, the newest GONE_KEPT kept) and a meta hash
+# (epoch, version, floor: the newest removal forgotten, layout). A reader that holds the
+# view at (epoch, version) needs only the models logged or removed after that version,
+# unless the removals it missed were forgotten (floor) or the view is another (new epoch,
+# the keys were cleared): then it reads the whole hash.
+_GONE_KEPT = 1024
+
+_LUA_STATS = f"""
 local STATS_PATTERN = '^(%S*) (%S*) (%S*) (%S*) (%S*) (%S*) (.*)$'
+local GONE_KEPT = {_GONE_KEPT}
 -- Calls fn(first, last) over 1..count in slices unpack can take.
 local function slices(count, fn)
   for first = 1, count, 1000 do fn(first, math.min(first + 999, count)) end
 end
--- Drop models from the stats hash, the log and the expiry index.
-local function forget(hash, log, untils, models)
+-- Remove models from the stats hash, the log and the expiry index, noting them as gone at
+-- a new version (the oldest removals past GONE_KEPT are forgotten: floor). Returns it.
+local function forget(hash, log, untils, gone, meta, models)
+  local version = redis.call('HINCRBY', meta, 'version', 1)
   slices(#models, function(a, b)
     redis.call('HDEL', hash, unpack(models, a, b))
     redis.call('ZREM', log, unpack(models, a, b))
     redis.call('ZREM', untils, unpack(models, a, b))
+    local marks = {{}}
+    for k = a, b do marks[#marks + 1] = version; marks[#marks + 1] = models[k] end
+    redis.call('ZADD', gone, unpack(marks))
   end)
+  local extra = redis.call('ZCARD', gone) - GONE_KEPT
+  if extra > 0 then
+    local popped = redis.call('ZPOPMIN', gone, extra)
+    redis.call('HSET', meta, 'floor', popped[#popped])
+  end
+  return version
 end
 """
 
-# KEYS: breakers, [quality], [counter], [stats, stats_log, stats_until, stats_meta],
+# KEYS: breakers, [quality], [counter], [stats, stats_log, stats_until, stats_gone, meta],
 #       budgets x m, their hold hashes x m
 # ARGV: has_stats, m, has_quality, has_counter, counter_ttl_ms, now, held epoch ('' none),
 #       held version, a fresh epoch token (used if the view has none)
@@ -84,21 +100,17 @@ if ARGV[4] == '1' then
   i = i + 1
 end
 if ARGV[1] == '1' then
-  local hash, log, untils, meta = KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3]
-  i = i + 4
+  local hash, log, untils, gone, meta = KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3],
+                                        KEYS[i + 4]
+  i = i + 5
+  local dead = redis.call('ZRANGEBYSCORE', untils, '-inf', ARGV[6])
+  if #dead > 0 then forget(hash, log, untils, gone, meta, dead) end
   local head = redis.call('HMGET', meta, 'epoch', 'version', 'floor')
   local epoch, version, floor = head[1], tonumber(head[2]) or 0, tonumber(head[3]) or 0
   if not epoch then epoch = ARGV[9]; redis.call('HSET', meta, 'epoch', epoch) end
-  local dead = redis.call('ZRANGEBYSCORE', untils, '-inf', ARGV[6])
-  if #dead > 0 then
-    forget(hash, log, untils, dead)
-    version = redis.call('HINCRBY', meta, 'version', 1)
-    floor = version
-    redis.call('HSET', meta, 'floor', floor)
-  end
   local since = tonumber(ARGV[8])
   if epoch ~= ARGV[7] or since < floor then
-    stats = {1, epoch, version, redis.call('HGETALL', hash)}
+    stats = {1, epoch, version, redis.call('HGETALL', hash), {}}
   else
     local changed = redis.call('ZRANGEBYSCORE', log, '(' .. ARGV[8], '+inf')
     local delta = {}
@@ -109,7 +121,8 @@ if ARGV[1] == '1' then
         delta[#delta + 1] = values[k - a + 1] or ''
       end
     end)
-    stats = {0, epoch, version, delta}
+    local removed = redis.call('ZRANGEBYSCORE', gone, '(' .. ARGV[8], '+inf')
+    stats = {0, epoch, version, delta, removed}
   end
 end
 local spent = {}
@@ -125,7 +138,7 @@ return cjson.encode({breakers, quality, counter, stats, spent})
 """
 )
 
-# KEYS: stats, stats_log, stats_until, stats_meta, latency list
+# KEYS: stats, stats_log, stats_until, stats_gone, stats_meta, latency list
 # ARGV: latency_ms or '', error or '', failure_window_s, now, alpha, window, ttl_ms, model,
 #       a fresh epoch token (used if the view has none)
 _OBSERVE = (
@@ -142,7 +155,7 @@ local f = {}
 if stored then
   f = {string.match(stored, STATS_PATTERN)}
 else
-  redis.call('DEL', KEYS[5])  -- expired or never seen: measured afresh
+  redis.call('DEL', KEYS[6])  -- expired or never seen: measured afresh
 end
 local calls = (tonumber(f[1]) or 0) + 1
 local errors = tonumber(f[2]) or 0
@@ -161,15 +174,15 @@ else
   streak, started = 0, ''
   if ARGV[1] ~= '' then
     local ms = tonumber(ARGV[1])
-    redis.call('LPUSH', KEYS[5], ARGV[1])
-    redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[6]) - 1)
+    redis.call('LPUSH', KEYS[6], ARGV[1])
+    redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[6]) - 1)
     if ewma == '' then
       ewma = ARGV[1]
     else
       local e = tonumber(ewma)
       ewma = num(e + tonumber(ARGV[5]) * (ms - e))
     end
-    local window = redis.call('LRANGE', KEYS[5], 0, -1)
+    local window = redis.call('LRANGE', KEYS[6], 0, -1)
     local sorted = {}
     for k, v in ipairs(window) do sorted[k] = tonumber(v) end
     table.sort(sorted)
@@ -179,13 +192,14 @@ else
 end
 local out = {tostring(calls), tostring(errors), ewma, p95, tostring(streak), started, last}
 redis.call('HSET', KEYS[1], model, table.concat(out, ' '))
-local version = redis.call('HINCRBY', KEYS[4], 'version', 1)
-redis.call('HSETNX', KEYS[4], 'epoch', ARGV[9])
+local version = redis.call('HINCRBY', KEYS[5], 'version', 1)
+redis.call('HSETNX', KEYS[5], 'epoch', ARGV[9])
 redis.call('ZADD', KEYS[2], version, model)
+redis.call('ZREM', KEYS[4], model)
 local ttl = tonumber(ARGV[7])
 if ttl > 0 then
   redis.call('ZADD', KEYS[3], num(now + ttl / 1000), model)
-  if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('PEXPIRE', KEYS[5], ttl) end
+  if redis.call('EXISTS', KEYS[6]) == 1 then redis.call('PEXPIRE', KEYS[6], ttl) end
 elseif not stored then
   redis.call('ZREM', KEYS[3], model)  -- a fresh entry written without a TTL never expires
 end
@@ -194,7 +208,7 @@ return out
 )
 
 # The layout before the stats hash: a hash per model (stats:<model>, fields by name).
-# KEYS: stats, stats_log, stats_until, stats_meta, legacy stats hashes x k
+# KEYS: stats, stats_log, stats_until, stats_gone, stats_meta, legacy stats hashes x k
 # ARGV: now, a fresh epoch token, done ('1': mark the view migrated), models x k
 # Moves each legacy hash into the stats hash (unless the model was written since), keeping
 # its remaining TTL as the model's expiry, and deletes it.
@@ -202,21 +216,21 @@ _MIGRATE = (
     _LUA_NUM
     + """
 local now = tonumber(ARGV[1])
-redis.call('HSETNX', KEYS[4], 'epoch', ARGV[2])
-for j = 5, #KEYS do
-  local model = ARGV[j - 1]
+redis.call('HSETNX', KEYS[5], 'epoch', ARGV[2])
+for j = 6, #KEYS do
+  local model = ARGV[j - 2]
   local f = redis.call('HMGET', KEYS[j], 'calls', 'errors', 'ewma', 'p95', 'streak',
                        'streak_at', 'last_error')
   if f[1] and redis.call('HEXISTS', KEYS[1], model) == 0 then
     for k = 1, 7 do f[k] = f[k] or '' end
     redis.call('HSET', KEYS[1], model, table.concat(f, ' '))
-    redis.call('ZADD', KEYS[2], redis.call('HINCRBY', KEYS[4], 'version', 1), model)
+    redis.call('ZADD', KEYS[2], redis.call('HINCRBY', KEYS[5], 'version', 1), model)
     local left = redis.call('PTTL', KEYS[j])
     if left > 0 then redis.call('ZADD', KEYS[3], num(now + left / 1000), model) end
   end
   redis.call('DEL', KEYS[j])
 end
-if ARGV[3] == '1' then redis.call('HSET', KEYS[4], 'layout', '2') end
+if ARGV[3] == '1' then redis.call('HSET', KEYS[5], 'layout', '2') end
 return 0
 """
 )

@@ -39,6 +39,8 @@ key                                 type      expires
                                               last write)
 ``<prefix>stats_until``             zset      never (model: when its stats expire, by
                                               the callers' clocks)
+``<prefix>stats_gone``              zset      never (model: version of its removal; the
+                                              newest 1,024 removals)
 ``<prefix>stats_meta``              hash      never (``epoch``, ``version``, ``floor``,
                                               ``layout``)
 ``<prefix>lat:<model>``             list      ``stats_ttl_s`` after the model's last call
@@ -119,6 +121,8 @@ DEFAULT_POOL_TIMEOUT_S = 20.0
 
 _DAY = 86_400.0
 _MIGRATE_BATCH = 500
+_STATS_KEYS = ("stats", "stats_log", "stats_until", "stats_gone", "stats_meta")
+"""The stats scripts' keys (after the prefix), in the order they take them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,8 +224,7 @@ class RedisRoutingState:
         # so a view cleared and recreated never matches a mirror of the one before.
         self._tokens = (f"{uuid.uuid4().hex}.{n}" for n in itertools.count())
         self._migrated = False  # the view was found in the current layout
-        self._stats_keys = [f"{prefix}{k}" for k in ("stats", "stats_log", "stats_until")]
-        self._stats_keys.append(f"{prefix}stats_meta")
+        self._stats_keys = [f"{prefix}{kind}" for kind in _STATS_KEYS]
         self._breakers = f"{prefix}breakers"
         self._tasks = f"{prefix}tasks"
         self._snapshot = _Guarded(client.register_script(_SNAPSHOT), "snapshot")
@@ -363,18 +366,20 @@ class RedisRoutingState:
     ) -> _Mirror:
         """The mirror ``base`` brought to the version a snapshot script answered with.
 
-        ``reply`` is ``[full, epoch, version, flat field/value pairs]``: the
-        whole stats hash when ``full``, else the models written since
-        ``base``'s version. The newest mirror is kept (concurrent snapshots of
-        one process may answer out of order).
+        ``reply`` is ``[full, epoch, version, flat field/value pairs, removed]``:
+        the whole stats hash when ``full``, else the models written and the
+        models removed since ``base``'s version. The newest mirror is kept
+        (concurrent snapshots of one process may answer out of order).
         """
-        full, epoch, version, flat = reply
+        full, epoch, version, flat, removed = reply
         # cjson writes an empty Lua table as an object ({}); every table here is a list.
         flat = flat or ()
         if full or base is None:
             stats = {flat[i]: _stored_stats(flat[i + 1]) for i in range(0, len(flat), 2)}
-        elif flat:
+        elif flat or removed:
             stats = base.stats.copy()
+            for model in removed or ():
+                stats.pop(model, None)
             for i in range(0, len(flat), 2):
                 stats[flat[i]] = _stored_stats(flat[i + 1])
         else:
@@ -392,7 +397,7 @@ class RedisRoutingState:
         hashes are found with ``SCAN`` (all of them, whatever catalog wrote
         them) and moved in batches; models written since are kept as they are.
         """
-        meta = self._stats_keys[3]
+        meta = self._stats_keys[4]
         if await cast(Any, self.client).hget(meta, "layout") is None:
             legacy = self._key("stats", "")
             pattern = "".join(f"\\{c}" if c in "*?[]\\" else c for c in legacy) + "*"
