@@ -82,8 +82,9 @@ end
 
 # KEYS: breakers, [quality], [counter], [stats, stats_log, stats_until, stats_gone, meta],
 #       budgets x m, their hold hashes x m
-# ARGV: has_stats, m, has_quality, has_counter, counter_ttl_ms, now, held epoch ('' none),
-#       held version, a fresh epoch token (used if the view has none)
+# ARGV: has_stats, m, has_quality, has_counter, counter_ttl_ms, now, held epoch ('' none: the
+#       caller reads the stats hash itself), held version, a fresh epoch token (used if the
+#       view has none)
 _SNAPSHOT = (
     _LUA_NUM
     + _LUA_STATS
@@ -109,7 +110,9 @@ if ARGV[1] == '1' then
   local epoch, version, floor = head[1], tonumber(head[2]) or 0, tonumber(head[3]) or 0
   if not epoch then epoch = ARGV[9]; redis.call('HSET', meta, 'epoch', epoch) end
   local since = tonumber(ARGV[8])
-  if epoch ~= ARGV[7] or since < floor then
+  if ARGV[7] == '' then
+    stats = {1, epoch, version, false, {}}  -- the caller reads the hash (HGETALL, same MULTI)
+  elseif epoch ~= ARGV[7] or since < floor then
     stats = {1, epoch, version, redis.call('HGETALL', hash), {}}
   else
     local changed = redis.call('ZRANGEBYSCORE', log, '(' .. ARGV[8], '+inf')

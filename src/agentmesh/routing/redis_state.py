@@ -157,8 +157,22 @@ class _Guarded:
         try:
             return await self._script(keys=keys, args=args)
         except self._errors as exc:
-            detail = f"{type(exc).__name__}: {exc}"
-            raise StateError(f"routing state (Redis) failed in {self._name}: {detail}") from exc
+            raise self.failed(exc) from exc
+
+    async def then_hgetall(self, key: str, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """The script's reply and ``HGETALL key`` after it, in one transaction."""
+        try:
+            async with self._script.registered_client.pipeline(transaction=True) as pipe:
+                await self._script(keys=keys, args=args, client=cast(Any, pipe))
+                pipe.hgetall(key)
+                return await pipe.execute()
+        except self._errors as exc:
+            raise self.failed(exc) from exc
+
+    def failed(self, exc: Exception) -> StateError:
+        """The error naming this script."""
+        detail = f"{type(exc).__name__}: {exc}"
+        return StateError(f"routing state (Redis) failed in {self._name}: {detail}")
 
 
 class RedisRoutingState:
@@ -345,11 +359,17 @@ class RedisRoutingState:
             next(self._tokens),
         )
         observes = self._observes
-        reply = json.loads(await self._snapshot(keys=keys, args=args))
-        breakers, quality, count, delta, spent = reply
+        table = None
+        if read and mirror is None:  # the first read: the hash straight, not through Lua
+            text, table = await self._snapshot.then_hgetall(
+                self._stats_keys[0], keys=keys, args=args
+            )
+        else:
+            text = await self._snapshot(keys=keys, args=args)
+        breakers, quality, count, delta, spent = json.loads(text)
         stats: Mapping[str, ModelStats] = {}
         if read:
-            stats = self._update_mirror(mirror, delta, now, observes).stats
+            stats = self._update_mirror(mirror, delta, now, observes, table).stats
         elif models and mirror is not None:
             stats = mirror.stats
         return Snapshot(
@@ -362,19 +382,27 @@ class RedisRoutingState:
         )
 
     def _update_mirror(
-        self, base: _Mirror | None, reply: list[Any], now: float, observes: int
+        self,
+        base: _Mirror | None,
+        reply: list[Any],
+        now: float,
+        observes: int,
+        table: Mapping[Any, Any] | None,
     ) -> _Mirror:
         """The mirror ``base`` brought to the version a snapshot script answered with.
 
         ``reply`` is ``[full, epoch, version, flat field/value pairs, removed]``:
         the whole stats hash when ``full``, else the models written and the
         models removed since ``base``'s version. The newest mirror is kept
-        (concurrent snapshots of one process may answer out of order).
+        (concurrent snapshots of one process may answer out of order). ``table``
+        is the whole hash read beside the script (a first read).
         """
         full, epoch, version, flat, removed = reply
         # cjson writes an empty Lua table as an object ({}); every table here is a list.
         flat = flat or ()
-        if full or base is None:
+        if table is not None:
+            stats = {_text(m): _stored_stats(_text(v)) for m, v in table.items()}
+        elif full or base is None:
             stats = {flat[i]: _stored_stats(flat[i + 1]) for i in range(0, len(flat), 2)}
         elif flat or removed:
             stats = base.stats.copy()
