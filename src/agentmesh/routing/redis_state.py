@@ -19,8 +19,10 @@ only the models written since that version (the change log), so a decision
 that reads every model's statistics (``least_latency``, the latency SLO filter)
 costs what changed since this process's previous snapshot, not the catalog's
 size, and is never stale: the script returns exactly what a full read would.
-The whole stats hash is read when the mirror cannot be brought up to date
-(first snapshot, after an expiry removed models, after :meth:`clear`).
+The whole stats hash is read when the mirror cannot be brought up to date: a
+process's first snapshot (with ``HGETALL`` beside the script, in one
+``MULTI``), after :meth:`clear`, or after more than 1,024 models expired since
+the process's previous snapshot (removals are logged too, the newest 1,024).
 
 Floats are computed in Lua (IEEE doubles, like Python) and stored with 17
 significant digits, so they round-trip exactly and results equal the in-memory
@@ -60,7 +62,9 @@ every time here). Statistics written by the previous layout (a hash
 ``<prefix>stats:<model>`` per model) are moved into the stats hash, with their
 remaining TTL, by the first snapshot of a process that finds the view not yet
 migrated (``layout`` unset in the meta hash); processes of the previous version
-must not write the view after that (their writes would be ignored).
+must not write the view after that (their writes would be ignored). The
+mirrors rely on the stats keys staying until deleted: run Redis with
+``noeviction`` or a ``volatile-*`` policy (those keys have no TTL).
 
 ``redis`` is imported only when a client is built from a URL, so importing
 :mod:`agentmesh.routing` never needs it.
