@@ -105,13 +105,17 @@ async def _use_everything(state: RoutingState) -> None:
 async def test_keys_are_namespaced_and_expire_where_they_should(
     made: list[RedisRoutingState],
 ) -> None:
-    state = make(made, stats_ttl_s=3600, run_ttl_s=7200, counter_ttl_s=1800)
+    clock = FakeClock()
+    state = make(made, stats_ttl_s=3600, run_ttl_s=7200, counter_ttl_s=1800, clock=clock)
     other = make(made)
     await _use_everything(state)
     keys = await _keys(state)
     p = state.prefix
     assert set(keys) == {
-        f"{p}stats:m/1",
+        f"{p}stats",
+        f"{p}stats_log",
+        f"{p}stats_until",
+        f"{p}stats_meta",
         f"{p}lat:m/1",
         f"{p}quality:math",
         f"{p}tasks",
@@ -120,17 +124,22 @@ async def test_keys_are_namespaced_and_expire_where_they_should(
         f"{p}budget:run:r1",
         f"{p}budget:global",
     }
-    assert 3_500_000 < keys[f"{p}stats:m/1"] <= 3_600_000
+    # A model's stats expire by the callers' clocks (the expiry index), its latencies by Redis.
+    assert await state.client.zscore(f"{p}stats_until", "m/1") == clock.now + 3600
     assert 3_500_000 < keys[f"{p}lat:m/1"] <= 3_600_000
     assert 7_100_000 < keys[f"{p}budget:run:r1"] <= 7_200_000
     assert 1_700_000 < keys[f"{p}counter:rr:node"] <= 1_800_000
-    for durable in ("budget:global", "breakers", "quality:math", "tasks"):
+    never = ("budget:global", "breakers", "quality:math", "tasks")
+    for durable in (*never, "stats", "stats_log", "stats_until", "stats_meta"):
         assert keys[f"{p}{durable}"] == -1, f"{durable} must not expire"
     # Another prefix is another routing view: it sees none of this.
     snap = await other.snapshot(["m/1"], task="math", budget_keys=["global"], counter="rr:node")
     assert (dict(snap.stats), dict(snap.breakers), dict(snap.quality)) == ({}, {}, {})
     assert (snap.spent["global"], snap.counter) == (0.0, 0)
-    assert set(await _keys(other)) == {f"{other.prefix}counter:rr:node"}
+    assert set(await _keys(other)) == {
+        f"{other.prefix}counter:rr:node",
+        f"{other.prefix}stats_meta",  # the view's epoch and layout, written by its first read
+    }
 
 
 async def test_ttls_can_be_disabled(made: list[RedisRoutingState]) -> None:
@@ -143,9 +152,9 @@ async def test_clear_deletes_only_its_own_prefix(made: list[RedisRoutingState]) 
     mine, theirs = make(made), make(made)
     await _use_everything(mine)
     await _use_everything(theirs)
-    assert await mine.clear() == 8
+    assert await mine.clear() == 11
     assert await _keys(mine) == {}
-    assert len(await _keys(theirs)) == 8
+    assert len(await _keys(theirs)) == 11
 
 
 async def test_same_results_as_in_memory_bit_for_bit(made: list[RedisRoutingState]) -> None:

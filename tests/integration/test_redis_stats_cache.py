@@ -40,7 +40,7 @@ async def test_own_observations_and_other_models_are_never_stale(
     await state.observe("b", latency_ms=50.0, error=None)
     await state.snapshot(["a"])
     both = await state.snapshot(["a", "b"])
-    assert set(both.stats) == {"a", "b"}, "another model set is read, not served from cache"
+    assert set(both.stats) == {"a", "b"}, "every model of the view, b written since the read"
 
 
 async def test_the_cache_is_off_by_default_and_set_by_url() -> None:

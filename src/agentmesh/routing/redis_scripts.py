@@ -42,14 +42,56 @@ local function spending(budget, holds, now, drop)
 end
 """
 
-# KEYS: breakers, [quality], [counter], stats x n, budgets x m, their hold hashes x m
-# ARGV: n, m, has_quality, has_counter, counter_ttl_ms, now
+# Stats layout: one hash (field model: "calls errors ewma p95 streak streak_at last_error",
+# last_error last so it may hold spaces), a change log (zset model -> version of its last
+# write), an expiry index (zset model -> caller-clock epoch seconds), the models removed
+# since (zset model -> version of its removal, the newest GONE_KEPT kept) and a meta hash
+# (epoch, version, floor: the newest removal forgotten, layout). A reader that holds the
+# view at (epoch, version) needs only the models logged or removed after that version,
+# unless the removals it missed were forgotten (floor) or the view is another (new epoch,
+# the keys were cleared): then it reads the whole hash.
+_GONE_KEPT = 1024
+
+_LUA_STATS = f"""
+local STATS_PATTERN = '^(%S*) (%S*) (%S*) (%S*) (%S*) (%S*) (.*)$'
+local GONE_KEPT = {_GONE_KEPT}
+-- Calls fn(first, last) over 1..count in slices unpack can take.
+local function slices(count, fn)
+  for first = 1, count, 1000 do fn(first, math.min(first + 999, count)) end
+end
+-- Remove models from the stats hash, the log and the expiry index, noting them as gone at
+-- a new version (the oldest removals past GONE_KEPT are forgotten: floor). Returns it.
+local function forget(hash, log, untils, gone, meta, models)
+  local version = redis.call('HINCRBY', meta, 'version', 1)
+  slices(#models, function(a, b)
+    redis.call('HDEL', hash, unpack(models, a, b))
+    redis.call('ZREM', log, unpack(models, a, b))
+    redis.call('ZREM', untils, unpack(models, a, b))
+    local marks = {{}}
+    for k = a, b do marks[#marks + 1] = version; marks[#marks + 1] = models[k] end
+    redis.call('ZADD', gone, unpack(marks))
+  end)
+  local extra = redis.call('ZCARD', gone) - GONE_KEPT
+  if extra > 0 then
+    local popped = redis.call('ZPOPMIN', gone, extra)
+    redis.call('HSET', meta, 'floor', popped[#popped])
+  end
+  return version
+end
+"""
+
+# KEYS: breakers, [quality], [counter], [stats, stats_log, stats_until, stats_gone, meta],
+#       budgets x m, their hold hashes x m
+# ARGV: has_stats, m, has_quality, has_counter, counter_ttl_ms, now, held epoch ('' none: the
+#       caller reads the stats hash itself), held version, a fresh epoch token (used if the
+#       view has none)
 _SNAPSHOT = (
     _LUA_NUM
+    + _LUA_STATS
     + """
-local n, m = tonumber(ARGV[1]), tonumber(ARGV[2])
+local m = tonumber(ARGV[2])
 local i = 2
-local quality, counter = {}, false
+local quality, counter, stats = {}, false, false
 local breakers = redis.call('HGETALL', KEYS[1])
 if ARGV[3] == '1' then quality = redis.call('HGETALL', KEYS[i]); i = i + 1 end
 if ARGV[4] == '1' then
@@ -58,12 +100,33 @@ if ARGV[4] == '1' then
   if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
   i = i + 1
 end
-local stats = {}
-for j = 1, n do
-  local f = redis.call('HMGET', KEYS[i], 'calls', 'errors', 'ewma', 'p95', 'streak',
-                       'streak_at', 'last_error')
-  if f[1] then stats[j] = f else stats[j] = false end
-  i = i + 1
+if ARGV[1] == '1' then
+  local hash, log, untils, gone, meta = KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3],
+                                        KEYS[i + 4]
+  i = i + 5
+  local dead = redis.call('ZRANGEBYSCORE', untils, '-inf', ARGV[6])
+  if #dead > 0 then forget(hash, log, untils, gone, meta, dead) end
+  local head = redis.call('HMGET', meta, 'epoch', 'version', 'floor')
+  local epoch, version, floor = head[1], tonumber(head[2]) or 0, tonumber(head[3]) or 0
+  if not epoch then epoch = ARGV[9]; redis.call('HSET', meta, 'epoch', epoch) end
+  local since = tonumber(ARGV[8])
+  if ARGV[7] == '' then
+    stats = {1, epoch, version, false, {}}  -- the caller reads the hash (HGETALL, same MULTI)
+  elseif epoch ~= ARGV[7] or since < floor then
+    stats = {1, epoch, version, redis.call('HGETALL', hash), {}}
+  else
+    local changed = redis.call('ZRANGEBYSCORE', log, '(' .. ARGV[8], '+inf')
+    local delta = {}
+    slices(#changed, function(a, b)
+      local values = redis.call('HMGET', hash, unpack(changed, a, b))
+      for k = a, b do
+        delta[#delta + 1] = changed[k]
+        delta[#delta + 1] = values[k - a + 1] or ''
+      end
+    end)
+    local removed = redis.call('ZRANGEBYSCORE', gone, '(' .. ARGV[8], '+inf')
+    stats = {0, epoch, version, delta, removed}
+  end
 end
 local spent = {}
 local now = tonumber(ARGV[6])
@@ -73,18 +136,30 @@ for j = 1, m do
 end
 -- One JSON string: parsed by json.loads (C) instead of ~100 nested RESP elements parsed
 -- one by one by the client (halves the snapshot's cost). Every number is already a
--- string (exact), except the counter (an integer).
+-- string (exact), except the counter and the stats' mode and version (integers).
 return cjson.encode({breakers, quality, counter, stats, spent})
 """
 )
 
-# KEYS: stats hash, latency list
-# ARGV: latency_ms or '', error or '', failure_window_s, now, alpha, window, ttl_ms
+# KEYS: stats, stats_log, stats_until, stats_gone, stats_meta, latency list
+# ARGV: latency_ms or '', error or '', failure_window_s, now, alpha, window, ttl_ms, model,
+#       a fresh epoch token (used if the view has none)
 _OBSERVE = (
     _LUA_NUM
+    + _LUA_STATS
     + """
-local f = redis.call('HMGET', KEYS[1], 'calls', 'errors', 'ewma', 'p95', 'streak',
-                     'streak_at', 'last_error')
+local model, now = ARGV[8], tonumber(ARGV[4])
+local stored = redis.call('HGET', KEYS[1], model)
+if stored then
+  local expires = redis.call('ZSCORE', KEYS[3], model)
+  if expires and tonumber(expires) <= now then stored = false end
+end
+local f = {}
+if stored then
+  f = {string.match(stored, STATS_PATTERN)}
+else
+  redis.call('DEL', KEYS[6])  -- expired or never seen: measured afresh
+end
 local calls = (tonumber(f[1]) or 0) + 1
 local errors = tonumber(f[2]) or 0
 local ewma, p95 = f[3] or '', f[4] or ''
@@ -92,7 +167,7 @@ local streak = tonumber(f[5]) or 0
 local started, last = f[6] or '', f[7] or ''
 if ARGV[2] ~= '' then
   errors = errors + 1
-  if started == '' or tonumber(ARGV[4]) - tonumber(started) > tonumber(ARGV[3]) then
+  if started == '' or now - tonumber(started) > tonumber(ARGV[3]) then
     streak, started = 1, ARGV[4]
   else
     streak = streak + 1
@@ -102,15 +177,15 @@ else
   streak, started = 0, ''
   if ARGV[1] ~= '' then
     local ms = tonumber(ARGV[1])
-    redis.call('LPUSH', KEYS[2], ARGV[1])
-    redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
+    redis.call('LPUSH', KEYS[6], ARGV[1])
+    redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[6]) - 1)
     if ewma == '' then
       ewma = ARGV[1]
     else
       local e = tonumber(ewma)
       ewma = num(e + tonumber(ARGV[5]) * (ms - e))
     end
-    local window = redis.call('LRANGE', KEYS[2], 0, -1)
+    local window = redis.call('LRANGE', KEYS[6], 0, -1)
     local sorted = {}
     for k, v in ipairs(window) do sorted[k] = tonumber(v) end
     table.sort(sorted)
@@ -119,14 +194,47 @@ else
   end
 end
 local out = {tostring(calls), tostring(errors), ewma, p95, tostring(streak), started, last}
-redis.call('HSET', KEYS[1], 'calls', out[1], 'errors', out[2], 'ewma', out[3], 'p95', out[4],
-           'streak', out[5], 'streak_at', out[6], 'last_error', out[7])
+redis.call('HSET', KEYS[1], model, table.concat(out, ' '))
+local version = redis.call('HINCRBY', KEYS[5], 'version', 1)
+redis.call('HSETNX', KEYS[5], 'epoch', ARGV[9])
+redis.call('ZADD', KEYS[2], version, model)
+redis.call('ZREM', KEYS[4], model)
 local ttl = tonumber(ARGV[7])
 if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ttl) end
+  redis.call('ZADD', KEYS[3], num(now + ttl / 1000), model)
+  if redis.call('EXISTS', KEYS[6]) == 1 then redis.call('PEXPIRE', KEYS[6], ttl) end
+elseif not stored then
+  redis.call('ZREM', KEYS[3], model)  -- a fresh entry written without a TTL never expires
 end
 return out
+"""
+)
+
+# The layout before the stats hash: a hash per model (stats:<model>, fields by name).
+# KEYS: stats, stats_log, stats_until, stats_gone, stats_meta, legacy stats hashes x k
+# ARGV: now, a fresh epoch token, done ('1': mark the view migrated), models x k
+# Moves each legacy hash into the stats hash (unless the model was written since), keeping
+# its remaining TTL as the model's expiry, and deletes it.
+_MIGRATE = (
+    _LUA_NUM
+    + """
+local now = tonumber(ARGV[1])
+redis.call('HSETNX', KEYS[5], 'epoch', ARGV[2])
+for j = 6, #KEYS do
+  local model = ARGV[j - 2]
+  local f = redis.call('HMGET', KEYS[j], 'calls', 'errors', 'ewma', 'p95', 'streak',
+                       'streak_at', 'last_error')
+  if f[1] and redis.call('HEXISTS', KEYS[1], model) == 0 then
+    for k = 1, 7 do f[k] = f[k] or '' end
+    redis.call('HSET', KEYS[1], model, table.concat(f, ' '))
+    redis.call('ZADD', KEYS[2], redis.call('HINCRBY', KEYS[5], 'version', 1), model)
+    local left = redis.call('PTTL', KEYS[j])
+    if left > 0 then redis.call('ZADD', KEYS[3], num(now + left / 1000), model) end
+  end
+  redis.call('DEL', KEYS[j])
+end
+if ARGV[3] == '1' then redis.call('HSET', KEYS[5], 'layout', '2') end
+return 0
 """
 )
 
@@ -278,6 +386,11 @@ def _stats(fields: Sequence[str]) -> ModelStats:
         streak_started_at=float(started) if started else None,
         last_error=last or None,
     )
+
+
+def _stored_stats(stored: str) -> ModelStats:
+    """Stats from their stored form in the stats hash (fields joined by spaces)."""
+    return _stats(stored.split(" ", 6))
 
 
 def _cell(stored: Any) -> QualityCell:

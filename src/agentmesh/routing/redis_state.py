@@ -13,6 +13,17 @@ compare-and-set, latency/failure statistics, quality cells. A snapshot is one
 script too: every read a decision needs, and the round-robin increment, in one
 round trip and one consistent view.
 
+Model statistics are read incrementally: the state keeps the view's statistics
+in the process (a mirror, as of a version of the view) and a snapshot reads
+only the models written since that version (the change log), so a decision
+that reads every model's statistics (``least_latency``, the latency SLO filter)
+costs what changed since this process's previous snapshot, not the catalog's
+size, and is never stale: the script returns exactly what a full read would.
+The whole stats hash is read when the mirror cannot be brought up to date: a
+process's first snapshot (with ``HGETALL`` beside the script, in one
+``MULTI``), after :meth:`clear`, or after more than 1,024 models expired since
+the process's previous snapshot (removals are logged too, the newest 1,024).
+
 Floats are computed in Lua (IEEE doubles, like Python) and stored with 17
 significant digits, so they round-trip exactly and results equal the in-memory
 state's bit for bit (Lua's own ``tostring`` keeps only 14 digits).
@@ -24,8 +35,18 @@ every key of a view is in one slot, as multi-key scripts require):
 ==================================  ========  ======================================
 key                                 type      expires
 ==================================  ========  ======================================
-``<prefix>stats:<model>``           hash      ``stats_ttl_s`` after its last call
-``<prefix>lat:<model>``             list      same (newest first, ``window`` long)
+``<prefix>stats``                   hash      per model, ``stats_ttl_s`` after its last
+                                              call (field model: the stats, joined)
+``<prefix>stats_log``               zset      with the model (model: version of its
+                                              last write)
+``<prefix>stats_until``             zset      never (model: when its stats expire, by
+                                              the callers' clocks)
+``<prefix>stats_gone``              zset      never (model: version of its removal; the
+                                              newest 1,024 removals)
+``<prefix>stats_meta``              hash      never (``epoch``, ``version``, ``floor``,
+                                              ``layout``)
+``<prefix>lat:<model>``             list      ``stats_ttl_s`` after the model's last call
+                                              (newest first, ``window`` long)
 ``<prefix>breakers``                hash      never (a field per non-closed breaker)
 ``<prefix>quality:<task>``          hash      never (field model: ``"total count"``)
 ``<prefix>tasks``                   set       never (tasks with quality cells)
@@ -36,19 +57,32 @@ key                                 type      expires
 ``<prefix>counter:<name>``          string    ``counter_ttl_s`` after its last use
 ==================================  ========  ======================================
 
+An expired model is removed by the next snapshot (with the callers' clocks, like
+every time here). Statistics written by the previous layout (a hash
+``<prefix>stats:<model>`` per model) are moved into the stats hash, with their
+remaining TTL, by the first snapshot of a process that finds the view not yet
+migrated (``layout`` unset in the meta hash); processes of the previous version
+must not write the view after that (their writes would be ignored). The
+mirrors rely on the stats keys staying until deleted: run Redis with
+``noeviction`` or a ``volatile-*`` policy (those keys have no TTL).
+
 ``redis`` is imported only when a client is built from a URL, so importing
 :mod:`agentmesh.routing` never needs it.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from agentmesh.routing.redis_scripts import (
     _ADD_QUALITY,
+    _MIGRATE,
     _OBSERVE,
     _RESERVE,
     _SETTLE,
@@ -60,6 +94,7 @@ from agentmesh.routing.redis_scripts import (
     _ms,
     _pairs,
     _stats,
+    _stored_stats,
     _text,
     decode_breaker,
     encode_breaker,
@@ -89,6 +124,25 @@ DEFAULT_POOL_TIMEOUT_S = 20.0
 """How long a command waits for a free connection (``?pool_timeout_s=``) before failing."""
 
 _DAY = 86_400.0
+_MIGRATE_BATCH = 500
+_STATS_KEYS = ("stats", "stats_log", "stats_until", "stats_gone", "stats_meta")
+"""The stats scripts' keys (after the prefix), in the order they take them."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Mirror:
+    """The view's model statistics as this process last read them.
+
+    ``stats`` is shared by every snapshot taken at this version and never
+    mutated (a newer version is a new dict).
+    """
+
+    epoch: str
+    version: int
+    stats: dict[str, ModelStats]
+    read_at: float
+    observes: int
+    """This process's observations made before the snapshot that read it."""
 
 
 class _Guarded:
@@ -107,8 +161,22 @@ class _Guarded:
         try:
             return await self._script(keys=keys, args=args)
         except self._errors as exc:
-            detail = f"{type(exc).__name__}: {exc}"
-            raise StateError(f"routing state (Redis) failed in {self._name}: {detail}") from exc
+            raise self.failed(exc) from exc
+
+    async def then_hgetall(self, key: str, *, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """The script's reply and ``HGETALL key`` after it, in one transaction."""
+        try:
+            async with self._script.registered_client.pipeline(transaction=True) as pipe:
+                await self._script(keys=keys, args=args, client=cast(Any, pipe))
+                pipe.hgetall(key)
+                return await pipe.execute()
+        except self._errors as exc:
+            raise self.failed(exc) from exc
+
+    def failed(self, exc: Exception) -> StateError:
+        """The error naming this script."""
+        detail = f"{type(exc).__name__}: {exc}"
+        return StateError(f"routing state (Redis) failed in {self._name}: {detail}")
 
 
 class RedisRoutingState:
@@ -129,12 +197,12 @@ class RedisRoutingState:
             checkpoint, so nothing needed is lost.
         counter_ttl_s: Round-robin counters expire this long after their last use.
         stats_cache_s: A snapshot reuses the model statistics it read for this
-            long in this process (0: read them every time), so a strategy that
-            reads every model's statistics (``least_latency``) pays one large
-            script per period instead of one per decision. Staleness is bounded
-            by it: other processes' observations show up within ``stats_cache_s``,
-            this process's own at once (an ``observe`` drops the cache). Breakers,
-            counters, budgets and quality are always read fresh.
+            long in this process (0: read them every time), so it reads no
+            statistics at all in between. Staleness is bounded by it: other
+            processes' observations show up within ``stats_cache_s``, this
+            process's own at once (an ``observe`` drops the cache). Breakers,
+            counters, budgets and quality are always read fresh. Without it a
+            snapshot reads only the statistics written since the previous one.
         owns_client: Close ``client`` in :meth:`aclose`.
     """
 
@@ -168,8 +236,13 @@ class RedisRoutingState:
             raise ValueError(f"stats_cache_s must be >= 0, got {stats_cache_s}")
         self._owns = owns_client
         self._stats_cache_s = stats_cache_s
-        # (models read, when, their stats): the last statistics read, while fresh.
-        self._stats_cache: tuple[tuple[str, ...], float, dict[str, ModelStats]] | None = None
+        self._mirror: _Mirror | None = None
+        self._observes = 0  # by this process (a cached mirror older than one is not reused)
+        # Epoch tokens, one per script that may create the view's meta hash: never reused,
+        # so a view cleared and recreated never matches a mirror of the one before.
+        self._tokens = (f"{uuid.uuid4().hex}.{n}" for n in itertools.count())
+        self._migrated = False  # the view was found in the current layout
+        self._stats_keys = [f"{prefix}{kind}" for kind in _STATS_KEYS]
         self._breakers = f"{prefix}breakers"
         self._tasks = f"{prefix}tasks"
         self._snapshot = _Guarded(client.register_script(_SNAPSHOT), "snapshot")
@@ -178,6 +251,7 @@ class RedisRoutingState:
         self._swap = _Guarded(client.register_script(_SWAP_BREAKER), "swap_breaker")
         self._reserve = _Guarded(client.register_script(_RESERVE), "reserve")
         self._settle = _Guarded(client.register_script(_SETTLE), "settle")
+        self._migrate = _Guarded(client.register_script(_MIGRATE), "migrate")
 
     @classmethod
     def from_url(
@@ -253,45 +327,122 @@ class RedisRoutingState:
     ) -> Snapshot:
         """Read what a decision needs (and increment ``counter``) in one script.
 
-        With ``stats_cache_s``, statistics read less than that long ago for the
-        same models are reused and the script reads none.
+        With ``models``, the statistics of every model of the view are returned
+        (like the in-memory state, models outside ``models`` are harmless
+        extras), brought up to date from the models written since this process's
+        previous snapshot; with ``stats_cache_s``, statistics read less than that
+        long ago are reused and the script reads none.
         """
         now = self._clock()
-        wanted = tuple(models)
-        cached = self._stats_cache
-        reuse = cached is not None and now - cached[1] < self._stats_cache_s and cached[0] == wanted
-        models = () if reuse else wanted
+        if models and not self._migrated:
+            await self._migrate_layout(now)
+        mirror = self._mirror
+        reuse = (
+            mirror is not None
+            and mirror.observes == self._observes
+            and now - mirror.read_at < self._stats_cache_s
+        )
+        read = bool(models) and not reuse
         keys = [self._breakers]
         if task is not None:
             keys.append(self._key("quality", task))
         if counter is not None:
             keys.append(self._key("counter", counter))
-        keys.extend(self._key("stats", m) for m in models)
+        if read:
+            keys.extend(self._stats_keys)
         keys.extend(self._budget_keys(budget_keys))
         args = (
-            len(models),
+            int(read),
             len(budget_keys),
             int(task is not None),
             int(counter is not None),
             self._counter_ttl,
             _arg(now),
+            "" if mirror is None else mirror.epoch,
+            0 if mirror is None else mirror.version,
+            next(self._tokens),
         )
-        reply = json.loads(await self._snapshot(keys=keys, args=args))
-        breakers, quality, count, stats, spent = reply
-        # cjson writes an empty Lua table as an object ({}); every table here is a list.
-        read = {m: _stats(f) for m, f in zip(models, stats or (), strict=True) if f}
-        if reuse and cached is not None:
-            read = cached[2]
-        elif wanted and self._stats_cache_s > 0:
-            self._stats_cache = (wanted, now, read)
+        observes = self._observes
+        table = None
+        if read and mirror is None:  # the first read: the hash straight, not through Lua
+            text, table = await self._snapshot.then_hgetall(
+                self._stats_keys[0], keys=keys, args=args
+            )
+        else:
+            text = await self._snapshot(keys=keys, args=args)
+        breakers, quality, count, delta, spent = json.loads(text)
+        stats: Mapping[str, ModelStats] = {}
+        if read:
+            stats = self._update_mirror(mirror, delta, now, observes, table).stats
+        elif models and mirror is not None:
+            stats = mirror.stats
         return Snapshot(
-            stats=read,
+            stats=stats,
             breakers={m: decode_breaker(b) for m, b in _pairs(breakers or ()).items()},
             quality={m: _cell(c) for m, c in _pairs(quality or ()).items()},
             spent={k: _float(v) or 0.0 for k, v in zip(budget_keys, spent or (), strict=True)},
             counter=None if count is False else int(count),
             now=now,
         )
+
+    def _update_mirror(
+        self,
+        base: _Mirror | None,
+        reply: list[Any],
+        now: float,
+        observes: int,
+        table: Mapping[Any, Any] | None,
+    ) -> _Mirror:
+        """The mirror ``base`` brought to the version a snapshot script answered with.
+
+        ``reply`` is ``[full, epoch, version, flat field/value pairs, removed]``:
+        the whole stats hash when ``full``, else the models written and the
+        models removed since ``base``'s version. The newest mirror is kept
+        (concurrent snapshots of one process may answer out of order). ``table``
+        is the whole hash read beside the script (a first read).
+        """
+        full, epoch, version, flat, removed = reply
+        # cjson writes an empty Lua table as an object ({}); every table here is a list.
+        flat = flat or ()
+        if table is not None:
+            stats = {_text(m): _stored_stats(_text(v)) for m, v in table.items()}
+        elif full or base is None:
+            stats = {flat[i]: _stored_stats(flat[i + 1]) for i in range(0, len(flat), 2)}
+        elif flat or removed:
+            stats = base.stats.copy()
+            for model in removed or ():
+                stats.pop(model, None)
+            for i in range(0, len(flat), 2):
+                stats[flat[i]] = _stored_stats(flat[i + 1])
+        else:
+            stats = base.stats
+        mirror = _Mirror(epoch, int(version), stats, now, observes)
+        current = self._mirror
+        if current is None or current.epoch != epoch or current.version <= mirror.version:
+            self._mirror = mirror
+        return mirror
+
+    async def _migrate_layout(self, now: float) -> None:
+        """Move statistics of the previous layout (``stats:<model>`` hashes) into the stats hash.
+
+        Once per view: the meta hash's ``layout`` says it was done. Legacy
+        hashes are found with ``SCAN`` (all of them, whatever catalog wrote
+        them) and moved in batches; models written since are kept as they are.
+        """
+        meta = self._stats_keys[4]
+        if await cast(Any, self.client).hget(meta, "layout") is None:
+            legacy = self._key("stats", "")
+            pattern = "".join(f"\\{c}" if c in "*?[]\\" else c for c in legacy) + "*"
+            found = [_text(k) async for k in self.client.scan_iter(match=pattern, count=500)]
+            token = next(self._tokens)
+            for start in range(0, max(len(found), 1), _MIGRATE_BATCH):
+                batch = found[start : start + _MIGRATE_BATCH]
+                done = int(start + _MIGRATE_BATCH >= len(found))
+                await self._migrate(
+                    keys=[*self._stats_keys, *batch],
+                    args=[_arg(now), token, done, *(k[len(legacy) :] for k in batch)],
+                )
+        self._migrated = True
 
     async def observe(
         self,
@@ -303,7 +454,7 @@ class RedisRoutingState:
     ) -> ModelStats:
         """Update counts, the failure streak, the latency EWMA and the p95 window atomically."""
         fields = await self._observe(
-            keys=[self._key("stats", model), self._key("lat", model)],
+            keys=[*self._stats_keys, self._key("lat", model)],
             args=[
                 "" if latency_ms is None or error is not None else _arg(latency_ms),
                 error if error is not None else "",
@@ -312,9 +463,11 @@ class RedisRoutingState:
                 self._alpha,
                 self._window,
                 self._stats_ttl,
+                model,
+                next(self._tokens),
             ],
         )
-        self._stats_cache = None  # this process sees its own observations at once
+        self._observes += 1  # this process sees its own observations at once
         return _stats([_text(f) for f in fields])
 
     async def add_quality(self, task: str, model: str, total: float, count: int = 1) -> QualityCell:
