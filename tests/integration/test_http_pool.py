@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -157,3 +158,59 @@ async def test_a_gateways_own_pool_is_sized_by_pool(server: FaultServer) -> None
     async with Gateway(catalog, pool=PoolLimits(connections=2, per_host=2)) as gateway:
         assert await _calls(gateway, "busy", 8) == ["pong"] * 8
     assert server.connections <= 2
+
+
+async def test_a_proxy_in_the_environment_carries_the_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``HTTP_PROXY`` is honoured: the call reaches the model through the proxy."""
+    seen: list[str] = []
+    reply = json.dumps(
+        {
+            "id": "c1",
+            "object": "chat.completion",
+            "model": "far",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "pong"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+    ).encode()
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        seen.append(lines[0])
+        length = next(
+            int(line.split(":", 1)[1])
+            for line in lines
+            if line.lower().startswith("content-length")
+        )
+        await reader.readexactly(length)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            + f"Content-Length: {len(reply)}\r\n\r\n".encode()
+            + reply
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    for name in ("HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    catalog = Catalog([_spec("http://models.example.test/v1", "far")])
+    try:
+        async with Gateway(catalog) as gateway:
+            answer = await gateway.invoke("far", ModelRequest.of("hi", max_tokens=4))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert answer.text == "pong"
+    assert seen == ["POST http://models.example.test/v1/chat/completions HTTP/1.1"]

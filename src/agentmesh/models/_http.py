@@ -21,7 +21,7 @@ import httpx
 
 from agentmesh._jsontext import loads as json_loads
 from agentmesh._redact import credential_values, redact_url
-from agentmesh.models._transport import PoolLimits, pooled_transport
+from agentmesh.models._transport import PoolLimits, pooled_transport, proxies_in_environment
 from agentmesh.models.client import ModelClient
 from agentmesh.models.errors import (
     AuthError,
@@ -80,12 +80,17 @@ def default_http_client(limits: PoolLimits | None = None) -> httpx.AsyncClient:
     for why); the connect limit is short so
     dead hosts fail fast, the read limit generous because generation is slow.
 
+    With a proxy in the environment the client is httpx's own, sized by the
+    same limits: httpx honours ``HTTP(S)_PROXY``, ``ALL_PROXY`` and
+    ``NO_PROXY`` only in the transports it makes itself.
+
     Args:
         limits: The pool's size (default :class:`PoolLimits`: 256 connections).
     """
-    return httpx.AsyncClient(
-        transport=pooled_transport(limits), timeout=httpx.Timeout(120.0, connect=5.0)
-    )
+    timeout = httpx.Timeout(120.0, connect=5.0)
+    if proxies_in_environment():
+        return httpx.AsyncClient(limits=(limits or PoolLimits()).httpx_limits(), timeout=timeout)
+    return httpx.AsyncClient(transport=pooled_transport(limits), timeout=timeout)
 
 
 class LoopClients:

@@ -81,15 +81,20 @@ class PoolLimits:
 def pooled_transport(limits: PoolLimits | None = None) -> httpx.AsyncBaseTransport:
     """Aiohttp's pool behind httpx's API when ``httpx-aiohttp`` is installed, else the gated one.
 
-    With a proxy in the environment, the gated one too (it is httpx's transport).
+    Neither reads proxies from the environment: :func:`proxies_in_environment`
+    says when the client must not be given one (httpx then mounts its own
+    transports for ``HTTP(S)_PROXY`` / ``ALL_PROXY``, minus ``NO_PROXY``).
     """
     limits = limits or PoolLimits()
-    if not urllib.request.getproxies():
-        try:
-            return aiohttp_transport(limits)
-        except ImportError:
-            pass
-    return GatedTransport(limits)
+    try:
+        return aiohttp_transport(limits)
+    except ImportError:
+        return GatedTransport(limits)
+
+
+def proxies_in_environment() -> bool:
+    """A proxy is set in the environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``...)."""
+    return bool(urllib.request.getproxies())
 
 
 class GatedTransport(httpx.AsyncHTTPTransport):
