@@ -142,14 +142,14 @@ class Fallbacks(Sequence[str]):
 
     __slots__ = ("_ids", "_ranked", "_selected")
 
-    def __init__(self, ranked: Sequence[Candidate], selected: Sequence[str]) -> None:
+    def __init__(self, ranked: Sequence[Candidate], selected: tuple[str, ...]) -> None:
         self._ranked = ranked
-        self._selected = frozenset(selected)
+        self._selected = selected
         self._ids: tuple[str, ...] | None = None
 
     def _all(self) -> tuple[str, ...]:
         if self._ids is None:
-            ranked, selected = self._ranked, self._selected
+            ranked, selected = self._ranked, frozenset(self._selected)
             ids = ranked.models() if isinstance(ranked, Ranked) else [c.model for c in ranked]
             self._ids = tuple(m for m in ids if m not in selected)
         return self._ids
