@@ -194,6 +194,8 @@ class Router:
             NoRoute: No model is eligible; the error lists every exclusion.
         """
         policy = policy or self.policy
+        if not RouteCall.wanted():  # the idle span would do nothing
+            return await self._decide(request, policy)
         with RouteCall.start(
             node=request.node,
             role=request.role,
@@ -262,19 +264,24 @@ class Router:
             tightest = RouteContext.tightest_budget(
                 budgets, snapshot.spent, request.remaining_budget_usd
             )
-        ctx = RouteContext(  # positional (a tuple built in one C call): the fields in order
-            request,
-            constraints,
-            snapshot,
-            self.matrix,
-            task,
-            verdict,
-            tokens,
-            budgets,
-            Costs(self._prices, tokens, wanted, exact),
-            overflowing,
-            tightest,
-            self._min_tier,
+        # Every field, in order, straight into the tuple (the generated __new__ is a
+        # Python frame over the same call).
+        ctx = tuple.__new__(
+            RouteContext,
+            (
+                request,
+                constraints,
+                snapshot,
+                self.matrix,
+                task,
+                verdict,
+                tokens,
+                budgets,
+                Costs(self._prices, tokens, wanted, exact),
+                overflowing,
+                tightest,
+                self._min_tier,
+            ),
         )
         active = [f for f in filters if f.active(ctx)]
         eligible: Sequence[ModelSpec] = self._specs

@@ -117,6 +117,15 @@ class RouteCall(CurrentSpan):
         self.recording = span is not INVALID_SPAN and span.is_recording()
         self.observed = self.recording or metrics_on()
 
+    @staticmethod
+    def wanted() -> bool:
+        """False when no provider is installed at all: :meth:`start` would hand out the idle call.
+
+        The idle call records nothing and attaches nothing, so a caller may then
+        skip the span altogether (the router does).
+        """
+        return spans_on() or metrics_on()
+
     @classmethod
     def start(
         cls,
