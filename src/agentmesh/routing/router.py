@@ -22,14 +22,14 @@ from typing import Any, NamedTuple
 from agentmesh.models.catalog import Catalog
 from agentmesh.models.spec import ModelSpec
 from agentmesh.models.tokens import estimate_tokens
-from agentmesh.routing.classify import Classifier, RuleClassifier
+from agentmesh.routing.classify import Classification, Classifier, RuleClassifier
 from agentmesh.routing.constraints import Constraints
 from agentmesh.routing.context import Costs, PriceTable, RouteContext
 from agentmesh.routing.filters import DEFAULT_FILTERS, Filter, TierFilter
 from agentmesh.routing.matrix import RoutingMatrix
 from agentmesh.routing.policy import BudgetLimits, Policy
 from agentmesh.routing.ranked import Fallbacks, first_model
-from agentmesh.routing.state import InMemoryRoutingState, ModelStats, RoutingState
+from agentmesh.routing.state import InMemoryRoutingState, ModelStats, RoutingState, Snapshot
 from agentmesh.routing.strategies import Strategy, build_strategy
 from agentmesh.routing.strategies.base import Ranking
 from agentmesh.routing.types import (
@@ -243,6 +243,34 @@ class Router:
             budget_keys=[key for key, _ in limits] if limits else (),
             counter=strategy.counter_key(request),
         )
+        ctx = self._context(request, constraints, snapshot, task, verdict, limits)
+        eligible, excluded = self._eligible(ctx, filters)
+        if not eligible:
+            raise self._no_route(ctx, excluded)
+        ranking = await strategy.rank(eligible, ctx)
+        if ranking.excluded:
+            excluded.extend(ranking.excluded)
+        if not ranking.ranked:
+            raise self._no_route(ctx, excluded)
+        if limits:
+            return await self._reserve(ctx, strategy, ranking, excluded, limits)
+        ranked = ranking.ranked
+        first = first_model(ranked)
+        selected = ranking.selected or (first,)
+        return self._decision(
+            ctx, strategy, ranking, ranked, selected, first, excluded, 0.0, (), self._next_id()
+        )
+
+    def _context(
+        self,
+        request: RouteRequest,
+        constraints: Constraints,
+        snapshot: Snapshot,
+        task: str | None,
+        verdict: Classification | None,
+        limits: tuple[tuple[str, float], ...],
+    ) -> RouteContext:
+        """The decision's inputs: prompt tokens, models that cannot fit, budgets left, costs."""
         tokens = request.prompt_tokens
         if tokens is None:
             tokens = self._estimate(request.prompt)
@@ -266,7 +294,7 @@ class Router:
             )
         # Every field, in order, straight into the tuple (the generated __new__ is a
         # Python frame over the same call).
-        ctx = tuple.__new__(
+        return tuple.__new__(
             RouteContext,
             (
                 request,
@@ -283,6 +311,11 @@ class Router:
                 self._min_tier,
             ),
         )
+
+    def _eligible(
+        self, ctx: RouteContext, filters: tuple[Filter, ...]
+    ) -> tuple[Sequence[ModelSpec], list[Exclusion]]:
+        """The models every active filter lets through, and the others with the first why."""
         active = [f for f in filters if f.active(ctx)]
         eligible: Sequence[ModelSpec] = self._specs
         excluded: list[Exclusion] = []
@@ -296,21 +329,7 @@ class Router:
                         break
                 else:
                     eligible.append(spec)
-        if not eligible:
-            raise self._no_route(ctx, excluded)
-        ranking = await strategy.rank(eligible, ctx)
-        if ranking.excluded:
-            excluded.extend(ranking.excluded)
-        if not ranking.ranked:
-            raise self._no_route(ctx, excluded)
-        if limits:
-            return await self._reserve(ctx, strategy, ranking, excluded, limits)
-        ranked = ranking.ranked
-        first = first_model(ranked)
-        selected = ranking.selected or (first,)
-        return self._decision(
-            ctx, strategy, ranking, ranked, selected, first, excluded, 0.0, (), self._next_id()
-        )
+        return eligible, excluded
 
     def _next_id(self) -> str:
         return f"{self._prefix}-{next(self._ids_seq)}"
