@@ -8,6 +8,7 @@ from typing import ClassVar
 import pytest
 
 from agentmesh.models import ModelSpec
+from agentmesh.models import tokens as token_module
 from agentmesh.models.tokens import estimate_tokens
 from agentmesh.routing import Policy, Ranking, Router, RouteRequest, Snapshot
 from agentmesh.routing.constraints import Constraints
@@ -50,6 +51,33 @@ async def test_the_token_estimate_cache_is_bounded_and_skips_long_prompts() -> N
     long = "word " * (_TOKEN_CACHE_MAX_CHARS // 5 + 1)
     await router.route(RouteRequest(prompt=long, max_output_tokens=10))
     assert long not in router._prompt_tokens
+
+
+def _split_tokens(text: str) -> int:
+    """The ASCII estimate as first written: words and letters counted with split/count."""
+    raw = text.encode("ascii")
+    words_only = raw.translate(token_module._SEPARATORS, token_module._SYMBOLS)
+    words = len(words_only.split())
+    letters = len(words_only) - words_only.count(b" ") - words_only.count(b"\n")
+    return len(raw) - len(words_only) + max(words, round(1.27 * words - 0.029 * letters))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "one",
+        " leading and trailing \n",
+        "tabs\tand\rreturns\x0bvertical\x0cfeeds",
+        "file\x1cgroup\x1drecord\x1eunit\x1fseparators",
+        "  many   spaces\n\n\nnewlines  ",
+        "3 + 4 = 7, (x) [y] {z}!",
+        "\x00nul\x7fdel",
+        "....",
+        "word " * 300,
+    ],
+)
+def test_the_word_count_without_split_gives_the_same_estimate(text: str) -> None:
+    assert estimate_tokens(text) == _split_tokens(text)
 
 
 class _Counting:
