@@ -41,6 +41,9 @@ _SYMBOLS = (string.punctuation + string.digits).encode()
 # separators \x1c-\x1f: they become \x0b (a separator to both that the letter
 # count, like theirs, does not subtract), so the bytes path counts as str would.
 _SEPARATORS = bytes.maketrans(b"\x1c\x1d\x1e\x1f", b"\x0b\x0b\x0b\x0b")
+# Every byte to b"x", except bytes.split()'s whitespace to b" ": a word starts at
+# each b" x" of b" " + the marks, so words are counted without splitting them out.
+_WORD_MARKS = bytes(0x20 if chr(b) in " \t\n\r\x0b\x0c" else 0x78 for b in range(256))
 _PER_WORD = 1.27
 _PER_LETTER = -0.029
 
@@ -79,8 +82,8 @@ def _ascii_tokens(text: str) -> int:
     raw = text.encode("ascii")
     words_only = raw.translate(_SEPARATORS, _SYMBOLS)
     symbols = len(raw) - len(words_only)
-    words = len(words_only.split())
-    letters = len(words_only) - words_only.count(b" ") - words_only.count(b"\n")
+    words = (b" " + words_only.translate(_WORD_MARKS)).count(b" x")  # len(words_only.split())
+    letters = len(words_only.translate(None, b" \n"))
     return symbols + max(words, round(_PER_WORD * words + _PER_LETTER * letters))
 
 

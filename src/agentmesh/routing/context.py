@@ -27,7 +27,10 @@ class PriceTable:
         specs: The catalog's models, in catalog order.
     """
 
-    __slots__ = ("caps", "ids", "index", "min_cap", "per_in", "per_out", "specs")
+    __slots__ = ("_outputs", "caps", "ids", "index", "min_cap", "per_in", "per_out", "specs")
+
+    _OUTPUT_COLUMNS = 32
+    """Output-cost columns kept (one per ``max_output_tokens`` value seen; a few in practice)."""
 
     def __init__(self, specs: Sequence[ModelSpec]) -> None:
         self.specs = tuple(specs)
@@ -37,6 +40,20 @@ class PriceTable:
         self.per_out = [s.pricing.output / 1e6 for s in self.specs]
         self.caps = [s.max_output_tokens for s in self.specs]
         self.min_cap = min(self.caps, default=0)
+        self._outputs: dict[int, list[float]] = {}
+
+    def output_costs(self, wanted: int) -> list[float]:
+        """USD of ``wanted`` output tokens (capped per model) on each model, kept per value."""
+        column = self._outputs.get(wanted)
+        if column is None:
+            column = [
+                (wanted if wanted < cap else cap) * o
+                for cap, o in zip(self.caps, self.per_out, strict=True)
+            ]
+            if len(self._outputs) >= self._OUTPUT_COLUMNS:
+                self._outputs.clear()
+            self._outputs[wanted] = column
+        return column
 
 
 class Costs(Mapping[str, float]):
@@ -73,17 +90,15 @@ class Costs(Mapping[str, float]):
 
     def _column(self) -> list[float]:
         if self._values is None:
-            t, tokens, wanted, exact = self._table, self._tokens, self._wanted, self._exact
-            if not exact and wanted <= t.min_cap:  # every model may produce all it asks
+            t, tokens, exact = self._table, self._tokens, self._exact
+            outputs = t.output_costs(self._wanted)
+            if exact:
                 self._values = [
-                    tokens * i + wanted * o for i, o in zip(t.per_in, t.per_out, strict=True)
+                    exact.get(m, tokens) * i + out
+                    for m, i, out in zip(t.ids, t.per_in, outputs, strict=True)
                 ]
             else:
-                self._values = [
-                    (exact.get(m, tokens) if exact else tokens) * i
-                    + (wanted if wanted < cap else cap) * o
-                    for m, i, o, cap in zip(t.ids, t.per_in, t.per_out, t.caps, strict=True)
-                ]
+                self._values = [tokens * i + out for i, out in zip(t.per_in, outputs, strict=True)]
         return self._values
 
     @property

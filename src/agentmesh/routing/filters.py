@@ -3,6 +3,13 @@
 A filter is a small object with a ``name`` and ``why_not(spec, ctx)``, which
 returns ``None`` to let the model through or a short reason that ends up in the
 decision's ``excluded`` list. Filters read only the :class:`RouteContext`.
+
+A filter may also define ``applies(constraints) -> bool``: False when those
+bounds (a policy's) leave it nothing to check whatever the request and the
+state, so the router, which prepares each policy once, never asks its
+``active()`` for that policy's decisions. The built-in filters whose
+``active()`` reads only the constraints define it; without it a filter is asked
+on every decision.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import time
 from typing import ClassVar, Protocol
 
 from agentmesh.models.spec import ModelSpec
+from agentmesh.routing.constraints import Constraints
 from agentmesh.routing.context import RouteContext
 
 __all__ = [
@@ -64,6 +72,10 @@ class CapabilityFilter:
 
     name: ClassVar[str] = "capability"
 
+    def applies(self, constraints: Constraints) -> bool:
+        """Whether ``constraints`` require any capability (see the module docstring)."""
+        return bool(constraints.require)
+
     def active(self, ctx: RouteContext) -> bool:
         """See :meth:`Filter.active`."""
         return bool(ctx.constraints.require)
@@ -111,6 +123,10 @@ class TierFilter:
     def __init__(self, *, escalate: bool = True) -> None:
         self.escalate = escalate
 
+    def applies(self, constraints: Constraints) -> bool:
+        """Whether a tier bound is set or escalation may raise the floor."""
+        return constraints.min_tier is not None or constraints.max_tier is not None or self.escalate
+
     def active(self, ctx: RouteContext) -> bool:
         """See :meth:`Filter.active`."""
         c = ctx.constraints
@@ -139,6 +155,10 @@ class TagFilter:
     """Allow-list and deny-list of catalog tags."""
 
     name: ClassVar[str] = "tags"
+
+    def applies(self, constraints: Constraints) -> bool:
+        """Whether ``constraints`` allow or deny any tag."""
+        return bool(constraints.deny_tags or constraints.allow_tags)
 
     def active(self, ctx: RouteContext) -> bool:
         """See :meth:`Filter.active`."""
@@ -200,6 +220,10 @@ class LatencyFilter:
 
     name: ClassVar[str] = "latency"
 
+    def applies(self, constraints: Constraints) -> bool:
+        """Whether ``constraints`` set a latency SLO."""
+        return constraints.latency_slo_ms is not None
+
     def active(self, ctx: RouteContext) -> bool:
         """See :meth:`Filter.active`."""
         return ctx.constraints.latency_slo_ms is not None and bool(ctx.snapshot.stats)
@@ -219,6 +243,10 @@ class QualityFloorFilter:
     """The quality estimate for the task must reach the floor."""
 
     name: ClassVar[str] = "quality"
+
+    def applies(self, constraints: Constraints) -> bool:
+        """Whether ``constraints`` set a quality floor."""
+        return constraints.quality_floor is not None
 
     def active(self, ctx: RouteContext) -> bool:
         """See :meth:`Filter.active`."""

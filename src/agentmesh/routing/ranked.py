@@ -60,21 +60,21 @@ class Ranked(Sequence[Candidate]):
         self._scores = scores
         self._costs = costs
         self._note = note
-        self._order: Sequence[int] | None = range(len(specs)) if in_order else None
-        self._first = 0 if in_order or not specs else self._best()
+        if in_order or not specs:
+            self._order: Sequence[int] | None = range(len(specs)) if in_order else None
+            self._first = 0
+            return
+        self._order = None
+        # The best: one ``max`` in C, a tie-break only among equal scores.
+        top = max(scores)
+        self._first = scores.index(top)
+        if scores.count(top) > 1:
+            tied = [i for i, s in enumerate(scores) if s == top]
+            self._first = min(tied, key=self._tie)
 
     def _tie(self, index: int) -> tuple[float, float, int, str]:
         spec = self._specs[index]
         return (-self._scores[index], self._costs[spec.id], spec.tier, spec.id)
-
-    def _best(self) -> int:
-        """Index of the best candidate: one ``max`` in C, a tie-break only among equals."""
-        scores = self._scores
-        top = max(scores)
-        if scores.count(top) == 1:
-            return scores.index(top)
-        tied = [i for i, s in enumerate(scores) if s == top]
-        return min(tied, key=self._tie)
 
     def order(self) -> Sequence[int]:
         """Indices into ``specs``, best first (sorted once, on first use)."""
@@ -142,14 +142,14 @@ class Fallbacks(Sequence[str]):
 
     __slots__ = ("_ids", "_ranked", "_selected")
 
-    def __init__(self, ranked: Sequence[Candidate], selected: Sequence[str]) -> None:
+    def __init__(self, ranked: Sequence[Candidate], selected: tuple[str, ...]) -> None:
         self._ranked = ranked
-        self._selected = frozenset(selected)
+        self._selected = selected
         self._ids: tuple[str, ...] | None = None
 
     def _all(self) -> tuple[str, ...]:
         if self._ids is None:
-            ranked, selected = self._ranked, self._selected
+            ranked, selected = self._ranked, frozenset(self._selected)
             ids = ranked.models() if isinstance(ranked, Ranked) else [c.model for c in ranked]
             self._ids = tuple(m for m in ids if m not in selected)
         return self._ids

@@ -14,21 +14,22 @@ one routing view.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import count
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from agentmesh.models.catalog import Catalog
 from agentmesh.models.spec import ModelSpec
 from agentmesh.models.tokens import estimate_tokens
-from agentmesh.routing.classify import Classifier, RuleClassifier
+from agentmesh.routing.classify import Classification, Classifier, RuleClassifier
 from agentmesh.routing.constraints import Constraints
 from agentmesh.routing.context import Costs, PriceTable, RouteContext
 from agentmesh.routing.filters import DEFAULT_FILTERS, Filter, TierFilter
 from agentmesh.routing.matrix import RoutingMatrix
 from agentmesh.routing.policy import BudgetLimits, Policy
 from agentmesh.routing.ranked import Fallbacks, first_model
-from agentmesh.routing.state import InMemoryRoutingState, ModelStats, RoutingState
+from agentmesh.routing.state import InMemoryRoutingState, ModelStats, RoutingState, Snapshot
 from agentmesh.routing.strategies import Strategy, build_strategy
 from agentmesh.routing.strategies.base import Ranking
 from agentmesh.routing.types import (
@@ -45,6 +46,32 @@ from agentmesh.tracing import RouteCall
 __all__ = ["Router"]
 
 _PROMPT_OVERHEAD_TOKENS = 8
+_TOKEN_CACHE_SIZE = 256
+"""Prompts whose token estimate a router keeps (the oldest goes first)."""
+_TOKEN_CACHE_MAX_CHARS = 4096
+"""Longer prompts are estimated on every decision (so the cache holds at most ~1 MiB of text)."""
+_NO_BUDGETS: Mapping[str, float] = MappingProxyType({})
+
+
+class _Compiled(NamedTuple):
+    """What a router prepares once per policy object."""
+
+    policy: Policy
+    strategy: Strategy[Any]
+    constraints: Constraints
+    """The policy's bounds for requests that name no capability."""
+    filters: tuple[Filter, ...]
+    """The filters those bounds may activate, in order (see :func:`_may_apply`)."""
+
+
+def _may_apply(check: Filter, constraints: Constraints) -> bool:
+    """False when ``check`` says ``constraints`` leave it nothing to check, whatever the request.
+
+    A filter may define ``applies(constraints) -> bool`` (the built-in ones whose
+    ``active()`` reads only the constraints do); one without it is always asked.
+    """
+    applies = getattr(check, "applies", None)
+    return applies is None or bool(applies(constraints))
 
 
 class Router:
@@ -85,9 +112,11 @@ class Router:
         self._filters_own_escalation = tuple(
             TierFilter(escalate=False) if isinstance(f, TierFilter) else f for f in filters
         )
-        # id(policy) -> (policy, its strategy, its bounds for requests needing no capability)
-        self._strategies: dict[int, tuple[Policy, Strategy[Any], Constraints]] = {}
+        self._strategies: dict[int, _Compiled] = {}  # by id(policy)
         self._open: dict[str, float] = {}
+        # prompt -> its estimated tokens (overhead included), for prompts routed again
+        # (a retry, a fallback's decision, a hedge, a loop's next round); bounded.
+        self._prompt_tokens: dict[str, int] = {}
         self._prefix = os.urandom(4).hex()
         self._ids_seq = count(1)
 
@@ -125,14 +154,33 @@ class Router:
         """The strategy instance of ``policy``, built once per policy object."""
         return self._compiled(policy)[1]
 
-    def _compiled(self, policy: Policy) -> tuple[Policy, Strategy[Any], Constraints]:
-        """``policy``'s strategy and plain bounds, made once per policy object (frozen)."""
+    def _compiled(self, policy: Policy) -> _Compiled:
+        """``policy``'s strategy, plain bounds and filters, made once per policy object (frozen)."""
         found = self._strategies.get(id(policy))
-        if found is None or found[0] is not policy:
+        if found is None or found.policy is not policy:
             strategy = build_strategy(policy.strategy, policy.params)
-            found = (policy, strategy, policy.constraints(RouteRequest()))
+            constraints = policy.constraints(RouteRequest())
+            filters = self._filters_for(strategy, constraints)
+            found = _Compiled(policy, strategy, constraints, filters)
             self._strategies[id(policy)] = found
         return found
+
+    def _filters_for(self, strategy: Strategy[Any], constraints: Constraints) -> tuple[Filter, ...]:
+        """The filters to ask ``active()`` under ``constraints``, in reporting order."""
+        filters = self._filters_own_escalation if strategy.handles_escalation else self._filters
+        return tuple(f for f in filters if _may_apply(f, constraints))
+
+    def _estimate(self, prompt: str) -> int:
+        """``prompt``'s estimated tokens plus the chat overhead, kept for prompts routed again."""
+        cache = self._prompt_tokens
+        tokens = cache.get(prompt)
+        if tokens is None:
+            tokens = estimate_tokens(prompt) + _PROMPT_OVERHEAD_TOKENS
+            if len(prompt) <= _TOKEN_CACHE_MAX_CHARS:
+                if len(cache) >= _TOKEN_CACHE_SIZE:
+                    cache.pop(next(iter(cache), prompt), None)
+                cache[prompt] = tokens
+        return tokens
 
     async def route(self, request: RouteRequest, policy: Policy | None = None) -> RouteDecision:
         """Choose a model for ``request`` under ``policy`` (default: the router's).
@@ -146,6 +194,8 @@ class Router:
             NoRoute: No model is eligible; the error lists every exclusion.
         """
         policy = policy or self.policy
+        if not RouteCall.wanted():  # the idle span would do nothing
+            return await self._decide(request, policy)
         with RouteCall.start(
             node=request.node,
             role=request.role,
@@ -159,24 +209,26 @@ class Router:
             except NoRoute as exc:
                 call.excluded(exc.excluded)
                 raise
-            call.decided(
-                chosen=decision.chosen,
-                strategy=decision.strategy,
-                reason=decision.reason,
-                candidates=decision.candidates,
-                excluded=decision.excluded,
-                fallbacks=decision.fallbacks,
-                selected=decision.selected,
-                task=decision.task,
-                reserved_usd=decision.reserved_usd,
-                decision_id=decision.decision_id,
-            )
+            if call.observed:
+                call.decided(
+                    chosen=decision.chosen,
+                    strategy=decision.strategy,
+                    reason=decision.reason,
+                    candidates=decision.candidates,
+                    excluded=decision.excluded,
+                    fallbacks=decision.fallbacks,
+                    selected=decision.selected,
+                    task=decision.task,
+                    reserved_usd=decision.reserved_usd,
+                    decision_id=decision.decision_id,
+                )
             return decision
 
     async def _decide(self, request: RouteRequest, policy: Policy) -> RouteDecision:
-        _, strategy, constraints = self._compiled(policy)
+        _, strategy, constraints, filters = self._compiled(policy)
         if request.capabilities:
             constraints = policy.constraints(request)
+            filters = self._filters_for(strategy, constraints)
         verdict = None
         if strategy.needs_classification or (
             request.task is None and (strategy.needs_task or constraints.quality_floor is not None)
@@ -188,12 +240,40 @@ class Router:
         snapshot = await self.state.snapshot(
             self._ids if reads_stats else (),
             task=task,
-            budget_keys=[key for key, _ in limits],
+            budget_keys=[key for key, _ in limits] if limits else (),
             counter=strategy.counter_key(request),
         )
+        ctx = self._context(request, constraints, snapshot, task, verdict, limits)
+        eligible, excluded = self._eligible(ctx, filters)
+        if not eligible:
+            raise self._no_route(ctx, excluded)
+        ranking = await strategy.rank(eligible, ctx)
+        if ranking.excluded:
+            excluded.extend(ranking.excluded)
+        if not ranking.ranked:
+            raise self._no_route(ctx, excluded)
+        if limits:
+            return await self._reserve(ctx, strategy, ranking, excluded, limits)
+        ranked = ranking.ranked
+        first = first_model(ranked)
+        selected = ranking.selected or (first,)
+        return self._decision(
+            ctx, strategy, ranking, ranked, selected, first, excluded, 0.0, (), self._next_id()
+        )
+
+    def _context(
+        self,
+        request: RouteRequest,
+        constraints: Constraints,
+        snapshot: Snapshot,
+        task: str | None,
+        verdict: Classification | None,
+        limits: tuple[tuple[str, float], ...],
+    ) -> RouteContext:
+        """The decision's inputs: prompt tokens, models that cannot fit, budgets left, costs."""
         tokens = request.prompt_tokens
         if tokens is None:
-            tokens = estimate_tokens(request.prompt) + _PROMPT_OVERHEAD_TOKENS
+            tokens = self._estimate(request.prompt)
         wanted = request.max_output_tokens
         exact = request.prompt_tokens_by_model
         overflowing: frozenset[str] = frozenset()
@@ -205,24 +285,37 @@ class Router:
                 + (wanted if wanted < cap else cap)
                 > window
             )
-        budgets = dict(limits)
-        ctx = RouteContext(
-            request=request,
-            constraints=constraints,
-            snapshot=snapshot,
-            matrix=self.matrix,
-            task=task,
-            classification=verdict,
-            prompt_tokens=tokens,
-            budgets=budgets,
-            costs=Costs(self._prices, tokens, wanted, exact),
-            overflowing=overflowing,
-            tightest=RouteContext.tightest_budget(
+        budgets: Mapping[str, float] = _NO_BUDGETS
+        tightest = None
+        if limits or request.remaining_budget_usd is not None:
+            budgets = dict(limits)
+            tightest = RouteContext.tightest_budget(
                 budgets, snapshot.spent, request.remaining_budget_usd
+            )
+        # Every field, in order, straight into the tuple (the generated __new__ is a
+        # Python frame over the same call).
+        return tuple.__new__(
+            RouteContext,
+            (
+                request,
+                constraints,
+                snapshot,
+                self.matrix,
+                task,
+                verdict,
+                tokens,
+                budgets,
+                Costs(self._prices, tokens, wanted, exact),
+                overflowing,
+                tightest,
+                self._min_tier,
             ),
-            min_catalog_tier=self._min_tier,
         )
-        filters = self._filters_own_escalation if strategy.handles_escalation else self._filters
+
+    def _eligible(
+        self, ctx: RouteContext, filters: tuple[Filter, ...]
+    ) -> tuple[Sequence[ModelSpec], list[Exclusion]]:
+        """The models every active filter lets through, and the others with the first why."""
         active = [f for f in filters if f.active(ctx)]
         eligible: Sequence[ModelSpec] = self._specs
         excluded: list[Exclusion] = []
@@ -236,13 +329,10 @@ class Router:
                         break
                 else:
                     eligible.append(spec)
-        if not eligible:
-            raise self._no_route(ctx, excluded)
-        ranking = await strategy.rank(eligible, ctx)
-        excluded.extend(ranking.excluded)
-        if not ranking.ranked:
-            raise self._no_route(ctx, excluded)
-        return await self._reserve(ctx, strategy, ranking, excluded, limits)
+        return eligible, excluded
+
+    def _next_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids_seq)}"
 
     def _no_route(self, ctx: RouteContext, excluded: list[Exclusion]) -> NoRoute:
         """Why nothing is left: the budget when it excluded any model the other filters let by.
@@ -278,7 +368,7 @@ class Router:
         first = first_model(ranked)
         selected = ranking.selected or (first,)
         reserved = 0.0
-        decision_id = f"{self._prefix}-{next(self._ids_seq)}"
+        decision_id = self._next_id()
         if limits:
             refusals: set[str] = set()
             while True:
@@ -306,22 +396,41 @@ class Router:
                 ranked = tuple(left)
                 selected = (ranked[0].model,)
             self._open[decision_id] = reserved
+        keys = tuple(key for key, _ in limits)
+        return self._decision(
+            ctx, strategy, ranking, ranked, selected, first, excluded, reserved, keys, decision_id
+        )
+
+    @staticmethod
+    def _decision(
+        ctx: RouteContext,
+        strategy: Strategy[Any],
+        ranking: Ranking,
+        ranked: Sequence[Candidate],
+        selected: tuple[str, ...],
+        first: str,
+        excluded: list[Exclusion],
+        reserved: float,
+        budget_keys: tuple[str, ...],
+        decision_id: str,
+    ) -> RouteDecision:
+        """The decision for ``selected`` (its first is the chosen model) among ``ranked``."""
         chosen = selected[0]
-        return RouteDecision(
-            chosen=chosen,
-            strategy=strategy.name,
-            reason=ranking.reason
+        return RouteDecision(  # positional, in field order (see RouteDecision.__init__)
+            chosen,
+            strategy.name,
+            ranking.reason
             if chosen == first
-            else (f"{ranking.reason}; reserved budget only for {chosen}"),
-            candidates=ranked,
-            excluded=tuple(excluded),
-            fallbacks=Fallbacks(ranked, selected),
-            selected=tuple(selected),
-            task=ctx.task,
-            request=ctx.request,
-            reserved_usd=reserved,
-            budget_keys=tuple(key for key, _ in limits),
-            decision_id=decision_id,
+            else f"{ranking.reason}; reserved budget only for {chosen}",
+            ranked,
+            tuple(excluded) if excluded else (),
+            Fallbacks(ranked, selected),
+            selected if type(selected) is tuple else tuple(selected),
+            ctx.task,
+            ctx.request,
+            reserved,
+            budget_keys,
+            decision_id,
         )
 
     async def record(
@@ -406,7 +515,7 @@ class Router:
         request = decision.request
         tokens = request.prompt_tokens_by_model.get(model, request.prompt_tokens)
         if tokens is None:
-            tokens = estimate_tokens(request.prompt) + _PROMPT_OVERHEAD_TOKENS
+            tokens = self._estimate(request.prompt)
         spec = self.catalog[model]
         amount = spec.cost(tokens, min(request.max_output_tokens, spec.max_output_tokens))
         hedge_id = f"{decision.decision_id}-hedge-{model}"

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, runtime_checkable
 
+from agentmesh._slots import slot_setters
+
 __all__ = [
     "BreakerState",
     "InMemoryRoutingState",
@@ -96,7 +98,7 @@ class QualityCell:
     count: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Snapshot:
     """A consistent view of the state for one decision.
 
@@ -115,6 +117,27 @@ class Snapshot:
     spent: Mapping[str, float] = field(default_factory=dict)
     counter: int | None = None
     now: float = 0.0
+
+    def __init__(
+        self,
+        stats: Mapping[str, ModelStats] | None = None,
+        breakers: Mapping[str, BreakerState] | None = None,
+        quality: Mapping[str, QualityCell] | None = None,
+        spent: Mapping[str, float] | None = None,
+        counter: int | None = None,
+        now: float = 0.0,
+    ) -> None:
+        """Missing mappings are empty (a new ``dict`` each, as the field defaults say)."""
+        set_stats, set_breakers, set_quality, set_spent, set_counter, set_now = _SNAPSHOT_SETTERS
+        set_stats(self, {} if stats is None else stats)
+        set_breakers(self, {} if breakers is None else breakers)
+        set_quality(self, {} if quality is None else quality)
+        set_spent(self, {} if spent is None else spent)
+        set_counter(self, counter)
+        set_now(self, now)
+
+
+_SNAPSHOT_SETTERS = slot_setters(Snapshot)  # one per decision: see agentmesh._slots
 
 
 @runtime_checkable

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple
 
+from agentmesh._slots import slot_setters
 from agentmesh.models.spec import Capability
 
 _NO_COUNTS: Mapping[str, int] = MappingProxyType({})
@@ -92,9 +93,12 @@ class Exclusion(NamedTuple):
     by: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class RouteDecision:
     """The router's answer, explainable on its own.
+
+    Frozen; built on every route, so its ``__init__`` sets the twelve slots
+    directly (``agentmesh._slots``).
 
     Attributes:
         chosen: Catalog id of the model to call.
@@ -126,6 +130,48 @@ class RouteDecision:
     budget_keys: tuple[str, ...] = ()
     decision_id: str = ""
 
+    def __init__(
+        self,
+        chosen: str,
+        strategy: str,
+        reason: str,
+        candidates: Sequence[Candidate],
+        excluded: tuple[Exclusion, ...],
+        fallbacks: Sequence[str],
+        selected: tuple[str, ...],
+        task: str | None,
+        request: RouteRequest,
+        reserved_usd: float = 0.0,
+        budget_keys: tuple[str, ...] = (),
+        decision_id: str = "",
+    ) -> None:
+        (
+            set_chosen,
+            set_strategy,
+            set_reason,
+            set_candidates,
+            set_excluded,
+            set_fallbacks,
+            set_selected,
+            set_task,
+            set_request,
+            set_reserved,
+            set_keys,
+            set_id,
+        ) = _DECISION_SETTERS
+        set_chosen(self, chosen)
+        set_strategy(self, strategy)
+        set_reason(self, reason)
+        set_candidates(self, candidates)
+        set_excluded(self, excluded)
+        set_fallbacks(self, fallbacks)
+        set_selected(self, selected)
+        set_task(self, task)
+        set_request(self, request)
+        set_reserved(self, reserved_usd)
+        set_keys(self, budget_keys)
+        set_id(self, decision_id)
+
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready view (what the CLI's ``--json`` prints)."""
         return {
@@ -147,6 +193,9 @@ class RouteDecision:
             "node": self.request.node,
             "role": self.request.role,
         }
+
+
+_DECISION_SETTERS = slot_setters(RouteDecision)
 
 
 @dataclass(frozen=True, slots=True)

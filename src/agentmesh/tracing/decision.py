@@ -62,6 +62,8 @@ class RouteCall(CurrentSpan):
     class, e.g. ``BudgetExceeded``) and counted as a decision without a model.
     Attributes are set once, when the decision (or the error) is known;
     ``round`` and ``escalation`` only when they are not 1 and 0.
+    ``observed`` is False when :meth:`decided` would record nothing (no span
+    recording, no meter provider): the router then skips reading its values.
 
     Args:
         node: The asking node (``agentmesh.node.name``; the span name's suffix).
@@ -81,6 +83,7 @@ class RouteCall(CurrentSpan):
         "_round",
         "_run_id",
         "_strategy",
+        "observed",
         "recording",
     )
 
@@ -106,11 +109,22 @@ class RouteCall(CurrentSpan):
         if not spans_on():
             self.span: trace.Span = INVALID_SPAN
             self.recording = False
+            self.observed = metrics_on()
             return
         self.span = span = _TRACER.start_span(
             "route " + node, record_exception=False, set_status_on_exception=False
         )
         self.recording = span is not INVALID_SPAN and span.is_recording()
+        self.observed = self.recording or metrics_on()
+
+    @staticmethod
+    def wanted() -> bool:
+        """False when no provider is installed at all: :meth:`start` would hand out the idle call.
+
+        The idle call records nothing and attaches nothing, so a caller may then
+        skip the span altogether (the router does).
+        """
+        return spans_on() or metrics_on()
 
     @classmethod
     def start(
@@ -246,6 +260,7 @@ def _idle_route() -> RouteCall:
     idle._token = None
     idle.span = INVALID_SPAN
     idle.recording = False
+    idle.observed = False
     return idle
 
 

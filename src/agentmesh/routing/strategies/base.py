@@ -16,6 +16,7 @@ from typing import ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from agentmesh._slots import slot_setters
 from agentmesh.models.spec import ModelSpec
 from agentmesh.routing.context import RouteContext
 from agentmesh.routing.ranked import Ranked
@@ -37,7 +38,7 @@ class NoParams(StrategyParams):
 P = TypeVar("P", bound=StrategyParams)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Ranking:
     """A strategy's answer.
 
@@ -53,6 +54,22 @@ class Ranking:
     reason: str
     excluded: tuple[Exclusion, ...] = ()
     selected: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        ranked: Sequence[Candidate],
+        reason: str,
+        excluded: tuple[Exclusion, ...] = (),
+        selected: tuple[str, ...] = (),
+    ) -> None:
+        set_ranked, set_reason, set_excluded, set_selected = _RANKING_SETTERS
+        set_ranked(self, ranked)
+        set_reason(self, reason)
+        set_excluded(self, excluded)
+        set_selected(self, selected)
+
+
+_RANKING_SETTERS = slot_setters(Ranking)  # built on every decision: see agentmesh._slots
 
 
 class Strategy(ABC, Generic[P]):

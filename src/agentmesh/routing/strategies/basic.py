@@ -113,28 +113,29 @@ class LeastLatencyStrategy(Strategy[LeastLatencyParams]):
     name = "least_latency"
     Params = LeastLatencyParams
 
+    def __init__(self, params: LeastLatencyParams) -> None:
+        super().__init__(params)
+        self._pick = _LATENCY[params.metric]
+        self._unseen = 1.0 if params.explore else -1e12
+
     async def rank(self, candidates: Sequence[ModelSpec], ctx: RouteContext) -> Ranking:
         """Fastest first; unobserved models first too when exploring (else last)."""
-        metric = self.params.metric
-        pick = _LATENCY[metric]
-        unseen = 1.0 if self.params.explore else -1e12
+        metric, pick, unseen = self.params.metric, self._pick, self._unseen
         stats = ctx.snapshot.stats
         scores = [
             unseen if seen is None or (value := pick(seen)) is None else -value
             for seen in map(stats.get, ctx.ids_of(candidates))
         ]
 
-        def latency(model: str) -> float | None:
-            seen = stats.get(model)
-            return None if seen is None else pick(seen)
-
         def note(spec: ModelSpec, _: float) -> str:
-            value = latency(spec.id)
+            seen = stats.get(spec.id)
+            value = None if seen is None else pick(seen)
             return "no latency observed yet" if value is None else f"{metric} {value:.1f} ms"
 
         ranked = Ranked(candidates, scores, ctx.costs, note)
         first = ranked.model(0)
-        value = latency(first)
+        seen = stats.get(first)
+        value = None if seen is None else pick(seen)
         if value is None:
             reason = f"{first} has no latency observed yet: explored first"
         else:
