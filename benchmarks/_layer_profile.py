@@ -118,7 +118,7 @@ class _Attribution:
         self.stats = stats
         self._shares: dict[Key, dict[str, float]] = {}
 
-    def shares(self, key: Key, seen: frozenset[Key] = frozenset()) -> dict[str, float]:
+    def shares(self, key: Key) -> dict[str, float]:
         """How ``key``'s time divides among groups (its own group, or its callers')."""
         group = group_of(key[0])
         if group is not None:
@@ -126,18 +126,16 @@ class _Attribution:
         found = self._shares.get(key)
         if found is not None:
             return found
+        self._shares[key] = {"other": 1.0}  # a caller cycle back to ``key`` ends here
         callers: Mapping[Key, Any] = self.stats[key][4] if key in self.stats else {}
-        weights = {c: edge[3] for c, edge in callers.items() if c not in seen}
+        weights = {c: edge[3] for c, edge in callers.items() if c != key}
         total = sum(weights.values())
-        if not weights:
-            return {"other": 1.0}
         out: dict[str, float] = defaultdict(float)
         for caller, weight in weights.items():
-            for name, share in self.shares(caller, seen | {key}).items():
+            for name, share in self.shares(caller).items():
                 out[name] += share * (weight / total if total else 1 / len(weights))
-        if not seen:
-            self._shares[key] = dict(out)
-        return out
+        self._shares[key] = dict(out) or {"other": 1.0}
+        return self._shares[key]
 
     def groups(self) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
         """Own seconds and calls per group, and each group's own seconds per function."""
