@@ -20,6 +20,18 @@ What is measured
     The arms alternate in a rotated order every round; each figure is the median
     over ``--rounds`` rounds. The garbage collector stays on, as users run.
 
+    ``gc``: while the rounds are timed, ``gc.callbacks`` time every collection: per
+    arm and level the collector's share of the wall time, its microseconds per run
+    and its collections per 1,000 runs by generation (medians over rounds).
+    ``profile``: after the rounds, ``max(C, --profile-runs)`` untimed runs of
+    ``agentmesh`` and ``raw`` at every level under ``cProfile`` (collector off), by
+    layer (``_layer_profile.py``), scaled to the measured time per run less the
+    collector's: ``summary`` (why a run costs more at 1000 than at 100, per arm;
+    agentmesh's extra microseconds over raw per level), ``per_run_us`` /
+    ``per_node_us`` by group, ``growth_1000_vs_100_us_per_run``,
+    ``agentmesh_over_raw_us_per_run``, calls per run (``event_loop`` calls count
+    the loop's scheduling work) and each group's top functions.
+
     ``memory``: after warm-up, ``--memory-runs`` sequential agentmesh runs, three
     blocks in a row; after each block ``gc.collect()`` and the resident set size
     (``/proc/self/statm``) and the count of objects the collector tracks. Growth is
@@ -58,6 +70,7 @@ from typing import Any
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import StateGraph
 
+import _layer_profile as profiling
 import _peer_stack as peer
 from node_overhead import RawState, raw_chain
 
@@ -68,6 +81,7 @@ LEVELS = (1, 10, 100, 1000)
 TARGET_RATIO = 0.8
 TARGET_RSS_MB = 0.05
 ARMS = ("agentmesh", "raw", "raw_saver")
+PROFILED = ("agentmesh", "raw")
 
 Run = Callable[[], Awaitable[None]]
 
@@ -114,6 +128,38 @@ async def throughput(run: Run, level: int, total: int) -> float:
         await asyncio.gather(*(run() for _ in range(wave)))
         done += wave
     return done / (time.perf_counter() - started)
+
+
+async def timed(
+    run: Run, level: int, total: int, collector: profiling.GcClock
+) -> tuple[float, dict[str, Any]]:
+    """``throughput``, and what the garbage collector did meanwhile."""
+    ns, collections = collector.total_ns, list(collector.collections)
+    started = time.perf_counter_ns()
+    rate = await throughput(run, level, total)
+    wall = time.perf_counter_ns() - started
+    counts = [
+        after - before for after, before in zip(collector.collections, collections, strict=True)
+    ]
+    gc_ns = collector.total_ns - ns
+    return rate, {"gc_share": gc_ns / wall, "gc_us_per_run": gc_ns / 1000 / total, "counts": counts}
+
+
+async def layer_profiles(runs: dict[str, Run], args: argparse.Namespace) -> dict[str, Any]:
+    """``{arm: {level: profile per run}}``: untimed waves under ``cProfile``, the collector off."""
+    overhead = profiling.call_overhead_s()
+    out: dict[str, Any] = {"profiler_call_ns": round(1e9 * overhead, 1)}
+    for arm in PROFILED:
+        out[arm] = {}
+        for level in LEVELS:
+            total = max(level, args.profile_runs)
+
+            async def waves(arm: str = arm, level: int = level, total: int = total) -> None:
+                await throughput(runs[arm], level, total)
+
+            profile = await profiling.profiled(waves, 1)
+            out[arm][level] = profiling.attribute(profile, total, overhead)
+    return out
 
 
 async def memory_growth(run: Run, runs: int) -> dict[str, Any]:
@@ -176,19 +222,110 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         for run in runs.values():  # warm-up: imports, template compilation, first-call caches
             await throughput(run, 10, 50)
         rounds: dict[str, dict[int, list[float]]] = {a: {n: [] for n in LEVELS} for a in ARMS}
-        for r in range(args.rounds):
-            order = ARMS[r % len(ARMS) :] + ARMS[: r % len(ARMS)]
-            for level in LEVELS:
-                for arm in order:
-                    total = max(level, args.min_runs)
-                    rounds[arm][level].append(await throughput(runs[arm], level, total))
+        collected: dict[str, dict[int, list[dict[str, Any]]]] = {
+            a: {n: [] for n in LEVELS} for a in ARMS
+        }
+        with profiling.GcClock() as collector:
+            for r in range(args.rounds):
+                order = ARMS[r % len(ARMS) :] + ARMS[: r % len(ARMS)]
+                for level in LEVELS:
+                    for arm in order:
+                        total = max(level, args.min_runs)
+                        rate, gc_facts = await timed(runs[arm], level, total, collector)
+                        rounds[arm][level].append(rate)
+                        collected[arm][level].append(gc_facts)
+        profiles = await layer_profiles(runs, args)
         memory = await memory_growth(agentmesh_run, args.memory_runs)
         left = {
             "checkpoint_threads": len(runner.checkpointer.storage),  # type: ignore[attr-defined]
             "run_budgets": sum(k.startswith("run:") for k in state._spent),
             "run_holds": sum(k.startswith("run:") for k in state._holds),
         }
-    return {"rounds": rounds, "memory": memory, "left_behind": left}
+    return {
+        "rounds": rounds,
+        "min_runs": args.min_runs,
+        "gc": collected,
+        "profiles": profiles,
+        "memory": memory,
+        "left_behind": left,
+    }
+
+
+def gc_report(measured: dict[str, Any]) -> dict[str, Any]:
+    """Per arm and level: the collector's share of the wall time, its collections, medians."""
+    out: dict[str, Any] = {}
+    for arm, levels in measured["gc"].items():
+        out[arm] = {}
+        for level, facts in levels.items():
+            total = max(level, measured["min_runs"])
+            counts = [statistics.median(f["counts"][g] for f in facts) for g in range(3)]
+            out[arm][str(level)] = {
+                "gc_share_pct": round(100 * statistics.median(f["gc_share"] for f in facts), 1),
+                "gc_us_per_run": round(statistics.median(f["gc_us_per_run"] for f in facts), 1),
+                "collections_per_1000_runs": [round(1000 * c / total, 1) for c in counts],
+            }
+    return out
+
+
+def profile_report(
+    measured: dict[str, Any], medians: dict[str, dict[int, float]], nodes: int
+) -> dict[str, Any]:
+    """Per run, by layer: where each arm's time goes at each level, and what changes."""
+    profiles = measured["profiles"]
+    gc = gc_report(measured)
+    per_run: dict[str, dict[int, dict[str, Any]]] = {}
+    for arm in PROFILED:
+        per_run[arm] = {}
+        for level in LEVELS:
+            run_us = 1e6 / medians[arm][level]
+            gc_us = gc[arm][str(level)]["gc_us_per_run"]
+            per_run[arm][level] = profiling.breakdown(run_us, gc_us, [profiles[arm][level]])
+    growth = {
+        arm: profiling.difference(per_run[arm][1000]["us"], per_run[arm][100]["us"])
+        for arm in PROFILED
+    }
+    extra = {
+        level: profiling.difference(per_run["agentmesh"][level]["us"], per_run["raw"][level]["us"])
+        for level in LEVELS
+    }
+    summary = [
+        profiling.line(
+            f"{arm} per run, 1000 vs 100 concurrent ({per_run[arm][1000]['measured_us']:.0f} vs "
+            f"{per_run[arm][100]['measured_us']:.0f} us)",
+            growth[arm],
+        )
+        for arm in PROFILED
+    ] + [
+        profiling.line(
+            f"agentmesh over raw per run at {level} "
+            f"({per_run['agentmesh'][level]['measured_us']:.0f} vs "
+            f"{per_run['raw'][level]['measured_us']:.0f} us)",
+            extra[level],
+        )
+        for level in LEVELS
+    ]
+    return {
+        "method": profiling.__doc__,
+        "groups": profiling.GROUPS | {"gc": "the garbage collector (gc.callbacks, timed runs)"},
+        "profiler_call_ns": profiles["profiler_call_ns"],
+        "summary": summary,
+        "per_run_us": {arm: {str(n): per_run[arm][n]["us"] for n in LEVELS} for arm in PROFILED},
+        "per_node_us": {
+            arm: {
+                str(n): {g: round(v / nodes, 1) for g, v in per_run[arm][n]["us"].items()}
+                for n in LEVELS
+            }
+            for arm in PROFILED
+        },
+        "growth_1000_vs_100_us_per_run": growth,
+        "agentmesh_over_raw_us_per_run": {str(n): extra[n] for n in LEVELS},
+        "calls_per_run": {
+            arm: {str(n): per_run[arm][n]["calls"] for n in LEVELS} for arm in PROFILED
+        },
+        "top_functions_us_per_run": {
+            arm: {str(n): per_run[arm][n]["top"] for n in (100, 1000)} for arm in PROFILED
+        },
+    }
 
 
 def report(measured: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -245,6 +382,8 @@ def report(measured: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
         "raw_saver_vs_raw": {
             str(n): round(medians["raw_saver"][n] / medians["raw"][n], 3) for n in LEVELS
         },
+        "gc": gc_report(measured),
+        "profile": profile_report(measured, medians, args.nodes),
         "memory": measured["memory"],
         "left_behind": measured["left_behind"],
         "targets": targets,
@@ -260,9 +399,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--min-runs", type=int, default=300, help="runs per measurement, at least")
     parser.add_argument("--memory-runs", type=int, default=1000, help="runs per memory block")
+    parser.add_argument(
+        "--profile-runs", type=int, default=300, help="profiled runs per arm and level, at least"
+    )
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.min_runs, args.memory_runs = 1, 100, 300
+        args.rounds, args.min_runs, args.memory_runs, args.profile_runs = 1, 100, 300, 100
     return args
 
 

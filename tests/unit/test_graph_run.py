@@ -530,3 +530,33 @@ async def test_a_vote_on_the_simulated_pool_outputs_the_winning_reply_not_its_ma
     assert (result.output or "").startswith("[simulated sim-nano] Short answer to:")
     (merge,) = [s for s in result.steps if s["node"] == "pick"]
     assert merge["synthesis"]["answer"].startswith("simulated sim-nano] short answer to:")
+
+
+async def test_a_failed_run_in_memory_resumes_without_redoing_the_nodes_that_finished() -> None:
+    calls = {"a": 0, "b": 0, "c": 0}
+
+    def counted(name: str, fail_first: bool = False) -> Any:
+        def node(text: str) -> str:
+            calls[name] += 1
+            if fail_first and calls[name] == 1:
+                raise RuntimeError("flaky")
+            return f"{text}{name}"
+
+        return node
+
+    wf = Workflow("parallel", entry=["a", "b"])
+    wf.function("a", function=counted("a"), inputs={"text": "$input"})
+    wf.function("b", function=counted("b", fail_first=True), inputs={"text": "$input"})
+    wf.function("c", function=counted("c"), inputs={"text": "$a"})
+    wf.edge("a", "c").edge("b", "c")
+    async with Runtime.open(tiers({}), prompts=shipped()) as runtime:
+        runner = wf.prepare(runtime)  # the default in-memory checkpointer
+        failed = await runner.run("x", run_id="r")
+        done = await runner.run(None, run_id="r", resume=True)
+    assert failed.status == "failed"
+    assert failed.error is not None
+    assert failed.error["node"] == "b"
+    assert done.status == "ok", done.error
+    assert calls == {"a": 1, "b": 2, "c": 1}  # "a" finished beside the failure: not redone
+    assert sorted(s["node"] for s in done.steps) == ["a", "b", "c"]
+    assert done.output == "xac"

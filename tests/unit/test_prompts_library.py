@@ -440,3 +440,20 @@ def test_prompt_modules_are_documented_and_export_what_they_name(name: str) -> N
     package = importlib.import_module("agentmesh.prompts")
     if name in ("errors", "library", "rendered"):
         assert {s for s in module.__all__ if s[0].isupper()} <= set(package.__all__)
+
+
+def test_one_library_serves_entries_sharing_an_id_each_its_own_variant_and_view(
+    tmp_path: Path,
+) -> None:
+    # Two catalogs may give one id to different models: no render reuses another's.
+    lib = library(
+        tmp_path,
+        {"t.j2": HEADER + "generic {{ model.tier }}", "t.fam.j2": "family {{ model.tier }}"},
+    )
+    renders = [
+        lib.render("t", spec("m", "fam", tier=1)),
+        lib.render("t", spec("m", "zzz", tier=2)),
+        lib.render("t", spec("m", "fam", tier=3)),
+    ]
+    assert [r.variant for r in renders] == ["t.fam.j2", "t.j2", "t.fam.j2"]
+    assert [r.text for r in renders] == ["family 1", "generic 2", "family 3"]

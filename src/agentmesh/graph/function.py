@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from agentmesh.graph.nodes import NodeFailed, NodeRunner, answer, resolve
+from agentmesh.graph.nodes import NodeFailed, NodeRunner, answer
 from agentmesh.graph.records import usage_update
 from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import FunctionNode, GraphSpec
@@ -91,7 +91,7 @@ class FunctionRunner(NodeRunner):
         Raises:
             NodeFailed: The function raised (``function_error``, naming it).
         """
-        kwargs = {k: resolve(v, state, branch) for k, v in self.node.inputs.items()}
+        kwargs = {k: self.resolve(v, state, branch) for k, v in self.node.inputs.items()}
         try:
             value = self.function(**kwargs)
             if inspect.isawaitable(value):

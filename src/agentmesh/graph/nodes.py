@@ -29,6 +29,7 @@ from agentmesh.graph.spec import (
     GraphSpec,
     ModelNode,
     PlannerNode,
+    Ref,
     ToolNode,
     parse_ref,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "maybe_json",
     "parse_json",
     "resolve",
+    "resolve_ref",
 ]
 
 
@@ -94,9 +96,17 @@ class NodeFailed(RuntimeError):
         self.steps = [s.to_dict() for s in steps]
 
 
+_UNPARSED: Any = object()
+"""What :meth:`NodeRunner.resolve` finds for a string it has not parsed yet."""
+
+
 def resolve(value: Any, state: RunState, branch: Branch | None = None) -> Any:
     """The value of a node input: a literal, or what a reference points to."""
-    ref = parse_ref(value)
+    return resolve_ref(value, parse_ref(value), state, branch)
+
+
+def resolve_ref(value: Any, ref: Ref | None, state: RunState, branch: Branch | None = None) -> Any:
+    """:func:`resolve` of ``value`` whose reference, ``parse_ref(value)``, is ``ref``."""
     if ref is None:
         return value[1:] if isinstance(value, str) and value.startswith("$$") else value
     if ref.name == "input":
@@ -123,6 +133,16 @@ class NodeRunner(ABC):
         self.node = node
         self.graph = graph
         self.runtime = runtime
+        self._refs: dict[str, Ref | None] = {}  # parse_ref of the spec's strings, once each
+
+    def resolve(self, value: Any, state: RunState, branch: Branch | None = None) -> Any:
+        """:func:`resolve`, each of the node's references parsed once."""
+        if not isinstance(value, str) or not value.startswith("$"):
+            return value
+        ref = self._refs.get(value, _UNPARSED)
+        if ref is _UNPARSED:
+            ref = self._refs[value] = parse_ref(value)
+        return resolve_ref(value, ref, state, branch)
 
     async def __call__(self, state: RunState) -> dict[str, Any]:
         """Run the node once (one branch) inside its ``node {name}`` span.
@@ -164,7 +184,7 @@ class NodeRunner(ABC):
     def preview(self, state: RunState, branch: Branch) -> dict[str, Any]:
         """What a person approving this node is shown: its inputs (or arguments), resolved."""
         values = getattr(self.node, "inputs", None) or getattr(self.node, "arguments", None) or {}
-        return {k: resolve(v, state, branch) for k, v in values.items()}
+        return {k: self.resolve(v, state, branch) for k, v in values.items()}
 
     def _approved(self, state: RunState, branch: Branch) -> None:
         payload = {"node": self.name, "when": "before", "inputs": self.preview(state, branch)}
@@ -278,7 +298,7 @@ class ModelNodeRunner(NodeRunner):
 
     def inputs(self, values: Mapping[str, Any], state: RunState, branch: Branch) -> dict[str, Any]:
         """The template inputs, references resolved (``None`` values left out)."""
-        resolved = {k: resolve(v, state, branch) for k, v in values.items()}
+        resolved = {k: self.resolve(v, state, branch) for k, v in values.items()}
         return {k: v for k, v in resolved.items() if v is not None}
 
     def policy(self) -> Policy:
@@ -428,7 +448,7 @@ class ToolRunner(NodeRunner):
     async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
         """Resolve the arguments, run the tool in an ``execute_tool`` span, record."""
         tool = self.runtime.tools[self.node.tool]
-        arguments = {k: resolve(v, state, branch) for k, v in self.node.arguments.items()}
+        arguments = {k: self.resolve(v, state, branch) for k, v in self.node.arguments.items()}
         with tool_span(tool.name, arguments=arguments, attributes={NODE_NAME: self.name}):
             try:
                 value = await tool.run(arguments)

@@ -219,9 +219,11 @@ class GraphRunner:
         self._forget_finished = checkpointer is None
         # A given checkpointer is for resuming: "sync" stores each step's checkpoint
         # before the next step starts, so a process killed at any moment loses at most
-        # the running step. The default in-memory one dies with the process: "async"
-        # (stored while the next step runs) is enough, and cheaper.
-        self._durability: Durability = "sync" if checkpointer is not None else "async"
+        # the running step. The default in-memory one dies with the process, so a
+        # checkpoint no one can read before the run stops is waste: "exit" stores one
+        # when the run stops (done, failed with the writes of the tasks that finished,
+        # or paused), which is all that resuming in this process reads.
+        self._durability: Durability = "sync" if checkpointer is not None else "exit"
         self.checkpointer = checkpointer if checkpointer is not None else RunMemorySaver()
         self.compiled = compile_graph(graph, runtime, checkpointer=self.checkpointer, check=False)
         self._limit = _recursion_limit(graph)

@@ -30,7 +30,7 @@ from agentmesh.prompts.errors import PromptError, from_render_error, from_syntax
 from agentmesh.prompts.frontmatter import Format
 from agentmesh.prompts.inputs import check_inputs
 from agentmesh.prompts.messages import NONCE_KEY, MessageExtension, new_nonce, split_messages
-from agentmesh.prompts.rendered import RenderedPrompt, model_info
+from agentmesh.prompts.rendered import ModelInfo, RenderedPrompt, model_info
 from agentmesh.prompts.shipped import shipped_prompts
 from agentmesh.prompts.source import (
     SnapshotLoader,
@@ -136,6 +136,10 @@ class PromptLibrary:
                 exc.filename, exc.name = exc.name, self._paths[exc.name]
             raise from_syntax_error(exc, _template_name(exc.name or "")) from None
         self._templates = MappingProxyType(build_templates(self._folder, files, direct))
+        # Memos of pure functions of a template and a model (a node renders for the
+        # same few models every call): which variant serves it, what templates see.
+        self._resolved: dict[tuple[str, str, str, str], Resolution] = {}
+        self._infos: dict[str, tuple[ModelSpec, ModelInfo]] = {}
 
     def __repr__(self) -> str:
         return f"PromptLibrary({str(self._folder)!r}, templates={list(self._templates)!r})"
@@ -178,7 +182,18 @@ class PromptLibrary:
         Raises:
             PromptError: Unknown template.
         """
-        return resolve(self.template(name), model)
+        key = (name, model.id, model.family, model.provider.value)
+        found = self._resolved.get(key)
+        if found is None:
+            found = self._resolved[key] = resolve(self.template(name), model)
+        return found
+
+    def _model_info(self, model: ModelSpec) -> ModelInfo:
+        """``model_info(model)``, made once per catalog entry (kept with the entry it is of)."""
+        found = self._infos.get(model.id)
+        if found is None or found[0] is not model:
+            found = self._infos[model.id] = (model, model_info(model))
+        return found[1]
 
     def render(
         self, name: str, model: ModelSpec, inputs: Mapping[str, object] | None = None
@@ -199,7 +214,7 @@ class PromptLibrary:
                 and the file and line.
         """
         template = self.template(name)
-        chosen = resolve(template, model)
+        chosen = self.resolve(name, model)
         variant = chosen.variant
         values = check_inputs(
             template.inputs,
@@ -209,7 +224,7 @@ class PromptLibrary:
             lines=template.input_lines(),
         )
         nonce = new_nonce()
-        context = {**values, "model": model_info(model), NONCE_KEY: nonce}
+        context = {**values, "model": self._model_info(model), NONCE_KEY: nonce}
         try:
             text = render_bounded(self._env.get_template(variant.file), context, self._limits)
         except Exception as exc:  # a template's failure, whatever raised it: report where

@@ -424,6 +424,9 @@ def node_span(
     """
     bound = current_run()
     workflow = workflow or bound.workflow
+    bind = RunScope(run_id or bound.conversation_id, workflow, name)
+    if not spans_on():  # no span to carry them: the scope is bound, no attributes made
+        return SpanScope(f"{OP_INVOKE_AGENT} {name}", bind=bind)
     attrs: dict[str, AttributeValue] = {
         GEN_AI_OPERATION_NAME: OP_INVOKE_AGENT,
         GEN_AI_AGENT_NAME: name,
@@ -437,8 +440,6 @@ def node_span(
         attrs[RUN_ID] = run_id
     if attributes:
         attrs.update(attributes)
-    conversation_id = run_id or bound.conversation_id
-    bind = RunScope(conversation_id, workflow, name)
     return SpanScope(f"{OP_INVOKE_AGENT} {name}", with_conversation(attrs, run_id), bind=bind)
 
 
