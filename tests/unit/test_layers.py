@@ -26,6 +26,7 @@ LAYERS = (
     "_redact",
     "_yamlfile",
     "_table",
+    "_slots",
     "tracing",
     "models",
     "prompts",
