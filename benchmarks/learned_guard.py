@@ -7,7 +7,11 @@ built-in prompts when the data is absent) with the shipped MMLU router,
 prompt read once), ``--repeats`` times each, interleaved; prints JSON with the
 median microseconds per prompt of each and their ratio.
 
-    python benchmarks/learned_guard.py [--prompts N] [--repeats N]
+``--router FILE`` measures another router file (one whose guard has the
+subject profile: ``benchmarks/router_ood.py --subject-quantile`` writes
+``mmlu-subjects.json`` to its work directory).
+
+    python benchmarks/learned_guard.py [--prompts N] [--repeats N] [--router FILE]
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--router", type=Path, default=ROOT / "models" / "routers" / "mmlu.json")
     args = parser.parse_args()
-    model = LearnedModel.load(ROOT / "models" / "routers" / "mmlu.json")
+    model = LearnedModel.load(args.router)
     prompts, source = _prompts(args.prompts)
     score: list[float] = []
     assess: list[float] = []
@@ -60,6 +65,7 @@ def main() -> int:
             {
                 "prompts": len(prompts),
                 "source": source,
+                "router": str(args.router),
                 "repeats": args.repeats,
                 "score_us": round(median_score, 2),
                 "score_and_distance_us": round(median_assess, 2),

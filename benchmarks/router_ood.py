@@ -20,7 +20,12 @@ Random routing is one seeded draw (its expectation is exactly 0.5); a router
 whose guard flags every row scores exactly 0.5 (one score for all: the
 diagonal). Routers trained here are kept in ``--work DIR`` and reused.
 
-    python benchmarks/router_ood.py [--data DIR] [--work DIR]
+``--subject-quantile Q`` measures the guard with subject familiarity too
+(:class:`~agentmesh.routing.domain.SubjectProfile`, ``Q`` of the training
+prompts inside its limit): every guard, the shipped MMLU router's included, is
+then refitted on its training rows in ``--work`` (weights unchanged).
+
+    python benchmarks/router_ood.py [--data DIR] [--work DIR] [--subject-quantile Q]
 """
 
 from __future__ import annotations
@@ -104,7 +109,16 @@ def _figures(test: Dataset, router_file: Path, work: Path) -> dict[str, object]:
     return out
 
 
-def _group_router(train: Dataset, group: str, work: Path) -> Path:
+def _refitted(router_file: Path, train: Dataset, work: Path, subjects: float) -> Path:
+    """``router_file`` with its domain refitted on ``train`` with the subject profile."""
+    model = LearnedModel.load(router_file)
+    path = work / f"{router_file.stem}-subjects.json"
+    domain = fit_domain(train.rows, features=model.features, subject_quantile=subjects)
+    replace(model, domain=domain).save(path)
+    return path
+
+
+def _group_router(train: Dataset, group: str, work: Path, subjects: float | None) -> Path:
     path = work / f"mmlu-without-{group}.json"
     rows = [r for r in train.rows if mmlu_group(r.domain) != group]
     if not path.exists():
@@ -112,27 +126,33 @@ def _group_router(train: Dataset, group: str, work: Path) -> Path:
         meta = {"data": {"mmlu.csv": {"train_rows": len(rows), "without_group": group}}}
         train_router(rows, config, meta=meta).model.save(path)
     model = LearnedModel.load(path)  # the domain is refitted on every run (seconds)
-    replace(model, domain=fit_domain(rows, features=model.features)).save(path)
+    domain = fit_domain(rows, features=model.features, subject_quantile=subjects)
+    replace(model, domain=domain).save(path)
     return path
 
 
-def table(data_dir: Path, work: Path) -> dict[str, dict[str, object]]:
+def table(
+    data_dir: Path, work: Path, subjects: float | None = None
+) -> dict[str, dict[str, object]]:
     mmlu = load_csv(data_dir / "mmlu.csv")
     gsm8k = load_csv(data_dir / "gsm8k.csv")
     mmlu_train, mmlu_test = _split(mmlu)
     _, gsm8k_test = _split(gsm8k)
+    mmlu_router = (
+        MODELS / "mmlu.json"
+        if subjects is None
+        else _refitted(MODELS / "mmlu.json", mmlu_train, work, subjects)
+    )
     out: dict[str, dict[str, object]] = {
-        "in domain: MMLU (mmlu.json, held-out rows)": _figures(
-            mmlu_test, MODELS / "mmlu.json", work
-        ),
+        "in domain: MMLU (mmlu.json, held-out rows)": _figures(mmlu_test, mmlu_router, work),
         "in domain: GSM8K (gsm8k.json, held-out rows)": _figures(
             gsm8k_test, MODELS / "gsm8k.json", work
         ),
         "GSM8K -> MMLU (gsm8k.json, every MMLU row)": _figures(mmlu, MODELS / "gsm8k.json", work),
-        "MMLU -> GSM8K (mmlu.json, every GSM8K row)": _figures(gsm8k, MODELS / "mmlu.json", work),
+        "MMLU -> GSM8K (mmlu.json, every GSM8K row)": _figures(gsm8k, mmlu_router, work),
     }
     for group in GROUPS:
-        router = _group_router(mmlu_train, group, work)
+        router = _group_router(mmlu_train, group, work, subjects)
         held = Dataset(
             tuple(r for r in mmlu.rows if mmlu_group(r.domain) == group),
             mmlu.strong,
@@ -147,12 +167,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "routellm")
     parser.add_argument("--work", type=Path, default=Path("router-ood-work"))
+    parser.add_argument("--subject-quantile", type=float, default=None)
     args = parser.parse_args()
     if not (args.data / "mmlu.csv").exists():
         print(f"no RouteLLM data in {args.data}", file=sys.stderr)
         return 2
     args.work.mkdir(parents=True, exist_ok=True)
-    print(json.dumps(table(args.data, args.work), indent=2))
+    print(json.dumps(table(args.data, args.work, args.subject_quantile), indent=2))
     return 0
 
 

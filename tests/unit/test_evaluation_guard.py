@@ -18,6 +18,7 @@ from agentmesh.evaluation.domain_fit import fit_domain, prior_win_rate
 from agentmesh.evaluation.trainer import TrainConfig, train_router
 from agentmesh.routing import LearnedModel, Router
 from agentmesh.routing.domain import DomainGuard
+from agentmesh.routing.features import extract, terms
 from agentmesh.tracing.attributes import ROUTE_DOMAIN_DISTANCE, ROUTE_OUT_OF_DOMAIN
 
 from .routing_helpers import catalog, route, spec
@@ -223,3 +224,95 @@ def test_add_guard_keeps_the_weights_and_adds_the_domain(
     bad = ["train-router", "--data", str(data), "--out", str(out), "--guard-quantile", "2"]
     assert main(bad) == 2
     assert "--guard-quantile must be in (0, 1]" in capsys.readouterr().err
+
+
+SUBJECTS = {
+    "astronomy": ["planet", "orbit", "star", "comet", "galaxy", "telescope"],
+    "cooking": ["oven", "flour", "butter", "simmer", "recipe", "garlic"],
+    "law": ["court", "statute", "plaintiff", "appeal", "verdict", "contract"],
+}
+UNSEEN = ["enzyme", "protein", "cell", "membrane", "gene", "mitosis"]
+
+
+def _subject_rows(n: int, seed: int, subjects: dict[str, list[str]]) -> list[Row]:
+    """Quiz questions of one shape whose content words name their subject."""
+    rng = random.Random(seed)
+    names = sorted(subjects)
+    rows = []
+    for k in range(n):
+        subject = names[k % len(names)]
+        words = " ".join(rng.sample(subjects[subject], 3))
+        rows.append(
+            Row(f"Which of these is right about {words}?", rng.random() < 0.6, True, subject)
+        )
+    return rows
+
+
+def test_the_subject_profile_flags_a_subject_the_router_was_not_trained_on() -> None:
+    guard = fit_domain(_subject_rows(240, 3, SUBJECTS), subject_quantile=0.95)
+    assert guard.subjects is not None
+    assert guard.subjects.subjects == ("astronomy", "cooking", "law")
+    assert 0 < guard.subject_limit <= 1
+    assert guard.subject_quantile == 0.95
+    known = "Which of these is right about planet orbit comet?"
+    unseen = "Which of these is right about enzyme gene mitosis?"
+    grams = {"which", "of", "these", "is", "right", "about", "which of"}
+    assert guard.subjects.confidence(grams | {"planet", "orbit"}) > 0.9
+    assert guard.subjects.confidence(grams) == pytest.approx(1 / 3, abs=0.05)
+    model = replace(train_router(_subject_rows(240, 3, SUBJECTS)).model, domain=guard)
+    assert model.assess(known).distance == pytest.approx(
+        max(
+            guard.novelty(terms(known, 2)) / guard.novelty_limit,
+            guard.feature_distance(extract(known, guard.features)) / guard.feature_limit,
+            guard.subject_distance(terms(known, 2)),
+        )
+    )
+    assert not model.assess(known).out_of_domain
+    # same format, same shared words, another subject: out of domain by subject alone
+    assert guard.subject_distance(terms(unseen, 2)) > 1
+    assert model.assess(unseen).out_of_domain
+    # about 5% of fresh in-domain prompts fall below the 95% limit, by construction
+    fresh = _subject_rows(300, 11, SUBJECTS)
+    assert sum(guard.subject_distance(terms(r.prompt, 2)) > 1 for r in fresh) <= 30
+
+
+def test_rows_without_two_subjects_get_no_profile_and_the_profile_survives_the_file(
+    tmp_path: Path,
+) -> None:
+    assert fit_domain(_rows(60, 4)).subjects is None  # no domain column
+    assert fit_domain(_subject_rows(60, 4, SUBJECTS)).subjects is None  # off by default
+    with pytest.raises(ValueError, match="subject quantile"):
+        fit_domain(_subject_rows(60, 4, SUBJECTS), subject_quantile=1)
+    rows = _subject_rows(120, 5, SUBJECTS)
+    model = train_router(rows, TrainConfig(guard_subject_quantile=0.95)).model
+    assert train_router(rows).model.domain is not None
+    assert train_router(rows).model.domain.subjects is None  # the trainer's default: off
+    path = tmp_path / "s.json"
+    model.save(path)
+    loaded = LearnedModel.load(path)
+    assert loaded.domain is not None
+    assert model.domain is not None
+    assert loaded.domain.subjects is not None
+    assert model.domain.subjects is not None
+    assert loaded.domain.subjects.counts == model.domain.subjects.counts
+    assert loaded.domain.subjects.log_prior == pytest.approx(model.domain.subjects.log_prior)
+    assert loaded.domain.subject_limit == pytest.approx(model.domain.subject_limit, abs=1e-6)
+    probe = "Which of these is right about enzyme gene court?"
+    assert loaded.assess(probe).distance == pytest.approx(model.assess(probe).distance, rel=1e-4)
+    doc = json.loads(path.read_text())
+    doc["domain"]["subjects"]["counts"] = "not base64!"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"s\.json: domain: "):
+        LearnedModel.load(path)
+
+
+def test_a_summary_without_a_subject_profile_measures_what_it_did() -> None:
+    guard = fit_domain(_rows(60, 6))
+    doc = guard.to_dict()
+    assert "subjects" not in doc
+    assert "subject_limit" not in doc
+    again = DomainGuard.from_dict(doc)
+    assert again.subjects is None
+    assert again.subject_distance({"anything"}) == 0.0
+    with pytest.raises(ValueError, match="subject limit"):
+        replace(fit_domain(_subject_rows(60, 4, SUBJECTS), subject_quantile=0.95), subject_limit=0)

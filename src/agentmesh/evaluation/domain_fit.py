@@ -6,20 +6,25 @@ vocabulary of n-grams at least ``min_df`` prompts share, the features' mean and
 spread, and the two limits, each a quantile of the training prompts' own values.
 The novelty limit is cross-fitted: each fold's prompts are measured against the
 vocabulary of the other folds, as a new prompt would be (measured against a
-vocabulary that includes it, every prompt would look familiar).
+vocabulary that includes it, every prompt would look familiar). With a
+``subject_quantile`` and rows naming at least two subjects (the ``domain``
+column), :func:`fit_subjects` adds the subjects' naive Bayes profile, its limit
+cross-fitted the same way. It is off by default: measured on MMLU's subject
+groups it did not pay (``models/routers/README.md``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from agentmesh.evaluation.data import Row
-from agentmesh.routing.domain import DomainGuard, vocabulary_bits
+from agentmesh.routing.domain import DomainGuard, SubjectProfile, vocabulary_bits
 from agentmesh.routing.features import FEATURES, extract, terms
 
-__all__ = ["fit_domain", "prior_win_rate"]
+__all__ = ["fit_domain", "fit_subjects", "prior_win_rate"]
 
 _FLOOR = 0.05
 _MIN_LIMIT = 1e-3
@@ -31,6 +36,39 @@ def _vocabulary(grams: Sequence[set[str]], min_df: int) -> list[str]:
         for g in found:
             df[g] = df.get(g, 0) + 1
     return sorted(g for g, c in df.items() if c >= min_df)
+
+
+def fit_subjects(
+    grams: Sequence[set[str]], subjects: Sequence[str], min_df: int = 2, smoothing: float = 0.1
+) -> SubjectProfile:
+    """A naive Bayes profile of ``subjects`` over the prompts' n-grams (``min_df`` prompts share).
+
+    Raises:
+        ValueError: Fewer than two distinct subjects.
+    """
+    names = sorted(set(subjects))
+    if len(names) < 2:
+        raise ValueError(f"need at least two subjects, got {len(names)}")
+    index = {s: i for i, s in enumerate(names)}
+    shared = set(_vocabulary(grams, min_df))
+    counts: dict[str, dict[int, int]] = {}
+    totals = [0] * len(names)
+    prompts = [0] * len(names)
+    for found, subject in zip(grams, subjects, strict=True):
+        i = index[subject]
+        prompts[i] += 1
+        for g in found & shared:
+            per = counts.setdefault(g, {})
+            per[i] = per.get(i, 0) + 1
+            totals[i] += 1
+    width = smoothing * len(shared)
+    return SubjectProfile(
+        subjects=tuple(names),
+        log_prior=tuple(math.log(n / len(subjects)) for n in prompts),
+        log_denominator=tuple(math.log(t + width) for t in totals),
+        counts={g: tuple(sorted(per.items())) for g, per in counts.items()},
+        smoothing=smoothing,
+    )
 
 
 def prior_win_rate(rows: Sequence[Row]) -> float:
@@ -55,8 +93,12 @@ def fit_domain(
     fallback: str = "strong",
     folds: int = 5,
     seed: int = 0,
+    subject_quantile: float | None = None,
 ) -> DomainGuard:
     """The domain summary of ``rows``' prompts (see the module docstring).
+
+    ``subject_quantile`` (e.g. 0.95) adds the subject profile when the rows name
+    two subjects or more; ``None`` (the default) leaves it out.
 
     Raises:
         ValueError: Fewer than ``2 * folds`` rows, a quantile outside (0, 1], or
@@ -64,6 +106,8 @@ def fit_domain(
     """
     if not 0 < quantile <= 1:
         raise ValueError(f"the guard quantile must be in (0, 1], got {quantile}")
+    if subject_quantile is not None and not 0 < subject_quantile < 1:
+        raise ValueError(f"the subject quantile must be in (0, 1), got {subject_quantile}")
     prompts = [r.prompt for r in rows]
     if len(prompts) < 2 * folds:
         raise ValueError(f"need at least {2 * folds} prompts to fit a domain, got {len(prompts)}")
@@ -78,10 +122,18 @@ def fit_domain(
     )
     feature_limit = max(float(np.quantile(distances, quantile)), _MIN_LIMIT)
     order_of = np.random.default_rng(seed).permutation(len(prompts))
+    labels = [r.domain or "" for r in rows]
+    subjects = subject_quantile is not None and all(labels) and len(set(labels)) >= 2
     novelty = np.zeros(len(prompts))
+    confidence = np.ones(len(prompts))
     for k in range(folds):
         held = set(order_of[k::folds].tolist())
         rest = [g for i, g in enumerate(grams) if i not in held]
+        if subjects:
+            rest_labels = [s for i, s in enumerate(labels) if i not in held]
+            fold_profile = fit_subjects(rest, rest_labels, min_df)
+            for i in held:
+                confidence[i] = fold_profile.confidence(grams[i])
         probe = DomainGuard(
             features=(),
             mean=(),
@@ -94,7 +146,16 @@ def fit_domain(
         for i in held:
             novelty[i] = probe.novelty(grams[i])
     novelty_limit = max(float(np.quantile(novelty, quantile)), _MIN_LIMIT)
-    typical = float(np.median(np.maximum(novelty / novelty_limit, distances / feature_limit)))
+    profile = fit_subjects(grams, labels, min_df) if subjects else None
+    subject_limit = (
+        float(np.quantile(confidence, 1 - subject_quantile))
+        if subjects and subject_quantile is not None
+        else 0.0
+    )
+    ratios = np.maximum(novelty / novelty_limit, distances / feature_limit)
+    if profile is not None:
+        ratios = np.maximum(ratios, subject_limit / confidence)
+    typical = float(np.median(ratios))
     return DomainGuard(
         features=features,
         mean=tuple(float(v) for v in mean),
@@ -108,4 +169,7 @@ def fit_domain(
         prior=prior_win_rate(rows),
         rows=len(prompts),
         typical=typical,
+        subjects=profile,
+        subject_limit=subject_limit,
+        subject_quantile=0.95 if subject_quantile is None else subject_quantile,
     )

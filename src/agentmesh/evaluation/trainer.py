@@ -72,6 +72,10 @@ class TrainConfig:
         guard: Record the training domain in the file (the out-of-domain guard).
         guard_quantile: Share of training prompts inside each domain limit.
         fallback: Safe strategy out of domain (``strong`` or ``prior``).
+        guard_subject_quantile: Also guard by subject familiarity
+            (:class:`~agentmesh.routing.domain.SubjectProfile`), this share of
+            training prompts inside its limit; ``None``: off (it did not pay on
+            MMLU's subject groups).
     """
 
     order: int = 2
@@ -87,6 +91,7 @@ class TrainConfig:
     guard: bool = True
     guard_quantile: float = 0.99
     fallback: str = "strong"
+    guard_subject_quantile: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,6 +413,7 @@ def train_router(
             quantile=config.guard_quantile,
             fallback=config.fallback,
             seed=config.seed,
+            subject_quantile=config.guard_subject_quantile,
         )
     model = LearnedModel(
         features=model.features,
