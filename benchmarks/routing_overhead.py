@@ -372,6 +372,32 @@ async def bench_agentmesh(
     return out
 
 
+async def bench_new_prompts(models: Sequence[SyntheticModel], plan: Plan) -> dict[str, Any]:
+    """``route()`` of the target strategies when every call brings a prompt not seen before.
+
+    The router keeps the token estimates of recent prompts, so the main rows (one
+    prompt, routed again and again) time the cached case; here each call routes
+    ``PROMPT`` plus a distinct case number (two words more), as new traffic does.
+    The requests are built before the timed loop.
+    """
+    catalog = agentmesh_catalog(models)
+    router = Router(catalog, state=await prepared_state(models))
+    out: dict[str, Any] = {}
+    for name in TARGET_STRATEGIES:
+        policy = agentmesh_policy(name, models, Path("unused"))
+        total = plan.warmup + plan.iterations
+        requests = iter(
+            [RouteRequest(prompt=f"{PROMPT} Case {i}.", node="bench") for i in range(total)]
+        )
+
+        def call(policy: Policy = policy, requests: Any = requests) -> Awaitable[RouteDecision]:
+            return router.route(next(requests), policy)
+
+        samples, _ = await time_calls(call, plan)
+        out[name] = summarize(samples, len(models))
+    return out
+
+
 async def profile_section(
     agentmesh: dict[str, dict[str, Any]], learned_file: Path
 ) -> dict[str, Any]:
@@ -681,6 +707,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             n: await bench_agentmesh(synthetic_models(n), plans[n], learned_file) for n in sizes
         }
         agentmesh = by_size(ours_by_n)
+        new_prompt = by_size(
+            {n: await bench_new_prompts(synthetic_models(n), plans[n]) for n in sizes}
+        )
         profile = await profile_section(agentmesh, learned_file)
 
     litellm_report: dict[str, Any]
@@ -716,6 +745,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 litellm_report["latency_history_mismatch"] = format_problem
     comparison = compare(agentmesh, theirs, sizes)
     median_target = target_median(agentmesh, sizes)
+    new_prompt_target = target_median(new_prompt, sizes)
     linear_target = target_linear(agentmesh, sizes)
     speed_target = target_speedup(comparison, skipped)
     verdicts = [median_target["meets"], speed_target["meets_20x"]]
@@ -762,7 +792,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "weights=(2, 3, 1), bias=-1.5) in a temp file",
             },
         },
-        "agentmesh": {"strategies": agentmesh},
+        "agentmesh": {"strategies": agentmesh, "new_prompt": new_prompt},
         "profile": profile,
         "litellm": litellm_report,
         "comparison": comparison,
@@ -770,6 +800,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "median_by_size": median_target,
             "faster_than_litellm": speed_target,
             "meets_all": all_of(verdicts),
+            "median_by_size_new_prompt": new_prompt_target
+            | {
+                "note": "the same targets when every call routes a prompt the router has not "
+                "seen (no cached token estimate): what new traffic costs"
+            },
             "linear_growth": linear_target | {"note": "information only, not a target"},
         },
         "network_attempts": guard.attempts,
