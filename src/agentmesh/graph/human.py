@@ -14,13 +14,13 @@ from abc import abstractmethod
 from typing import Any
 
 from agentmesh.graph.branches import VERDICT, read_field
-from agentmesh.graph.loops import loop_limit, visited
+from agentmesh.graph.loops import visited
 from agentmesh.graph.nodes import NodeFailed, NodeRunner, answer, resolve
 from agentmesh.graph.pause import Answer, InvalidAnswer, ask
 from agentmesh.graph.records import usage_update
 from agentmesh.graph.runtime import Runtime
 from agentmesh.graph.spec import GraphSpec, HumanNode
-from agentmesh.graph.state import Branch, RunState, first_branch
+from agentmesh.graph.state import Branch, RunState
 from agentmesh.tracing import SpanScope, node_span
 from agentmesh.tracing.attributes import NODE_BRANCH, NODE_VERDICT
 
@@ -54,10 +54,7 @@ class _Asking(NodeRunner):
             NodeFailed: The run was resumed with an answer this node does not
                 take (``invalid_answer``), or the loop bound is reached.
         """
-        branch = state.get("branch") or first_branch()
-        limit = loop_limit(self.name, self.node.max_visits, self.graph, state)
-        if limit is not None and self.counts_visits:
-            raise NodeFailed(self.name, "loop_limit", limit)
+        branch = self.entered(state, counted=self.counts_visits)
         try:
             decision = ask(self.payload(state, branch), self.accepts)
         except InvalidAnswer as exc:

@@ -156,10 +156,7 @@ class NodeRunner(ABC):
                 (``loop_limit``: its ``max_visits`` or the graph's ``max_steps``),
                 or a person rejected running it (``rejected``).
         """
-        branch = state.get("branch") or first_branch()
-        limit = loop_limit(self.name, self.node.max_visits, self.graph, state)
-        if limit is not None:
-            raise NodeFailed(self.name, "loop_limit", limit)
+        branch = self.entered(state)
         if self.node.interrupt == "before":
             self._approved(state, branch)
         attributes: dict[str, str | int] = {
@@ -176,6 +173,19 @@ class NodeRunner(ABC):
                 if models:
                     scope.set(NODE_MODELS, ",".join(dict.fromkeys(models)))
             return {**update, **visited(self.name)}
+
+    def entered(self, state: RunState, *, counted: bool = True) -> Branch:
+        """The branch this execution runs in, once a counted visit is within its loop bounds.
+
+        Raises:
+            NodeFailed: ``loop_limit``: the node's ``max_visits`` or the graph's
+                ``max_steps`` would be passed (only for a ``counted`` visit).
+        """
+        if counted:
+            limit = loop_limit(self.name, self.node.max_visits, self.graph, state)
+            if limit is not None:
+                raise NodeFailed(self.name, "loop_limit", limit)
+        return state.get("branch") or first_branch()
 
     @abstractmethod
     async def run(self, state: RunState, branch: Branch, scope: SpanScope) -> dict[str, Any]:
