@@ -15,7 +15,7 @@ from typing import Any
 
 from agentmesh.graph.branches import VERDICT, read_field
 from agentmesh.graph.loops import visited
-from agentmesh.graph.nodes import NodeFailed, NodeRunner, answer, resolve
+from agentmesh.graph.nodes import NodeFailed, NodeRunner, answer
 from agentmesh.graph.pause import Answer, InvalidAnswer, ask
 from agentmesh.graph.records import usage_update
 from agentmesh.graph.runtime import Runtime
@@ -87,7 +87,7 @@ class HumanRunner(_Asking):
 
     def payload(self, state: RunState, branch: Branch) -> dict[str, Any]:
         """``{node, question, accepts, **show}``."""
-        shown = {k: resolve(v, state, branch) for k, v in self.node.show.items()}
+        shown = {k: self.resolve(v, state, branch) for k, v in self.node.show.items()}
         return {
             "node": self.name,
             "question": self.node.question,

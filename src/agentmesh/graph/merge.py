@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from agentmesh.graph.nodes import ModelNodeRunner, NodeFailed, answer, resolve
+from agentmesh.graph.nodes import ModelNodeRunner, NodeFailed, answer
 from agentmesh.graph.records import ErrorInfo, RouteSummary, Step, usage_update
 from agentmesh.graph.spec import MergeNode
 from agentmesh.graph.state import Branch, RunState
@@ -38,7 +38,7 @@ class MergeRunner(ModelNodeRunner):
         ctx = SynthesisContext(
             caller=self.runtime.caller,
             prompts=self.runtime.prompts,
-            question=str(resolve(node.question, state, branch) or ""),
+            question=str(self.resolve(node.question, state, branch) or ""),
             node=self.name,
             run_id=state.get("run_id"),
             task=node.task,

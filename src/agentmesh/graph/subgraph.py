@@ -22,7 +22,7 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from agentmesh.graph.nodes import NodeFailed, NodeRunner, answer, resolve
+from agentmesh.graph.nodes import NodeFailed, NodeRunner, answer
 from agentmesh.graph.outputs import output_result
 from agentmesh.graph.records import usage_update
 from agentmesh.graph.spec import GraphNode, GraphSpec
@@ -62,7 +62,7 @@ class SubgraphRunner(NodeRunner):
         """
         assert self.inner is not None, "compile_graph sets the inner graph"
         start = {
-            "input": str(resolve(self.node.input, state, branch) or ""),
+            "input": str(self.resolve(self.node.input, state, branch) or ""),
             "run_id": state.get("run_id"),
             "budget_usd": state.get("budget_usd"),
         }
