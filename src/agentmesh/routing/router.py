@@ -252,11 +252,11 @@ class Router:
             excluded.extend(ranking.excluded)
         if not ranking.ranked:
             raise self._no_route(ctx, excluded)
-        if limits:
-            return await self._reserve(ctx, strategy, ranking, excluded, limits)
         ranked = ranking.ranked
         first = first_model(ranked)
         selected = ranking.selected or (first,)
+        if limits:
+            return await self._reserve(ctx, strategy, ranking, first, selected, excluded, limits)
         return self._decision(
             ctx, strategy, ranking, ranked, selected, first, excluded, 0.0, (), self._next_id()
         )
@@ -360,45 +360,47 @@ class Router:
         ctx: RouteContext,
         strategy: Strategy[Any],
         ranking: Ranking,
+        first: str,
+        selected: tuple[str, ...],
         excluded: list[Exclusion],
         limits: tuple[tuple[str, float], ...],
     ) -> RouteDecision:
-        """Reserve the worst case of the first affordable choice and build the decision."""
+        """Reserve the worst case of the first affordable choice and build the decision.
+
+        ``selected`` is the strategy's choice (its first model by default); when a
+        budget refuses it meanwhile, the next candidate is tried, unless the
+        strategy selected models itself.
+        """
         ranked: Sequence[Candidate] = ranking.ranked
-        first = first_model(ranked)
-        selected = ranking.selected or (first,)
-        reserved = 0.0
         decision_id = self._next_id()
-        if limits:
-            refusals: set[str] = set()
-            while True:
-                amount = sum(ctx.worst_cost(self.catalog[m]) for m in selected)
-                refused = await self.state.reserve(
-                    limits, amount, hold=decision_id, lease_s=self.budgets.lease_s
+        refusals: set[str] = set()
+        while True:
+            amount = sum(ctx.worst_cost(self.catalog[m]) for m in selected)
+            refused = await self.state.reserve(
+                limits, amount, hold=decision_id, lease_s=self.budgets.lease_s
+            )
+            if refused is None:
+                break
+            why = f"reservation of ${amount:.6f} refused by budget {refused} (spent meanwhile)"
+            excluded.extend(Exclusion(m, why, "budget") for m in selected)
+            refusals.update(selected)
+            left = [c for c in ranked if c.model not in refusals]
+            if ranking.selected or not left:
+                limit = dict(limits)[refused]
+                raise BudgetExceeded(
+                    ctx.request,
+                    tuple(excluded),
+                    scope=refused,
+                    needed_usd=amount,
+                    remaining_usd=limit - ctx.snapshot.spent.get(refused, 0.0),
+                    limit_usd=limit,
                 )
-                if refused is None:
-                    reserved = amount
-                    break
-                why = f"reservation of ${amount:.6f} refused by budget {refused} (spent meanwhile)"
-                excluded.extend(Exclusion(m, why, "budget") for m in selected)
-                refusals.update(selected)
-                left = [c for c in ranked if c.model not in refusals]
-                if ranking.selected or not left:
-                    limit = dict(limits)[refused]
-                    raise BudgetExceeded(
-                        ctx.request,
-                        tuple(excluded),
-                        scope=refused,
-                        needed_usd=amount,
-                        remaining_usd=limit - ctx.snapshot.spent.get(refused, 0.0),
-                        limit_usd=limit,
-                    )
-                ranked = tuple(left)
-                selected = (ranked[0].model,)
-            self._open[decision_id] = reserved
+            ranked = tuple(left)
+            selected = (ranked[0].model,)
+        self._open[decision_id] = amount
         keys = tuple(key for key, _ in limits)
         return self._decision(
-            ctx, strategy, ranking, ranked, selected, first, excluded, reserved, keys, decision_id
+            ctx, strategy, ranking, ranked, selected, first, excluded, amount, keys, decision_id
         )
 
     @staticmethod
@@ -425,7 +427,7 @@ class Router:
             ranked,
             tuple(excluded) if excluded else (),
             Fallbacks(ranked, selected),
-            selected if type(selected) is tuple else tuple(selected),
+            tuple(selected),  # a third-party strategy may have selected a list
             ctx.task,
             ctx.request,
             reserved,
