@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import accumulate
 from operator import attrgetter, neg
 from typing import Annotated, Literal
@@ -107,6 +107,14 @@ _LATENCY: dict[str, Callable[[ModelStats], float | None]] = {
 """How each ``metric`` reads a model's latency (C-level getters: read per candidate)."""
 
 
+def _latency_of(
+    stats: Mapping[str, ModelStats], pick: Callable[[ModelStats], float | None], model: str
+) -> float | None:
+    """``model``'s latency by ``pick``, ``None`` when it has none observed."""
+    seen = stats.get(model)
+    return None if seen is None else pick(seen)
+
+
 class LeastLatencyStrategy(Strategy[LeastLatencyParams]):
     """Lowest observed latency (EWMA or sliding-window p95) from recorded outcomes."""
 
@@ -128,14 +136,12 @@ class LeastLatencyStrategy(Strategy[LeastLatencyParams]):
         ]
 
         def note(spec: ModelSpec, _: float) -> str:
-            seen = stats.get(spec.id)
-            value = None if seen is None else pick(seen)
+            value = _latency_of(stats, pick, spec.id)
             return "no latency observed yet" if value is None else f"{metric} {value:.1f} ms"
 
         ranked = Ranked(candidates, scores, ctx.costs, note)
         first = ranked.model(0)
-        seen = stats.get(first)
-        value = None if seen is None else pick(seen)
+        value = _latency_of(stats, pick, first)
         if value is None:
             reason = f"{first} has no latency observed yet: explored first"
         else:
