@@ -58,6 +58,16 @@ FALLBACKS: Mapping[str, str] = MappingProxyType(
 _FLOOR = 0.05
 
 
+def _pack(data: bytes) -> str:
+    """``data`` as a router file stores it: zlib-compressed, then base64."""
+    return base64.b64encode(zlib.compress(data, 9)).decode("ascii")
+
+
+def _unpack(text: object) -> bytes:
+    """What :func:`_pack` packed (``binascii.Error``, a ``ValueError``, or ``zlib.error``)."""
+    return zlib.decompress(base64.b64decode(str(text), validate=True))
+
+
 def _bit(gram: str, size: int) -> int:
     return zlib.crc32(gram.encode("utf-8")) % size
 
@@ -133,7 +143,7 @@ class SubjectProfile:
             "log_prior": [round(v, 6) for v in self.log_prior],
             "log_denominator": [round(v, 6) for v in self.log_denominator],
             "smoothing": self.smoothing,
-            "counts": base64.b64encode(zlib.compress(packed, 9)).decode("ascii"),
+            "counts": _pack(packed),
         }
 
     @classmethod
@@ -145,7 +155,7 @@ class SubjectProfile:
         """
         if doc.get("kind", "naive-bayes") != "naive-bayes":
             raise ValueError(f"unknown subject profile kind {doc.get('kind')!r}")
-        raw = json.loads(zlib.decompress(base64.b64decode(str(doc["counts"]), validate=True)))
+        raw = json.loads(_unpack(doc["counts"]))
         if not isinstance(raw, dict):
             raise TypeError("subject counts must be an object")
         counts = {
@@ -283,7 +293,7 @@ class DomainGuard:
             "novelty_limit": round(self.novelty_limit, 6),
             "ngram_order": self.order,
             "vocabulary_bits": len(self.vocabulary) * 8,
-            "vocabulary": base64.b64encode(zlib.compress(self.vocabulary, 9)).decode("ascii"),
+            "vocabulary": _pack(self.vocabulary),
             **(
                 {}
                 if self.subjects is None
@@ -305,7 +315,7 @@ class DomainGuard:
         if doc.get("kind", "vocabulary+features") != "vocabulary+features":
             raise ValueError(f"unknown domain summary kind {doc.get('kind')!r}")
         try:
-            vocabulary = zlib.decompress(base64.b64decode(str(doc["vocabulary"]), validate=True))
+            vocabulary = _unpack(doc["vocabulary"])
             return cls(
                 features=tuple(str(f) for f in doc["features"]),
                 mean=tuple(float(v) for v in doc["mean"]),
