@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import json
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -25,6 +24,7 @@ from agentmesh.models.errors import (
     Timeout,
     Unavailable,
 )
+from agentmesh.testing import openai_completion
 from agentmesh.testing.fault_server import FaultPlan, FaultServer
 from tests.integration.conftest import free_port, require
 
@@ -165,21 +165,7 @@ async def test_a_proxy_in_the_environment_carries_the_calls(
 ) -> None:
     """``HTTP_PROXY`` is honoured: the call reaches the model through the proxy."""
     seen: list[str] = []
-    reply = json.dumps(
-        {
-            "id": "c1",
-            "object": "chat.completion",
-            "model": "far",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "pong"},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        }
-    ).encode()
+    reply = openai_completion("pong", model="far").content
 
     async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
